@@ -1,0 +1,1 @@
+//! Ilion's per-node storage engine.

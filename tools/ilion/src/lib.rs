@@ -1,0 +1,15 @@
+//! The `ilion` program: configuration, node assembly and the command-line
+//! front of every tool (`server`, `shell`, `nodetool`, `stress`, `cluster`).
+//!
+//! Layout:
+//! - [`cli`]: the clap definitions of every subcommand and its flags;
+//! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
+//!   validated [`config::Config`];
+//! - [`logging`]: the `tracing` subscriber (text or JSON);
+//! - [`server`]: assembles a node from its configuration and runs it until
+//!   SIGTERM/SIGINT.
+
+pub mod cli;
+pub mod config;
+pub mod logging;
+pub mod server;

@@ -1,0 +1,52 @@
+//! Entry point of the `ilion` program: parses the command line and hands over
+//! to the subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ilion::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => run_server(&args),
+        Command::Shell(_) => not_built("ilion shell", "issue 5"),
+        Command::Nodetool(_) => not_built("ilion nodetool", "issue 5"),
+        Command::Stress(_) => not_built("ilion stress", "issue 5"),
+        Command::Cluster(_) => not_built("ilion cluster", "issue 5"),
+    }
+}
+
+fn run_server(args: &ilion::cli::ServerArgs) -> ExitCode {
+    let config = match ilion::server::load_config(args, std::env::vars()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ilion: configuration error: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    ilion::logging::init(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ilion: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ilion::server::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("ilion: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn not_built(what: &str, issue: &str) -> ExitCode {
+    eprintln!("ilion: not yet supported: {what} is not built yet ({issue})");
+    ExitCode::from(2)
+}

@@ -1,0 +1,141 @@
+//! `cargo xtask ci`: the one entry point that runs every check, locally and in
+//! CI: `cargo fmt --check`, `cargo clippy` with warnings denied, the tidy
+//! checks, and the whole test suite with cargo-nextest (or `cargo test` where
+//! nextest is missing).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+fn main() -> anyhow::Result<()> {
+    let task = std::env::args().nth(1).unwrap_or_default();
+    let root = workspace_root();
+    match task.as_str() {
+        "ci" => ci(&root),
+        "tidy" => tidy(&root),
+        _ => bail!("usage: cargo xtask ci | tidy"),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn ci(root: &Path) -> anyhow::Result<()> {
+    run(root, "cargo", &["fmt", "--all", "--check"])?;
+    tidy(root)?;
+    run(
+        root,
+        "cargo",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    if has_nextest(root) {
+        run(
+            root,
+            "cargo",
+            &["nextest", "run", "--workspace", "--no-fail-fast"],
+        )?;
+    } else {
+        eprintln!("xtask: cargo-nextest not found; running cargo test");
+        run(root, "cargo", &["test", "--workspace", "--no-fail-fast"])?;
+    }
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn has_nextest(root: &Path) -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .current_dir(root)
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+fn run(root: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!("{program} {} failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Fails on a Rust source file without a module doc (`//!`) or with a
+/// leftover `dbg!`.
+fn tidy(root: &Path) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for dir in [
+        "storage-lsm",
+        "gossip",
+        "replication",
+        "cql-frontend",
+        "tools",
+        "jepsen-tests",
+        "benches",
+    ] {
+        visit(&root.join(dir), &mut |path| check_file(path, &mut problems))?;
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("tidy: {problem}");
+        }
+        bail!("tidy found {} problem(s)", problems.len());
+    }
+    eprintln!("xtask: tidy ok");
+    Ok(())
+}
+
+fn visit(dir: &Path, on_file: &mut dyn FnMut(&Path)) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            if name != "target" && !name.starts_with('.') {
+                visit(&path, on_file)?;
+            }
+        } else if name.ends_with(".rs") {
+            on_file(&path);
+        }
+    }
+    Ok(())
+}
+
+fn check_file(path: &Path, problems: &mut Vec<String>) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        problems.push(format!("{}: unreadable", path.display()));
+        return;
+    };
+    let first_code = text
+        .lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("#!["));
+    if !first_code.is_some_and(|line| line.starts_with("//!")) {
+        problems.push(format!(
+            "{}: missing module doc (start the file with //! saying what it owns)",
+            path.display()
+        ));
+    }
+    let needle = concat!("db", "g!(");
+    if text.contains(needle) {
+        problems.push(format!("{}: leftover debug macro", path.display()));
+    }
+}
