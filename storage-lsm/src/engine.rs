@@ -1,0 +1,667 @@
+//! The engine: the API the coordinator and the frontend use.
+//!
+//! ```text
+//! Engine::open(config)            discover tables, replay the commitlog
+//! engine.create_table(id, opts)   a directory <data_dir>/<id>/
+//! engine.apply(mutation)          commitlog, then memtable; durable per sync mode
+//! engine.read(table, key, slice)  live rows of one partition
+//! engine.scan(table, range, ...)  live rows by token range, with a resume point
+//! engine.flush / compact / snapshot / stats / drop_table / truncate
+//! ```
+//!
+//! Threads: with `background: true` the engine runs a flusher (switched
+//! memtables to SSTables), a compactor (strategy-chosen compactions, throttled)
+//! and, in periodic sync mode, a commitlog syncer. With `background: false`
+//! nothing happens unless asked, which keeps tests deterministic.
+//!
+//! Backpressure: when all memtables together pass
+//! `memtable_total_bytes_max`, writers wait (up to [`WRITE_STALL_MAX`]) for
+//! flushes to free memory instead of growing it without bound.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::clock::{Clock, SystemClock};
+use crate::commitlog::{CommitLog, ReplayReport, SyncMode};
+use crate::compaction::{self, Throttle};
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::memtable::Memtable;
+use crate::model::{Mutation, PartitionKey, TableId};
+use crate::sstable::format::Component;
+use crate::stats::Percentiles;
+use crate::table::{PartitionRows, ScanPage, ScanResume, SliceQuery, Table, TableOptions, TokenRange};
+
+/// Longest a writer waits for memtable memory before failing with an error.
+pub const WRITE_STALL_MAX: Duration = Duration::from_secs(30);
+
+/// How to open an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_dir: PathBuf,
+    pub commitlog_dir: PathBuf,
+    pub sync: SyncMode,
+    pub commitlog_segment_size_bytes: u64,
+    /// A table's memtable is switched and flushed past this size.
+    pub memtable_flush_bytes: usize,
+    /// All memtables (active and flushing) together; writers wait past it.
+    pub memtable_total_bytes_max: usize,
+    /// Compaction throughput limit (0 = unlimited).
+    pub compaction_bytes_per_s: u64,
+    pub background: bool,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EngineConfig {
+    /// Defaults for a node with its data under `root`.
+    pub fn new(data_dir: impl Into<PathBuf>, commitlog_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            commitlog_dir: commitlog_dir.into(),
+            sync: SyncMode::Periodic(Duration::from_secs(10)),
+            commitlog_segment_size_bytes: 32 * 1024 * 1024,
+            memtable_flush_bytes: 64 * 1024 * 1024,
+            memtable_total_bytes_max: 512 * 1024 * 1024,
+            compaction_bytes_per_s: 64 * 1024 * 1024,
+            background: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// Summary of one table, for `nodetool tablestats`-style output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableStats {
+    pub sstable_count: usize,
+    /// SSTable count per level (index = level).
+    pub sstables_per_level: Vec<usize>,
+    pub live_disk_bytes: u64,
+    pub memtable_bytes: usize,
+    pub partition_count_estimate: u64,
+    pub read_latency_us: Percentiles,
+    pub write_latency_us: Percentiles,
+    pub range_latency_us: Percentiles,
+    pub tombstones_per_read: Percentiles,
+    pub tombstones_scanned_total: u64,
+    pub pending_compactions: usize,
+}
+
+struct Shared {
+    config: EngineConfig,
+    tables: RwLock<HashMap<TableId, Arc<Table>>>,
+    commitlog: CommitLog,
+    throttle: Throttle,
+    shutdown: AtomicBool,
+    /// Memtables waiting for the flusher.
+    flush_queue: Mutex<Vec<(Arc<Table>, Arc<Memtable>, crate::commitlog::Position)>>,
+    work: Condvar,
+    work_lock: Mutex<()>,
+    /// Signalled whenever a flush frees memory.
+    flushed: Condvar,
+    flushed_lock: Mutex<()>,
+}
+
+/// A node's storage engine.
+pub struct Engine {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    pub replay: ReplayReport,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("data_dir", &self.shared.config.data_dir)
+            .finish()
+    }
+}
+
+fn options_path(dir: &Path) -> PathBuf {
+    dir.join("options.txt")
+}
+
+impl Engine {
+    /// Opens the engine: tables from the data directory, then commitlog replay,
+    /// then a flush of whatever was replayed.
+    pub fn open(config: EngineConfig) -> Result<Engine> {
+        fs::create_dir_all(&config.data_dir)?;
+        let mut tables = HashMap::new();
+        let entries = std::fs::read_dir(&config.data_dir).map_err(Error::io(&config.data_dir))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(&config.data_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = TableId::from_dir_name(&name) else {
+                continue;
+            };
+            let dir = entry.path();
+            let options_file = options_path(&dir);
+            let options = match std::fs::read_to_string(&options_file) {
+                Ok(text) => TableOptions::decode(&text).ok_or_else(|| Error::Corrupt {
+                    path: options_file.clone(),
+                    offset: 0,
+                    reason: "table options do not parse".into(),
+                })?,
+                Err(_) => continue, // a table directory whose creation did not finish
+            };
+            tables.insert(id, Arc::new(Table::open(id, &dir, options)?));
+        }
+        let mut replayed_tables: Vec<TableId> = Vec::new();
+        let (commitlog, old_segments, replay) = CommitLog::open(
+            &config.commitlog_dir,
+            config.sync,
+            config.commitlog_segment_size_bytes,
+            |mutation| {
+                if let Some(table) = tables.get(&mutation.table) {
+                    if !replayed_tables.contains(&mutation.table) {
+                        replayed_tables.push(mutation.table);
+                    }
+                    table.apply(mutation.key, mutation.update, || Ok(()))?;
+                }
+                Ok(())
+            },
+        )?;
+        let now_s = config.clock.now_s();
+        for id in &replayed_tables {
+            if let Some(table) = tables.get(id) {
+                if let Some((memtable, _)) = table.switch_memtable(Default::default) {
+                    table.flush_memtable(&memtable, now_s)?;
+                }
+            }
+        }
+        let damaged: Vec<&PathBuf> = replay.damaged.iter().map(|(p, _, _)| p).collect();
+        for segment in &old_segments {
+            if damaged.contains(&segment) {
+                let aside = segment.with_extension("log.damaged");
+                fs::rename(segment, &aside)?;
+            } else {
+                fs::remove_file(segment)?;
+            }
+        }
+        let shared = Arc::new(Shared {
+            throttle: Throttle::new(config.compaction_bytes_per_s),
+            config,
+            tables: RwLock::new(tables),
+            commitlog,
+            shutdown: AtomicBool::new(false),
+            flush_queue: Mutex::new(Vec::new()),
+            work: Condvar::new(),
+            work_lock: Mutex::new(()),
+            flushed: Condvar::new(),
+            flushed_lock: Mutex::new(()),
+        });
+        let engine = Engine {
+            shared,
+            threads: Mutex::new(Vec::new()),
+            replay,
+        };
+        if engine.shared.config.background {
+            engine.start_threads();
+        }
+        Ok(engine)
+    }
+
+    fn start_threads(&self) {
+        let mut threads = self.threads.lock();
+        let shared = self.shared.clone();
+        threads.extend(
+            std::thread::Builder::new()
+                .name("ilion-flush".into())
+                .spawn(move || flusher(&shared))
+                .ok(),
+        );
+        let shared = self.shared.clone();
+        threads.extend(
+            std::thread::Builder::new()
+                .name("ilion-compact".into())
+                .spawn(move || compactor(&shared))
+                .ok(),
+        );
+        if let SyncMode::Periodic(period) = self.shared.config.sync {
+            let shared = self.shared.clone();
+            threads.extend(
+                std::thread::Builder::new()
+                    .name("ilion-commitlog-sync".into())
+                    .spawn(move || syncer(&shared, period))
+                    .ok(),
+            );
+        }
+    }
+
+    fn table(&self, id: TableId) -> Result<Arc<Table>> {
+        self.shared
+            .tables
+            .read()
+            .get(&id)
+            .cloned()
+            .ok_or(Error::UnknownTable(id))
+    }
+
+    pub fn now_s(&self) -> i64 {
+        self.shared.config.clock.now_s()
+    }
+
+    /// Creates a table; its options are stored beside its SSTables.
+    pub fn create_table(&self, id: TableId, options: TableOptions) -> Result<()> {
+        let mut tables = self.shared.tables.write();
+        if tables.contains_key(&id) {
+            return Err(Error::TableExists(id));
+        }
+        let dir = self.shared.config.data_dir.join(id.dir_name());
+        fs::create_dir_all(&dir)?;
+        fs::write_atomic(&options_path(&dir), options.encode().as_bytes())?;
+        tables.insert(id, Arc::new(Table::open(id, &dir, options)?));
+        Ok(())
+    }
+
+    pub fn has_table(&self, id: TableId) -> bool {
+        self.shared.tables.read().contains_key(&id)
+    }
+
+    pub fn table_ids(&self) -> Vec<TableId> {
+        self.shared.tables.read().keys().copied().collect()
+    }
+
+    pub fn alter_table(&self, id: TableId, options: TableOptions) -> Result<()> {
+        self.table(id)?.set_options(options)
+    }
+
+    /// Drops a table and deletes its files.
+    pub fn drop_table(&self, id: TableId) -> Result<()> {
+        let table = self
+            .shared
+            .tables
+            .write()
+            .remove(&id)
+            .ok_or(Error::UnknownTable(id))?;
+        self.shared.commitlog.forget_table(id)?;
+        std::fs::remove_dir_all(&table.dir).map_err(Error::io(&table.dir))?;
+        Ok(())
+    }
+
+    /// Removes every row of a table (data written before the call): flushes,
+    /// waits for queued flushes, then deletes every SSTable.
+    pub fn truncate(&self, id: TableId) -> Result<()> {
+        let table = self.table(id)?;
+        self.flush(id)?;
+        let started = Instant::now();
+        while !table.view().flushing.is_empty() {
+            if started.elapsed() > WRITE_STALL_MAX {
+                return Err(Error::InvalidArgument("truncate timed out waiting for flushes".into()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let sstables = table.view().sstables;
+        table.replace_sstables(&sstables, Vec::new());
+        for sstable in &sstables {
+            compaction::delete_sstable(&sstable.descriptor)?;
+        }
+        Ok(())
+    }
+
+    /// Applies a mutation: commitlog first, then memtable. Returns once the
+    /// write is as durable as the sync mode promises.
+    pub fn apply(&self, mutation: Mutation) -> Result<()> {
+        if self.shared.shutdown.load(Ordering::Relaxed) {
+            return Err(Error::ShutDown);
+        }
+        let table = self.table(mutation.table)?;
+        self.wait_for_memory()?;
+        let commitlog = &self.shared.commitlog;
+        let position = table.apply(mutation.key.clone(), mutation.update.clone(), || {
+            commitlog.append(&mutation)
+        })?;
+        if commitlog.mode() == SyncMode::Batch {
+            commitlog.wait_durable(position)?;
+        }
+        if table.view().active.size_bytes() >= self.shared.config.memtable_flush_bytes {
+            self.schedule_flush(&table);
+        }
+        Ok(())
+    }
+
+    fn total_memtable_bytes(&self) -> usize {
+        self.shared
+            .tables
+            .read()
+            .values()
+            .map(|t| {
+                let view = t.view();
+                view.active.size_bytes() + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>()
+            })
+            .sum()
+    }
+
+    fn wait_for_memory(&self) -> Result<()> {
+        let limit = self.shared.config.memtable_total_bytes_max;
+        if self.total_memtable_bytes() < limit {
+            return Ok(());
+        }
+        if !self.shared.config.background {
+            self.flush_all()?;
+            return Ok(());
+        }
+        let started = Instant::now();
+        // Make sure something is flushing, then wait for memory to free up.
+        let largest = self
+            .shared
+            .tables
+            .read()
+            .values()
+            .max_by_key(|t| t.view().active.size_bytes())
+            .cloned();
+        if let Some(table) = largest {
+            self.schedule_flush(&table);
+        }
+        let mut guard = self.shared.flushed_lock.lock();
+        while self.total_memtable_bytes() >= limit {
+            if started.elapsed() > WRITE_STALL_MAX {
+                return Err(Error::InvalidArgument(format!(
+                    "write stalled for {}s waiting for memtable flushes",
+                    WRITE_STALL_MAX.as_secs()
+                )));
+            }
+            self.shared
+                .flushed
+                .wait_for(&mut guard, Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    fn schedule_flush(&self, table: &Arc<Table>) {
+        if let Some((memtable, position)) =
+            table.switch_memtable(|| self.shared.commitlog.current_position())
+        {
+            self.shared
+                .flush_queue
+                .lock()
+                .push((table.clone(), memtable, position));
+            self.shared.work.notify_all();
+        }
+    }
+
+    /// Live rows of one partition.
+    pub fn read(&self, table: TableId, key: &PartitionKey, query: &SliceQuery) -> Result<Option<PartitionRows>> {
+        self.table(table)?.read_partition(key, query, self.now_s())
+    }
+
+    /// Unfiltered atoms of one partition (tombstones kept).
+    pub fn read_unfiltered(
+        &self,
+        table: TableId,
+        key: &PartitionKey,
+        query: &SliceQuery,
+    ) -> Result<Option<(crate::merge::PartitionHeader, Vec<crate::merge::Atom>)>> {
+        self.table(table)?.read_unfiltered(key, query)
+    }
+
+    /// Live rows by token range, at most `row_limit`, resuming after `resume`.
+    pub fn scan(
+        &self,
+        table: TableId,
+        range: &TokenRange,
+        resume: Option<&ScanResume>,
+        row_limit: usize,
+    ) -> Result<ScanPage> {
+        self.table(table)?.scan(range, resume, row_limit, self.now_s())
+    }
+
+    /// Flushes a table's memtable now and waits for it.
+    pub fn flush(&self, id: TableId) -> Result<()> {
+        let table = self.table(id)?;
+        if let Some((memtable, position)) =
+            table.switch_memtable(|| self.shared.commitlog.current_position())
+        {
+            table.flush_memtable(&memtable, self.now_s())?;
+            self.shared.commitlog.mark_clean(id, position)?;
+            self.shared.flushed.notify_all();
+        }
+        Ok(())
+    }
+
+    pub fn flush_all(&self) -> Result<()> {
+        for id in self.table_ids() {
+            self.flush(id)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the compactions the table's strategy wants until none is due.
+    pub fn compact_pending(&self, id: TableId) -> Result<usize> {
+        let table = self.table(id)?;
+        let mut done = 0;
+        while let Some(task) = reserve(&table) {
+            let result = compaction::run(&table, &task, self.now_s(), &self.shared.throttle);
+            release(&table, &task);
+            result?;
+            done += 1;
+        }
+        Ok(done)
+    }
+
+    /// Major compaction: every SSTable of the table into one (or, for
+    /// leveled tables, one run of non-overlapping SSTables).
+    pub fn compact_all(&self, id: TableId) -> Result<()> {
+        let table = self.table(id)?;
+        let view = table.view();
+        let busy = table.compacting.lock().clone();
+        if view.sstables.is_empty() || view.sstables.iter().any(|s| busy.contains(&s.generation())) {
+            return Ok(());
+        }
+        let (output_level, output_size_bytes) = match table.options().compaction {
+            crate::table::CompactionStrategy::Leveled { sstable_size_bytes, .. } => (1, Some(sstable_size_bytes)),
+            _ => (0, None),
+        };
+        let task = compaction::CompactionTask {
+            inputs: view.sstables.clone(),
+            output_level,
+            output_size_bytes,
+        };
+        table
+            .compacting
+            .lock()
+            .extend(task.inputs.iter().map(|s| s.generation()));
+        let result = compaction::run(&table, &task, self.now_s(), &self.shared.throttle);
+        release(&table, &task);
+        result
+    }
+
+    /// Sets the compaction throughput limit (0 = unlimited).
+    pub fn set_compaction_throughput(&self, bytes_per_s: u64) {
+        self.shared.throttle.bytes_per_s.store(bytes_per_s, Ordering::Relaxed);
+    }
+
+    pub fn compaction_throughput(&self) -> u64 {
+        self.shared.throttle.bytes_per_s.load(Ordering::Relaxed)
+    }
+
+    /// Hard-links every SSTable of every table into
+    /// `<table dir>/snapshots/<name>/`, after flushing.
+    pub fn snapshot(&self, name: &str) -> Result<Vec<PathBuf>> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(Error::InvalidArgument(format!("bad snapshot name {name:?}")));
+        }
+        self.flush_all()?;
+        let mut dirs = Vec::new();
+        for id in self.table_ids() {
+            let table = self.table(id)?;
+            let dir = table.dir.join("snapshots").join(name);
+            fs::create_dir_all(&dir)?;
+            for sstable in table.view().sstables {
+                for component in Component::ALL {
+                    let from = sstable.descriptor.path(component);
+                    let Some(file_name) = from.file_name() else { continue };
+                    let to = dir.join(file_name);
+                    std::fs::hard_link(&from, &to).map_err(Error::io(&to))?;
+                }
+            }
+            fs::write_atomic(&options_path(&dir), table.options().encode().as_bytes())?;
+            fs::sync_dir(&dir)?;
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+
+    pub fn stats(&self, id: TableId) -> Result<TableStats> {
+        let table = self.table(id)?;
+        let view = table.view();
+        let mut per_level = Vec::new();
+        for sstable in &view.sstables {
+            let level = sstable.stats.level as usize;
+            if per_level.len() <= level {
+                per_level.resize(level + 1, 0);
+            }
+            if let Some(count) = per_level.get_mut(level) {
+                *count += 1;
+            }
+        }
+        let busy = table.compacting.lock().clone();
+        let pending = usize::from(compaction::pick(&view, &table.options().compaction, &busy).is_some());
+        Ok(TableStats {
+            sstable_count: view.sstables.len(),
+            sstables_per_level: per_level,
+            live_disk_bytes: view.sstables.iter().map(|s| s.size_on_disk_bytes()).sum(),
+            memtable_bytes: view.active.size_bytes() + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>(),
+            partition_count_estimate: view.sstables.iter().map(|s| s.stats.partition_count).sum::<u64>()
+                + view.active.partition_count() as u64,
+            read_latency_us: table.metrics.read_latency(),
+            write_latency_us: table.metrics.write_latency(),
+            range_latency_us: table.metrics.range_latency(),
+            tombstones_per_read: table.metrics.tombstones_per_read(),
+            tombstones_scanned_total: table.metrics.tombstones_scanned.load(Ordering::Relaxed),
+            pending_compactions: pending,
+        })
+    }
+
+    /// Commitlog segments on disk.
+    pub fn commitlog_segments(&self) -> usize {
+        self.shared.commitlog.segment_count()
+    }
+
+    /// Flushes everything, stops background threads; later writes fail.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.shared.shutdown.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.shared.work.notify_all();
+        for handle in self.threads.lock().drain(..) {
+            let _ = handle.join();
+        }
+        // Drain flushes the threads did not get to.
+        let queued: Vec<_> = self.shared.flush_queue.lock().drain(..).collect();
+        for (table, memtable, position) in queued {
+            table.flush_memtable(&memtable, self.now_s())?;
+            self.shared.commitlog.mark_clean(table.id, position)?;
+        }
+        self.shared.commitlog.sync_now()?;
+        Ok(())
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.work.notify_all();
+        for handle in self.threads.lock().drain(..) {
+            let _ = handle.join();
+        }
+        let _ = self.shared.commitlog.sync_now();
+    }
+}
+
+fn reserve(table: &Table) -> Option<compaction::CompactionTask> {
+    let mut busy = table.compacting.lock();
+    let task = compaction::pick(&table.view(), &table.options().compaction, &busy)?;
+    busy.extend(task.inputs.iter().map(|s| s.generation()));
+    Some(task)
+}
+
+fn release(table: &Table, task: &compaction::CompactionTask) {
+    table
+        .compacting
+        .lock()
+        .retain(|g| !task.inputs.iter().any(|s| s.generation() == *g));
+}
+
+fn wait_for_work(shared: &Shared, timeout: Duration) {
+    let mut guard = shared.work_lock.lock();
+    if !shared.shutdown.load(Ordering::Relaxed) {
+        shared.work.wait_for(&mut guard, timeout);
+    }
+}
+
+fn flusher(shared: &Shared) {
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        let next = {
+            let mut queue = shared.flush_queue.lock();
+            if queue.is_empty() {
+                None
+            } else {
+                Some(queue.remove(0))
+            }
+        };
+        match next {
+            Some((table, memtable, position)) => {
+                let now_s = shared.config.clock.now_s();
+                match table.flush_memtable(&memtable, now_s) {
+                    Ok(()) => {
+                        if let Err(error) = shared.commitlog.mark_clean(table.id, position) {
+                            tracing::error!(%error, "commitlog cleanup failed");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(table = ?table.id, %error, "flush failed; will retry");
+                        shared.flush_queue.lock().push((table, memtable, position));
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+                shared.flushed.notify_all();
+                shared.work.notify_all();
+            }
+            None => wait_for_work(shared, Duration::from_millis(200)),
+        }
+    }
+}
+
+fn compactor(shared: &Shared) {
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        let tables: Vec<Arc<Table>> = shared.tables.read().values().cloned().collect();
+        let mut did_work = false;
+        for table in tables {
+            if shared.shutdown.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Some(task) = reserve(&table) {
+                let now_s = shared.config.clock.now_s();
+                if let Err(error) = compaction::run(&table, &task, now_s, &shared.throttle) {
+                    tracing::error!(table = ?table.id, %error, "compaction failed");
+                }
+                release(&table, &task);
+                did_work = true;
+            }
+        }
+        if !did_work {
+            wait_for_work(shared, Duration::from_secs(1));
+        }
+    }
+}
+
+fn syncer(shared: &Shared, period: Duration) {
+    let mut last = Instant::now();
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        let wait = period.saturating_sub(last.elapsed()).min(Duration::from_millis(100));
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+            continue;
+        }
+        last = Instant::now();
+        if let Err(error) = shared.commitlog.periodic_sync() {
+            tracing::error!(%error, "commitlog sync failed");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The memtable: a table's recent writes in memory, sorted, until they are
+//! flushed to an SSTable.
+//!
+//! Partitions sit in a lock-free skip list ordered by `(token, key)`; each
+//! partition is behind its own mutex, so writers to different partitions never
+//! wait for each other. Readers copy a partition's atoms out a chunk at a time
+//! ([`MEMTABLE_READ_CHUNK`]), never holding a lock while the caller works and
+//! never copying a whole wide partition at once.
+//!
+//! A memtable counts its approximate size; the table switches to a fresh one
+//! when it passes the configured limit, and the old one becomes read-only
+//! while it flushes.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
+
+use crossbeam_skiplist::SkipMap;
+use parking_lot::Mutex;
+
+use crate::error::Result;
+use crate::merge::{Atom, AtomSource, PartitionHeader};
+use crate::model::{max_deletion, ClusteringPosition, DeletionTime, PartitionKey, PartitionUpdate, Row};
+use crate::range_tombstones::{RangeMarker, RangeTombstoneList};
+
+/// Atoms copied out of a memtable partition per lock acquisition.
+pub const MEMTABLE_READ_CHUNK: usize = 256;
+
+/// One partition's data in a memtable.
+#[derive(Debug, Default)]
+pub struct MemPartition {
+    pub deletion: Option<DeletionTime>,
+    pub static_row: Option<Row>,
+    pub rows: BTreeMap<ClusteringPosition, Row>,
+    pub range_tombstones: RangeTombstoneList,
+}
+
+impl MemPartition {
+    fn apply(&mut self, update: PartitionUpdate) {
+        self.deletion = max_deletion(self.deletion, update.partition_deletion);
+        if let Some(row) = update.static_row {
+            match &mut self.static_row {
+                Some(existing) => existing.merge_from(row),
+                None => self.static_row = Some(row),
+            }
+        }
+        for rt in update.range_tombstones {
+            self.range_tombstones.add(
+                rt.range.start_position(),
+                rt.range.end_position(),
+                rt.deletion,
+            );
+        }
+        for row in update.rows {
+            let position = ClusteringPosition::at(row.clustering.clone());
+            match self.rows.get_mut(&position) {
+                Some(existing) => existing.merge_from(row),
+                None => {
+                    self.rows.insert(position, row);
+                }
+            }
+        }
+    }
+
+    pub fn header(&self) -> PartitionHeader {
+        PartitionHeader {
+            deletion: self.deletion,
+            static_row: self.static_row.clone(),
+        }
+    }
+}
+
+/// A table's in-memory write buffer.
+#[derive(Debug)]
+pub struct Memtable {
+    partitions: SkipMap<PartitionKey, Arc<Mutex<MemPartition>>>,
+    size_bytes: AtomicUsize,
+    min_timestamp: AtomicI64,
+    max_timestamp: AtomicI64,
+}
+
+impl Default for Memtable {
+    fn default() -> Self {
+        Memtable::new()
+    }
+}
+
+impl Memtable {
+    pub fn new() -> Memtable {
+        Memtable {
+            partitions: SkipMap::new(),
+            size_bytes: AtomicUsize::new(0),
+            min_timestamp: AtomicI64::new(i64::MAX),
+            max_timestamp: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Applies one partition update.
+    pub fn apply(&self, key: PartitionKey, update: PartitionUpdate) {
+        let size = update.size_bytes() + key.key.len();
+        if let Some((min, max)) = update.timestamp_range() {
+            self.min_timestamp.fetch_min(min, AtomicOrdering::Relaxed);
+            self.max_timestamp.fetch_max(max, AtomicOrdering::Relaxed);
+        }
+        let entry = self
+            .partitions
+            .get_or_insert_with(key, || Arc::new(Mutex::new(MemPartition::default())));
+        entry.value().lock().apply(update);
+        self.size_bytes.fetch_add(size, AtomicOrdering::Relaxed);
+    }
+
+    pub fn size_bytes(&self) -> usize {
+        self.size_bytes.load(AtomicOrdering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Lowest and highest timestamps written, if anything was.
+    pub fn timestamp_range(&self) -> Option<(i64, i64)> {
+        let min = self.min_timestamp.load(AtomicOrdering::Relaxed);
+        let max = self.max_timestamp.load(AtomicOrdering::Relaxed);
+        (min <= max).then_some((min, max))
+    }
+
+    pub fn get(&self, key: &PartitionKey) -> Option<Arc<Mutex<MemPartition>>> {
+        self.partitions.get(key).map(|e| e.value().clone())
+    }
+
+    /// Partition keys in `(lo, hi)` order, at most `max`, for range scans.
+    pub fn keys_in(
+        &self,
+        lo: Bound<&PartitionKey>,
+        hi: Bound<&PartitionKey>,
+        max: usize,
+    ) -> Vec<PartitionKey> {
+        self.partitions
+            .range((lo, hi))
+            .take(max)
+            .map(|e| e.key().clone())
+            .collect()
+    }
+
+    /// Every partition in order (flush).
+    pub fn iter(&self) -> impl Iterator<Item = (PartitionKey, Arc<Mutex<MemPartition>>)> + '_ {
+        self.partitions
+            .iter()
+            .map(|e| (e.key().clone(), e.value().clone()))
+    }
+}
+
+/// Streams the atoms of one memtable partition between two positions.
+pub struct MemPartitionSource {
+    partition: Arc<Mutex<MemPartition>>,
+    start: ClusteringPosition,
+    end: ClusteringPosition,
+    reversed: bool,
+    buffer: VecDeque<Atom>,
+    resume_after: Option<ClusteringPosition>,
+    opened: bool,
+    exhausted: bool,
+}
+
+impl MemPartitionSource {
+    /// Atoms in `[start, end)`, in stream order.
+    pub fn new(
+        partition: Arc<Mutex<MemPartition>>,
+        start: ClusteringPosition,
+        end: ClusteringPosition,
+        reversed: bool,
+    ) -> MemPartitionSource {
+        let empty = start >= end;
+        MemPartitionSource {
+            partition,
+            start,
+            end,
+            reversed,
+            buffer: VecDeque::new(),
+            resume_after: None,
+            opened: false,
+            exhausted: empty,
+        }
+    }
+
+    fn load_chunk(&mut self) {
+        let partition = self.partition.lock();
+        if !self.opened {
+            self.opened = true;
+            let (position, open) = if self.reversed {
+                let value = partition.range_tombstones.value_before(&self.end);
+                (self.end.clone(), value)
+            } else {
+                let value = partition.range_tombstones.value_at(&self.start);
+                (self.start.clone(), value)
+            };
+            if open.is_some() {
+                self.buffer.push_back(Atom::Marker(RangeMarker {
+                    position,
+                    before: None,
+                    after: open,
+                }));
+            }
+        }
+        let resume_after = self.resume_after.clone();
+        let (lo, hi) = match (&resume_after, self.reversed) {
+            (Some(p), false) => (Bound::Excluded(p), Bound::Excluded(&self.end)),
+            (Some(p), true) => (Bound::Excluded(&self.start), Bound::Excluded(p)),
+            (None, _) => (Bound::Excluded(&self.start), Bound::Excluded(&self.end)),
+        };
+        let rows = partition.rows.range((lo.clone(), hi.clone()));
+        let points = partition.range_tombstones.points_in((lo, hi));
+        let mut rows: Box<dyn Iterator<Item = (&ClusteringPosition, &Row)>> = if self.reversed {
+            Box::new(rows.rev())
+        } else {
+            Box::new(rows)
+        };
+        let mut points: Box<dyn Iterator<Item = (&ClusteringPosition, &Option<DeletionTime>)>> =
+            if self.reversed {
+                Box::new(points.rev())
+            } else {
+                Box::new(points)
+            };
+        let mut next_row = rows.next();
+        let mut next_point = points.next();
+        let mut taken = 0;
+        while taken < MEMTABLE_READ_CHUNK {
+            let take_row = match (next_row, next_point) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((rp, _)), Some((pp, _))) => (rp < pp) != self.reversed,
+            };
+            if take_row {
+                if let Some((position, row)) = next_row {
+                    self.resume_after = Some(position.clone());
+                    self.buffer.push_back(Atom::Row(row.clone()));
+                }
+                next_row = rows.next();
+            } else {
+                if let Some((position, after)) = next_point {
+                    self.resume_after = Some(position.clone());
+                    let before = partition.range_tombstones.value_before(position);
+                    let marker = RangeMarker {
+                        position: position.clone(),
+                        before,
+                        after: *after,
+                    };
+                    if marker.before != marker.after {
+                        let marker = if self.reversed { marker.reversed() } else { marker };
+                        self.buffer.push_back(Atom::Marker(marker));
+                    }
+                }
+                next_point = points.next();
+            }
+            taken += 1;
+        }
+        if taken < MEMTABLE_READ_CHUNK {
+            self.exhausted = true;
+            let (position, open) = if self.reversed {
+                (self.start.clone(), partition.range_tombstones.value_at(&self.start))
+            } else {
+                (self.end.clone(), partition.range_tombstones.value_before(&self.end))
+            };
+            if open.is_some() {
+                self.buffer.push_back(Atom::Marker(RangeMarker {
+                    position,
+                    before: open,
+                    after: None,
+                }));
+            }
+        }
+    }
+}
+
+impl AtomSource for MemPartitionSource {
+    fn next_atom(&mut self) -> Result<Option<Atom>> {
+        if self.buffer.is_empty() && !self.exhausted {
+            self.load_chunk();
+        }
+        Ok(self.buffer.pop_front())
+    }
+}

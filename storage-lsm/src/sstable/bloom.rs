@@ -1,0 +1,128 @@
+//! A bloom filter over partition keys, so a read skips SSTables that cannot
+//! hold its partition.
+//!
+//! The hash is the partition's Murmur3 token, which is already a well-mixed
+//! 64-bit hash of the key; `k` probe positions come from double hashing its
+//! two halves. About 10 bits per key and 7 probes give ~1% false positives.
+//!
+//! File layout (`Filter.db`): `u32 probes, u64 bits, bit words (u64 LE)...,
+//! u32 crc32 of everything before it`.
+
+use crate::model::PartitionKey;
+
+/// Bits spent per key.
+pub const BITS_PER_KEY: u64 = 10;
+/// Probes per key.
+pub const PROBES: u32 = 7;
+
+/// A bloom filter sized when it is built.
+#[derive(Debug, Clone)]
+pub struct BloomFilter {
+    probes: u32,
+    words: Vec<u64>,
+}
+
+impl BloomFilter {
+    pub fn with_capacity(keys: u64) -> BloomFilter {
+        let bits = (keys.max(1) * BITS_PER_KEY).max(64);
+        BloomFilter {
+            probes: PROBES,
+            words: vec![0; bits.div_ceil(64) as usize],
+        }
+    }
+
+    fn bit_count(&self) -> u64 {
+        self.words.len() as u64 * 64
+    }
+
+    fn positions(&self, key: &PartitionKey) -> impl Iterator<Item = u64> {
+        let hash = key.token as u64;
+        let h1 = hash;
+        let h2 = hash.rotate_left(32) | 1;
+        let bits = self.bit_count();
+        (0..u64::from(self.probes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+    }
+
+    pub fn insert(&mut self, key: &PartitionKey) {
+        let positions: Vec<u64> = self.positions(key).collect();
+        for bit in positions {
+            if let Some(word) = self.words.get_mut((bit / 64) as usize) {
+                *word |= 1 << (bit % 64);
+            }
+        }
+    }
+
+    /// False means the key is certainly absent.
+    pub fn may_contain(&self, key: &PartitionKey) -> bool {
+        self.positions(key).all(|bit| {
+            self.words
+                .get((bit / 64) as usize)
+                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.words.len() * 8);
+        out.extend_from_slice(&self.probes.to_le_bytes());
+        out.extend_from_slice(&self.bit_count().to_le_bytes());
+        for word in &self.words {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Decodes a filter; `Err` carries the offset and reason of the damage.
+    pub fn decode(bytes: &[u8]) -> Result<BloomFilter, (u64, String)> {
+        if bytes.len() < 16 {
+            return Err((0, "filter shorter than its header".into()));
+        }
+        let (body, crc_bytes) = bytes.split_at(bytes.len() - 4);
+        let stored = u32::from_le_bytes(crc_bytes.try_into().map_err(|_| (0, "crc".to_string()))?);
+        let actual = crc32fast::hash(body);
+        if stored != actual {
+            return Err((
+                body.len() as u64,
+                format!("checksum mismatch: expected {stored:#010x}, found {actual:#010x}"),
+            ));
+        }
+        let (probes, rest) = body.split_at(4);
+        let (bits, words) = rest.split_at(8);
+        let probes = u32::from_le_bytes(probes.try_into().map_err(|_| (0, "probes".to_string()))?);
+        let bits = u64::from_le_bytes(bits.try_into().map_err(|_| (4, "bits".to_string()))?);
+        if bits == 0 || bits % 64 != 0 || words.len() as u64 != bits / 8 || probes == 0 || probes > 32 {
+            return Err((4, "filter header does not match its size".into()));
+        }
+        let words = words
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])))
+            .collect();
+        Ok(BloomFilter { probes, words })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_false_negatives_and_few_false_positives() {
+        let mut filter = BloomFilter::with_capacity(10_000);
+        let key = |i: u64| PartitionKey::new((i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as i64, i.to_be_bytes().to_vec());
+        for i in 0..10_000 {
+            filter.insert(&key(i));
+        }
+        let decoded = BloomFilter::decode(&filter.encode()).unwrap();
+        assert!((0..10_000).all(|i| decoded.may_contain(&key(i))));
+        let false_positives = (10_000..110_000).filter(|&i| decoded.may_contain(&key(i))).count();
+        assert!(false_positives < 2_500, "{false_positives} false positives in 100k");
+    }
+
+    #[test]
+    fn flipped_byte_is_detected() {
+        let mut bytes = BloomFilter::with_capacity(100).encode();
+        bytes[20] ^= 0x40;
+        assert!(BloomFilter::decode(&bytes).is_err());
+    }
+}

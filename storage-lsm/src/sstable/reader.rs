@@ -1,0 +1,550 @@
+//! Reads an SSTable through memory maps: point lookups through the bloom
+//! filter and the partition index, partition slices in either direction, and
+//! ordered scans of index entries for range scans and compaction.
+//!
+//! Every block read is checksummed; damage becomes [`Error::ChecksumMismatch`]
+//! or [`Error::Corrupt`] naming the file and offset, never a panic and never
+//! wrong data.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
+
+use crate::codec::{DecodeError, Reader};
+use crate::error::{Error, Result};
+use crate::merge::{Atom, AtomSource, PartitionHeader};
+use crate::model::{ClusteringPosition, DeletionTime, PartitionKey};
+use crate::range_tombstones::RangeMarker;
+use crate::sstable::bloom::BloomFilter;
+use crate::sstable::format::{
+    read_framed_block, Component, Descriptor, IndexEntry, SSTableStats, BLOCK_BYTES_MAX,
+    CHUNK_SIZE_BYTES, DATA_FOOTER_BYTES, DATA_MAGIC, INDEX_MAGIC,
+};
+
+fn map_file(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    map(&file).map_err(Error::io(path))
+}
+
+#[allow(unsafe_code)]
+fn map(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: SSTable files are immutable once published: the engine never
+    // writes to or truncates them, and deletion only unlinks the name, so the
+    // mapping stays valid for as long as it lives.
+    unsafe { Mmap::map(file) }
+}
+
+fn corrupt(path: &Path, offset: u64, reason: impl Into<String>) -> Error {
+    Error::Corrupt {
+        path: path.to_owned(),
+        offset,
+        reason: reason.into(),
+    }
+}
+
+fn le_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    bytes
+        .get(at..at + 4)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+}
+
+fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    bytes
+        .get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+}
+
+/// An open, immutable SSTable.
+#[derive(Debug)]
+pub struct SSTable {
+    pub descriptor: Descriptor,
+    pub stats: SSTableStats,
+    data: Mmap,
+    index: Mmap,
+    chunk_offsets: Vec<u64>,
+    logical_len: u64,
+    summary: Vec<(PartitionKey, u64)>,
+    filter: BloomFilter,
+    data_path: PathBuf,
+    index_path: PathBuf,
+}
+
+impl SSTable {
+    /// Opens and verifies the metadata of every component.
+    pub fn open(descriptor: Descriptor) -> Result<SSTable> {
+        let stats_path = descriptor.path(Component::Statistics);
+        let stats_bytes = std::fs::read(&stats_path).map_err(Error::io(&stats_path))?;
+        let stats = SSTableStats::decode(&stats_bytes)
+            .map_err(|(offset, reason)| corrupt(&stats_path, offset, reason))?;
+        let filter_path = descriptor.path(Component::Filter);
+        let filter_bytes = std::fs::read(&filter_path).map_err(Error::io(&filter_path))?;
+        let filter = BloomFilter::decode(&filter_bytes)
+            .map_err(|(offset, reason)| corrupt(&filter_path, offset, reason))?;
+        let data_path = descriptor.path(Component::Data);
+        let data = map_file(&data_path)?;
+        let (chunk_offsets, logical_len) = read_data_footer(&data, &data_path)?;
+        let index_path = descriptor.path(Component::Index);
+        let index = map_file(&index_path)?;
+        let summary = read_summary(&index, &index_path)?;
+        Ok(SSTable {
+            descriptor,
+            stats,
+            data,
+            index,
+            chunk_offsets,
+            logical_len,
+            summary,
+            filter,
+            data_path,
+            index_path,
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.descriptor.generation
+    }
+
+    /// Bytes on disk of every component.
+    pub fn size_on_disk_bytes(&self) -> u64 {
+        Component::ALL
+            .iter()
+            .filter_map(|c| std::fs::metadata(self.descriptor.path(*c)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Could this SSTable hold `key`? (key range and bloom filter)
+    pub fn may_contain(&self, key: &PartitionKey) -> bool {
+        *key >= self.stats.first() && *key <= self.stats.last() && self.filter.may_contain(key)
+    }
+
+    fn decode_error(&self, path: &Path, base: u64, e: DecodeError) -> Error {
+        corrupt(path, base + e.offset as u64, e.reason)
+    }
+
+    fn index_block(&self, offset: u64) -> Result<&[u8]> {
+        read_framed_block(&self.index, offset)
+            .map_err(|(offset, reason)| corrupt(&self.index_path, offset, reason))
+    }
+
+    fn entries_in_block(&self, block_offset: u64) -> Result<Vec<IndexEntry>> {
+        let payload = self.index_block(block_offset)?;
+        let mut reader = Reader::new(payload);
+        let mut entries = Vec::new();
+        while !reader.is_empty() {
+            let entry = IndexEntry::decode(&mut reader)
+                .map_err(|e| self.decode_error(&self.index_path, block_offset + 8, e))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// The index entry of `key`, if this SSTable holds it.
+    pub fn get_entry(&self, key: &PartitionKey) -> Result<Option<IndexEntry>> {
+        if !self.may_contain(key) {
+            return Ok(None);
+        }
+        let block = match self.summary.partition_point(|(first, _)| first <= key) {
+            0 => return Ok(None),
+            n => n - 1,
+        };
+        let Some((_, offset)) = self.summary.get(block) else {
+            return Ok(None);
+        };
+        let payload = self.index_block(*offset)?;
+        let mut reader = Reader::new(payload);
+        while !reader.is_empty() {
+            let entry = IndexEntry::decode(&mut reader)
+                .map_err(|e| self.decode_error(&self.index_path, offset + 8, e))?;
+            match entry.key.cmp(key) {
+                std::cmp::Ordering::Less => continue,
+                std::cmp::Ordering::Equal => return Ok(Some(entry)),
+                std::cmp::Ordering::Greater => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Index entries with keys within bounds, from the index block holding
+    /// `lo` on, at most `max` of them.
+    pub fn entries_in(
+        &self,
+        lo: Bound<&PartitionKey>,
+        hi: Bound<&PartitionKey>,
+        max: usize,
+    ) -> Result<Vec<IndexEntry>> {
+        let first_block = match lo {
+            Bound::Unbounded => 0,
+            Bound::Included(k) | Bound::Excluded(k) => self
+                .summary
+                .partition_point(|(first, _)| first <= k)
+                .saturating_sub(1),
+        };
+        let mut out = Vec::new();
+        for (_, offset) in self.summary.iter().skip(first_block) {
+            for entry in self.entries_in_block(*offset)? {
+                let after_lo = match lo {
+                    Bound::Unbounded => true,
+                    Bound::Included(k) => entry.key >= *k,
+                    Bound::Excluded(k) => entry.key > *k,
+                };
+                let before_hi = match hi {
+                    Bound::Unbounded => true,
+                    Bound::Included(k) => entry.key <= *k,
+                    Bound::Excluded(k) => entry.key < *k,
+                };
+                if !before_hi {
+                    return Ok(out);
+                }
+                if after_lo {
+                    out.push(entry);
+                    if out.len() >= max {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decompresses logical bytes `[offset, offset + len)` of the data stream.
+    pub fn read_logical(&self, offset: u64, len: u64, cache: &mut ChunkCache) -> Result<Vec<u8>> {
+        let end = offset
+            .checked_add(len)
+            .filter(|&end| end <= self.logical_len)
+            .ok_or_else(|| corrupt(&self.index_path, 0, "index points past the end of the data"))?;
+        let mut out = Vec::with_capacity(len as usize);
+        let mut at = offset;
+        while at < end {
+            let chunk_index = (at / CHUNK_SIZE_BYTES as u64) as usize;
+            let chunk = self.chunk(chunk_index, cache)?;
+            let within = (at % CHUNK_SIZE_BYTES as u64) as usize;
+            let take = ((end - at) as usize).min(chunk.len().saturating_sub(within));
+            let slice = chunk
+                .get(within..within + take)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| corrupt(&self.data_path, 0, "chunk shorter than expected"))?;
+            out.extend_from_slice(slice);
+            at += take as u64;
+        }
+        Ok(out)
+    }
+
+    fn chunk<'c>(&self, index: usize, cache: &'c mut ChunkCache) -> Result<&'c [u8]> {
+        if cache.index != Some(index) || cache.generation != self.generation() {
+            let offset = *self
+                .chunk_offsets
+                .get(index)
+                .ok_or_else(|| corrupt(&self.data_path, 0, format!("no chunk {index}")))?;
+            let at = offset as usize;
+            let len = le_u32(&self.data, at)
+                .ok_or_else(|| corrupt(&self.data_path, offset, "chunk header past the end"))?;
+            let stored = le_u32(&self.data, at + 4)
+                .ok_or_else(|| corrupt(&self.data_path, offset, "chunk header past the end"))?;
+            if len > BLOCK_BYTES_MAX {
+                return Err(corrupt(&self.data_path, offset, "implausible chunk length"));
+            }
+            let compressed = self
+                .data
+                .get(at + 8..at + 8 + len as usize)
+                .ok_or_else(|| corrupt(&self.data_path, offset, "chunk runs past the end"))?;
+            let found = crc32fast::hash(compressed);
+            if found != stored {
+                return Err(Error::ChecksumMismatch {
+                    path: self.data_path.clone(),
+                    offset,
+                    expected: stored,
+                    found,
+                });
+            }
+            cache.bytes = lz4_flex::block::decompress_size_prepended(compressed).map_err(|e| {
+                corrupt(&self.data_path, offset, format!("chunk does not decompress: {e}"))
+            })?;
+            if cache.bytes.len() > CHUNK_SIZE_BYTES {
+                return Err(corrupt(&self.data_path, offset, "chunk larger than the chunk size"));
+            }
+            cache.index = Some(index);
+            cache.generation = self.generation();
+        }
+        Ok(&cache.bytes)
+    }
+
+    /// The partition's deletion and static row.
+    pub fn header(&self, entry: &IndexEntry, cache: &mut ChunkCache) -> Result<PartitionHeader> {
+        let bytes = self.read_logical(entry.offset, entry.header_len, cache)?;
+        let mut r = Reader::new(&bytes);
+        let decode = |r: &mut Reader<'_>| -> std::result::Result<PartitionHeader, DecodeError> {
+            let key = r.partition_key()?;
+            if key != entry.key {
+                return Err(DecodeError {
+                    offset: 0,
+                    reason: "partition key differs from its index entry",
+                });
+            }
+            let deletion = r.opt_deletion()?;
+            let static_row = match r.u8()? {
+                0 => None,
+                1 => Some(r.row()?),
+                _ => {
+                    return Err(DecodeError {
+                        offset: r.offset(),
+                        reason: "bad static row flag",
+                    })
+                }
+            };
+            Ok(PartitionHeader {
+                deletion,
+                static_row,
+            })
+        };
+        decode(&mut r).map_err(|e| self.decode_error(&self.data_path, entry.offset, e))
+    }
+
+    /// Atoms of one row-index block, in forward order.
+    fn block_atoms(&self, entry: &IndexEntry, block: usize, cache: &mut ChunkCache) -> Result<Vec<Atom>> {
+        let start = entry.blocks.get(block).map_or(0, |b| b.offset);
+        let end = entry.block_end(block);
+        let base = entry.atoms_offset() + start;
+        let bytes = self.read_logical(base, end.saturating_sub(start), cache)?;
+        let mut r = Reader::new(&bytes);
+        let mut atoms = Vec::new();
+        loop {
+            if r.is_empty() {
+                break;
+            }
+            let tag = r.u8().map_err(|e| self.decode_error(&self.data_path, base, e))?;
+            let atom = match tag {
+                0 => break,
+                1 => Atom::Row(r.row().map_err(|e| self.decode_error(&self.data_path, base, e))?),
+                2 => {
+                    let decode = |r: &mut Reader<'_>| -> std::result::Result<RangeMarker, DecodeError> {
+                        Ok(RangeMarker {
+                            position: r.position()?,
+                            before: r.opt_deletion()?,
+                            after: r.opt_deletion()?,
+                        })
+                    };
+                    Atom::Marker(decode(&mut r).map_err(|e| self.decode_error(&self.data_path, base, e))?)
+                }
+                _ => {
+                    return Err(corrupt(
+                        &self.data_path,
+                        base + r.offset() as u64,
+                        format!("unknown atom tag {tag}"),
+                    ))
+                }
+            };
+            atoms.push(atom);
+        }
+        Ok(atoms)
+    }
+}
+
+fn read_data_footer(data: &[u8], path: &Path) -> Result<(Vec<u64>, u64)> {
+    let len = data.len();
+    if len < DATA_FOOTER_BYTES {
+        return Err(corrupt(path, 0, "file shorter than its footer"));
+    }
+    let footer_at = len - DATA_FOOTER_BYTES;
+    let bad = |reason: &str| corrupt(path, footer_at as u64, reason.to_owned());
+    let offsets_start = le_u64(data, footer_at).ok_or_else(|| bad("footer"))?;
+    let count = le_u32(data, footer_at + 8).ok_or_else(|| bad("footer"))? as usize;
+    let chunk_size = le_u32(data, footer_at + 12).ok_or_else(|| bad("footer"))? as usize;
+    let logical_len = le_u64(data, footer_at + 16).ok_or_else(|| bad("footer"))?;
+    let stored = le_u32(data, footer_at + 24).ok_or_else(|| bad("footer"))?;
+    let magic = le_u32(data, footer_at + 28).ok_or_else(|| bad("footer"))?;
+    if magic != DATA_MAGIC {
+        return Err(bad("not a data file (bad magic)"));
+    }
+    let start = usize::try_from(offsets_start).map_err(|_| bad("offsets start"))?;
+    let checked = data
+        .get(start..footer_at + 24)
+        .ok_or_else(|| bad("chunk offsets out of range"))?;
+    let found = crc32fast::hash(checked);
+    if found != stored {
+        return Err(Error::ChecksumMismatch {
+            path: path.to_owned(),
+            offset: offsets_start,
+            expected: stored,
+            found,
+        });
+    }
+    if chunk_size != CHUNK_SIZE_BYTES || count.saturating_mul(8) + start != footer_at {
+        return Err(bad("chunk table does not match the footer"));
+    }
+    let offsets = (0..count)
+        .map(|i| le_u64(data, start + i * 8).ok_or_else(|| bad("chunk offset")))
+        .collect::<Result<Vec<u64>>>()?;
+    Ok((offsets, logical_len))
+}
+
+fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
+    let len = index.len();
+    if len < 12 {
+        return Err(corrupt(path, 0, "file shorter than its footer"));
+    }
+    let footer_at = len - 12;
+    let summary_offset = le_u64(index, footer_at).unwrap_or(u64::MAX);
+    if le_u32(index, footer_at + 8) != Some(INDEX_MAGIC) {
+        return Err(corrupt(path, footer_at as u64, "not an index file (bad magic)"));
+    }
+    let payload = read_framed_block(index, summary_offset)
+        .map_err(|(offset, reason)| corrupt(path, offset, reason))?;
+    let mut r = Reader::new(payload);
+    let decode = |r: &mut Reader<'_>| -> std::result::Result<Vec<(PartitionKey, u64)>, DecodeError> {
+        let count = r.u32_len(1 << 28, "too many summary entries")?;
+        let mut summary = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            summary.push((r.partition_key()?, r.varint()?));
+        }
+        Ok(summary)
+    };
+    decode(&mut r).map_err(|e| corrupt(path, summary_offset + 8 + e.offset as u64, e.reason))
+}
+
+/// The last decompressed chunk, reused by sequential reads.
+#[derive(Debug, Default)]
+pub struct ChunkCache {
+    index: Option<usize>,
+    generation: u64,
+    bytes: Vec<u8>,
+}
+
+/// Streams one SSTable partition's atoms in `[start, end)`, in stream order.
+pub struct SSTablePartitionSource {
+    sstable: Arc<SSTable>,
+    entry: IndexEntry,
+    start: ClusteringPosition,
+    end: ClusteringPosition,
+    reversed: bool,
+    /// Blocks still to read, in stream order.
+    blocks: VecDeque<usize>,
+    first_block: usize,
+    last_block: usize,
+    buffer: VecDeque<Atom>,
+    cache: ChunkCache,
+}
+
+impl SSTablePartitionSource {
+    pub fn new(
+        sstable: Arc<SSTable>,
+        entry: IndexEntry,
+        start: ClusteringPosition,
+        end: ClusteringPosition,
+        reversed: bool,
+    ) -> SSTablePartitionSource {
+        let first_block = entry
+            .blocks
+            .partition_point(|b| b.first_position <= start)
+            .saturating_sub(1);
+        let last_block = entry
+            .blocks
+            .partition_point(|b| b.first_position < end)
+            .saturating_sub(1)
+            .max(first_block);
+        let mut blocks: VecDeque<usize> = if start < end {
+            (first_block..=last_block).collect()
+        } else {
+            VecDeque::new()
+        };
+        if reversed {
+            blocks = blocks.into_iter().rev().collect();
+        }
+        SSTablePartitionSource {
+            sstable,
+            entry,
+            start,
+            end,
+            reversed,
+            blocks,
+            first_block,
+            last_block,
+            buffer: VecDeque::new(),
+            cache: ChunkCache::default(),
+        }
+    }
+
+    fn load_block(&mut self, block: usize) -> Result<()> {
+        let atoms = self.sstable.block_atoms(&self.entry, block, &mut self.cache)?;
+        let mut current: Option<DeletionTime> =
+            self.entry.blocks.get(block).and_then(|b| b.open_deletion);
+        let mut at_start = current;
+        let mut before_end = current;
+        let mut interior = Vec::with_capacity(atoms.len());
+        for atom in atoms {
+            let position = atom.position();
+            if let Atom::Marker(marker) = &atom {
+                if position <= self.start {
+                    at_start = marker.after;
+                }
+                if position < self.end {
+                    before_end = marker.after;
+                }
+                current = marker.after;
+            }
+            if position > self.start && position < self.end {
+                interior.push(atom);
+            }
+        }
+        let _ = current;
+        let opening = |position: ClusteringPosition, value: Option<DeletionTime>| {
+            value.map(|v| {
+                Atom::Marker(RangeMarker {
+                    position,
+                    before: None,
+                    after: Some(v),
+                })
+            })
+        };
+        let closing = |position: ClusteringPosition, value: Option<DeletionTime>| {
+            value.map(|v| {
+                Atom::Marker(RangeMarker {
+                    position,
+                    before: Some(v),
+                    after: None,
+                })
+            })
+        };
+        if self.reversed {
+            if block == self.last_block {
+                self.buffer.extend(opening(self.end.clone(), before_end));
+            }
+            for atom in interior.into_iter().rev() {
+                self.buffer.push_back(match atom {
+                    Atom::Marker(m) => Atom::Marker(m.reversed()),
+                    row => row,
+                });
+            }
+            if block == self.first_block {
+                self.buffer.extend(closing(self.start.clone(), at_start));
+            }
+        } else {
+            if block == self.first_block {
+                self.buffer.extend(opening(self.start.clone(), at_start));
+            }
+            self.buffer.extend(interior);
+            if block == self.last_block {
+                self.buffer.extend(closing(self.end.clone(), before_end));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AtomSource for SSTablePartitionSource {
+    fn next_atom(&mut self) -> Result<Option<Atom>> {
+        while self.buffer.is_empty() {
+            let Some(block) = self.blocks.pop_front() else {
+                return Ok(None);
+            };
+            self.load_block(block)?;
+        }
+        Ok(self.buffer.pop_front())
+    }
+}

@@ -1,0 +1,584 @@
+//! One table: its memtables, its SSTables, and the read, write and flush
+//! paths over them.
+//!
+//! State is a small snapshot behind a lock ([`TableView`]): the active
+//! memtable, memtables being flushed, and the live SSTables. A read clones
+//! the snapshot's `Arc`s and merges without holding the lock; a flush or
+//! compaction swaps SSTables in and out under it. A write holds the table's
+//! write barrier in shared mode while it appends to the commitlog and applies
+//! to the memtable, so that a memtable switch (exclusive mode) sees every
+//! commitlog record before the switch position in the old memtable.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+
+use crate::commitlog::Position;
+use crate::error::{Error, Result};
+use crate::fs;
+use crate::memtable::{MemPartitionSource, Memtable};
+use crate::merge::{Atom, AtomSource, LiveRows, MergeIterator, PartitionHeader, ReadCounters};
+use crate::model::{ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId};
+use crate::sstable::{ChunkCache, Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
+use crate::stats::TableMetrics;
+
+/// How a table compacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompactionStrategy {
+    /// Merge SSTables of similar size once `min_threshold` of them gather.
+    SizeTiered {
+        min_threshold: usize,
+        max_threshold: usize,
+    },
+    /// Levels of non-overlapping SSTables, each `fanout` times the one before.
+    Leveled {
+        sstable_size_bytes: u64,
+        fanout: u64,
+    },
+    /// SSTables grouped by the time window of their newest data; old windows
+    /// are compacted into one SSTable each.
+    TimeWindow { window_s: i64 },
+}
+
+impl Default for CompactionStrategy {
+    fn default() -> Self {
+        CompactionStrategy::SizeTiered {
+            min_threshold: 4,
+            max_threshold: 32,
+        }
+    }
+}
+
+/// Per-table settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableOptions {
+    pub compaction: CompactionStrategy,
+    /// Tombstones younger than this are never purged.
+    pub gc_grace_seconds: i64,
+}
+
+impl Default for TableOptions {
+    fn default() -> Self {
+        TableOptions {
+            compaction: CompactionStrategy::default(),
+            gc_grace_seconds: 864_000,
+        }
+    }
+}
+
+impl TableOptions {
+    /// A small text form stored beside the table's SSTables.
+    pub fn encode(&self) -> String {
+        let strategy = match &self.compaction {
+            CompactionStrategy::SizeTiered {
+                min_threshold,
+                max_threshold,
+            } => format!("size_tiered {min_threshold} {max_threshold}"),
+            CompactionStrategy::Leveled {
+                sstable_size_bytes,
+                fanout,
+            } => format!("leveled {sstable_size_bytes} {fanout}"),
+            CompactionStrategy::TimeWindow { window_s } => format!("time_window {window_s}"),
+        };
+        format!("compaction {strategy}\ngc_grace_seconds {}\n", self.gc_grace_seconds)
+    }
+
+    pub fn decode(text: &str) -> Option<TableOptions> {
+        let mut options = TableOptions::default();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["compaction", "size_tiered", min, max] => {
+                    options.compaction = CompactionStrategy::SizeTiered {
+                        min_threshold: min.parse().ok()?,
+                        max_threshold: max.parse().ok()?,
+                    }
+                }
+                ["compaction", "leveled", size, fanout] => {
+                    options.compaction = CompactionStrategy::Leveled {
+                        sstable_size_bytes: size.parse().ok()?,
+                        fanout: fanout.parse().ok()?,
+                    }
+                }
+                ["compaction", "time_window", window] => {
+                    options.compaction = CompactionStrategy::TimeWindow {
+                        window_s: window.parse().ok()?,
+                    }
+                }
+                ["gc_grace_seconds", value] => options.gc_grace_seconds = value.parse().ok()?,
+                [] => {}
+                _ => return None,
+            }
+        }
+        Some(options)
+    }
+}
+
+/// Which rows of a partition to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceQuery {
+    pub range: ClusteringRange,
+    pub reversed: bool,
+    /// Most live rows to return.
+    pub limit: usize,
+    /// Resume strictly after (forward) or before (reversed) this row.
+    pub resume_after: Option<Bytes>,
+}
+
+impl SliceQuery {
+    pub fn all() -> SliceQuery {
+        SliceQuery {
+            range: ClusteringRange::all(),
+            reversed: false,
+            limit: usize::MAX,
+            resume_after: None,
+        }
+    }
+
+    /// The exclusive positions the sources read between.
+    fn positions(&self) -> (ClusteringPosition, ClusteringPosition) {
+        let mut start = self.range.start_position();
+        let mut end = self.range.end_position();
+        if let Some(resume) = &self.resume_after {
+            let at = ClusteringPosition::at(resume.clone());
+            if self.reversed {
+                end = end.min(at);
+            } else {
+                start = start.max(at);
+            }
+        }
+        (start, end)
+    }
+}
+
+/// A partition's live data as a client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRows {
+    pub key: PartitionKey,
+    pub static_row: Option<Row>,
+    pub rows: Vec<Row>,
+}
+
+/// Which partitions a scan covers, by token: `(start, end]` in Cassandra's
+/// ring sense when both are bounded, here as explicit bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRange {
+    pub start: Bound<i64>,
+    pub end: Bound<i64>,
+}
+
+impl TokenRange {
+    pub fn all() -> TokenRange {
+        TokenRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        }
+    }
+
+    /// The same bounds over partition keys.
+    pub fn key_bounds(&self) -> (Bound<PartitionKey>, Bound<PartitionKey>) {
+        let at = |token: i64| PartitionKey::new(token, Bytes::new());
+        let start = match self.start {
+            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(t) => Bound::Included(at(t)),
+            Bound::Excluded(i64::MAX) => Bound::Excluded(PartitionKey::new(i64::MAX, vec![0xff; 1024])),
+            Bound::Excluded(t) => Bound::Included(at(t + 1)),
+        };
+        let end = match self.end {
+            Bound::Unbounded | Bound::Included(i64::MAX) => Bound::Unbounded,
+            Bound::Included(t) => Bound::Excluded(at(t + 1)),
+            Bound::Excluded(t) => Bound::Excluded(at(t)),
+        };
+        (start, end)
+    }
+}
+
+/// A page of a token-range scan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub partitions: Vec<PartitionRows>,
+    /// Where to resume, if the row limit cut the scan short.
+    pub resume: Option<ScanResume>,
+}
+
+/// The last row a scan page returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanResume {
+    pub key: PartitionKey,
+    /// `None`: resume after the whole partition.
+    pub clustering: Option<Bytes>,
+}
+
+/// The mutable part of a table, swapped under a lock.
+#[derive(Debug, Clone)]
+pub struct TableView {
+    pub active: Arc<Memtable>,
+    pub flushing: Vec<Arc<Memtable>>,
+    pub sstables: Vec<Arc<SSTable>>,
+}
+
+/// One table of the engine.
+#[derive(Debug)]
+pub struct Table {
+    pub id: TableId,
+    pub dir: PathBuf,
+    options: RwLock<TableOptions>,
+    view: RwLock<TableView>,
+    /// Shared by writers, exclusive for a memtable switch (see the module doc).
+    write_barrier: RwLock<()>,
+    next_generation: AtomicU64,
+    /// SSTables (by generation) that a compaction is working on.
+    pub(crate) compacting: Mutex<Vec<u64>>,
+    pub metrics: TableMetrics,
+}
+
+impl Table {
+    /// Opens a table directory: removes unfinished SSTables, finishes
+    /// interrupted compactions, opens the rest.
+    pub fn open(id: TableId, dir: &Path, options: TableOptions) -> Result<Table> {
+        fs::create_dir_all(dir)?;
+        crate::compaction::recover_interrupted(dir)?;
+        let mut generations = std::collections::BTreeMap::new();
+        let mut max_generation = 0;
+        let entries = std::fs::read_dir(dir).map_err(Error::io(dir))?;
+        for entry in entries {
+            let entry = entry.map_err(Error::io(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("tmp-") {
+                fs::remove_file(&entry.path())?;
+                continue;
+            }
+            if let Some((generation, component)) = Descriptor::parse_file_name(&name) {
+                max_generation = max_generation.max(generation);
+                let has_toc = generations.entry(generation).or_insert(false);
+                *has_toc |= component == crate::sstable::format::Component::Toc;
+            }
+        }
+        let mut sstables = Vec::new();
+        for (generation, has_toc) in generations {
+            let descriptor = Descriptor::in_dir(dir, generation);
+            if !has_toc {
+                for component in crate::sstable::format::Component::ALL {
+                    fs::remove_file(&descriptor.path(component))?;
+                }
+                continue;
+            }
+            sstables.push(Arc::new(SSTable::open(descriptor)?));
+        }
+        Ok(Table {
+            id,
+            dir: dir.to_owned(),
+            options: RwLock::new(options),
+            view: RwLock::new(TableView {
+                active: Arc::new(Memtable::new()),
+                flushing: Vec::new(),
+                sstables,
+            }),
+            write_barrier: RwLock::new(()),
+            next_generation: AtomicU64::new(max_generation + 1),
+            compacting: Mutex::new(Vec::new()),
+            metrics: TableMetrics::new(),
+        })
+    }
+
+    pub fn options(&self) -> TableOptions {
+        self.options.read().clone()
+    }
+
+    pub fn set_options(&self, options: TableOptions) -> Result<()> {
+        fs::write_atomic(&self.dir.join("options.txt"), options.encode().as_bytes())?;
+        *self.options.write() = options;
+        Ok(())
+    }
+
+    pub fn view(&self) -> TableView {
+        self.view.read().clone()
+    }
+
+    pub(crate) fn allocate_generation(&self) -> u64 {
+        self.next_generation.fetch_add(1, AtomicOrdering::SeqCst)
+    }
+
+    /// Runs `write` (commitlog append) and applies the update to the active
+    /// memtable, both inside the shared write barrier.
+    pub fn apply<T>(
+        &self,
+        key: PartitionKey,
+        update: PartitionUpdate,
+        write: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let _barrier = self.write_barrier.read();
+        let result = write()?;
+        let active = self.view.read().active.clone();
+        active.apply(key, update);
+        self.metrics.record_write(started.elapsed());
+        Ok(result)
+    }
+
+    /// Switches to a fresh memtable; returns the old one (to flush) unless it
+    /// is empty. `position` gives the commitlog position at the switch.
+    pub fn switch_memtable(&self, position: impl FnOnce() -> Position) -> Option<(Arc<Memtable>, Position)> {
+        let _barrier = self.write_barrier.write();
+        let mut view = self.view.write();
+        if view.active.is_empty() {
+            return None;
+        }
+        let old = std::mem::replace(&mut view.active, Arc::new(Memtable::new()));
+        view.flushing.push(old.clone());
+        Some((old, position()))
+    }
+
+    /// Writes a switched memtable to a new SSTable and publishes it.
+    pub fn flush_memtable(&self, memtable: &Arc<Memtable>, now_s: i64) -> Result<()> {
+        let descriptor = Descriptor::in_dir(&self.dir, self.allocate_generation());
+        let mut writer = SSTableWriter::create(descriptor, 0, now_s)?;
+        for (key, partition) in memtable.iter() {
+            let header = PartitionHeader::merge([partition.lock().header()]);
+            let source = MemPartitionSource::new(
+                partition,
+                ClusteringPosition::bottom(),
+                ClusteringPosition::top(),
+                false,
+            );
+            let mut merge = MergeIterator::new(vec![Box::new(source)], false, header.deletion)?;
+            writer.add_partition(&key, &header, &mut merge)?;
+        }
+        let published = match writer.finish()? {
+            Some(stats) => Some(Arc::new(SSTable::open(Descriptor::in_dir(&self.dir, stats.generation))?)),
+            None => None,
+        };
+        let mut view = self.view.write();
+        view.flushing.retain(|m| !Arc::ptr_eq(m, memtable));
+        view.sstables.extend(published);
+        Ok(())
+    }
+
+    /// Replaces `inputs` with `outputs` in the live set.
+    pub(crate) fn replace_sstables(&self, inputs: &[Arc<SSTable>], outputs: Vec<Arc<SSTable>>) {
+        let mut view = self.view.write();
+        view.sstables
+            .retain(|s| !inputs.iter().any(|i| i.generation() == s.generation()));
+        view.sstables.extend(outputs);
+    }
+
+    /// Sources for one partition across memtables and SSTables; returns the
+    /// merged header and the merge iterator.
+    fn partition_merge(
+        &self,
+        view: &TableView,
+        key: &PartitionKey,
+        start: &ClusteringPosition,
+        end: &ClusteringPosition,
+        reversed: bool,
+    ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
+        let mut headers = Vec::new();
+        let mut sources: Vec<Box<dyn AtomSource>> = Vec::new();
+        let memtables = std::iter::once(&view.active).chain(view.flushing.iter());
+        for memtable in memtables {
+            if let Some(partition) = memtable.get(key) {
+                headers.push(partition.lock().header());
+                sources.push(Box::new(MemPartitionSource::new(
+                    partition,
+                    start.clone(),
+                    end.clone(),
+                    reversed,
+                )));
+            }
+        }
+        let mut cache = ChunkCache::default();
+        for sstable in &view.sstables {
+            if let Some(entry) = sstable.get_entry(key)? {
+                headers.push(sstable.header(&entry, &mut cache)?);
+                sources.push(Box::new(SSTablePartitionSource::new(
+                    sstable.clone(),
+                    entry,
+                    start.clone(),
+                    end.clone(),
+                    reversed,
+                )));
+            }
+        }
+        if sources.is_empty() {
+            return Ok(None);
+        }
+        let header = PartitionHeader::merge(headers);
+        let merge = MergeIterator::new(sources, reversed, header.deletion)?;
+        Ok(Some((header, merge)))
+    }
+
+    /// Live rows of one partition at `now_s`.
+    pub fn read_partition(
+        &self,
+        key: &PartitionKey,
+        query: &SliceQuery,
+        now_s: i64,
+    ) -> Result<Option<PartitionRows>> {
+        let started = Instant::now();
+        let view = self.view();
+        let result = self.read_with_view(&view, key, query, now_s);
+        if let Ok((_, counters)) = &result {
+            self.metrics.record_read(started.elapsed(), counters);
+        }
+        result.map(|(rows, _)| rows)
+    }
+
+    fn read_with_view(
+        &self,
+        view: &TableView,
+        key: &PartitionKey,
+        query: &SliceQuery,
+        now_s: i64,
+    ) -> Result<(Option<PartitionRows>, ReadCounters)> {
+        let (start, end) = query.positions();
+        let Some((header, merge)) = self.partition_merge(view, key, &start, &end, query.reversed)? else {
+            return Ok((None, ReadCounters::default()));
+        };
+        let mut counters = ReadCounters::default();
+        if header.deletion.is_some() {
+            counters.tombstones_scanned += 1;
+        }
+        let static_row = header
+            .static_row
+            .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
+        let mut live = LiveRows::new(merge, now_s, query.limit);
+        let mut rows = Vec::new();
+        while let Some(row) = live.next_row()? {
+            rows.push(row);
+        }
+        counters.tombstones_scanned += live.counters.tombstones_scanned;
+        counters.live_rows = live.counters.live_rows;
+        if rows.is_empty() && static_row.is_none() {
+            return Ok((None, counters));
+        }
+        Ok((
+            Some(PartitionRows {
+                key: key.clone(),
+                static_row,
+                rows,
+            }),
+            counters,
+        ))
+    }
+
+    /// Unfiltered merged atoms of one partition (tombstones kept), for
+    /// replica responses and tests.
+    pub fn read_unfiltered(
+        &self,
+        key: &PartitionKey,
+        query: &SliceQuery,
+    ) -> Result<Option<(PartitionHeader, Vec<Atom>)>> {
+        let view = self.view();
+        let (start, end) = query.positions();
+        let Some((header, mut merge)) = self.partition_merge(&view, key, &start, &end, query.reversed)? else {
+            return Ok(None);
+        };
+        let mut atoms = Vec::new();
+        while let Some(atom) = merge.next_atom()? {
+            atoms.push(atom);
+        }
+        Ok(Some((header, atoms)))
+    }
+
+    /// Live rows of the partitions in `range`, in token order, at most
+    /// `row_limit` rows, resuming after `resume`.
+    pub fn scan(
+        &self,
+        range: &TokenRange,
+        resume: Option<&ScanResume>,
+        row_limit: usize,
+        now_s: i64,
+    ) -> Result<ScanPage> {
+        const KEY_BATCH: usize = 128;
+        let started = Instant::now();
+        let view = self.view();
+        let (range_lo, range_hi) = range.key_bounds();
+        let mut partitions = Vec::new();
+        let mut rows_left = row_limit;
+        let mut counters_total = ReadCounters::default();
+        let mut lo: Bound<PartitionKey> = range_lo;
+        if let Some(resume) = resume {
+            let query = SliceQuery {
+                resume_after: resume.clustering.clone(),
+                limit: rows_left,
+                ..SliceQuery::all()
+            };
+            if resume.clustering.is_some() {
+                let (result, counters) = self.read_with_view(&view, &resume.key, &query, now_s)?;
+                counters_total.tombstones_scanned += counters.tombstones_scanned;
+                if let Some(mut part) = result {
+                    part.static_row = None;
+                    if !part.rows.is_empty() {
+                        rows_left -= part.rows.len();
+                        partitions.push(part);
+                    }
+                }
+            }
+            lo = Bound::Excluded(resume.key.clone());
+        }
+        'outer: while rows_left > 0 {
+            let keys = self.next_keys(&view, lo.as_ref(), range_hi.as_ref(), KEY_BATCH)?;
+            if keys.is_empty() {
+                break;
+            }
+            for key in keys {
+                lo = Bound::Excluded(key.clone());
+                let query = SliceQuery {
+                    limit: rows_left,
+                    ..SliceQuery::all()
+                };
+                let (result, counters) = self.read_with_view(&view, &key, &query, now_s)?;
+                counters_total.tombstones_scanned += counters.tombstones_scanned;
+                if let Some(part) = result {
+                    rows_left = rows_left.saturating_sub(part.rows.len().max(1));
+                    partitions.push(part);
+                    if rows_left == 0 {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        let resume = if rows_left == 0 {
+            partitions.last().map(|p| ScanResume {
+                key: p.key.clone(),
+                clustering: p.rows.last().map(|r| r.clustering.clone()),
+            })
+        } else {
+            None
+        };
+        counters_total.live_rows = (row_limit - rows_left) as u64;
+        self.metrics.record_range_read(started.elapsed(), &counters_total);
+        Ok(ScanPage { partitions, resume })
+    }
+
+    /// The next distinct partition keys after `lo`, across every source.
+    fn next_keys(
+        &self,
+        view: &TableView,
+        lo: Bound<&PartitionKey>,
+        hi: Bound<&PartitionKey>,
+        max: usize,
+    ) -> Result<Vec<PartitionKey>> {
+        let mut keys = Vec::new();
+        for memtable in std::iter::once(&view.active).chain(view.flushing.iter()) {
+            keys.extend(memtable.keys_in(lo, hi, max));
+        }
+        for sstable in &view.sstables {
+            keys.extend(sstable.entries_in(lo, hi, max)?.into_iter().map(|e| e.key));
+        }
+        keys.sort();
+        keys.dedup();
+        keys.truncate(max);
+        Ok(keys)
+    }
+
+    /// Bytes on disk of every live SSTable.
+    pub fn live_disk_bytes(&self) -> u64 {
+        self.view().sstables.iter().map(|s| s.size_on_disk_bytes()).sum()
+    }
+}
