@@ -19,8 +19,8 @@
 use bytes::Bytes;
 
 use crate::model::{
-    Cell, CellValue, ClusteringBound, ClusteringPosition, ClusteringRange, DeletionTime,
-    Mutation, PartitionKey, PartitionUpdate, PositionKind, RangeTombstone, Row, TableId,
+    Cell, CellValue, ClusteringBound, ClusteringPosition, ClusteringRange, DeletionTime, Mutation,
+    PartitionKey, PartitionUpdate, PositionKind, RangeTombstone, Row, TableId,
 };
 
 /// Longest byte string the decoder accepts (a value, key or path).

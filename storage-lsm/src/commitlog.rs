@@ -318,7 +318,10 @@ impl CommitLog {
             let clean = |segment: &mut Segment| {
                 if segment.id < position.segment
                     || (segment.id == position.segment
-                        && segment.dirty.get(&table).is_some_and(|&end| end <= position.offset))
+                        && segment
+                            .dirty
+                            .get(&table)
+                            .is_some_and(|&end| end <= position.offset))
                 {
                     segment.dirty.remove(&table);
                 }
@@ -402,11 +405,22 @@ fn replay_segment(
             damage(at as u64, "record header cut short".into(), report);
             break;
         };
-        let len_bytes: [u8; 4] = header.get(..4).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]);
-        let crc_bytes: [u8; 4] = header.get(4..).and_then(|b| b.try_into().ok()).unwrap_or([0; 4]);
+        let len_bytes: [u8; 4] = header
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 4]);
+        let crc_bytes: [u8; 4] = header
+            .get(4..)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 4]);
         let len = u32::from_le_bytes(len_bytes) as usize;
-        let Some(payload) = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len) else {
-            damage(at as u64, format!("record of {len} bytes runs past the end"), report);
+        let Some(payload) = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len)
+        else {
+            damage(
+                at as u64,
+                format!("record of {len} bytes runs past the end"),
+                report,
+            );
             break;
         };
         let mut hasher = crc32fast::Hasher::new();
@@ -425,7 +439,11 @@ fn replay_segment(
         let mutation = match Reader::new(payload).mutation() {
             Ok(m) => m,
             Err(e) => {
-                damage(at as u64, format!("record does not decode: {}", e.reason), report);
+                damage(
+                    at as u64,
+                    format!("record does not decode: {}", e.reason),
+                    report,
+                );
                 break;
             }
         };

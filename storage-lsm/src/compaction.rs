@@ -73,7 +73,11 @@ impl Throttle {
 }
 
 /// Picks the next compaction for a table, if any is due.
-pub fn pick(view: &TableView, strategy: &CompactionStrategy, busy: &[u64]) -> Option<CompactionTask> {
+pub fn pick(
+    view: &TableView,
+    strategy: &CompactionStrategy,
+    busy: &[u64],
+) -> Option<CompactionTask> {
     let candidates: Vec<Arc<SSTable>> = view
         .sstables
         .iter()
@@ -84,15 +88,23 @@ pub fn pick(view: &TableView, strategy: &CompactionStrategy, busy: &[u64]) -> Op
         CompactionStrategy::SizeTiered {
             min_threshold,
             max_threshold,
-        } => pick_size_tiered(candidates, *min_threshold, *max_threshold).map(|inputs| CompactionTask {
-            inputs,
-            output_level: 0,
-            output_size_bytes: None,
+        } => pick_size_tiered(candidates, *min_threshold, *max_threshold).map(|inputs| {
+            CompactionTask {
+                inputs,
+                output_level: 0,
+                output_size_bytes: None,
+            }
         }),
         CompactionStrategy::Leveled {
             sstable_size_bytes,
             fanout,
-        } => pick_leveled(&view.sstables, &candidates, busy, *sstable_size_bytes, *fanout),
+        } => pick_leveled(
+            &view.sstables,
+            &candidates,
+            busy,
+            *sstable_size_bytes,
+            *fanout,
+        ),
         CompactionStrategy::TimeWindow { window_s } => pick_time_window(candidates, *window_s),
     }
 }
@@ -107,8 +119,10 @@ fn pick_size_tiered(
     for sstable in sstables {
         let size = sstable.stats.data_size_bytes;
         let fits = buckets.last().is_some_and(|bucket| {
-            let average = bucket.iter().map(|s| s.stats.data_size_bytes).sum::<u64>() / bucket.len() as u64;
-            (size <= STCS_SMALL_BYTES && average <= STCS_SMALL_BYTES) || size <= average + average / 2
+            let average =
+                bucket.iter().map(|s| s.stats.data_size_bytes).sum::<u64>() / bucket.len() as u64;
+            (size <= STCS_SMALL_BYTES && average <= STCS_SMALL_BYTES)
+                || size <= average + average / 2
         });
         if fits {
             if let Some(bucket) = buckets.last_mut() {
@@ -141,10 +155,17 @@ fn pick_leveled(
 ) -> Option<CompactionTask> {
     let level_of = |s: &Arc<SSTable>| s.stats.level;
     let in_level = |level: u32| -> Vec<Arc<SSTable>> {
-        all.iter().filter(|s| level_of(s) == level).cloned().collect()
+        all.iter()
+            .filter(|s| level_of(s) == level)
+            .cloned()
+            .collect()
     };
     let free = |set: &[Arc<SSTable>]| set.iter().all(|s| !busy.contains(&s.generation()));
-    let level0: Vec<Arc<SSTable>> = candidates.iter().filter(|s| level_of(s) == 0).cloned().collect();
+    let level0: Vec<Arc<SSTable>> = candidates
+        .iter()
+        .filter(|s| level_of(s) == 0)
+        .cloned()
+        .collect();
     if level0.len() >= LCS_L0_TRIGGER {
         let mut inputs = level0.clone();
         inputs.extend(
@@ -163,7 +184,10 @@ fn pick_leveled(
     let max_level = all.iter().map(level_of).max().unwrap_or(0);
     for level in 1..=max_level {
         let sstables = in_level(level);
-        let size: u64 = sstables.iter().map(|s| s.stats.uncompressed_size_bytes).sum();
+        let size: u64 = sstables
+            .iter()
+            .map(|s| s.stats.uncompressed_size_bytes)
+            .sum();
         let target = sstable_size_bytes.saturating_mul(fanout.max(2).saturating_pow(level));
         if size <= target {
             continue;
@@ -176,7 +200,11 @@ fn pick_leveled(
             continue;
         };
         let mut inputs = vec![chosen.clone()];
-        inputs.extend(in_level(level + 1).into_iter().filter(|s| overlaps(chosen, s)));
+        inputs.extend(
+            in_level(level + 1)
+                .into_iter()
+                .filter(|s| overlaps(chosen, s)),
+        );
         if free(&inputs) {
             return Some(CompactionTask {
                 inputs,
@@ -286,6 +314,15 @@ impl AtomSource for PurgingSource {
     }
 }
 
+/// One input's position in a compaction: the SSTable, its next index
+/// entries, the last key fetched, and whether it has no more.
+type InputCursor = (
+    Arc<SSTable>,
+    std::collections::VecDeque<crate::sstable::format::IndexEntry>,
+    Option<PartitionKey>,
+    bool,
+);
+
 /// Runs one compaction of `table` and publishes its outputs.
 pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle) -> Result<()> {
     let started = Instant::now();
@@ -303,8 +340,11 @@ pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle
         .collect();
     let mut outputs: Vec<SSTableWriter> = Vec::new();
     let mut published = Vec::new();
-    let mut cursors: Vec<(Arc<SSTable>, std::collections::VecDeque<crate::sstable::format::IndexEntry>, Option<PartitionKey>, bool)> =
-        task.inputs.iter().map(|s| (s.clone(), Default::default(), None, false)).collect();
+    let mut cursors: Vec<InputCursor> = task
+        .inputs
+        .iter()
+        .map(|s| (s.clone(), Default::default(), None, false))
+        .collect();
     let mut cache = ChunkCache::default();
     let mut written = 0u64;
     loop {
@@ -388,7 +428,10 @@ pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle
     }
     for writer in outputs {
         if let Some(stats) = writer.finish()? {
-            published.push(Arc::new(SSTable::open(Descriptor::in_dir(&table.dir, stats.generation))?));
+            published.push(Arc::new(SSTable::open(Descriptor::in_dir(
+                &table.dir,
+                stats.generation,
+            ))?));
         }
     }
     let log_generation = table.allocate_generation();

@@ -36,7 +36,9 @@ use crate::memtable::Memtable;
 use crate::model::{Mutation, PartitionKey, TableId};
 use crate::sstable::format::Component;
 use crate::stats::Percentiles;
-use crate::table::{PartitionRows, ScanPage, ScanResume, SliceQuery, Table, TableOptions, TokenRange};
+use crate::table::{
+    PartitionRows, ScanPage, ScanResume, SliceQuery, Table, TableOptions, TokenRange,
+};
 
 /// Longest a writer waits for memtable memory before failing with an error.
 pub const WRITE_STALL_MAX: Duration = Duration::from_secs(30);
@@ -92,6 +94,9 @@ pub struct TableStats {
     pub pending_compactions: usize,
 }
 
+/// A switched memtable waiting for the flusher, with its switch position.
+type QueuedFlush = (Arc<Table>, Arc<Memtable>, crate::commitlog::Position);
+
 struct Shared {
     config: EngineConfig,
     tables: RwLock<HashMap<TableId, Arc<Table>>>,
@@ -99,7 +104,7 @@ struct Shared {
     throttle: Throttle,
     shutdown: AtomicBool,
     /// Memtables waiting for the flusher.
-    flush_queue: Mutex<Vec<(Arc<Table>, Arc<Memtable>, crate::commitlog::Position)>>,
+    flush_queue: Mutex<Vec<QueuedFlush>>,
     work: Condvar,
     work_lock: Mutex<()>,
     /// Signalled whenever a flush frees memory.
@@ -169,8 +174,8 @@ impl Engine {
         let now_s = config.clock.now_s();
         for id in &replayed_tables {
             if let Some(table) = tables.get(id) {
-                if let Some((memtable, _)) = table.switch_memtable(Default::default) {
-                    table.flush_memtable(&memtable, now_s)?;
+                if let Some((memtable, position)) = table.switch_memtable(Default::default) {
+                    table.flush_memtable(&memtable, position, now_s)?;
                 }
             }
         }
@@ -292,7 +297,9 @@ impl Engine {
         let started = Instant::now();
         while !table.view().flushing.is_empty() {
             if started.elapsed() > WRITE_STALL_MAX {
-                return Err(Error::InvalidArgument("truncate timed out waiting for flushes".into()));
+                return Err(Error::InvalidArgument(
+                    "truncate timed out waiting for flushes".into(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -332,7 +339,8 @@ impl Engine {
             .values()
             .map(|t| {
                 let view = t.view();
-                view.active.size_bytes() + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>()
+                view.active.size_bytes()
+                    + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>()
             })
             .sum()
     }
@@ -374,6 +382,12 @@ impl Engine {
     }
 
     fn schedule_flush(&self, table: &Arc<Table>) {
+        if !self.shared.config.background {
+            if let Err(error) = self.flush(table.id) {
+                tracing::error!(table = ?table.id, %error, "flush failed");
+            }
+            return;
+        }
         if let Some((memtable, position)) =
             table.switch_memtable(|| self.shared.commitlog.current_position())
         {
@@ -386,7 +400,12 @@ impl Engine {
     }
 
     /// Live rows of one partition.
-    pub fn read(&self, table: TableId, key: &PartitionKey, query: &SliceQuery) -> Result<Option<PartitionRows>> {
+    pub fn read(
+        &self,
+        table: TableId,
+        key: &PartitionKey,
+        query: &SliceQuery,
+    ) -> Result<Option<PartitionRows>> {
         self.table(table)?.read_partition(key, query, self.now_s())
     }
 
@@ -408,7 +427,8 @@ impl Engine {
         resume: Option<&ScanResume>,
         row_limit: usize,
     ) -> Result<ScanPage> {
-        self.table(table)?.scan(range, resume, row_limit, self.now_s())
+        self.table(table)?
+            .scan(range, resume, row_limit, self.now_s())
     }
 
     /// Flushes a table's memtable now and waits for it.
@@ -417,8 +437,8 @@ impl Engine {
         if let Some((memtable, position)) =
             table.switch_memtable(|| self.shared.commitlog.current_position())
         {
-            table.flush_memtable(&memtable, self.now_s())?;
-            self.shared.commitlog.mark_clean(id, position)?;
+            let clean = table.flush_memtable(&memtable, position, self.now_s())?;
+            self.shared.commitlog.mark_clean(id, clean)?;
             self.shared.flushed.notify_all();
         }
         Ok(())
@@ -450,11 +470,14 @@ impl Engine {
         let table = self.table(id)?;
         let view = table.view();
         let busy = table.compacting.lock().clone();
-        if view.sstables.is_empty() || view.sstables.iter().any(|s| busy.contains(&s.generation())) {
+        if view.sstables.is_empty() || view.sstables.iter().any(|s| busy.contains(&s.generation()))
+        {
             return Ok(());
         }
         let (output_level, output_size_bytes) = match table.options().compaction {
-            crate::table::CompactionStrategy::Leveled { sstable_size_bytes, .. } => (1, Some(sstable_size_bytes)),
+            crate::table::CompactionStrategy::Leveled {
+                sstable_size_bytes, ..
+            } => (1, Some(sstable_size_bytes)),
             _ => (0, None),
         };
         let task = compaction::CompactionTask {
@@ -473,7 +496,10 @@ impl Engine {
 
     /// Sets the compaction throughput limit (0 = unlimited).
     pub fn set_compaction_throughput(&self, bytes_per_s: u64) {
-        self.shared.throttle.bytes_per_s.store(bytes_per_s, Ordering::Relaxed);
+        self.shared
+            .throttle
+            .bytes_per_s
+            .store(bytes_per_s, Ordering::Relaxed);
     }
 
     pub fn compaction_throughput(&self) -> u64 {
@@ -484,7 +510,9 @@ impl Engine {
     /// `<table dir>/snapshots/<name>/`, after flushing.
     pub fn snapshot(&self, name: &str) -> Result<Vec<PathBuf>> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
-            return Err(Error::InvalidArgument(format!("bad snapshot name {name:?}")));
+            return Err(Error::InvalidArgument(format!(
+                "bad snapshot name {name:?}"
+            )));
         }
         self.flush_all()?;
         let mut dirs = Vec::new();
@@ -495,7 +523,9 @@ impl Engine {
             for sstable in table.view().sstables {
                 for component in Component::ALL {
                     let from = sstable.descriptor.path(component);
-                    let Some(file_name) = from.file_name() else { continue };
+                    let Some(file_name) = from.file_name() else {
+                        continue;
+                    };
                     let to = dir.join(file_name);
                     std::fs::hard_link(&from, &to).map_err(Error::io(&to))?;
                 }
@@ -521,13 +551,19 @@ impl Engine {
             }
         }
         let busy = table.compacting.lock().clone();
-        let pending = usize::from(compaction::pick(&view, &table.options().compaction, &busy).is_some());
+        let pending =
+            usize::from(compaction::pick(&view, &table.options().compaction, &busy).is_some());
         Ok(TableStats {
             sstable_count: view.sstables.len(),
             sstables_per_level: per_level,
             live_disk_bytes: view.sstables.iter().map(|s| s.size_on_disk_bytes()).sum(),
-            memtable_bytes: view.active.size_bytes() + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>(),
-            partition_count_estimate: view.sstables.iter().map(|s| s.stats.partition_count).sum::<u64>()
+            memtable_bytes: view.active.size_bytes()
+                + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>(),
+            partition_count_estimate: view
+                .sstables
+                .iter()
+                .map(|s| s.stats.partition_count)
+                .sum::<u64>()
                 + view.active.partition_count() as u64,
             read_latency_us: table.metrics.read_latency(),
             write_latency_us: table.metrics.write_latency(),
@@ -555,8 +591,8 @@ impl Engine {
         // Drain flushes the threads did not get to.
         let queued: Vec<_> = self.shared.flush_queue.lock().drain(..).collect();
         for (table, memtable, position) in queued {
-            table.flush_memtable(&memtable, self.now_s())?;
-            self.shared.commitlog.mark_clean(table.id, position)?;
+            let clean = table.flush_memtable(&memtable, position, self.now_s())?;
+            self.shared.commitlog.mark_clean(table.id, clean)?;
         }
         self.shared.commitlog.sync_now()?;
         Ok(())
@@ -608,9 +644,9 @@ fn flusher(shared: &Shared) {
         match next {
             Some((table, memtable, position)) => {
                 let now_s = shared.config.clock.now_s();
-                match table.flush_memtable(&memtable, now_s) {
-                    Ok(()) => {
-                        if let Err(error) = shared.commitlog.mark_clean(table.id, position) {
+                match table.flush_memtable(&memtable, position, now_s) {
+                    Ok(clean) => {
+                        if let Err(error) = shared.commitlog.mark_clean(table.id, clean) {
                             tracing::error!(%error, "commitlog cleanup failed");
                         }
                     }
@@ -654,7 +690,9 @@ fn compactor(shared: &Shared) {
 fn syncer(shared: &Shared, period: Duration) {
     let mut last = Instant::now();
     while !shared.shutdown.load(Ordering::Relaxed) {
-        let wait = period.saturating_sub(last.elapsed()).min(Duration::from_millis(100));
+        let wait = period
+            .saturating_sub(last.elapsed())
+            .min(Duration::from_millis(100));
         if !wait.is_zero() {
             std::thread::sleep(wait);
             continue;

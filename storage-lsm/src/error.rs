@@ -31,7 +31,10 @@ pub enum Error {
     #[error("table {0:?} already exists")]
     TableExists(TableId),
     #[error("mutation of {size_bytes} bytes is larger than the limit of {limit_bytes} bytes")]
-    MutationTooLarge { size_bytes: usize, limit_bytes: usize },
+    MutationTooLarge {
+        size_bytes: usize,
+        limit_bytes: usize,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     #[error("the engine is shut down")]

@@ -42,4 +42,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use commitlog::SyncMode;
 pub use engine::{Engine, EngineConfig, TableStats};
 pub use error::{Error, Result};
-pub use table::{CompactionStrategy, PartitionRows, ScanPage, ScanResume, SliceQuery, TableOptions, TokenRange};
+pub use table::{
+    CompactionStrategy, PartitionRows, ScanPage, ScanResume, SliceQuery, TableOptions, TokenRange,
+};

@@ -19,9 +19,12 @@ use std::sync::Arc;
 use crossbeam_skiplist::SkipMap;
 use parking_lot::Mutex;
 
+use crate::commitlog::Position;
 use crate::error::Result;
 use crate::merge::{Atom, AtomSource, PartitionHeader};
-use crate::model::{max_deletion, ClusteringPosition, DeletionTime, PartitionKey, PartitionUpdate, Row};
+use crate::model::{
+    max_deletion, ClusteringPosition, DeletionTime, PartitionKey, PartitionUpdate, Row,
+};
 use crate::range_tombstones::{RangeMarker, RangeTombstoneList};
 
 /// Atoms copied out of a memtable partition per lock acquisition.
@@ -78,17 +81,15 @@ pub struct Memtable {
     size_bytes: AtomicUsize,
     min_timestamp: AtomicI64,
     max_timestamp: AtomicI64,
-}
-
-impl Default for Memtable {
-    fn default() -> Self {
-        Memtable::new()
-    }
+    /// Commitlog position when this memtable began taking writes: records
+    /// before it are not in this memtable.
+    commitlog_lower_bound: Position,
 }
 
 impl Memtable {
-    pub fn new() -> Memtable {
+    pub fn new(commitlog_lower_bound: Position) -> Memtable {
         Memtable {
+            commitlog_lower_bound,
             partitions: SkipMap::new(),
             size_bytes: AtomicUsize::new(0),
             min_timestamp: AtomicI64::new(i64::MAX),
@@ -108,6 +109,10 @@ impl Memtable {
             .get_or_insert_with(key, || Arc::new(Mutex::new(MemPartition::default())));
         entry.value().lock().apply(update);
         self.size_bytes.fetch_add(size, AtomicOrdering::Relaxed);
+    }
+
+    pub fn commitlog_lower_bound(&self) -> Position {
+        self.commitlog_lower_bound
     }
 
     pub fn size_bytes(&self) -> usize {
@@ -213,7 +218,7 @@ impl MemPartitionSource {
             (Some(p), true) => (Bound::Excluded(&self.start), Bound::Excluded(p)),
             (None, _) => (Bound::Excluded(&self.start), Bound::Excluded(&self.end)),
         };
-        let rows = partition.rows.range((lo.clone(), hi.clone()));
+        let rows = partition.rows.range((lo, hi));
         let points = partition.range_tombstones.points_in((lo, hi));
         let mut rows: Box<dyn Iterator<Item = (&ClusteringPosition, &Row)>> = if self.reversed {
             Box::new(rows.rev())
@@ -252,7 +257,11 @@ impl MemPartitionSource {
                         after: *after,
                     };
                     if marker.before != marker.after {
-                        let marker = if self.reversed { marker.reversed() } else { marker };
+                        let marker = if self.reversed {
+                            marker.reversed()
+                        } else {
+                            marker
+                        };
                         self.buffer.push_back(Atom::Marker(marker));
                     }
                 }
@@ -263,9 +272,15 @@ impl MemPartitionSource {
         if taken < MEMTABLE_READ_CHUNK {
             self.exhausted = true;
             let (position, open) = if self.reversed {
-                (self.start.clone(), partition.range_tombstones.value_at(&self.start))
+                (
+                    self.start.clone(),
+                    partition.range_tombstones.value_at(&self.start),
+                )
             } else {
-                (self.end.clone(), partition.range_tombstones.value_before(&self.end))
+                (
+                    self.end.clone(),
+                    partition.range_tombstones.value_before(&self.end),
+                )
             };
             if open.is_some() {
                 self.buffer.push_back(Atom::Marker(RangeMarker {

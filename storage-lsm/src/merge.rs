@@ -335,9 +335,11 @@ mod tests {
     #[test]
     fn range_deletion_in_one_source_shadows_rows_of_another() {
         let a = VecSource::new(vec![row(b"a", 1), row(b"c", 1), row(b"e", 1)]);
-        let b = VecSource::new(vec![marker(b"b", None, Some(5)), marker(b"d", Some(5), None)]);
-        let merge =
-            MergeIterator::new(vec![Box::new(a), Box::new(b)], false, None).unwrap();
+        let b = VecSource::new(vec![
+            marker(b"b", None, Some(5)),
+            marker(b"d", Some(5), None),
+        ]);
+        let merge = MergeIterator::new(vec![Box::new(a), Box::new(b)], false, None).unwrap();
         let mut live = LiveRows::new(merge, 0, usize::MAX);
         let mut keys = Vec::new();
         while let Some(r) = live.next_row().unwrap() {

@@ -117,7 +117,9 @@ pub enum CellValue {
     },
     /// A deleted cell. Without a cell path it deletes the whole column,
     /// collection elements included (see [`Cell::path`]).
-    Tombstone { deleted_at_s: i64 },
+    Tombstone {
+        deleted_at_s: i64,
+    },
 }
 
 impl CellValue {

@@ -51,7 +51,12 @@ impl RangeTombstoneList {
     }
 
     /// Deletes `[start, end)` with `deletion`, keeping stronger deletions already there.
-    pub fn add(&mut self, start: ClusteringPosition, end: ClusteringPosition, deletion: DeletionTime) {
+    pub fn add(
+        &mut self,
+        start: ClusteringPosition,
+        end: ClusteringPosition,
+        deletion: DeletionTime,
+    ) {
         if start >= end {
             return;
         }
@@ -109,11 +114,26 @@ mod tests {
         list.add(pos(b"b"), pos(b"f"), weak);
         list.add(pos(b"d"), pos(b"h"), strong);
         list.add(pos(b"a"), pos(b"c"), DeletionTime::new(1, 0));
-        assert_eq!(list.value_at(&ClusteringPosition::at(&b"a"[..])), Some(DeletionTime::new(1, 0)));
-        assert_eq!(list.value_at(&ClusteringPosition::at(&b"b5"[..])), Some(weak));
-        assert_eq!(list.value_at(&ClusteringPosition::at(&b"c"[..])), Some(weak));
-        assert_eq!(list.value_at(&ClusteringPosition::at(&b"e"[..])), Some(strong));
-        assert_eq!(list.value_at(&ClusteringPosition::at(&b"g"[..])), Some(strong));
+        assert_eq!(
+            list.value_at(&ClusteringPosition::at(&b"a"[..])),
+            Some(DeletionTime::new(1, 0))
+        );
+        assert_eq!(
+            list.value_at(&ClusteringPosition::at(&b"b5"[..])),
+            Some(weak)
+        );
+        assert_eq!(
+            list.value_at(&ClusteringPosition::at(&b"c"[..])),
+            Some(weak)
+        );
+        assert_eq!(
+            list.value_at(&ClusteringPosition::at(&b"e"[..])),
+            Some(strong)
+        );
+        assert_eq!(
+            list.value_at(&ClusteringPosition::at(&b"g"[..])),
+            Some(strong)
+        );
         assert_eq!(list.value_at(&ClusteringPosition::at(&b"h"[..])), None);
     }
 }

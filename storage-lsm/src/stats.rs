@@ -21,7 +21,9 @@ fn new_histogram() -> Mutex<Histogram<u64>> {
 }
 
 fn record(histogram: &Mutex<Histogram<u64>>, value: u64) {
-    histogram.lock().saturating_record(value.clamp(1, LATENCY_MAX_US));
+    histogram
+        .lock()
+        .saturating_record(value.clamp(1, LATENCY_MAX_US));
 }
 
 /// Live metrics of one table.

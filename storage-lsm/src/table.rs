@@ -23,7 +23,9 @@ use crate::error::{Error, Result};
 use crate::fs;
 use crate::memtable::{MemPartitionSource, Memtable};
 use crate::merge::{Atom, AtomSource, LiveRows, MergeIterator, PartitionHeader, ReadCounters};
-use crate::model::{ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId};
+use crate::model::{
+    ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId,
+};
 use crate::sstable::{ChunkCache, Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
 use crate::stats::TableMetrics;
 
@@ -85,7 +87,10 @@ impl TableOptions {
             } => format!("leveled {sstable_size_bytes} {fanout}"),
             CompactionStrategy::TimeWindow { window_s } => format!("time_window {window_s}"),
         };
-        format!("compaction {strategy}\ngc_grace_seconds {}\n", self.gc_grace_seconds)
+        format!(
+            "compaction {strategy}\ngc_grace_seconds {}\n",
+            self.gc_grace_seconds
+        )
     }
 
     pub fn decode(text: &str) -> Option<TableOptions> {
@@ -186,7 +191,9 @@ impl TokenRange {
         let start = match self.start {
             Bound::Unbounded => Bound::Unbounded,
             Bound::Included(t) => Bound::Included(at(t)),
-            Bound::Excluded(i64::MAX) => Bound::Excluded(PartitionKey::new(i64::MAX, vec![0xff; 1024])),
+            Bound::Excluded(i64::MAX) => {
+                Bound::Excluded(PartitionKey::new(i64::MAX, vec![0xff; 1024]))
+            }
             Bound::Excluded(t) => Bound::Included(at(t + 1)),
         };
         let end = match self.end {
@@ -275,7 +282,7 @@ impl Table {
             dir: dir.to_owned(),
             options: RwLock::new(options),
             view: RwLock::new(TableView {
-                active: Arc::new(Memtable::new()),
+                active: Arc::new(Memtable::new(Position::default())),
                 flushing: Vec::new(),
                 sstables,
             }),
@@ -323,19 +330,32 @@ impl Table {
 
     /// Switches to a fresh memtable; returns the old one (to flush) unless it
     /// is empty. `position` gives the commitlog position at the switch.
-    pub fn switch_memtable(&self, position: impl FnOnce() -> Position) -> Option<(Arc<Memtable>, Position)> {
+    pub fn switch_memtable(
+        &self,
+        position: impl FnOnce() -> Position,
+    ) -> Option<(Arc<Memtable>, Position)> {
         let _barrier = self.write_barrier.write();
         let mut view = self.view.write();
         if view.active.is_empty() {
             return None;
         }
-        let old = std::mem::replace(&mut view.active, Arc::new(Memtable::new()));
+        let position = position();
+        let old = std::mem::replace(&mut view.active, Arc::new(Memtable::new(position)));
         view.flushing.push(old.clone());
-        Some((old, position()))
+        Some((old, position))
     }
 
     /// Writes a switched memtable to a new SSTable and publishes it.
-    pub fn flush_memtable(&self, memtable: &Arc<Memtable>, now_s: i64) -> Result<()> {
+    /// `switched_at` is the commitlog position of its switch; returns the
+    /// position up to which the commitlog no longer needs this table's
+    /// records: `switched_at`, or the start of an older memtable still
+    /// waiting for its own flush.
+    pub fn flush_memtable(
+        &self,
+        memtable: &Arc<Memtable>,
+        switched_at: Position,
+        now_s: i64,
+    ) -> Result<Position> {
         let descriptor = Descriptor::in_dir(&self.dir, self.allocate_generation());
         let mut writer = SSTableWriter::create(descriptor, 0, now_s)?;
         for (key, partition) in memtable.iter() {
@@ -350,13 +370,21 @@ impl Table {
             writer.add_partition(&key, &header, &mut merge)?;
         }
         let published = match writer.finish()? {
-            Some(stats) => Some(Arc::new(SSTable::open(Descriptor::in_dir(&self.dir, stats.generation))?)),
+            Some(stats) => Some(Arc::new(SSTable::open(Descriptor::in_dir(
+                &self.dir,
+                stats.generation,
+            ))?)),
             None => None,
         };
         let mut view = self.view.write();
         view.flushing.retain(|m| !Arc::ptr_eq(m, memtable));
         view.sstables.extend(published);
-        Ok(())
+        let still_needed = view
+            .flushing
+            .iter()
+            .map(|m| m.commitlog_lower_bound())
+            .min();
+        Ok(still_needed.map_or(switched_at, |lower| lower.min(switched_at)))
     }
 
     /// Replaces `inputs` with `outputs` in the live set.
@@ -436,7 +464,9 @@ impl Table {
         now_s: i64,
     ) -> Result<(Option<PartitionRows>, ReadCounters)> {
         let (start, end) = query.positions();
-        let Some((header, merge)) = self.partition_merge(view, key, &start, &end, query.reversed)? else {
+        let Some((header, merge)) =
+            self.partition_merge(view, key, &start, &end, query.reversed)?
+        else {
             return Ok((None, ReadCounters::default()));
         };
         let mut counters = ReadCounters::default();
@@ -475,7 +505,9 @@ impl Table {
     ) -> Result<Option<(PartitionHeader, Vec<Atom>)>> {
         let view = self.view();
         let (start, end) = query.positions();
-        let Some((header, mut merge)) = self.partition_merge(&view, key, &start, &end, query.reversed)? else {
+        let Some((header, mut merge)) =
+            self.partition_merge(&view, key, &start, &end, query.reversed)?
+        else {
             return Ok(None);
         };
         let mut atoms = Vec::new();
@@ -552,7 +584,8 @@ impl Table {
             None
         };
         counters_total.live_rows = (row_limit - rows_left) as u64;
-        self.metrics.record_range_read(started.elapsed(), &counters_total);
+        self.metrics
+            .record_range_read(started.elapsed(), &counters_total);
         Ok(ScanPage { partitions, resume })
     }
 
@@ -579,6 +612,10 @@ impl Table {
 
     /// Bytes on disk of every live SSTable.
     pub fn live_disk_bytes(&self) -> u64 {
-        self.view().sstables.iter().map(|s| s.size_on_disk_bytes()).sum()
+        self.view()
+            .sstables
+            .iter()
+            .map(|s| s.size_on_disk_bytes())
+            .sum()
     }
 }

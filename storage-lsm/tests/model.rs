@@ -38,15 +38,32 @@ fn key(k: u8) -> PartitionKey {
 
 #[derive(Debug, Clone)]
 enum CellSpec {
-    Live { column: u32, path: Option<u8>, value: u8 },
-    Expiring { column: u32, path: Option<u8>, value: u8, ttl: u8 },
-    Tombstone { column: u32, path: Option<u8> },
+    Live {
+        column: u32,
+        path: Option<u8>,
+        value: u8,
+    },
+    Expiring {
+        column: u32,
+        path: Option<u8>,
+        value: u8,
+        ttl: u8,
+    },
+    Tombstone {
+        column: u32,
+        path: Option<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
 enum RowSpec {
-    Cells { clustering: Vec<u8>, cells: Vec<CellSpec> },
-    Deleted { clustering: Vec<u8> },
+    Cells {
+        clustering: Vec<u8>,
+        cells: Vec<CellSpec>,
+    },
+    Deleted {
+        clustering: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -66,14 +83,26 @@ enum WriteSpec {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { key: u8, timestamp: i64, write: WriteSpec },
+    Write {
+        key: u8,
+        timestamp: i64,
+        write: WriteSpec,
+    },
     Flush,
     CompactPending,
     CompactAll,
     Reopen,
     Advance(u8),
-    Read { key: u8, start: BoundSpec, end: BoundSpec, reversed: bool, limit: u8 },
-    Scan { page: u8 },
+    Read {
+        key: u8,
+        start: BoundSpec,
+        end: BoundSpec,
+        reversed: bool,
+        limit: u8,
+    },
+    Scan {
+        page: u8,
+    },
 }
 
 fn clustering() -> impl Strategy<Value = Vec<u8>> {
@@ -141,15 +170,39 @@ fn to_bound(spec: &BoundSpec) -> ClusteringBound {
 
 fn to_cell(spec: &CellSpec, timestamp: i64, now_s: i64) -> Cell {
     let (column, path, value) = match spec {
-        CellSpec::Live { column, path, value } => (*column, *path, CellValue::Live(Bytes::from(vec![*value]))),
-        CellSpec::Expiring { column, path, value, ttl } => (
+        CellSpec::Live {
+            column,
+            path,
+            value,
+        } => (*column, *path, CellValue::Live(Bytes::from(vec![*value]))),
+        CellSpec::Expiring {
+            column,
+            path,
+            value,
+            ttl,
+        } => (
             *column,
             *path,
-            CellValue::Expiring { value: Bytes::from(vec![*value]), ttl_s: u32::from(*ttl), expires_at_s: now_s + i64::from(*ttl) },
+            CellValue::Expiring {
+                value: Bytes::from(vec![*value]),
+                ttl_s: u32::from(*ttl),
+                expires_at_s: now_s + i64::from(*ttl),
+            },
         ),
-        CellSpec::Tombstone { column, path } => (*column, *path, CellValue::Tombstone { deleted_at_s: now_s }),
+        CellSpec::Tombstone { column, path } => (
+            *column,
+            *path,
+            CellValue::Tombstone {
+                deleted_at_s: now_s,
+            },
+        ),
     };
-    Cell { column, path: path.map(|p| Bytes::from(vec![p])), timestamp, value }
+    Cell {
+        column,
+        path: path.map(|p| Bytes::from(vec![p])),
+        timestamp,
+        value,
+    }
 }
 
 fn to_update(spec: &WriteSpec, timestamp: i64, now_s: i64) -> PartitionUpdate {
@@ -161,13 +214,17 @@ fn to_update(spec: &WriteSpec, timestamp: i64, now_s: i64) -> PartitionUpdate {
             for row in rows {
                 match row {
                     RowSpec::Cells { clustering, cells } => {
-                        let entry = by_key.entry(clustering.clone()).or_insert_with(|| Row::new(clustering.clone(), vec![]));
+                        let entry = by_key
+                            .entry(clustering.clone())
+                            .or_insert_with(|| Row::new(clustering.clone(), vec![]));
                         for cell in cells {
                             entry.add_cell(to_cell(cell, timestamp, now_s));
                         }
                     }
                     RowSpec::Deleted { clustering } => {
-                        let entry = by_key.entry(clustering.clone()).or_insert_with(|| Row::new(clustering.clone(), vec![]));
+                        let entry = by_key
+                            .entry(clustering.clone())
+                            .or_insert_with(|| Row::new(clustering.clone(), vec![]));
                         entry.deletion = Some(deletion);
                     }
                 }
@@ -175,11 +232,17 @@ fn to_update(spec: &WriteSpec, timestamp: i64, now_s: i64) -> PartitionUpdate {
             update.rows = by_key.into_values().collect();
         }
         WriteSpec::Static(cells) => {
-            update.static_row = Some(Row::new(Bytes::new(), cells.iter().map(|c| to_cell(c, timestamp, now_s)).collect()));
+            update.static_row = Some(Row::new(
+                Bytes::new(),
+                cells.iter().map(|c| to_cell(c, timestamp, now_s)).collect(),
+            ));
         }
         WriteSpec::PartitionDeletion => update.partition_deletion = Some(deletion),
         WriteSpec::RangeDeletion(start, end) => update.range_tombstones.push(RangeTombstone {
-            range: ClusteringRange { start: to_bound(start), end: to_bound(end) },
+            range: ClusteringRange {
+                start: to_bound(start),
+                end: to_bound(end),
+            },
             deletion,
         }),
     }
@@ -197,7 +260,12 @@ struct Model {
 
 impl Model {
     /// Visible cells of one row given every write to the partition.
-    fn visible_cells(&self, key: &PartitionKey, clustering: Option<&Bytes>, now_s: i64) -> Vec<Cell> {
+    fn visible_cells(
+        &self,
+        key: &PartitionKey,
+        clustering: Option<&Bytes>,
+        now_s: i64,
+    ) -> Vec<Cell> {
         let mut outer: Option<DeletionTime> = None;
         let mut winners: BTreeMap<(u32, Option<Bytes>), Cell> = BTreeMap::new();
         for (k, update) in self.writes.iter().filter(|(k, _)| k == key) {
@@ -211,7 +279,7 @@ impl Model {
                             outer = outer.max(Some(rt.deletion));
                         }
                     }
-                    update.rows.iter().filter(|r| &r.clustering == c).collect()
+                    update.rows.iter().filter(|r| r.clustering == *c).collect()
                 }
             };
             for row in rows {
@@ -233,9 +301,12 @@ impl Model {
             .collect();
         winners
             .into_values()
-            .filter(|cell| !outer.is_some_and(|d| cell.timestamp <= d.timestamp))
+            .filter(|cell| outer.is_none_or(|d| cell.timestamp > d.timestamp))
             .filter(|cell| {
-                cell.path.is_none() || !column_tombstones.get(&cell.column).is_some_and(|&ts| cell.timestamp <= ts)
+                cell.path.is_none()
+                    || column_tombstones
+                        .get(&cell.column)
+                        .is_none_or(|&ts| cell.timestamp > ts)
             })
             .filter(|cell| cell.is_live(now_s))
             .collect()
@@ -253,7 +324,14 @@ impl Model {
         all
     }
 
-    fn read(&self, key: &PartitionKey, range: &ClusteringRange, reversed: bool, limit: usize, now_s: i64) -> (Vec<Cell>, Vec<(Bytes, Vec<Cell>)>) {
+    fn read(
+        &self,
+        key: &PartitionKey,
+        range: &ClusteringRange,
+        reversed: bool,
+        limit: usize,
+        now_s: i64,
+    ) -> (Vec<Cell>, Vec<(Bytes, Vec<Cell>)>) {
         let static_cells = self.visible_cells(key, None, now_s);
         let mut rows: Vec<(Bytes, Vec<Cell>)> = self
             .clusterings(key)
@@ -278,7 +356,8 @@ impl Model {
         keys.dedup();
         let mut out = Vec::new();
         for key in keys {
-            let (static_cells, rows) = self.read(&key, &ClusteringRange::all(), false, usize::MAX, now_s);
+            let (static_cells, rows) =
+                self.read(&key, &ClusteringRange::all(), false, usize::MAX, now_s);
             if !static_cells.is_empty() {
                 out.push((key.clone(), None, static_cells));
             }
@@ -303,14 +382,25 @@ impl Harness {
     fn new(options: TableOptions) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(START_S);
-        let mut harness = Harness { dir, clock, engine: None, options };
+        let mut harness = Harness {
+            dir,
+            clock,
+            engine: None,
+            options,
+        };
         harness.open();
-        harness.engine().create_table(TABLE, harness.options.clone()).unwrap();
+        harness
+            .engine()
+            .create_table(TABLE, harness.options.clone())
+            .unwrap();
         harness
     }
 
     fn open(&mut self) {
-        let mut config = EngineConfig::new(self.dir.path().join("data"), self.dir.path().join("commitlog"));
+        let mut config = EngineConfig::new(
+            self.dir.path().join("data"),
+            self.dir.path().join("commitlog"),
+        );
         config.background = false;
         config.sync = SyncMode::Periodic(std::time::Duration::from_secs(3600));
         config.clock = Arc::new(self.clock.clone());
@@ -326,7 +416,10 @@ impl Harness {
         let mut out = Vec::new();
         let mut resume = None;
         for _ in 0..10_000 {
-            let result = self.engine().scan(TABLE, &TokenRange::all(), resume.as_ref(), page).unwrap();
+            let result = self
+                .engine()
+                .scan(TABLE, &TokenRange::all(), resume.as_ref(), page)
+                .unwrap();
             for partition in result.partitions {
                 if let Some(row) = partition.static_row {
                     out.push((partition.key.clone(), None, row.cells));
@@ -350,10 +443,20 @@ fn run(ops: Vec<Op>, options: TableOptions) -> Result<(), TestCaseError> {
     for op in ops {
         let now_s = h.clock.now_s_value();
         match op {
-            Op::Write { key: k, timestamp, write } => {
+            Op::Write {
+                key: k,
+                timestamp,
+                write,
+            } => {
                 let update = to_update(&write, timestamp, now_s);
                 model.writes.push((key(k), update.clone()));
-                h.engine().apply(Mutation { table: TABLE, key: key(k), update }).unwrap();
+                h.engine()
+                    .apply(Mutation {
+                        table: TABLE,
+                        key: key(k),
+                        update,
+                    })
+                    .unwrap();
             }
             Op::Flush => h.engine().flush(TABLE).unwrap(),
             Op::CompactPending => {
@@ -365,18 +468,56 @@ fn run(ops: Vec<Op>, options: TableOptions) -> Result<(), TestCaseError> {
                 h.open();
             }
             Op::Advance(seconds) => h.clock.advance(i64::from(seconds)),
-            Op::Read { key: k, start, end, reversed, limit } => {
-                let range = ClusteringRange { start: to_bound(&start), end: to_bound(&end) };
-                let query = SliceQuery { range: range.clone(), reversed, limit: usize::from(limit), resume_after: None };
+            Op::Read {
+                key: k,
+                start,
+                end,
+                reversed,
+                limit,
+            } => {
+                let range = ClusteringRange {
+                    start: to_bound(&start),
+                    end: to_bound(&end),
+                };
+                let query = SliceQuery {
+                    range: range.clone(),
+                    reversed,
+                    limit: usize::from(limit),
+                    resume_after: None,
+                };
                 let got = h.engine().read(TABLE, &key(k), &query).unwrap();
-                let (static_cells, rows) = model.read(&key(k), &range, reversed, usize::from(limit), now_s);
-                let got_static = got.as_ref().and_then(|p| p.static_row.as_ref()).map(|r| r.cells.clone()).unwrap_or_default();
-                let got_rows: Vec<(Bytes, Vec<Cell>)> = got.map(|p| p.rows.into_iter().map(|r| (r.clustering, r.cells)).collect()).unwrap_or_default();
+                let (static_cells, rows) =
+                    model.read(&key(k), &range, reversed, usize::from(limit), now_s);
+                let got_static = got
+                    .as_ref()
+                    .and_then(|p| p.static_row.as_ref())
+                    .map(|r| r.cells.clone())
+                    .unwrap_or_default();
+                let got_rows: Vec<(Bytes, Vec<Cell>)> = got
+                    .map(|p| {
+                        p.rows
+                            .into_iter()
+                            .map(|r| (r.clustering, r.cells))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 prop_assert_eq!(&got_static, &static_cells, "static row of key {}", k);
-                prop_assert_eq!(&got_rows, &rows, "rows of key {} range {:?} reversed {}", k, range, reversed);
+                prop_assert_eq!(
+                    &got_rows,
+                    &rows,
+                    "rows of key {} range {:?} reversed {}",
+                    k,
+                    range,
+                    reversed
+                );
             }
             Op::Scan { page } => {
-                prop_assert_eq!(h.flat_scan(usize::from(page)), model.flat_scan(now_s), "paged scan, page {}", page);
+                prop_assert_eq!(
+                    h.flat_scan(usize::from(page)),
+                    model.flat_scan(now_s),
+                    "paged scan, page {}",
+                    page
+                );
             }
         }
     }
@@ -397,14 +538,23 @@ impl NowValue for ManualClock {
 
 fn strategies() -> Vec<CompactionStrategy> {
     vec![
-        CompactionStrategy::SizeTiered { min_threshold: 2, max_threshold: 4 },
-        CompactionStrategy::Leveled { sstable_size_bytes: 256, fanout: 2 },
+        CompactionStrategy::SizeTiered {
+            min_threshold: 2,
+            max_threshold: 4,
+        },
+        CompactionStrategy::Leveled {
+            sstable_size_bytes: 256,
+            fanout: 2,
+        },
         CompactionStrategy::TimeWindow { window_s: 5 },
     ]
 }
 
 fn cases() -> u32 {
-    std::env::var("ILION_MODEL_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(400)
+    std::env::var("ILION_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400)
 }
 
 proptest! {
@@ -441,11 +591,20 @@ proptest! {
 
 #[test]
 fn bound_helpers_cover_scan_ranges() {
-    let range = TokenRange { start: Bound::Excluded(-1), end: Bound::Included(0) };
+    let range = TokenRange {
+        start: Bound::Excluded(-1),
+        end: Bound::Included(0),
+    };
     let (lo, hi) = range.key_bounds();
     let inside = key(1); // token 0
     let below = key(0); // token -1
-    let in_lo = match &lo { Bound::Included(k) => inside >= *k && !(below >= *k), _ => false };
-    let in_hi = match &hi { Bound::Excluded(k) => inside < *k, _ => false };
+    let in_lo = match &lo {
+        Bound::Included(k) => inside >= *k && below < *k,
+        _ => false,
+    };
+    let in_hi = match &hi {
+        Bound::Excluded(k) => inside < *k,
+        _ => false,
+    };
     assert!(in_lo && in_hi);
 }

@@ -91,7 +91,12 @@ impl BloomFilter {
         let (bits, words) = rest.split_at(8);
         let probes = u32::from_le_bytes(probes.try_into().map_err(|_| (0, "probes".to_string()))?);
         let bits = u64::from_le_bytes(bits.try_into().map_err(|_| (4, "bits".to_string()))?);
-        if bits == 0 || bits % 64 != 0 || words.len() as u64 != bits / 8 || probes == 0 || probes > 32 {
+        if bits == 0
+            || bits % 64 != 0
+            || words.len() as u64 != bits / 8
+            || probes == 0
+            || probes > 32
+        {
             return Err((4, "filter header does not match its size".into()));
         }
         let words = words
@@ -109,14 +114,24 @@ mod tests {
     #[test]
     fn no_false_negatives_and_few_false_positives() {
         let mut filter = BloomFilter::with_capacity(10_000);
-        let key = |i: u64| PartitionKey::new((i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as i64, i.to_be_bytes().to_vec());
+        let key = |i: u64| {
+            PartitionKey::new(
+                (i.wrapping_mul(0x9e37_79b9_7f4a_7c15)) as i64,
+                i.to_be_bytes().to_vec(),
+            )
+        };
         for i in 0..10_000 {
             filter.insert(&key(i));
         }
         let decoded = BloomFilter::decode(&filter.encode()).unwrap();
         assert!((0..10_000).all(|i| decoded.may_contain(&key(i))));
-        let false_positives = (10_000..110_000).filter(|&i| decoded.may_contain(&key(i))).count();
-        assert!(false_positives < 2_500, "{false_positives} false positives in 100k");
+        let false_positives = (10_000..110_000)
+            .filter(|&i| decoded.may_contain(&key(i)))
+            .count();
+        assert!(
+            false_positives < 2_500,
+            "{false_positives} false positives in 100k"
+        );
     }
 
     #[test]

@@ -89,8 +89,11 @@ impl Descriptor {
     }
 
     pub fn tmp_path(&self, component: Component) -> PathBuf {
-        self.dir
-            .join(format!("tmp-ila-{}-{}", self.generation, component.suffix()))
+        self.dir.join(format!(
+            "tmp-ila-{}-{}",
+            self.generation,
+            component.suffix()
+        ))
     }
 
     /// Parses `ila-<generation>-<Component>`; returns the generation and
@@ -99,9 +102,7 @@ impl Descriptor {
         let rest = name.strip_prefix("ila-")?;
         let (generation, suffix) = rest.split_once('-')?;
         let generation = generation.parse().ok()?;
-        let component = Component::ALL
-            .into_iter()
-            .find(|c| c.suffix() == suffix)?;
+        let component = Component::ALL.into_iter().find(|c| c.suffix() == suffix)?;
         Some((generation, component))
     }
 

@@ -264,10 +264,18 @@ impl SSTable {
                 });
             }
             cache.bytes = lz4_flex::block::decompress_size_prepended(compressed).map_err(|e| {
-                corrupt(&self.data_path, offset, format!("chunk does not decompress: {e}"))
+                corrupt(
+                    &self.data_path,
+                    offset,
+                    format!("chunk does not decompress: {e}"),
+                )
             })?;
             if cache.bytes.len() > CHUNK_SIZE_BYTES {
-                return Err(corrupt(&self.data_path, offset, "chunk larger than the chunk size"));
+                return Err(corrupt(
+                    &self.data_path,
+                    offset,
+                    "chunk larger than the chunk size",
+                ));
             }
             cache.index = Some(index);
             cache.generation = self.generation();
@@ -307,7 +315,12 @@ impl SSTable {
     }
 
     /// Atoms of one row-index block, in forward order.
-    fn block_atoms(&self, entry: &IndexEntry, block: usize, cache: &mut ChunkCache) -> Result<Vec<Atom>> {
+    fn block_atoms(
+        &self,
+        entry: &IndexEntry,
+        block: usize,
+        cache: &mut ChunkCache,
+    ) -> Result<Vec<Atom>> {
         let start = entry.blocks.get(block).map_or(0, |b| b.offset);
         let end = entry.block_end(block);
         let base = entry.atoms_offset() + start;
@@ -318,19 +331,27 @@ impl SSTable {
             if r.is_empty() {
                 break;
             }
-            let tag = r.u8().map_err(|e| self.decode_error(&self.data_path, base, e))?;
+            let tag = r
+                .u8()
+                .map_err(|e| self.decode_error(&self.data_path, base, e))?;
             let atom = match tag {
                 0 => break,
-                1 => Atom::Row(r.row().map_err(|e| self.decode_error(&self.data_path, base, e))?),
+                1 => Atom::Row(
+                    r.row()
+                        .map_err(|e| self.decode_error(&self.data_path, base, e))?,
+                ),
                 2 => {
-                    let decode = |r: &mut Reader<'_>| -> std::result::Result<RangeMarker, DecodeError> {
-                        Ok(RangeMarker {
-                            position: r.position()?,
-                            before: r.opt_deletion()?,
-                            after: r.opt_deletion()?,
-                        })
-                    };
-                    Atom::Marker(decode(&mut r).map_err(|e| self.decode_error(&self.data_path, base, e))?)
+                    let decode =
+                        |r: &mut Reader<'_>| -> std::result::Result<RangeMarker, DecodeError> {
+                            Ok(RangeMarker {
+                                position: r.position()?,
+                                before: r.opt_deletion()?,
+                                after: r.opt_deletion()?,
+                            })
+                        };
+                    Atom::Marker(
+                        decode(&mut r).map_err(|e| self.decode_error(&self.data_path, base, e))?,
+                    )
                 }
                 _ => {
                     return Err(corrupt(
@@ -392,19 +413,24 @@ fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
     let footer_at = len - 12;
     let summary_offset = le_u64(index, footer_at).unwrap_or(u64::MAX);
     if le_u32(index, footer_at + 8) != Some(INDEX_MAGIC) {
-        return Err(corrupt(path, footer_at as u64, "not an index file (bad magic)"));
+        return Err(corrupt(
+            path,
+            footer_at as u64,
+            "not an index file (bad magic)",
+        ));
     }
     let payload = read_framed_block(index, summary_offset)
         .map_err(|(offset, reason)| corrupt(path, offset, reason))?;
     let mut r = Reader::new(payload);
-    let decode = |r: &mut Reader<'_>| -> std::result::Result<Vec<(PartitionKey, u64)>, DecodeError> {
-        let count = r.u32_len(1 << 28, "too many summary entries")?;
-        let mut summary = Vec::with_capacity(count.min(1 << 16));
-        for _ in 0..count {
-            summary.push((r.partition_key()?, r.varint()?));
-        }
-        Ok(summary)
-    };
+    let decode =
+        |r: &mut Reader<'_>| -> std::result::Result<Vec<(PartitionKey, u64)>, DecodeError> {
+            let count = r.u32_len(1 << 28, "too many summary entries")?;
+            let mut summary = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                summary.push((r.partition_key()?, r.varint()?));
+            }
+            Ok(summary)
+        };
     decode(&mut r).map_err(|e| corrupt(path, summary_offset + 8 + e.offset as u64, e.reason))
 }
 
@@ -471,7 +497,9 @@ impl SSTablePartitionSource {
     }
 
     fn load_block(&mut self, block: usize) -> Result<()> {
-        let atoms = self.sstable.block_atoms(&self.entry, block, &mut self.cache)?;
+        let atoms = self
+            .sstable
+            .block_atoms(&self.entry, block, &mut self.cache)?;
         let mut current: Option<DeletionTime> =
             self.entry.blocks.get(block).and_then(|b| b.open_deletion);
         let mut at_start = current;

@@ -237,10 +237,15 @@ impl SSTableWriter {
         atoms: &mut dyn AtomSource,
     ) -> Result<bool> {
         if let Some(last) = &self.last_key {
-            assert!(last < key, "SSTable partitions must be written in key order");
+            assert!(
+                last < key,
+                "SSTable partitions must be written in key order"
+            );
         }
         let (Some(data), Some(_)) = (self.data.as_mut(), self.index.as_ref()) else {
-            return Err(Error::InvalidArgument("SSTable writer already finished".into()));
+            return Err(Error::InvalidArgument(
+                "SSTable writer already finished".into(),
+            ));
         };
         let offset = data.logical_len;
         let mut buf = Writer::new();
@@ -353,7 +358,9 @@ impl SSTableWriter {
     pub fn finish(mut self) -> Result<Option<SSTableStats>> {
         self.finished = true;
         let (Some(data), Some(index)) = (self.data.take(), self.index.take()) else {
-            return Err(Error::InvalidArgument("SSTable writer already finished".into()));
+            return Err(Error::InvalidArgument(
+                "SSTable writer already finished".into(),
+            ));
         };
         if self.stats.partition_count == 0 {
             drop(data);
