@@ -100,6 +100,8 @@ type QueuedFlush = (Arc<Table>, Arc<Memtable>, crate::commitlog::Position);
 struct Shared {
     config: EngineConfig,
     tables: RwLock<HashMap<TableId, Arc<Table>>>,
+    /// Tables whose files could not be opened, with the reason.
+    unavailable: HashMap<TableId, String>,
     commitlog: CommitLog,
     throttle: Throttle,
     shutdown: AtomicBool,
@@ -137,6 +139,7 @@ impl Engine {
     pub fn open(config: EngineConfig) -> Result<Engine> {
         fs::create_dir_all(&config.data_dir)?;
         let mut tables = HashMap::new();
+        let mut unavailable: HashMap<TableId, String> = HashMap::new();
         let entries = std::fs::read_dir(&config.data_dir).map_err(Error::io(&config.data_dir))?;
         for entry in entries {
             let entry = entry.map_err(Error::io(&config.data_dir))?;
@@ -154,15 +157,26 @@ impl Engine {
                 })?,
                 Err(_) => continue, // a table directory whose creation did not finish
             };
-            tables.insert(id, Arc::new(Table::open(id, &dir, options)?));
+            match Table::open(id, &dir, options) {
+                Ok(table) => {
+                    tables.insert(id, Arc::new(table));
+                }
+                Err(error) => {
+                    tracing::error!(table = ?id, %error, "table cannot be opened; it stays unavailable until repaired");
+                    unavailable.insert(id, error.to_string());
+                }
+            }
         }
         let mut replayed_tables: Vec<TableId> = Vec::new();
+        let mut kept_for_unavailable = false;
         let (commitlog, old_segments, replay) = CommitLog::open(
             &config.commitlog_dir,
             config.sync,
             config.commitlog_segment_size_bytes,
             |mutation| {
-                if let Some(table) = tables.get(&mutation.table) {
+                if unavailable.contains_key(&mutation.table) {
+                    kept_for_unavailable = true;
+                } else if let Some(table) = tables.get(&mutation.table) {
                     if !replayed_tables.contains(&mutation.table) {
                         replayed_tables.push(mutation.table);
                     }
@@ -184,6 +198,11 @@ impl Engine {
             if damaged.contains(&segment) {
                 let aside = segment.with_extension("log.damaged");
                 fs::rename(segment, &aside)?;
+            } else if kept_for_unavailable {
+                // Holds writes of a table that could not be opened: keep them
+                // for a replay once the table is repaired.
+                let aside = segment.with_extension("log.unreplayed");
+                fs::rename(segment, &aside)?;
             } else {
                 fs::remove_file(segment)?;
             }
@@ -192,6 +211,7 @@ impl Engine {
             throttle: Throttle::new(config.compaction_bytes_per_s),
             config,
             tables: RwLock::new(tables),
+            unavailable,
             commitlog,
             shutdown: AtomicBool::new(false),
             flush_queue: Mutex::new(Vec::new()),
@@ -239,12 +259,27 @@ impl Engine {
     }
 
     fn table(&self, id: TableId) -> Result<Arc<Table>> {
+        if let Some(cause) = self.shared.unavailable.get(&id) {
+            return Err(Error::TableUnavailable {
+                table: id,
+                cause: cause.clone(),
+            });
+        }
         self.shared
             .tables
             .read()
             .get(&id)
             .cloned()
             .ok_or(Error::UnknownTable(id))
+    }
+
+    /// Tables that could not be opened, with the error that names the damage.
+    pub fn unavailable_tables(&self) -> Vec<(TableId, String)> {
+        self.shared
+            .unavailable
+            .iter()
+            .map(|(id, cause)| (*id, cause.clone()))
+            .collect()
     }
 
     pub fn now_s(&self) -> i64 {
@@ -254,7 +289,7 @@ impl Engine {
     /// Creates a table; its options are stored beside its SSTables.
     pub fn create_table(&self, id: TableId, options: TableOptions) -> Result<()> {
         let mut tables = self.shared.tables.write();
-        if tables.contains_key(&id) {
+        if tables.contains_key(&id) || self.shared.unavailable.contains_key(&id) {
             return Err(Error::TableExists(id));
         }
         let dir = self.shared.config.data_dir.join(id.dir_name());
@@ -265,7 +300,7 @@ impl Engine {
     }
 
     pub fn has_table(&self, id: TableId) -> bool {
-        self.shared.tables.read().contains_key(&id)
+        self.shared.tables.read().contains_key(&id) || self.shared.unavailable.contains_key(&id)
     }
 
     pub fn table_ids(&self) -> Vec<TableId> {

@@ -28,6 +28,8 @@ pub enum Error {
     },
     #[error("unknown table {0:?}")]
     UnknownTable(TableId),
+    #[error("table {table:?} is unavailable: {cause}")]
+    TableUnavailable { table: TableId, cause: String },
     #[error("table {0:?} already exists")]
     TableExists(TableId),
     #[error("mutation of {size_bytes} bytes is larger than the limit of {limit_bytes} bytes")]

@@ -84,8 +84,15 @@ impl SSTable {
             .map_err(|(offset, reason)| corrupt(&stats_path, offset, reason))?;
         let filter_path = descriptor.path(Component::Filter);
         let filter_bytes = std::fs::read(&filter_path).map_err(Error::io(&filter_path))?;
-        let filter = BloomFilter::decode(&filter_bytes)
-            .map_err(|(offset, reason)| corrupt(&filter_path, offset, reason))?;
+        let filter = match BloomFilter::decode(&filter_bytes) {
+            Ok(filter) => filter,
+            Err((offset, reason)) => {
+                // Reads stay correct without a filter, only slower.
+                tracing::error!(path = %filter_path.display(), offset, %reason,
+                    "damaged bloom filter ignored; every lookup will consult the index");
+                BloomFilter::pass_all()
+            }
+        };
         let data_path = descriptor.path(Component::Data);
         let data = map_file(&data_path)?;
         let (chunk_offsets, logical_len) = read_data_footer(&data, &data_path)?;
