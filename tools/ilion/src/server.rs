@@ -3,8 +3,9 @@
 //!
 //! Start-up order: configuration is validated and the machine checked (data
 //! directories writable, client port free) before anything is opened, so a
-//! bad setting stops the node with a message naming the key. Shutdown stops
-//! accepting clients, lets open connections go, and returns.
+//! bad setting stops the node with a message naming the key. Then the storage
+//! engine opens (replaying the commitlog) and the client port listens.
+//! Shutdown stops accepting clients, flushes the engine, and returns.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::cli::ServerArgs;
-use crate::config::{Config, ConfigError, RawConfig};
+use crate::config::{CommitlogSync, Config, ConfigError, RawConfig};
+use storage_lsm::{Engine, EngineConfig, SyncMode};
 
 /// Longest time a connection task may take to notice shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -40,6 +42,7 @@ pub fn load_config(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %config, "starting Ilion node");
     config.check_environment()?;
+    let engine = open_engine(&config).await?;
     let addr = config.native_address();
     let listener =
         TcpListener::bind(addr)
@@ -59,8 +62,47 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(joined) => joined.context("accept loop failed")?,
         Err(_) => tracing::warn!("connections did not close in time; leaving them"),
     }
+    let flushed = tokio::task::spawn_blocking(move || engine.shutdown()).await;
+    match flushed {
+        Ok(Ok(())) => tracing::info!("storage engine flushed and closed"),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "storage engine did not close cleanly; the commitlog will be replayed at the next start")
+        }
+        Err(error) => tracing::error!(%error, "storage engine shutdown task failed"),
+    }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Opens the storage engine (replaying the commitlog) off the async threads.
+async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
+    let [data_dir] = config.data_file_directories.as_slice() else {
+        return Err(ConfigError::Invalid {
+            key: "data_file_directories",
+            message: "more than one directory is not yet supported; give exactly one".into(),
+        }
+        .into());
+    };
+    let mut engine_config = EngineConfig::new(data_dir, &config.commitlog_directory);
+    engine_config.sync = match config.commitlog_sync {
+        CommitlogSync::Periodic { period } => SyncMode::Periodic(period),
+        CommitlogSync::Batch => SyncMode::Batch,
+    };
+    let started = std::time::Instant::now();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
+        .await
+        .context("storage engine start-up task failed")?
+        .context("cannot open the storage engine")?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        tables = engine.table_ids().len(),
+        replayed_mutations = engine.replay.mutations,
+        "storage engine open"
+    );
+    for (path, offset, reason) in &engine.replay.damaged {
+        tracing::error!(path = %path.display(), offset, %reason, "damaged commitlog segment set aside");
+    }
+    Ok(engine)
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<&'static str> {

@@ -36,6 +36,11 @@ fn starts_listens_and_stops_on_sigterm() {
         node.log_text()
     );
     let log = node.log_text();
+    assert!(log.contains("storage engine open"), "log:\n{log}");
+    assert!(
+        log.contains("storage engine flushed and closed"),
+        "log:\n{log}"
+    );
     assert!(log.contains("shutdown complete"), "log:\n{log}");
 }
 
