@@ -97,12 +97,21 @@ mod ilion {
                 rows: vec![Row::new(Vec::new(), vec![Cell::live(1, 1, v.to_vec())])],
                 ..Default::default()
             };
-            Ok(self.engine.apply(Mutation { table: TABLE, key: key(k), update })?)
+            Ok(self.engine.apply(Mutation {
+                table: TABLE,
+                key: key(k),
+                update,
+            })?)
         }
 
         fn get(&mut self, k: &[u8]) -> anyhow::Result<Option<usize>> {
             let found = self.engine.read(TABLE, &key(k), &SliceQuery::all())?;
-            Ok(found.and_then(|p| p.rows.first().and_then(|r| r.cells.first()).and_then(|c| c.value_bytes().map(|v| v.len()))))
+            Ok(found.and_then(|p| {
+                p.rows
+                    .first()
+                    .and_then(|r| r.cells.first())
+                    .and_then(|c| c.value_bytes().map(|v| v.len()))
+            }))
         }
 
         fn scan(&mut self, start: &[u8], count: usize) -> anyhow::Result<usize> {
@@ -181,7 +190,9 @@ mod rocksdb_kv {
         let mut options = rocksdb::Options::default();
         options.create_if_missing(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        Ok(Box::new(Rocks { db: rocksdb::DB::open(&options, dir)? }))
+        Ok(Box::new(Rocks {
+            db: rocksdb::DB::open(&options, dir)?,
+        }))
     }
 
     impl super::Kv for Rocks {
@@ -310,7 +321,10 @@ fn run_engine(name: &str, open: Opener, dir: &Path, args: &Args) -> anyhow::Resu
         let t = Instant::now();
         let found = kv.get(&make_key(i))?;
         histogram.saturating_record(t.elapsed().as_nanos() as u64);
-        anyhow::ensure!(found == Some(VALUE_BYTES), "{name}: key {i} missing or wrong");
+        anyhow::ensure!(
+            found == Some(VALUE_BYTES),
+            "{name}: key {i} missing or wrong"
+        );
         progress("read", n + 1, args.reads, started);
     }
     let read_s = started.elapsed().as_secs_f64();
@@ -346,14 +360,20 @@ fn main() -> anyhow::Result<()> {
         None => tempfile::tempdir()?,
     };
     let mut results: Vec<(String, Figures)> = Vec::new();
-    for name in args.engines.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in args
+        .engines
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let Some(open) = opener(name) else {
             eprintln!("skipping {name}: not built in (enable its cargo feature) or unknown");
             continue;
         };
         let dir = root.path().join(name);
         std::fs::create_dir_all(&dir)?;
-        let figures = run_engine(name, open, &dir, &args).with_context(|| format!("benchmark of {name}"))?;
+        let figures =
+            run_engine(name, open, &dir, &args).with_context(|| format!("benchmark of {name}"))?;
         results.push((name.to_owned(), figures));
         std::fs::remove_dir_all(&dir).ok();
     }
@@ -385,21 +405,43 @@ fn print_table(args: &Args, results: &[(String, Figures)]) {
     let Some((_, ilion)) = results.iter().find(|(n, _)| n == "ilion") else {
         return;
     };
-    let peers: Vec<&Figures> = results.iter().filter(|(n, _)| n != "ilion").map(|(_, f)| f).collect();
+    let peers: Vec<&Figures> = results
+        .iter()
+        .filter(|(n, _)| n != "ilion")
+        .map(|(_, f)| f)
+        .collect();
     if peers.is_empty() {
         return;
     }
     let best = |pick: fn(&Figures) -> f64, higher_better: bool| {
-        peers
-            .iter()
-            .map(|f| pick(f))
-            .fold(if higher_better { f64::MIN } else { f64::MAX }, |a, b| if higher_better { a.max(b) } else { a.min(b) })
+        peers.iter().map(|f| pick(f)).fold(
+            if higher_better { f64::MIN } else { f64::MAX },
+            |a, b| if higher_better { a.max(b) } else { a.min(b) },
+        )
     };
     println!("\nIlion / best peer (>1 is better for throughput; <1 is better for latency, amplification, space):");
-    println!("  load throughput  {:.2}x", ilion.load_ops_per_s / best(|f| f.load_ops_per_s, true));
-    println!("  read throughput  {:.2}x", ilion.read_ops_per_s / best(|f| f.read_ops_per_s, true));
-    println!("  read p99         {:.2}x", ilion.read_p99_us / best(|f| f.read_p99_us, false));
-    println!("  scan throughput  {:.2}x", ilion.scan_keys_per_s / best(|f| f.scan_keys_per_s, true));
-    println!("  write amp        {:.2}x", ilion.write_amplification / best(|f| f.write_amplification, false));
-    println!("  space            {:.2}x", ilion.space_after_compaction_mb / best(|f| f.space_after_compaction_mb, false));
+    println!(
+        "  load throughput  {:.2}x",
+        ilion.load_ops_per_s / best(|f| f.load_ops_per_s, true)
+    );
+    println!(
+        "  read throughput  {:.2}x",
+        ilion.read_ops_per_s / best(|f| f.read_ops_per_s, true)
+    );
+    println!(
+        "  read p99         {:.2}x",
+        ilion.read_p99_us / best(|f| f.read_p99_us, false)
+    );
+    println!(
+        "  scan throughput  {:.2}x",
+        ilion.scan_keys_per_s / best(|f| f.scan_keys_per_s, true)
+    );
+    println!(
+        "  write amp        {:.2}x",
+        ilion.write_amplification / best(|f| f.write_amplification, false)
+    );
+    println!(
+        "  space            {:.2}x",
+        ilion.space_after_compaction_mb / best(|f| f.space_after_compaction_mb, false)
+    );
 }
