@@ -204,6 +204,12 @@ impl CommitLog {
     /// Appends one mutation; returns the position after it. The caller must
     /// call [`CommitLog::wait_durable`] before acknowledging in batch mode.
     pub fn append(&self, mutation: &Mutation) -> Result<Position> {
+        let record = self.encode_record(mutation)?;
+        self.append_record(mutation.table, &record)
+    }
+
+    /// Encodes a mutation as one record (so it can be done before taking locks).
+    pub fn encode_record(&self, mutation: &Mutation) -> Result<Vec<u8>> {
         let mut payload = Writer::new();
         payload.mutation(mutation);
         let payload = payload.buf;
@@ -221,16 +227,21 @@ impl CommitLog {
                 limit_bytes: (self.segment_size_bytes / 2) as usize,
             });
         }
+        Ok(record)
+    }
+
+    /// Appends a record made by [`CommitLog::encode_record`] for `table`.
+    pub fn append_record(&self, table: TableId, record: &[u8]) -> Result<Position> {
         let mut state = self.state.lock();
         if state.active.len + record.len() as u64 > self.segment_size_bytes {
             self.switch_segment(&mut state)?;
         }
         let segment = &mut state.active;
         (&*segment.file)
-            .write_all(&record)
+            .write_all(record)
             .map_err(Error::io(&segment.path))?;
         segment.len += record.len() as u64;
-        segment.dirty.insert(mutation.table, segment.len);
+        segment.dirty.insert(table, segment.len);
         let position = Position {
             segment: segment.id,
             offset: segment.len,

@@ -26,7 +26,7 @@ use crate::fs;
 use crate::merge::{Atom, AtomSource, MergeIterator, PartitionHeader};
 use crate::model::{CellValue, ClusteringPosition, DeletionTime, PartitionKey, Row};
 use crate::sstable::format::Component;
-use crate::sstable::{ChunkCache, Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
+use crate::sstable::{Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
 use crate::table::{CompactionStrategy, Table, TableView};
 
 /// Index entries read per input per step when merging partition keys.
@@ -345,7 +345,6 @@ pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle
         .iter()
         .map(|s| (s.clone(), Default::default(), None, false))
         .collect();
-    let mut cache = ChunkCache::default();
     let mut written = 0u64;
     loop {
         // Refill each input's queue of index entries.
@@ -372,7 +371,7 @@ pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle
         for (sstable, queue, _, _) in cursors.iter_mut() {
             if queue.front().is_some_and(|e| e.key == key) {
                 if let Some(entry) = queue.pop_front() {
-                    headers.push(sstable.header(&entry, &mut cache)?);
+                    headers.push(sstable.header(&entry)?);
                     sources.push(Box::new(SSTablePartitionSource::new(
                         sstable.clone(),
                         entry,

@@ -355,8 +355,10 @@ impl Engine {
         let table = self.table(mutation.table)?;
         self.wait_for_memory()?;
         let commitlog = &self.shared.commitlog;
-        let position = table.apply(mutation.key.clone(), mutation.update.clone(), || {
-            commitlog.append(&mutation)
+        let record = commitlog.encode_record(&mutation)?;
+        let table_id = mutation.table;
+        let position = table.apply(mutation.key, mutation.update, || {
+            commitlog.append_record(table_id, &record)
         })?;
         if commitlog.mode() == SyncMode::Batch {
             commitlog.wait_durable(position)?;

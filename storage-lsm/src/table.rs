@@ -26,7 +26,8 @@ use crate::merge::{Atom, AtomSource, LiveRows, MergeIterator, PartitionHeader, R
 use crate::model::{
     ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId,
 };
-use crate::sstable::{ChunkCache, Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
+use crate::sstable::format::IndexEntry;
+use crate::sstable::{Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
 use crate::stats::TableMetrics;
 
 /// How a table compacts.
@@ -405,6 +406,26 @@ impl Table {
         end: &ClusteringPosition,
         reversed: bool,
     ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
+        let mut entries = Vec::new();
+        for sstable in &view.sstables {
+            if let Some(entry) = sstable.get_entry(key)? {
+                entries.push((sstable.clone(), entry));
+            }
+        }
+        self.merge_with_entries(view, key, entries, start, end, reversed)
+    }
+
+    /// Like [`Table::partition_merge`], with the SSTable index entries of the
+    /// partition already found (a scan finds them while listing keys).
+    fn merge_with_entries(
+        &self,
+        view: &TableView,
+        key: &PartitionKey,
+        entries: Vec<(Arc<SSTable>, IndexEntry)>,
+        start: &ClusteringPosition,
+        end: &ClusteringPosition,
+        reversed: bool,
+    ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
         let mut headers = Vec::new();
         let mut sources: Vec<Box<dyn AtomSource>> = Vec::new();
         let memtables = std::iter::once(&view.active).chain(view.flushing.iter());
@@ -419,18 +440,15 @@ impl Table {
                 )));
             }
         }
-        let mut cache = ChunkCache::default();
-        for sstable in &view.sstables {
-            if let Some(entry) = sstable.get_entry(key)? {
-                headers.push(sstable.header(&entry, &mut cache)?);
-                sources.push(Box::new(SSTablePartitionSource::new(
-                    sstable.clone(),
-                    entry,
-                    start.clone(),
-                    end.clone(),
-                    reversed,
-                )));
-            }
+        for (sstable, entry) in entries {
+            headers.push(sstable.header(&entry)?);
+            sources.push(Box::new(SSTablePartitionSource::new(
+                sstable,
+                entry,
+                start.clone(),
+                end.clone(),
+                reversed,
+            )));
         }
         if sources.is_empty() {
             return Ok(None);
@@ -464,38 +482,49 @@ impl Table {
         now_s: i64,
     ) -> Result<(Option<PartitionRows>, ReadCounters)> {
         let (start, end) = query.positions();
-        let Some((header, merge)) =
-            self.partition_merge(view, key, &start, &end, query.reversed)?
-        else {
-            return Ok((None, ReadCounters::default()));
-        };
-        let mut counters = ReadCounters::default();
-        if header.deletion.is_some() {
-            counters.tombstones_scanned += 1;
-        }
-        let static_row = header
-            .static_row
-            .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
-        let mut live = LiveRows::new(merge, now_s, query.limit);
-        let mut rows = Vec::new();
-        while let Some(row) = live.next_row()? {
-            rows.push(row);
-        }
-        counters.tombstones_scanned += live.counters.tombstones_scanned;
-        counters.live_rows = live.counters.live_rows;
-        if rows.is_empty() && static_row.is_none() {
-            return Ok((None, counters));
-        }
-        Ok((
-            Some(PartitionRows {
-                key: key.clone(),
-                static_row,
-                rows,
-            }),
-            counters,
-        ))
+        let merged = self.partition_merge(view, key, &start, &end, query.reversed)?;
+        live_rows_of(key, merged, query.limit, now_s)
     }
+}
 
+/// Drains a partition's merge into the rows a client sees.
+fn live_rows_of(
+    key: &PartitionKey,
+    merged: Option<(PartitionHeader, MergeIterator)>,
+    limit: usize,
+    now_s: i64,
+) -> Result<(Option<PartitionRows>, ReadCounters)> {
+    let Some((header, merge)) = merged else {
+        return Ok((None, ReadCounters::default()));
+    };
+    let mut counters = ReadCounters::default();
+    if header.deletion.is_some() {
+        counters.tombstones_scanned += 1;
+    }
+    let static_row = header
+        .static_row
+        .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
+    let mut live = LiveRows::new(merge, now_s, limit);
+    let mut rows = Vec::new();
+    while let Some(row) = live.next_row()? {
+        rows.push(row);
+    }
+    counters.tombstones_scanned += live.counters.tombstones_scanned;
+    counters.live_rows = live.counters.live_rows;
+    if rows.is_empty() && static_row.is_none() {
+        return Ok((None, counters));
+    }
+    Ok((
+        Some(PartitionRows {
+            key: key.clone(),
+            static_row,
+            rows,
+        }),
+        counters,
+    ))
+}
+
+impl Table {
     /// Unfiltered merged atoms of one partition (tombstones kept), for
     /// replica responses and tests.
     pub fn read_unfiltered(
@@ -554,17 +583,21 @@ impl Table {
             lo = Bound::Excluded(resume.key.clone());
         }
         'outer: while rows_left > 0 {
-            let keys = self.next_keys(&view, lo.as_ref(), range_hi.as_ref(), KEY_BATCH)?;
-            if keys.is_empty() {
+            let batch = self.next_batch(&view, lo.as_ref(), range_hi.as_ref(), KEY_BATCH)?;
+            if batch.is_empty() {
                 break;
             }
-            for key in keys {
+            for (key, entries) in batch {
                 lo = Bound::Excluded(key.clone());
-                let query = SliceQuery {
-                    limit: rows_left,
-                    ..SliceQuery::all()
-                };
-                let (result, counters) = self.read_with_view(&view, &key, &query, now_s)?;
+                let merged = self.merge_with_entries(
+                    &view,
+                    &key,
+                    entries,
+                    &ClusteringPosition::bottom(),
+                    &ClusteringPosition::top(),
+                    false,
+                )?;
+                let (result, counters) = live_rows_of(&key, merged, rows_left, now_s)?;
                 counters_total.tombstones_scanned += counters.tombstones_scanned;
                 if let Some(part) = result {
                     rows_left = rows_left.saturating_sub(part.rows.len().max(1));
@@ -589,25 +622,32 @@ impl Table {
         Ok(ScanPage { partitions, resume })
     }
 
-    /// The next distinct partition keys after `lo`, across every source.
-    fn next_keys(
+    /// The next distinct partition keys after `lo` across every source, each
+    /// with the SSTable index entries that hold it.
+    fn next_batch(
         &self,
         view: &TableView,
         lo: Bound<&PartitionKey>,
         hi: Bound<&PartitionKey>,
         max: usize,
-    ) -> Result<Vec<PartitionKey>> {
-        let mut keys = Vec::new();
+    ) -> Result<Vec<(PartitionKey, Vec<(Arc<SSTable>, IndexEntry)>)>> {
+        let mut batch: std::collections::BTreeMap<PartitionKey, Vec<(Arc<SSTable>, IndexEntry)>> =
+            std::collections::BTreeMap::new();
         for memtable in std::iter::once(&view.active).chain(view.flushing.iter()) {
-            keys.extend(memtable.keys_in(lo, hi, max));
+            for key in memtable.keys_in(lo, hi, max) {
+                batch.entry(key).or_default();
+            }
         }
         for sstable in &view.sstables {
-            keys.extend(sstable.entries_in(lo, hi, max)?.into_iter().map(|e| e.key));
+            for entry in sstable.entries_in(lo, hi, max)? {
+                batch
+                    .entry(entry.key.clone())
+                    .or_default()
+                    .push((sstable.clone(), entry));
+            }
         }
-        keys.sort();
-        keys.dedup();
-        keys.truncate(max);
-        Ok(keys)
+        // Keys past the first `max` may be missing some sources' entries: drop them.
+        Ok(batch.into_iter().take(max).collect())
     }
 
     /// Bytes on disk of every live SSTable.

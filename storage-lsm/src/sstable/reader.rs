@@ -73,6 +73,7 @@ pub struct SSTable {
     filter: BloomFilter,
     data_path: PathBuf,
     index_path: PathBuf,
+    chunks: parking_lot::Mutex<ChunkCache>,
 }
 
 impl SSTable {
@@ -110,6 +111,7 @@ impl SSTable {
             filter,
             data_path,
             index_path,
+            chunks: parking_lot::Mutex::new(ChunkCache::default()),
         })
     }
 
@@ -221,7 +223,7 @@ impl SSTable {
     }
 
     /// Decompresses logical bytes `[offset, offset + len)` of the data stream.
-    pub fn read_logical(&self, offset: u64, len: u64, cache: &mut ChunkCache) -> Result<Vec<u8>> {
+    pub fn read_logical(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let end = offset
             .checked_add(len)
             .filter(|&end| end <= self.logical_len)
@@ -230,7 +232,7 @@ impl SSTable {
         let mut at = offset;
         while at < end {
             let chunk_index = (at / CHUNK_SIZE_BYTES as u64) as usize;
-            let chunk = self.chunk(chunk_index, cache)?;
+            let chunk = self.chunk(chunk_index)?;
             let within = (at % CHUNK_SIZE_BYTES as u64) as usize;
             let take = ((end - at) as usize).min(chunk.len().saturating_sub(within));
             let slice = chunk
@@ -243,56 +245,58 @@ impl SSTable {
         Ok(out)
     }
 
-    fn chunk<'c>(&self, index: usize, cache: &'c mut ChunkCache) -> Result<&'c [u8]> {
-        if cache.index != Some(index) || cache.generation != self.generation() {
-            let offset = *self
-                .chunk_offsets
-                .get(index)
-                .ok_or_else(|| corrupt(&self.data_path, 0, format!("no chunk {index}")))?;
-            let at = offset as usize;
-            let len = le_u32(&self.data, at)
-                .ok_or_else(|| corrupt(&self.data_path, offset, "chunk header past the end"))?;
-            let stored = le_u32(&self.data, at + 4)
-                .ok_or_else(|| corrupt(&self.data_path, offset, "chunk header past the end"))?;
-            if len > BLOCK_BYTES_MAX {
-                return Err(corrupt(&self.data_path, offset, "implausible chunk length"));
-            }
-            let compressed = self
-                .data
-                .get(at + 8..at + 8 + len as usize)
-                .ok_or_else(|| corrupt(&self.data_path, offset, "chunk runs past the end"))?;
-            let found = crc32fast::hash(compressed);
-            if found != stored {
-                return Err(Error::ChecksumMismatch {
-                    path: self.data_path.clone(),
-                    offset,
-                    expected: stored,
-                    found,
-                });
-            }
-            cache.bytes = lz4_flex::block::decompress_size_prepended(compressed).map_err(|e| {
-                corrupt(
-                    &self.data_path,
-                    offset,
-                    format!("chunk does not decompress: {e}"),
-                )
-            })?;
-            if cache.bytes.len() > CHUNK_SIZE_BYTES {
-                return Err(corrupt(
-                    &self.data_path,
-                    offset,
-                    "chunk larger than the chunk size",
-                ));
-            }
-            cache.index = Some(index);
-            cache.generation = self.generation();
+    /// One decompressed chunk, from the SSTable's small cache if it is there.
+    fn chunk(&self, index: usize) -> Result<Arc<Vec<u8>>> {
+        if let Some(hit) = self.chunks.lock().get(index) {
+            return Ok(hit);
         }
-        Ok(&cache.bytes)
+        let offset = *self
+            .chunk_offsets
+            .get(index)
+            .ok_or_else(|| corrupt(&self.data_path, 0, format!("no chunk {index}")))?;
+        let at = offset as usize;
+        let len = le_u32(&self.data, at)
+            .ok_or_else(|| corrupt(&self.data_path, offset, "chunk header past the end"))?;
+        let stored = le_u32(&self.data, at + 4)
+            .ok_or_else(|| corrupt(&self.data_path, offset, "chunk header past the end"))?;
+        if len > BLOCK_BYTES_MAX {
+            return Err(corrupt(&self.data_path, offset, "implausible chunk length"));
+        }
+        let compressed = self
+            .data
+            .get(at + 8..at + 8 + len as usize)
+            .ok_or_else(|| corrupt(&self.data_path, offset, "chunk runs past the end"))?;
+        let found = crc32fast::hash(compressed);
+        if found != stored {
+            return Err(Error::ChecksumMismatch {
+                path: self.data_path.clone(),
+                offset,
+                expected: stored,
+                found,
+            });
+        }
+        let bytes = lz4_flex::block::decompress_size_prepended(compressed).map_err(|e| {
+            corrupt(
+                &self.data_path,
+                offset,
+                format!("chunk does not decompress: {e}"),
+            )
+        })?;
+        if bytes.len() > CHUNK_SIZE_BYTES {
+            return Err(corrupt(
+                &self.data_path,
+                offset,
+                "chunk larger than the chunk size",
+            ));
+        }
+        let bytes = Arc::new(bytes);
+        self.chunks.lock().put(index, bytes.clone());
+        Ok(bytes)
     }
 
     /// The partition's deletion and static row.
-    pub fn header(&self, entry: &IndexEntry, cache: &mut ChunkCache) -> Result<PartitionHeader> {
-        let bytes = self.read_logical(entry.offset, entry.header_len, cache)?;
+    pub fn header(&self, entry: &IndexEntry) -> Result<PartitionHeader> {
+        let bytes = self.read_logical(entry.offset, entry.header_len)?;
         let mut r = Reader::new(&bytes);
         let decode = |r: &mut Reader<'_>| -> std::result::Result<PartitionHeader, DecodeError> {
             let key = r.partition_key()?;
@@ -322,16 +326,11 @@ impl SSTable {
     }
 
     /// Atoms of one row-index block, in forward order.
-    fn block_atoms(
-        &self,
-        entry: &IndexEntry,
-        block: usize,
-        cache: &mut ChunkCache,
-    ) -> Result<Vec<Atom>> {
+    fn block_atoms(&self, entry: &IndexEntry, block: usize) -> Result<Vec<Atom>> {
         let start = entry.blocks.get(block).map_or(0, |b| b.offset);
         let end = entry.block_end(block);
         let base = entry.atoms_offset() + start;
-        let bytes = self.read_logical(base, end.saturating_sub(start), cache)?;
+        let bytes = self.read_logical(base, end.saturating_sub(start))?;
         let mut r = Reader::new(&bytes);
         let mut atoms = Vec::new();
         loop {
@@ -441,12 +440,31 @@ fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
     decode(&mut r).map_err(|e| corrupt(path, summary_offset + 8 + e.offset as u64, e.reason))
 }
 
-/// The last decompressed chunk, reused by sequential reads.
+/// Chunks an SSTable keeps decompressed (most recent first).
+const CHUNK_CACHE_ENTRIES: usize = 8;
+
+/// The most recently used decompressed chunks of one SSTable: a point read
+/// decompresses its chunk once for header and atoms, and a sequential scan
+/// decompresses each chunk once for all the partitions in it.
 #[derive(Debug, Default)]
 pub struct ChunkCache {
-    index: Option<usize>,
-    generation: u64,
-    bytes: Vec<u8>,
+    entries: VecDeque<(usize, Arc<Vec<u8>>)>,
+}
+
+impl ChunkCache {
+    fn get(&mut self, index: usize) -> Option<Arc<Vec<u8>>> {
+        let at = self.entries.iter().position(|(i, _)| *i == index)?;
+        let entry = self.entries.remove(at)?;
+        let bytes = entry.1.clone();
+        self.entries.push_front(entry);
+        Some(bytes)
+    }
+
+    fn put(&mut self, index: usize, bytes: Arc<Vec<u8>>) {
+        self.entries.retain(|(i, _)| *i != index);
+        self.entries.push_front((index, bytes));
+        self.entries.truncate(CHUNK_CACHE_ENTRIES);
+    }
 }
 
 /// Streams one SSTable partition's atoms in `[start, end)`, in stream order.
@@ -461,7 +479,6 @@ pub struct SSTablePartitionSource {
     first_block: usize,
     last_block: usize,
     buffer: VecDeque<Atom>,
-    cache: ChunkCache,
 }
 
 impl SSTablePartitionSource {
@@ -499,14 +516,11 @@ impl SSTablePartitionSource {
             first_block,
             last_block,
             buffer: VecDeque::new(),
-            cache: ChunkCache::default(),
         }
     }
 
     fn load_block(&mut self, block: usize) -> Result<()> {
-        let atoms = self
-            .sstable
-            .block_atoms(&self.entry, block, &mut self.cache)?;
+        let atoms = self.sstable.block_atoms(&self.entry, block)?;
         let mut current: Option<DeletionTime> =
             self.entry.blocks.get(block).and_then(|b| b.open_deletion);
         let mut at_start = current;
