@@ -222,6 +222,9 @@ pub struct ScanResume {
     pub clustering: Option<Bytes>,
 }
 
+/// A partition's index entry in one SSTable.
+type EntryIn = (Arc<SSTable>, IndexEntry);
+
 /// The mutable part of a table, swapped under a lock.
 #[derive(Debug, Clone)]
 pub struct TableView {
@@ -421,7 +424,7 @@ impl Table {
         &self,
         view: &TableView,
         key: &PartitionKey,
-        entries: Vec<(Arc<SSTable>, IndexEntry)>,
+        entries: Vec<EntryIn>,
         start: &ClusteringPosition,
         end: &ClusteringPosition,
         reversed: bool,
@@ -630,8 +633,8 @@ impl Table {
         lo: Bound<&PartitionKey>,
         hi: Bound<&PartitionKey>,
         max: usize,
-    ) -> Result<Vec<(PartitionKey, Vec<(Arc<SSTable>, IndexEntry)>)>> {
-        let mut batch: std::collections::BTreeMap<PartitionKey, Vec<(Arc<SSTable>, IndexEntry)>> =
+    ) -> Result<Vec<(PartitionKey, Vec<EntryIn>)>> {
+        let mut batch: std::collections::BTreeMap<PartitionKey, Vec<EntryIn>> =
             std::collections::BTreeMap::new();
         for memtable in std::iter::once(&view.active).chain(view.flushing.iter()) {
             for key in memtable.keys_in(lo, hi, max) {
