@@ -554,7 +554,7 @@ fn cases() -> u32 {
     std::env::var("ILION_MODEL_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400)
+        .unwrap_or(1500)
 }
 
 proptest! {
