@@ -286,7 +286,7 @@ struct Figures {
 }
 
 fn progress(label: &str, done: u64, total: u64, started: Instant) {
-    if total >= 10 && done % (total / 10) == 0 {
+    if total >= 10 && done.is_multiple_of(total / 10) {
         eprintln!(
             "  {label}: {:>3}% ({done}/{total}, {:.0} ops/s)",
             done * 100 / total,
