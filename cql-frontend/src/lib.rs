@@ -1,8 +1,14 @@
 //! The CQL side of an Ilion node.
 //!
-//! Owns the native protocol codec (v4/v5 frames), the CQL lexer and parser,
-//! CQL types and value codecs, the schema catalog and `system*` tables,
-//! statement execution through the coordinator, the prepared statement cache,
-//! authentication and client events.
+//! Layout:
+//! - [`protocol`]: the native protocol without I/O — frames, primitives,
+//!   messages, error codes (v3 and v4 today; v5 segment framing next);
+//! - [`transport`]: one tokio task per client connection, driving the codec.
 //!
-//! Status: not built yet (issue 4).
+//! Status (issue 4): the handshake works (OPTIONS/SUPPORTED, STARTUP/READY,
+//! REGISTER, version negotiation, protocol errors); QUERY, PREPARE, EXECUTE
+//! and BATCH answer `Invalid: not yet supported: ...` until the CQL parser,
+//! schema catalog and executor land.
+
+pub mod protocol;
+pub mod transport;

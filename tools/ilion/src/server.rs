@@ -7,16 +7,14 @@
 //! engine opens (replaying the commitlog) and the client port listens.
 //! Shutdown stops accepting clients, flushes the engine, and returns.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::ServerArgs;
-use crate::config::{CommitlogSync, Config, ConfigError, RawConfig};
+use crate::config::{Authenticator, CommitlogSync, Config, ConfigError, RawConfig};
 use storage_lsm::{Engine, EngineConfig, SyncMode};
 
 /// Longest time a connection task may take to notice shutdown.
@@ -42,6 +40,13 @@ pub fn load_config(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %config, "starting Ilion node");
     config.check_environment()?;
+    if config.authenticator == Authenticator::Password {
+        return Err(ConfigError::Invalid {
+            key: "authenticator",
+            message: "PasswordAuthenticator is not yet supported; use AllowAllAuthenticator".into(),
+        }
+        .into());
+    }
     let engine = open_engine(&config).await?;
     let addr = config.native_address();
     let listener =
@@ -126,8 +131,10 @@ async fn accept_loop(listener: TcpListener, mut shutdown: watch::Receiver<bool>)
                         tracing::warn!(%peer, "too many client connections; closing the new one");
                         continue;
                     };
+                    let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        answer_not_built(stream, peer).await;
+                        tracing::debug!(%peer, "client connected");
+                        cql_frontend::transport::serve_connection(stream, shutdown).await;
                         drop(permit);
                     });
                 }
@@ -137,32 +144,5 @@ async fn accept_loop(listener: TcpListener, mut shutdown: watch::Receiver<bool>)
                 }
             },
         }
-    }
-}
-
-/// Until the CQL frontend is built (issue 4), every request gets a CQL ERROR
-/// frame that says so, and the connection is closed.
-async fn answer_not_built(mut stream: TcpStream, peer: SocketAddr) {
-    let mut header = [0u8; 9];
-    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut header)).await;
-    if !matches!(read, Ok(Ok(_))) {
-        return;
-    }
-    let [version, _flags, stream_hi, stream_lo, ..] = header;
-    let version = match version & 0x7f {
-        v @ 3..=5 => v,
-        _ => 4,
-    };
-    let message =
-        b"not yet supported: this Ilion build accepts connections but does not execute CQL yet";
-    let mut body = Vec::with_capacity(6 + message.len());
-    body.extend_from_slice(&0u32.to_be_bytes()); // ServerError
-    body.extend_from_slice(&(message.len() as u16).to_be_bytes());
-    body.extend_from_slice(message);
-    let mut frame = vec![0x80 | version, 0, stream_hi, stream_lo, 0x00];
-    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
-    if let Err(error) = stream.write_all(&frame).await {
-        tracing::debug!(%peer, %error, "could not answer client");
     }
 }

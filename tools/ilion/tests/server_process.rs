@@ -70,33 +70,6 @@ fn json_logs_on_request() {
     );
 }
 
-/// A CQL client gets a protocol-level error frame saying what is missing,
-/// never a hang or a silent close.
-#[test]
-fn cql_request_gets_an_honest_error_frame() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut node = Node::start(&dir.path().join("node"), &[]);
-    node.wait_ready(START_LIMIT);
-    let mut stream = TcpStream::connect(node.native_addr()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    // An OPTIONS request, protocol v4, stream 7.
-    stream
-        .write_all(&[0x04, 0, 0, 7, 0x05, 0, 0, 0, 0])
-        .unwrap();
-    let mut reply = Vec::new();
-    stream.read_to_end(&mut reply).unwrap();
-    assert!(reply.len() > 9, "reply too short: {reply:?}");
-    assert_eq!(
-        &reply[..5],
-        &[0x84, 0, 0, 7, 0x00],
-        "ERROR frame on stream 7"
-    );
-    let text = String::from_utf8_lossy(&reply[15..]);
-    assert!(text.contains("not yet supported"), "{text}");
-}
-
 fn run_server_expecting_failure(
     args: &[&str],
     envs: &[(&str, &str)],

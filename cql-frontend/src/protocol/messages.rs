@@ -1,0 +1,222 @@
+//! Request bodies as the client sends them (section 4.1) and response bodies
+//! as the node writes them (section 4.2).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use crate::protocol::error::CqlError;
+use crate::protocol::frame::Opcode;
+use crate::protocol::primitives::{BodyReader, BodyWriter, ProtocolViolation, Value};
+
+/// The CQL version this node speaks (`SUPPORTED`'s `CQL_VERSION`).
+pub const CQL_VERSION: &str = "3.4.7";
+
+/// Bound values of a query: by position or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BoundValues {
+    #[default]
+    None,
+    Positional(Vec<Value>),
+    Named(Vec<(String, Value)>),
+}
+
+/// `<query_parameters>` of QUERY and EXECUTE.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueryParameters {
+    pub consistency: u16,
+    pub values: BoundValues,
+    pub skip_metadata: bool,
+    pub page_size: Option<i32>,
+    pub paging_state: Option<Bytes>,
+    pub serial_consistency: Option<u16>,
+    pub timestamp: Option<i64>,
+}
+
+mod query_flags {
+    pub const VALUES: u8 = 0x01;
+    pub const SKIP_METADATA: u8 = 0x02;
+    pub const PAGE_SIZE: u8 = 0x04;
+    pub const PAGING_STATE: u8 = 0x08;
+    pub const SERIAL_CONSISTENCY: u8 = 0x10;
+    pub const DEFAULT_TIMESTAMP: u8 = 0x20;
+    pub const NAMES_FOR_VALUES: u8 = 0x40;
+}
+
+impl QueryParameters {
+    pub fn read(r: &mut BodyReader) -> Result<QueryParameters, ProtocolViolation> {
+        use query_flags::*;
+        let consistency = r.read_short()?;
+        let flags = r.read_byte()?;
+        let mut params = QueryParameters {
+            consistency,
+            skip_metadata: flags & SKIP_METADATA != 0,
+            ..QueryParameters::default()
+        };
+        if flags & VALUES != 0 {
+            let n = r.read_short()?;
+            if flags & NAMES_FOR_VALUES != 0 {
+                let mut named = Vec::with_capacity(usize::from(n).min(1024));
+                for _ in 0..n {
+                    let name = r.read_string()?;
+                    named.push((name, r.read_value()?));
+                }
+                params.values = BoundValues::Named(named);
+            } else {
+                let mut values = Vec::with_capacity(usize::from(n).min(1024));
+                for _ in 0..n {
+                    values.push(r.read_value()?);
+                }
+                params.values = BoundValues::Positional(values);
+            }
+        }
+        if flags & PAGE_SIZE != 0 {
+            params.page_size = Some(r.read_int()?);
+        }
+        if flags & PAGING_STATE != 0 {
+            params.paging_state = r.read_bytes()?;
+        }
+        if flags & SERIAL_CONSISTENCY != 0 {
+            params.serial_consistency = Some(r.read_short()?);
+        }
+        if flags & DEFAULT_TIMESTAMP != 0 {
+            params.timestamp = Some(r.read_long()?);
+        }
+        Ok(params)
+    }
+}
+
+/// A request from a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Startup(HashMap<String, String>),
+    Options,
+    Query {
+        query: String,
+        params: QueryParameters,
+    },
+    Prepare {
+        query: String,
+    },
+    Execute {
+        id: Bytes,
+        params: QueryParameters,
+    },
+    Batch,
+    Register {
+        events: Vec<String>,
+    },
+    AuthResponse(Option<Bytes>),
+}
+
+impl Request {
+    /// Parses a request body; every byte must be accounted for.
+    pub fn parse(opcode: Opcode, body: Bytes) -> Result<Request, CqlError> {
+        let mut r = BodyReader::new(body);
+        let request = Request::parse_body(opcode, &mut r).map_err(|e| CqlError::Protocol(e.0))?;
+        Ok(request)
+    }
+
+    fn parse_body(opcode: Opcode, r: &mut BodyReader) -> Result<Request, ProtocolViolation> {
+        Ok(match opcode {
+            Opcode::Startup => Request::Startup(r.read_string_map()?),
+            Opcode::Options => Request::Options,
+            Opcode::Query => Request::Query {
+                query: r.read_long_string()?,
+                params: QueryParameters::read(r)?,
+            },
+            Opcode::Prepare => Request::Prepare {
+                query: r.read_long_string()?,
+            },
+            Opcode::Execute => Request::Execute {
+                id: r.read_short_bytes()?,
+                params: QueryParameters::read(r)?,
+            },
+            Opcode::Batch => Request::Batch,
+            Opcode::Register => Request::Register {
+                events: r.read_string_list()?,
+            },
+            Opcode::AuthResponse => Request::AuthResponse(r.read_bytes()?),
+            other => {
+                return Err(ProtocolViolation(format!(
+                    "{other:?} is a response opcode; clients may not send it"
+                )))
+            }
+        })
+    }
+}
+
+/// A response to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Error(CqlError),
+    Ready,
+    Supported,
+    Authenticate(String),
+}
+
+impl Response {
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Response::Error(_) => Opcode::Error,
+            Response::Ready => Opcode::Ready,
+            Response::Supported => Opcode::Supported,
+            Response::Authenticate(_) => Opcode::Authenticate,
+        }
+    }
+
+    pub fn encode_body(&self) -> Bytes {
+        let mut w = BodyWriter::new();
+        match self {
+            Response::Error(error) => error.encode(&mut w),
+            Response::Ready => {}
+            Response::Supported => {
+                // No compression listed until it works: drivers switch it on at once.
+                w.write_string_multimap(&[
+                    ("CQL_VERSION", vec![CQL_VERSION]),
+                    ("COMPRESSION", vec![]),
+                    ("PROTOCOL_VERSIONS", vec!["3/v3", "4/v4"]),
+                ]);
+            }
+            Response::Authenticate(class) => w.write_string(class),
+        }
+        w.into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_with_positional_values_and_paging() {
+        let mut w = BodyWriter::new();
+        w.write_long_string("SELECT * FROM ks.t WHERE k = ?");
+        w.write_short(0x0001); // ONE
+        w.write_byte(0x01 | 0x04 | 0x20);
+        w.write_short(1);
+        w.write_bytes(Some(b"\x00\x00\x00\x2a"));
+        w.write_int(5000);
+        w.write_long(1_700_000_000_000_000);
+        let request = Request::parse(Opcode::Query, w.into_bytes()).unwrap();
+        let Request::Query { query, params } = request else {
+            panic!()
+        };
+        assert!(query.starts_with("SELECT"));
+        assert_eq!(params.page_size, Some(5000));
+        assert_eq!(params.timestamp, Some(1_700_000_000_000_000));
+        assert_eq!(
+            params.values,
+            BoundValues::Positional(vec![Value::Set(Bytes::from_static(b"\x00\x00\x00\x2a"))])
+        );
+    }
+
+    #[test]
+    fn truncated_bodies_are_protocol_errors() {
+        let err =
+            Request::parse(Opcode::Query, Bytes::from_static(&[0, 0, 0, 10, b'S'])).unwrap_err();
+        assert_eq!(err.code(), 0x000A);
+        let err = Request::parse(Opcode::Result, Bytes::new()).unwrap_err();
+        assert_eq!(err.code(), 0x000A);
+    }
+}

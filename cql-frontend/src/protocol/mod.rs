@@ -1,0 +1,8 @@
+//! The CQL native protocol, without I/O: frames, the spec's primitive
+//! notation, request and response messages, error codes. The transport
+//! module drives it over TCP.
+
+pub mod error;
+pub mod frame;
+pub mod messages;
+pub mod primitives;

@@ -1,0 +1,186 @@
+//! One client connection: reads frames, answers each request, writes
+//! responses, until the client leaves, breaks the protocol, or the node
+//! shuts down.
+//!
+//! Frames are checked before they are read ([`check_header`]); a frame that
+//! breaks the protocol gets a ProtocolError on its stream and the connection
+//! is closed — other connections are untouched. A client asking for a newer
+//! protocol version gets the error drivers use to move down a version, in a
+//! frame of a version we speak.
+//!
+//! Runs as one tokio task per connection; the reads buffer at most one frame
+//! (bounded by [`FRAME_BODY_BYTES_MAX`]).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::protocol::error::CqlError;
+use crate::protocol::frame::{
+    check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, FRAME_BODY_BYTES_MAX,
+    HEADER_BYTES,
+};
+use crate::protocol::messages::{Request, Response};
+
+/// Longest a write of responses to a slow client may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Events a client may register for.
+const KNOWN_EVENTS: [&str; 3] = ["TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"];
+
+/// What one connection has negotiated.
+#[derive(Debug, Default)]
+struct ConnectionState {
+    started: bool,
+    events: Vec<String>,
+}
+
+/// Serves one client until it disconnects, breaks the protocol, or `shutdown` fires.
+pub async fn serve_connection(mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+    let peer = stream.peer_addr().ok();
+    let mut state = ConnectionState::default();
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    loop {
+        let header = match check_header(&buf) {
+            Ok(HeaderCheck::Ok(header)) => header,
+            Ok(HeaderCheck::Incomplete) => {
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    read = stream.read_buf(&mut buf) => match read {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => continue,
+                    },
+                }
+            }
+            Ok(HeaderCheck::UnsupportedVersion {
+                version,
+                stream: id,
+            }) => {
+                let message = format!(
+                    "Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4)"
+                );
+                let _ = send(
+                    &mut stream,
+                    FALLBACK_VERSION,
+                    id,
+                    Response::Error(CqlError::Protocol(message)),
+                )
+                .await;
+                return;
+            }
+            Err(violation) => {
+                tracing::debug!(?peer, %violation, "protocol violation; closing connection");
+                let _ = send(
+                    &mut stream,
+                    FALLBACK_VERSION,
+                    0,
+                    Response::Error(CqlError::Protocol(violation.0)),
+                )
+                .await;
+                return;
+            }
+        };
+        let frame_len = HEADER_BYTES + header.body_len;
+        if buf.len() < frame_len {
+            buf.reserve(frame_len - buf.len());
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                read = stream.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                },
+            }
+        }
+        let mut frame = buf.split_to(frame_len);
+        let body = frame.split_off(HEADER_BYTES).freeze();
+        debug_assert!(body.len() <= FRAME_BODY_BYTES_MAX);
+        let (response, close) = if header.flags & flags::COMPRESSION != 0 {
+            let message =
+                "frame is compressed but no compression was negotiated in STARTUP".to_owned();
+            (Response::Error(CqlError::Protocol(message)), true)
+        } else {
+            match Request::parse(header.opcode, body) {
+                Ok(request) => (answer(&mut state, request), false),
+                Err(error) => (Response::Error(error), true),
+            }
+        };
+        if send(&mut stream, header.version, header.stream, response)
+            .await
+            .is_err()
+            || close
+        {
+            return;
+        }
+    }
+}
+
+async fn send(
+    stream: &mut TcpStream,
+    version: u8,
+    id: i16,
+    response: Response,
+) -> std::io::Result<()> {
+    let frame = ResponseFrame {
+        version,
+        flags: 0,
+        stream: id,
+        opcode: response.opcode(),
+        body: response.encode_body(),
+    };
+    let mut out = BytesMut::new();
+    frame.encode(&mut out);
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client does not read",
+        )),
+    }
+}
+
+/// The answer to one request.
+fn answer(state: &mut ConnectionState, request: Request) -> Response {
+    match request {
+        Request::Options => Response::Supported,
+        Request::Startup(options) => {
+            if let Some(algorithm) = options.get("COMPRESSION") {
+                return Response::Error(CqlError::Protocol(format!(
+                    "Unknown compression algorithm: {algorithm} (this node supports none yet)"
+                )));
+            }
+            if !options.contains_key("CQL_VERSION") {
+                return Response::Error(CqlError::Protocol(
+                    "STARTUP must carry the CQL_VERSION option".into(),
+                ));
+            }
+            state.started = true;
+            Response::Ready
+        }
+        _ if !state.started => Response::Error(CqlError::Protocol(
+            "the first message must be STARTUP (or OPTIONS)".into(),
+        )),
+        Request::Register { events } => {
+            if let Some(unknown) = events.iter().find(|e| !KNOWN_EVENTS.contains(&e.as_str())) {
+                return Response::Error(CqlError::Protocol(format!(
+                    "unknown event type {unknown:?}; known: {}",
+                    KNOWN_EVENTS.join(", ")
+                )));
+            }
+            state.events = events;
+            Response::Ready
+        }
+        Request::Query { .. } => Response::Error(CqlError::not_yet_supported(
+            "executing CQL statements (this Ilion build speaks the protocol but has no CQL executor yet)",
+        )),
+        Request::Prepare { .. } | Request::Execute { .. } => {
+            Response::Error(CqlError::not_yet_supported("prepared statements"))
+        }
+        Request::Batch => Response::Error(CqlError::not_yet_supported("BATCH")),
+        Request::AuthResponse(_) => Response::Error(CqlError::Protocol(
+            "AUTH_RESPONSE without an authentication challenge (AllowAllAuthenticator)".into(),
+        )),
+    }
+}

@@ -1,0 +1,263 @@
+//! Goal: a real `ilion server` speaks the CQL native protocol's handshake as
+//! drivers expect (OPTIONS/SUPPORTED, STARTUP/READY, REGISTER, the version
+//! downgrade error), answers statements it cannot run yet with an honest
+//! `not yet supported` Invalid error, and survives garbage on the wire: a
+//! broken connection is closed with a ProtocolError and nothing else is
+//! affected.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::Node;
+
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+struct Reply {
+    version: u8,
+    stream: i16,
+    opcode: u8,
+    body: Vec<u8>,
+}
+
+fn frame(version: u8, stream: i16, opcode: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![version, 0];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.push(opcode);
+    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+fn string(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+fn startup_body() -> Vec<u8> {
+    let mut body = 1u16.to_be_bytes().to_vec();
+    body.extend(string("CQL_VERSION"));
+    body.extend(string("3.4.7"));
+    body
+}
+
+fn query_body(query: &str) -> Vec<u8> {
+    let mut body = (query.len() as i32).to_be_bytes().to_vec();
+    body.extend_from_slice(query.as_bytes());
+    body.extend_from_slice(&1u16.to_be_bytes()); // ONE
+    body.push(0);
+    body
+}
+
+fn connect(node: &Node) -> TcpStream {
+    let stream = TcpStream::connect(node.native_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+fn read_reply(stream: &mut TcpStream) -> Option<Reply> {
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).ok()?;
+    let len = i32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some(Reply {
+        version: header[0],
+        stream: i16::from_be_bytes([header[2], header[3]]),
+        opcode: header[4],
+        body,
+    })
+}
+
+fn error_of(reply: &Reply) -> (i32, String) {
+    assert_eq!(reply.opcode, 0x00, "expected an ERROR frame");
+    let code = i32::from_be_bytes(reply.body[..4].try_into().unwrap());
+    let len = u16::from_be_bytes([reply.body[4], reply.body[5]]) as usize;
+    (
+        code,
+        String::from_utf8(reply.body[6..6 + len].to_vec()).unwrap(),
+    )
+}
+
+fn closed(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.read(&mut byte), Ok(0))
+}
+
+#[test]
+fn handshake_as_drivers_do_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut s = connect(&node);
+
+    s.write_all(&frame(4, 1, 0x05, &[])).unwrap();
+    let supported = read_reply(&mut s).unwrap();
+    assert_eq!(
+        (supported.version, supported.stream, supported.opcode),
+        (0x84, 1, 0x06)
+    );
+    let text = String::from_utf8_lossy(&supported.body);
+    assert!(
+        text.contains("CQL_VERSION") && text.contains("COMPRESSION"),
+        "{text}"
+    );
+
+    s.write_all(&frame(
+        4,
+        2,
+        0x07,
+        &query_body("SELECT * FROM system.local"),
+    ))
+    .unwrap();
+    let (code, message) = error_of(&read_reply(&mut s).unwrap());
+    assert_eq!(
+        code, 0x000A,
+        "QUERY before STARTUP is a protocol error: {message}"
+    );
+}
+
+#[test]
+fn startup_register_and_honest_statement_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut s = connect(&node);
+    s.write_all(&frame(4, 3, 0x01, &startup_body())).unwrap();
+    let ready = read_reply(&mut s).unwrap();
+    assert_eq!((ready.stream, ready.opcode), (3, 0x02));
+
+    let mut register = 2u16.to_be_bytes().to_vec();
+    register.extend(string("SCHEMA_CHANGE"));
+    register.extend(string("STATUS_CHANGE"));
+    s.write_all(&frame(4, 4, 0x0B, &register)).unwrap();
+    assert_eq!(read_reply(&mut s).unwrap().opcode, 0x02);
+
+    s.write_all(&frame(
+        4,
+        5,
+        0x07,
+        &query_body("SELECT * FROM system.local"),
+    ))
+    .unwrap();
+    let reply = read_reply(&mut s).unwrap();
+    assert_eq!(reply.stream, 5);
+    let (code, message) = error_of(&reply);
+    assert_eq!(code, 0x2200, "{message}");
+    assert!(message.starts_with("not yet supported"), "{message}");
+    // The connection stays usable after an Invalid error.
+    s.write_all(&frame(4, 6, 0x05, &[])).unwrap();
+    assert_eq!(read_reply(&mut s).unwrap().opcode, 0x06);
+}
+
+#[test]
+fn newer_version_gets_the_downgrade_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    for version in [5u8, 6, 0x45] {
+        let mut s = connect(&node);
+        s.write_all(&frame(version, 0, 0x05, &[])).unwrap();
+        let reply = read_reply(&mut s).unwrap();
+        assert_eq!(reply.version, 0x84, "answered in a version we speak");
+        let (code, message) = error_of(&reply);
+        assert_eq!(code, 0x000A);
+        assert!(
+            message.contains("Invalid or unsupported protocol version"),
+            "drivers look for this text: {message}"
+        );
+    }
+}
+
+#[test]
+fn garbage_closes_only_its_own_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut bystander = connect(&node);
+    bystander
+        .write_all(&frame(4, 1, 0x01, &startup_body()))
+        .unwrap();
+    assert_eq!(read_reply(&mut bystander).unwrap().opcode, 0x02);
+
+    // A declared length far over the limit: refused before anything is allocated.
+    let mut s = connect(&node);
+    s.write_all(&[4, 0, 0, 1, 0x07, 0x7f, 0xff, 0xff, 0xff])
+        .unwrap();
+    let (code, _) = error_of(&read_reply(&mut s).unwrap());
+    assert_eq!(code, 0x000A);
+    assert!(closed(&mut s));
+
+    // A truncated body inside a well-formed frame, bad UTF-8, an unknown opcode.
+    let cases: Vec<Vec<u8>> = vec![
+        frame(4, 1, 0x07, &[0, 0, 0, 50, b'S']),
+        frame(4, 1, 0x01, &[0, 1, 0, 2, 0xc3, 0x28, 0, 1, b'x']),
+        frame(4, 1, 0x42, &[]),
+        frame(4, 1, 0x08, &[]),
+    ];
+    for case in cases {
+        let mut s = connect(&node);
+        s.write_all(&case).unwrap();
+        let (code, message) = error_of(&read_reply(&mut s).unwrap());
+        assert_eq!(code, 0x000A, "{message}");
+        assert!(closed(&mut s));
+    }
+
+    // Random and mutated bytes on many connections.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let good = frame(4, 9, 0x07, &query_body("SELECT * FROM t"));
+    for round in 0..200 {
+        let mut bytes = if round % 2 == 0 {
+            (0..(next() % 64))
+                .map(|_| next() as u8)
+                .collect::<Vec<u8>>()
+        } else {
+            let mut mutated = good.clone();
+            let at = (next() as usize) % mutated.len();
+            mutated[at] = next() as u8;
+            mutated
+        };
+        if bytes.is_empty() {
+            bytes.push(4);
+        }
+        let mut s = connect(&node);
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+
+    // The node is alive, and the bystander never noticed.
+    bystander.write_all(&frame(4, 2, 0x05, &[])).unwrap();
+    assert_eq!(read_reply(&mut bystander).unwrap().opcode, 0x06);
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the server must not crash"
+    );
+}
+
+#[test]
+fn password_authenticator_is_refused_honestly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ilion.yaml");
+    std::fs::write(&file, "authenticator: PasswordAuthenticator\n").unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &["-c", file.to_str().unwrap()]);
+    let status = node.child.wait().unwrap();
+    assert_eq!(status.code(), Some(2));
+    let log = node.log_text();
+    assert!(
+        log.contains("authenticator") && log.contains("not yet supported"),
+        "{log}"
+    );
+}
