@@ -1,0 +1,191 @@
+//! The statements the parser produces. Names are already case-folded
+//! (unquoted identifiers to lower case, quoted ones kept).
+
+use crate::types::CqlType;
+
+/// `keyspace.table`, the keyspace optional until resolved against `USE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QualifiedName {
+    pub keyspace: Option<String>,
+    pub name: String,
+}
+
+/// A literal value as written (typed later, against the column it meets).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Str(String),
+    Integer(String),
+    Float(String),
+    Bool(bool),
+    Uuid(String),
+    Blob(Vec<u8>),
+    Null,
+}
+
+/// A value in a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Term {
+    Literal(Literal),
+    /// `?` (numbered in order of appearance) or `:name`.
+    Bind(BindMarker),
+    List(Vec<Term>),
+    Set(Vec<Term>),
+    Map(Vec<(Term, Term)>),
+    Tuple(Vec<Term>),
+    /// A function call such as `now()` or `uuid()`.
+    Function {
+        name: String,
+        args: Vec<Term>,
+    },
+    /// `(type) term`
+    Cast(CqlType, Box<Term>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindMarker {
+    Positional(usize),
+    Named(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operator {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Ne,
+    In,
+    Contains,
+    ContainsKey,
+}
+
+/// One `WHERE` restriction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Relation {
+    Column {
+        column: String,
+        op: Operator,
+        value: Term,
+    },
+    /// `(c1, c2) > (v1, v2)`
+    MultiColumn {
+        columns: Vec<String>,
+        op: Operator,
+        value: Term,
+    },
+    /// `token(k1, k2) > value`
+    Token {
+        columns: Vec<String>,
+        op: Operator,
+        value: Term,
+    },
+}
+
+/// A column definition in `CREATE TABLE`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnDef {
+    pub name: String,
+    pub ty: CqlType,
+    pub is_static: bool,
+}
+
+/// `USING TTL ... AND TIMESTAMP ...`
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Using {
+    pub ttl: Option<Term>,
+    pub timestamp: Option<Term>,
+}
+
+/// An option value in `WITH`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Literal(Literal),
+    Map(Vec<(String, String)>),
+}
+
+/// One selected expression.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selector {
+    Column(String),
+    Function {
+        name: String,
+        args: Vec<Selector>,
+    },
+    /// `count(*)`
+    CountAll,
+    Aliased(Box<Selector>, String),
+}
+
+/// A parsed statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    Use(String),
+    CreateKeyspace {
+        name: String,
+        if_not_exists: bool,
+        options: Vec<(String, OptionValue)>,
+    },
+    AlterKeyspace {
+        name: String,
+        options: Vec<(String, OptionValue)>,
+    },
+    DropKeyspace {
+        name: String,
+        if_exists: bool,
+    },
+    CreateTable {
+        name: QualifiedName,
+        if_not_exists: bool,
+        columns: Vec<ColumnDef>,
+        partition_key: Vec<String>,
+        clustering: Vec<String>,
+        clustering_order: Vec<(String, bool)>,
+        options: Vec<(String, OptionValue)>,
+    },
+    DropTable {
+        name: QualifiedName,
+        if_exists: bool,
+    },
+    Truncate(QualifiedName),
+    Insert {
+        table: QualifiedName,
+        columns: Vec<String>,
+        values: Vec<Term>,
+        if_not_exists: bool,
+        using: Using,
+    },
+    Update {
+        table: QualifiedName,
+        using: Using,
+        assignments: Vec<(String, Term)>,
+        relations: Vec<Relation>,
+        has_conditions: bool,
+    },
+    Delete {
+        table: QualifiedName,
+        columns: Vec<String>,
+        using: Using,
+        relations: Vec<Relation>,
+        has_conditions: bool,
+    },
+    Select {
+        table: QualifiedName,
+        json: bool,
+        distinct: bool,
+        selectors: Vec<Selector>,
+        relations: Vec<Relation>,
+        order_by: Vec<(String, bool)>,
+        per_partition_limit: Option<Term>,
+        limit: Option<Term>,
+        allow_filtering: bool,
+    },
+    Batch {
+        logged: bool,
+        using: Using,
+        statements: Vec<Statement>,
+    },
+    /// Statements understood but not built yet (`CREATE INDEX`, roles, ...):
+    /// the name of the feature.
+    NotYetSupported(String),
+}

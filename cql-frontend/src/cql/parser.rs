@@ -1,0 +1,946 @@
+//! A hand-written recursive-descent parser for CQL statements. Errors say
+//! what was expected, what was found, and at which line and column.
+
+use crate::cql::ast::*;
+use crate::cql::lexer::{tokenize, Spanned, Token};
+use crate::types::CqlType;
+
+/// A statement that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}:{column} {message}")]
+pub struct SyntaxError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses one statement (a trailing `;` is allowed).
+pub fn parse(text: &str) -> std::result::Result<Statement, SyntaxError> {
+    let tokens = tokenize(text).map_err(|e| SyntaxError {
+        line: e.line,
+        column: e.column,
+        message: e.message,
+    })?;
+    let mut parser = Parser {
+        tokens,
+        at: 0,
+        binds: 0,
+    };
+    let statement = parser.statement()?;
+    parser.eat_symbol(";");
+    if let Some(extra) = parser.peek() {
+        return Err(parser.error_at(extra, "end of statement"));
+    }
+    Ok(statement)
+}
+
+struct Parser {
+    tokens: Vec<Spanned>,
+    at: usize,
+    binds: usize,
+}
+
+type Result<T> = std::result::Result<T, SyntaxError>;
+
+impl Parser {
+    fn peek(&self) -> Option<&Spanned> {
+        self.tokens.get(self.at)
+    }
+
+    fn peek_token(&self) -> Option<&Token> {
+        self.peek().map(|s| &s.token)
+    }
+
+    fn error_at(&self, spanned: &Spanned, expected: &str) -> SyntaxError {
+        SyntaxError {
+            line: spanned.line,
+            column: spanned.column,
+            message: format!("mismatched input '{}' expecting {expected}", spanned.token),
+        }
+    }
+
+    fn error(&self, expected: &str) -> SyntaxError {
+        match self.peek() {
+            Some(spanned) => self.error_at(spanned, expected),
+            None => {
+                let (line, column) = self
+                    .tokens
+                    .last()
+                    .map_or((1, 1), |t| (t.line, t.column + t.token.to_string().len()));
+                SyntaxError {
+                    line,
+                    column,
+                    message: format!("unexpected end of statement, expecting {expected}"),
+                }
+            }
+        }
+    }
+
+    fn is_keyword(&self, keyword: &str) -> bool {
+        matches!(self.peek_token(), Some(Token::Word(w)) if w.eq_ignore_ascii_case(keyword))
+    }
+
+    fn eat_keyword(&mut self, keyword: &str) -> bool {
+        if self.is_keyword(keyword) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_keyword(&mut self, keyword: &str) -> Result<()> {
+        if self.eat_keyword(keyword) {
+            Ok(())
+        } else {
+            Err(self.error(&keyword.to_ascii_uppercase()))
+        }
+    }
+
+    fn is_symbol(&self, symbol: &str) -> bool {
+        matches!(self.peek_token(), Some(Token::Symbol(s)) if *s == symbol)
+    }
+
+    fn eat_symbol(&mut self, symbol: &str) -> bool {
+        if self.is_symbol(symbol) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_symbol(&mut self, symbol: &str) -> Result<()> {
+        if self.eat_symbol(symbol) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("'{symbol}'")))
+        }
+    }
+
+    /// An identifier: unquoted (lower-cased) or quoted (kept).
+    fn identifier(&mut self) -> Result<String> {
+        match self.peek_token() {
+            Some(Token::Word(w)) => {
+                let name = w.to_ascii_lowercase();
+                self.at += 1;
+                Ok(name)
+            }
+            Some(Token::Quoted(q)) => {
+                let name = q.clone();
+                self.at += 1;
+                Ok(name)
+            }
+            _ => Err(self.error("an identifier")),
+        }
+    }
+
+    fn qualified_name(&mut self) -> Result<QualifiedName> {
+        let first = self.identifier()?;
+        if self.eat_symbol(".") {
+            let name = self.identifier()?;
+            Ok(QualifiedName {
+                keyspace: Some(first),
+                name,
+            })
+        } else {
+            Ok(QualifiedName {
+                keyspace: None,
+                name: first,
+            })
+        }
+    }
+
+    fn if_not_exists(&mut self) -> Result<bool> {
+        if self.eat_keyword("IF") {
+            self.expect_keyword("NOT")?;
+            self.expect_keyword("EXISTS")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn if_exists(&mut self) -> Result<bool> {
+        if self.eat_keyword("IF") {
+            self.expect_keyword("EXISTS")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn statement(&mut self) -> Result<Statement> {
+        let Some(Token::Word(first)) = self.peek_token().cloned() else {
+            return Err(self.error("a statement (SELECT, INSERT, UPDATE, DELETE, CREATE, ...)"));
+        };
+        match first.to_ascii_uppercase().as_str() {
+            "USE" => {
+                self.at += 1;
+                Ok(Statement::Use(self.identifier()?))
+            }
+            "CREATE" => self.create(),
+            "ALTER" => self.alter(),
+            "DROP" => self.drop(),
+            "TRUNCATE" => {
+                self.at += 1;
+                self.eat_keyword("TABLE");
+                Ok(Statement::Truncate(self.qualified_name()?))
+            }
+            "INSERT" => self.insert(),
+            "UPDATE" => self.update(),
+            "DELETE" => self.delete(),
+            "SELECT" => self.select(),
+            "BEGIN" => self.batch(),
+            "GRANT" | "REVOKE" | "LIST" => {
+                self.at = self.tokens.len();
+                Ok(Statement::NotYetSupported(format!(
+                    "{} (permissions and roles)",
+                    first.to_ascii_uppercase()
+                )))
+            }
+            _ => Err(self.error("a statement (SELECT, INSERT, UPDATE, DELETE, CREATE, ...)")),
+        }
+    }
+
+    fn create(&mut self) -> Result<Statement> {
+        self.expect_keyword("CREATE")?;
+        if self.eat_keyword("KEYSPACE") || self.eat_keyword("SCHEMA") {
+            let if_not_exists = self.if_not_exists()?;
+            let name = self.identifier()?;
+            self.expect_keyword("WITH")?;
+            let options = self.options()?;
+            return Ok(Statement::CreateKeyspace {
+                name,
+                if_not_exists,
+                options,
+            });
+        }
+        if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
+            return self.create_table();
+        }
+        let what = match self.peek_token() {
+            Some(Token::Word(w)) => w.to_ascii_uppercase(),
+            _ => return Err(self.error("KEYSPACE or TABLE")),
+        };
+        let feature = match what.as_str() {
+            "INDEX" | "CUSTOM" => "secondary indexes",
+            "MATERIALIZED" => "materialized views",
+            "TYPE" => "user-defined types",
+            "ROLE" | "USER" => "roles",
+            "FUNCTION" | "OR" | "AGGREGATE" => "user-defined functions",
+            "TRIGGER" => "triggers",
+            _ => return Err(self.error("KEYSPACE or TABLE")),
+        };
+        self.at = self.tokens.len();
+        Ok(Statement::NotYetSupported(format!(
+            "CREATE {what} ({feature})"
+        )))
+    }
+
+    fn create_table(&mut self) -> Result<Statement> {
+        let if_not_exists = self.if_not_exists()?;
+        let name = self.qualified_name()?;
+        self.expect_symbol("(")?;
+        let mut columns = Vec::new();
+        let mut partition_key = Vec::new();
+        let mut clustering = Vec::new();
+        loop {
+            if self.eat_keyword("PRIMARY") {
+                self.expect_keyword("KEY")?;
+                self.expect_symbol("(")?;
+                if self.eat_symbol("(") {
+                    partition_key.push(self.identifier()?);
+                    while self.eat_symbol(",") {
+                        partition_key.push(self.identifier()?);
+                    }
+                    self.expect_symbol(")")?;
+                } else {
+                    partition_key.push(self.identifier()?);
+                }
+                while self.eat_symbol(",") {
+                    clustering.push(self.identifier()?);
+                }
+                self.expect_symbol(")")?;
+            } else {
+                let column = self.identifier()?;
+                let ty = self.cql_type()?;
+                let is_static = self.eat_keyword("STATIC");
+                if self.eat_keyword("PRIMARY") {
+                    self.expect_keyword("KEY")?;
+                    partition_key.push(column.clone());
+                }
+                columns.push(ColumnDef {
+                    name: column,
+                    ty,
+                    is_static,
+                });
+            }
+            if self.eat_symbol(")") {
+                break;
+            }
+            self.expect_symbol(",")?;
+        }
+        let mut clustering_order = Vec::new();
+        let mut options = Vec::new();
+        if self.eat_keyword("WITH") {
+            loop {
+                if self.eat_keyword("CLUSTERING") {
+                    self.expect_keyword("ORDER")?;
+                    self.expect_keyword("BY")?;
+                    self.expect_symbol("(")?;
+                    loop {
+                        let column = self.identifier()?;
+                        let descending = if self.eat_keyword("DESC") {
+                            true
+                        } else {
+                            self.eat_keyword("ASC");
+                            false
+                        };
+                        clustering_order.push((column, descending));
+                        if !self.eat_symbol(",") {
+                            break;
+                        }
+                    }
+                    self.expect_symbol(")")?;
+                } else if self.eat_keyword("COMPACT") {
+                    return Err(SyntaxError {
+                        line: 1,
+                        column: 1,
+                        message:
+                            "COMPACT STORAGE is not supported (it is deprecated in Cassandra 4)"
+                                .into(),
+                    });
+                } else {
+                    options.push(self.option()?);
+                }
+                if !self.eat_keyword("AND") {
+                    break;
+                }
+            }
+        }
+        Ok(Statement::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_key,
+            clustering,
+            clustering_order,
+            options,
+        })
+    }
+
+    /// A type as written in a column definition.
+    fn cql_type(&mut self) -> Result<CqlType> {
+        let start = self.at;
+        let mut depth = 0i32;
+        let mut text = String::new();
+        loop {
+            match self.peek_token() {
+                Some(Token::Word(w)) if depth > 0 || text.is_empty() => {
+                    text.push_str(w);
+                    self.at += 1;
+                }
+                Some(Token::Symbol("<")) => {
+                    depth += 1;
+                    text.push('<');
+                    self.at += 1;
+                }
+                Some(Token::Symbol(">")) if depth > 0 => {
+                    depth -= 1;
+                    text.push('>');
+                    self.at += 1;
+                }
+                Some(Token::Symbol(",")) if depth > 0 => {
+                    text.push(',');
+                    self.at += 1;
+                }
+                _ => break,
+            }
+            if depth == 0 && !text.is_empty() && !self.is_symbol("<") {
+                break;
+            }
+        }
+        CqlType::parse(&text).map_err(|e| {
+            let spanned = self.tokens.get(start).cloned();
+            SyntaxError {
+                line: spanned.as_ref().map_or(1, |s| s.line),
+                column: spanned.as_ref().map_or(1, |s| s.column),
+                message: e.0,
+            }
+        })
+    }
+
+    fn options(&mut self) -> Result<Vec<(String, OptionValue)>> {
+        let mut options = vec![self.option()?];
+        while self.eat_keyword("AND") {
+            options.push(self.option()?);
+        }
+        Ok(options)
+    }
+
+    fn option(&mut self) -> Result<(String, OptionValue)> {
+        let name = self.identifier()?;
+        self.expect_symbol("=")?;
+        if self.eat_symbol("{") {
+            let mut entries = Vec::new();
+            if !self.eat_symbol("}") {
+                loop {
+                    let key = self.option_scalar()?;
+                    self.expect_symbol(":")?;
+                    let value = self.option_scalar()?;
+                    entries.push((key, value));
+                    if self.eat_symbol("}") {
+                        break;
+                    }
+                    self.expect_symbol(",")?;
+                }
+            }
+            return Ok((name, OptionValue::Map(entries)));
+        }
+        let Term::Literal(literal) = self.term()? else {
+            return Err(self.error("a constant option value"));
+        };
+        Ok((name, OptionValue::Literal(literal)))
+    }
+
+    fn option_scalar(&mut self) -> Result<String> {
+        let value = match self.peek_token() {
+            Some(Token::Str(s)) => s.clone(),
+            Some(Token::Integer(n)) | Some(Token::Float(n)) => n.clone(),
+            Some(Token::Word(w)) => w.clone(),
+            _ => return Err(self.error("an option value")),
+        };
+        self.at += 1;
+        Ok(value)
+    }
+
+    fn alter(&mut self) -> Result<Statement> {
+        self.expect_keyword("ALTER")?;
+        if self.eat_keyword("KEYSPACE") || self.eat_keyword("SCHEMA") {
+            let name = self.identifier()?;
+            self.expect_keyword("WITH")?;
+            let options = self.options()?;
+            return Ok(Statement::AlterKeyspace { name, options });
+        }
+        let what = match self.peek_token() {
+            Some(Token::Word(w)) => w.to_ascii_uppercase(),
+            _ => return Err(self.error("KEYSPACE or TABLE")),
+        };
+        self.at = self.tokens.len();
+        Ok(Statement::NotYetSupported(format!("ALTER {what}")))
+    }
+
+    fn drop(&mut self) -> Result<Statement> {
+        self.expect_keyword("DROP")?;
+        if self.eat_keyword("KEYSPACE") || self.eat_keyword("SCHEMA") {
+            let if_exists = self.if_exists()?;
+            return Ok(Statement::DropKeyspace {
+                if_exists,
+                name: self.identifier()?,
+            });
+        }
+        if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
+            let if_exists = self.if_exists()?;
+            return Ok(Statement::DropTable {
+                if_exists,
+                name: self.qualified_name()?,
+            });
+        }
+        let what = match self.peek_token() {
+            Some(Token::Word(w)) => w.to_ascii_uppercase(),
+            _ => return Err(self.error("KEYSPACE or TABLE")),
+        };
+        self.at = self.tokens.len();
+        Ok(Statement::NotYetSupported(format!("DROP {what}")))
+    }
+
+    fn using(&mut self) -> Result<Using> {
+        let mut using = Using::default();
+        if self.eat_keyword("USING") {
+            loop {
+                if self.eat_keyword("TTL") {
+                    using.ttl = Some(self.term()?);
+                } else if self.eat_keyword("TIMESTAMP") {
+                    using.timestamp = Some(self.term()?);
+                } else {
+                    return Err(self.error("TTL or TIMESTAMP"));
+                }
+                if !self.eat_keyword("AND") {
+                    break;
+                }
+            }
+        }
+        Ok(using)
+    }
+
+    fn insert(&mut self) -> Result<Statement> {
+        self.expect_keyword("INSERT")?;
+        self.expect_keyword("INTO")?;
+        let table = self.qualified_name()?;
+        if self.eat_keyword("JSON") {
+            self.at = self.tokens.len();
+            return Ok(Statement::NotYetSupported("INSERT JSON".into()));
+        }
+        self.expect_symbol("(")?;
+        let mut columns = vec![self.identifier()?];
+        while self.eat_symbol(",") {
+            columns.push(self.identifier()?);
+        }
+        self.expect_symbol(")")?;
+        self.expect_keyword("VALUES")?;
+        self.expect_symbol("(")?;
+        let mut values = vec![self.term()?];
+        while self.eat_symbol(",") {
+            values.push(self.term()?);
+        }
+        self.expect_symbol(")")?;
+        let if_not_exists = self.if_not_exists()?;
+        let using = self.using()?;
+        Ok(Statement::Insert {
+            table,
+            columns,
+            values,
+            if_not_exists,
+            using,
+        })
+    }
+
+    fn update(&mut self) -> Result<Statement> {
+        self.expect_keyword("UPDATE")?;
+        let table = self.qualified_name()?;
+        let using = self.using()?;
+        self.expect_keyword("SET")?;
+        let mut assignments = Vec::new();
+        loop {
+            let column = self.identifier()?;
+            self.expect_symbol("=")?;
+            let value = self.term()?;
+            assignments.push((column, value));
+            if !self.eat_symbol(",") {
+                break;
+            }
+        }
+        self.expect_keyword("WHERE")?;
+        let relations = self.relations()?;
+        let has_conditions = self.eat_keyword("IF");
+        if has_conditions {
+            self.at = self.tokens.len();
+        }
+        Ok(Statement::Update {
+            table,
+            using,
+            assignments,
+            relations,
+            has_conditions,
+        })
+    }
+
+    fn delete(&mut self) -> Result<Statement> {
+        self.expect_keyword("DELETE")?;
+        let mut columns = Vec::new();
+        if !self.is_keyword("FROM") {
+            columns.push(self.identifier()?);
+            while self.eat_symbol(",") {
+                columns.push(self.identifier()?);
+            }
+        }
+        self.expect_keyword("FROM")?;
+        let table = self.qualified_name()?;
+        let using = self.using()?;
+        self.expect_keyword("WHERE")?;
+        let relations = self.relations()?;
+        let has_conditions = self.eat_keyword("IF");
+        if has_conditions {
+            self.at = self.tokens.len();
+        }
+        Ok(Statement::Delete {
+            table,
+            columns,
+            using,
+            relations,
+            has_conditions,
+        })
+    }
+
+    fn selector(&mut self) -> Result<Selector> {
+        let name = self.identifier()?;
+        let selector = if self.eat_symbol("(") {
+            if name == "count" && self.eat_symbol("*") {
+                self.expect_symbol(")")?;
+                Selector::CountAll
+            } else {
+                let mut args = Vec::new();
+                if !self.eat_symbol(")") {
+                    args.push(self.selector()?);
+                    while self.eat_symbol(",") {
+                        args.push(self.selector()?);
+                    }
+                    self.expect_symbol(")")?;
+                }
+                Selector::Function { name, args }
+            }
+        } else {
+            Selector::Column(name)
+        };
+        if self.eat_keyword("AS") {
+            return Ok(Selector::Aliased(Box::new(selector), self.identifier()?));
+        }
+        Ok(selector)
+    }
+
+    fn select(&mut self) -> Result<Statement> {
+        self.expect_keyword("SELECT")?;
+        let json = self.eat_keyword("JSON");
+        let distinct = self.eat_keyword("DISTINCT");
+        let mut selectors = Vec::new();
+        if !self.eat_symbol("*") {
+            selectors.push(self.selector()?);
+            while self.eat_symbol(",") {
+                selectors.push(self.selector()?);
+            }
+        }
+        self.expect_keyword("FROM")?;
+        let table = self.qualified_name()?;
+        let relations = if self.eat_keyword("WHERE") {
+            self.relations()?
+        } else {
+            Vec::new()
+        };
+        if self.eat_keyword("GROUP") {
+            self.at = self.tokens.len();
+            return Ok(Statement::NotYetSupported("GROUP BY".into()));
+        }
+        let mut order_by = Vec::new();
+        if self.eat_keyword("ORDER") {
+            self.expect_keyword("BY")?;
+            loop {
+                let column = self.identifier()?;
+                let descending = if self.eat_keyword("DESC") {
+                    true
+                } else {
+                    self.eat_keyword("ASC");
+                    false
+                };
+                order_by.push((column, descending));
+                if !self.eat_symbol(",") {
+                    break;
+                }
+            }
+        }
+        let mut per_partition_limit = None;
+        if self.eat_keyword("PER") {
+            self.expect_keyword("PARTITION")?;
+            self.expect_keyword("LIMIT")?;
+            per_partition_limit = Some(self.term()?);
+        }
+        let limit = if self.eat_keyword("LIMIT") {
+            Some(self.term()?)
+        } else {
+            None
+        };
+        let allow_filtering = if self.eat_keyword("ALLOW") {
+            self.expect_keyword("FILTERING")?;
+            true
+        } else {
+            false
+        };
+        Ok(Statement::Select {
+            table,
+            json,
+            distinct,
+            selectors,
+            relations,
+            order_by,
+            per_partition_limit,
+            limit,
+            allow_filtering,
+        })
+    }
+
+    fn batch(&mut self) -> Result<Statement> {
+        self.expect_keyword("BEGIN")?;
+        let logged = !(self.eat_keyword("UNLOGGED") || self.eat_keyword("COUNTER"));
+        self.expect_keyword("BATCH")?;
+        let using = self.using()?;
+        let mut statements = Vec::new();
+        while !self.is_keyword("APPLY") {
+            let statement = match self.peek_token() {
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("INSERT") => self.insert()?,
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("UPDATE") => self.update()?,
+                Some(Token::Word(w)) if w.eq_ignore_ascii_case("DELETE") => self.delete()?,
+                _ => return Err(self.error("INSERT, UPDATE, DELETE or APPLY BATCH")),
+            };
+            statements.push(statement);
+            self.eat_symbol(";");
+        }
+        self.expect_keyword("APPLY")?;
+        self.expect_keyword("BATCH")?;
+        Ok(Statement::Batch {
+            logged,
+            using,
+            statements,
+        })
+    }
+
+    fn operator(&mut self) -> Result<Operator> {
+        let op = match self.peek_token() {
+            Some(Token::Symbol("=")) => Operator::Eq,
+            Some(Token::Symbol("<")) => Operator::Lt,
+            Some(Token::Symbol("<=")) => Operator::Le,
+            Some(Token::Symbol(">")) => Operator::Gt,
+            Some(Token::Symbol(">=")) => Operator::Ge,
+            Some(Token::Symbol("!=")) => Operator::Ne,
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("IN") => Operator::In,
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("CONTAINS") => {
+                self.at += 1;
+                if self.eat_keyword("KEY") {
+                    return Ok(Operator::ContainsKey);
+                }
+                return Ok(Operator::Contains);
+            }
+            _ => return Err(self.error("an operator (=, <, <=, >, >=, IN, CONTAINS)")),
+        };
+        self.at += 1;
+        Ok(op)
+    }
+
+    fn relations(&mut self) -> Result<Vec<Relation>> {
+        let mut relations = vec![self.relation()?];
+        while self.eat_keyword("AND") {
+            relations.push(self.relation()?);
+        }
+        Ok(relations)
+    }
+
+    fn relation(&mut self) -> Result<Relation> {
+        if self.eat_symbol("(") {
+            let mut columns = vec![self.identifier()?];
+            while self.eat_symbol(",") {
+                columns.push(self.identifier()?);
+            }
+            self.expect_symbol(")")?;
+            let op = self.operator()?;
+            let value = self.term()?;
+            return Ok(Relation::MultiColumn { columns, op, value });
+        }
+        if self.is_keyword("TOKEN")
+            && matches!(
+                self.tokens.get(self.at + 1).map(|t| &t.token),
+                Some(Token::Symbol("("))
+            )
+        {
+            self.at += 2;
+            let mut columns = vec![self.identifier()?];
+            while self.eat_symbol(",") {
+                columns.push(self.identifier()?);
+            }
+            self.expect_symbol(")")?;
+            let op = self.operator()?;
+            let value = self.term()?;
+            return Ok(Relation::Token { columns, op, value });
+        }
+        let column = self.identifier()?;
+        let op = self.operator()?;
+        let value = self.term()?;
+        Ok(Relation::Column { column, op, value })
+    }
+
+    fn term(&mut self) -> Result<Term> {
+        let Some(spanned) = self.peek().cloned() else {
+            return Err(self.error("a value"));
+        };
+        self.at += 1;
+        Ok(match spanned.token {
+            Token::Str(s) => Term::Literal(Literal::Str(s)),
+            Token::Integer(n) => Term::Literal(Literal::Integer(n)),
+            Token::Float(f) => Term::Literal(Literal::Float(f)),
+            Token::Uuid(u) => Term::Literal(Literal::Uuid(u)),
+            Token::Hex(b) => Term::Literal(Literal::Blob(b)),
+            Token::Symbol("-") => match self.term()? {
+                Term::Literal(Literal::Integer(n)) => {
+                    Term::Literal(Literal::Integer(format!("-{n}")))
+                }
+                Term::Literal(Literal::Float(f)) => Term::Literal(Literal::Float(format!("-{f}"))),
+                Term::Literal(Literal::Str(w)) if w == "Infinity" => {
+                    Term::Literal(Literal::Float("-Infinity".into()))
+                }
+                _ => return Err(self.error_at(&spanned, "a number after '-'")),
+            },
+            Token::Symbol("?") => {
+                let index = self.binds;
+                self.binds += 1;
+                Term::Bind(BindMarker::Positional(index))
+            }
+            Token::Symbol(":") => Term::Bind(BindMarker::Named(self.identifier()?)),
+            Token::Symbol("[") => {
+                let mut items = Vec::new();
+                if !self.eat_symbol("]") {
+                    items.push(self.term()?);
+                    while self.eat_symbol(",") {
+                        items.push(self.term()?);
+                    }
+                    self.expect_symbol("]")?;
+                }
+                Term::List(items)
+            }
+            Token::Symbol("{") => self.set_or_map()?,
+            Token::Symbol("(") => {
+                // A cast `(type) value` or a tuple `(a, b)`.
+                if let Some(Token::Word(w)) = self.peek_token() {
+                    if CqlType::parse(w).is_ok()
+                        && matches!(
+                            self.tokens.get(self.at + 1).map(|t| &t.token),
+                            Some(Token::Symbol(")"))
+                        )
+                    {
+                        let ty = self.cql_type()?;
+                        self.expect_symbol(")")?;
+                        return Ok(Term::Cast(ty, Box::new(self.term()?)));
+                    }
+                }
+                let mut items = vec![self.term()?];
+                while self.eat_symbol(",") {
+                    items.push(self.term()?);
+                }
+                self.expect_symbol(")")?;
+                Term::Tuple(items)
+            }
+            Token::Word(ref w) => {
+                let lower = w.to_ascii_lowercase();
+                match lower.as_str() {
+                    "true" => Term::Literal(Literal::Bool(true)),
+                    "false" => Term::Literal(Literal::Bool(false)),
+                    "null" => Term::Literal(Literal::Null),
+                    "nan" => Term::Literal(Literal::Float("NaN".into())),
+                    "infinity" => Term::Literal(Literal::Float("Infinity".into())),
+                    _ if self.is_symbol("(") => {
+                        self.at += 1;
+                        let mut args = Vec::new();
+                        if !self.eat_symbol(")") {
+                            args.push(self.term()?);
+                            while self.eat_symbol(",") {
+                                args.push(self.term()?);
+                            }
+                            self.expect_symbol(")")?;
+                        }
+                        Term::Function { name: lower, args }
+                    }
+                    _ => return Err(self.error_at(&spanned, "a value")),
+                }
+            }
+            _ => return Err(self.error_at(&spanned, "a value")),
+        })
+    }
+
+    fn set_or_map(&mut self) -> Result<Term> {
+        if self.eat_symbol("}") {
+            return Ok(Term::Map(Vec::new()));
+        }
+        let first = self.term()?;
+        if self.eat_symbol(":") {
+            let mut entries = vec![(first, self.term()?)];
+            while self.eat_symbol(",") {
+                let key = self.term()?;
+                self.expect_symbol(":")?;
+                entries.push((key, self.term()?));
+            }
+            self.expect_symbol("}")?;
+            return Ok(Term::Map(entries));
+        }
+        let mut items = vec![first];
+        while self.eat_symbol(",") {
+            items.push(self.term()?);
+        }
+        self.expect_symbol("}")?;
+        Ok(Term::Set(items))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_table_with_compound_key_and_order() {
+        let statement = parse(
+            "CREATE TABLE IF NOT EXISTS ks.events (\n  tenant text, day date, at timestamp, id uuid,\n  tags set<text>, meta frozen<map<text, int>>, note text STATIC,\n  PRIMARY KEY ((tenant, day), at, id)\n) WITH CLUSTERING ORDER BY (at DESC, id ASC) AND gc_grace_seconds = 3600\n  AND compaction = {'class': 'LeveledCompactionStrategy', 'sstable_size_in_mb': 160};",
+        )
+        .unwrap();
+        let Statement::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_key,
+            clustering,
+            clustering_order,
+            options,
+        } = statement
+        else {
+            panic!()
+        };
+        assert_eq!(name.keyspace.as_deref(), Some("ks"));
+        assert!(if_not_exists);
+        assert_eq!(partition_key, vec!["tenant", "day"]);
+        assert_eq!(clustering, vec!["at", "id"]);
+        assert_eq!(
+            clustering_order,
+            vec![("at".to_string(), true), ("id".to_string(), false)]
+        );
+        assert_eq!(columns.len(), 7);
+        assert!(columns[6].is_static);
+        assert_eq!(columns[5].ty.to_string(), "frozen<map<text, int>>");
+        assert_eq!(options.len(), 2);
+    }
+
+    #[test]
+    fn dml_statements() {
+        let statement =
+            parse("INSERT INTO t (k, v, l) VALUES (?, 'x', [1, 2]) USING TTL 60 AND TIMESTAMP 123")
+                .unwrap();
+        assert!(
+            matches!(statement, Statement::Insert { ref using, .. } if using.ttl.is_some() && using.timestamp.is_some())
+        );
+        let statement = parse("SELECT k, count(*) AS n, writetime(v) FROM ks.t WHERE k IN (1, 2) AND c >= -5 AND (c, d) > (1, 2) AND token(k) > 0 ORDER BY c DESC PER PARTITION LIMIT 2 LIMIT 10 ALLOW FILTERING").unwrap();
+        let Statement::Select {
+            selectors,
+            relations,
+            order_by,
+            limit,
+            allow_filtering,
+            ..
+        } = statement
+        else {
+            panic!()
+        };
+        assert_eq!(selectors.len(), 3);
+        assert_eq!(relations.len(), 4);
+        assert_eq!(order_by, vec![("c".into(), true)]);
+        assert!(limit.is_some() && allow_filtering);
+        assert!(matches!(
+            parse("DELETE v FROM t USING TIMESTAMP 5 WHERE k = :key").unwrap(),
+            Statement::Delete { .. }
+        ));
+        assert!(matches!(
+            parse("UPDATE t SET m = {'a': 1}, s = {1, 2} WHERE k = 1").unwrap(),
+            Statement::Update { .. }
+        ));
+        assert!(matches!(parse("BEGIN UNLOGGED BATCH INSERT INTO t (k) VALUES (1); DELETE FROM t WHERE k = 2; APPLY BATCH").unwrap(), Statement::Batch { logged: false, .. }));
+    }
+
+    #[test]
+    fn errors_say_where_and_what() {
+        let err = parse("SELECT * FORM t").unwrap_err();
+        assert_eq!((err.line, err.column), (1, 10));
+        assert!(
+            err.message.contains("FORM") && err.message.contains("FROM"),
+            "{err}"
+        );
+        let err = parse("CREATE TABLE t (k int PRIMARY KEY, v whatever)").unwrap_err();
+        assert!(err.message.contains("whatever"), "{err}");
+        let err = parse("INSERT INTO t (k) VALUES (1").unwrap_err();
+        assert!(err.message.contains("end of statement"), "{err}");
+        assert!(matches!(
+            parse("CREATE INDEX ON t (v)").unwrap(),
+            Statement::NotYetSupported(_)
+        ));
+    }
+}

@@ -1,0 +1,490 @@
+//! CQL types: parsing their CQL names, their protocol type options, values
+//! as the protocol carries them, and the byte-comparable encoding that turns
+//! typed clustering values into engine keys.
+//!
+//! Byte-comparable encoding (one clustering component): fixed-width types
+//! are big-endian with the sign bit flipped (floats: all bits flipped when
+//! negative), so that `memcmp` order is CQL order; variable-width types
+//! escape `0x00` as `0x00 0xFF` and end with `0x00 0x00`. Both are
+//! prefix-free, so a bound on the first components covers exactly the rows
+//! that share them. A `DESC` component has every byte inverted.
+
+use std::fmt;
+
+/// A CQL data type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CqlType {
+    Ascii,
+    BigInt,
+    Blob,
+    Boolean,
+    Counter,
+    Date,
+    Decimal,
+    Double,
+    Duration,
+    Float,
+    Inet,
+    Int,
+    SmallInt,
+    Text,
+    Time,
+    Timestamp,
+    TimeUuid,
+    TinyInt,
+    Uuid,
+    VarInt,
+    List(Box<CqlType>),
+    Set(Box<CqlType>),
+    Map(Box<CqlType>, Box<CqlType>),
+    Tuple(Vec<CqlType>),
+    Frozen(Box<CqlType>),
+}
+
+/// A type name that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TypeError(pub String);
+
+impl CqlType {
+    /// Parses a type as written in CQL (`int`, `frozen<map<text, int>>`).
+    pub fn parse(text: &str) -> Result<CqlType, TypeError> {
+        let mut parser = TypeParser { text, at: 0 };
+        let ty = parser.parse_type()?;
+        parser.skip_space();
+        if parser.at != text.len() {
+            return Err(TypeError(format!(
+                "unexpected text after type: {:?}",
+                &text[parser.at..]
+            )));
+        }
+        Ok(ty)
+    }
+
+    /// Without `frozen<>`.
+    pub fn unfrozen(&self) -> &CqlType {
+        match self {
+            CqlType::Frozen(inner) => inner.unfrozen(),
+            other => other,
+        }
+    }
+
+    /// Is this a non-frozen collection (stored as one cell per element)?
+    pub fn is_multi_cell(&self) -> bool {
+        matches!(
+            self,
+            CqlType::List(_) | CqlType::Set(_) | CqlType::Map(_, _)
+        )
+    }
+
+    /// The protocol's `[option]` id for this type (section 4.2.5.2).
+    pub fn option_id(&self) -> u16 {
+        match self.unfrozen() {
+            CqlType::Ascii => 0x0001,
+            CqlType::BigInt => 0x0002,
+            CqlType::Blob => 0x0003,
+            CqlType::Boolean => 0x0004,
+            CqlType::Counter => 0x0005,
+            CqlType::Decimal => 0x0006,
+            CqlType::Double => 0x0007,
+            CqlType::Float => 0x0008,
+            CqlType::Int => 0x0009,
+            CqlType::Timestamp => 0x000B,
+            CqlType::Uuid => 0x000C,
+            CqlType::Text => 0x000D,
+            CqlType::VarInt => 0x000E,
+            CqlType::TimeUuid => 0x000F,
+            CqlType::Inet => 0x0010,
+            CqlType::Date => 0x0011,
+            CqlType::Time => 0x0012,
+            CqlType::SmallInt => 0x0013,
+            CqlType::TinyInt => 0x0014,
+            CqlType::Duration => 0x0015,
+            CqlType::List(_) => 0x0020,
+            CqlType::Map(_, _) => 0x0021,
+            CqlType::Set(_) => 0x0022,
+            CqlType::Tuple(_) => 0x0031,
+            CqlType::Frozen(_) => 0x0000,
+        }
+    }
+
+    /// Writes the protocol `[option]` for this type.
+    pub fn write_option(&self, w: &mut crate::protocol::primitives::BodyWriter) {
+        w.write_short(self.option_id());
+        match self.unfrozen() {
+            CqlType::List(e) | CqlType::Set(e) => e.write_option(w),
+            CqlType::Map(k, v) => {
+                k.write_option(w);
+                v.write_option(w);
+            }
+            CqlType::Tuple(items) => {
+                w.write_short(items.len() as u16);
+                for item in items {
+                    item.write_option(w);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Width in bytes of a fixed-width type's values.
+    pub fn fixed_width(&self) -> Option<usize> {
+        Some(match self.unfrozen() {
+            CqlType::Boolean | CqlType::TinyInt => 1,
+            CqlType::SmallInt => 2,
+            CqlType::Int | CqlType::Float | CqlType::Date => 4,
+            CqlType::BigInt
+            | CqlType::Counter
+            | CqlType::Double
+            | CqlType::Timestamp
+            | CqlType::Time => 8,
+            CqlType::Uuid | CqlType::TimeUuid => 16,
+            _ => return None,
+        })
+    }
+
+    /// Appends the byte-comparable form of `value` (a protocol-encoded value
+    /// of this type) to `out`.
+    pub fn encode_comparable(
+        &self,
+        value: &[u8],
+        descending: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), TypeError> {
+        let start = out.len();
+        match (self.unfrozen(), self.fixed_width()) {
+            (CqlType::Float | CqlType::Double, Some(width)) => {
+                check_width(self, value, width)?;
+                let negative = value.first().is_some_and(|b| b & 0x80 != 0);
+                out.extend(value.iter().enumerate().map(|(i, b)| {
+                    if negative {
+                        !b
+                    } else if i == 0 {
+                        b ^ 0x80
+                    } else {
+                        *b
+                    }
+                }));
+            }
+            (CqlType::Boolean | CqlType::Uuid | CqlType::TimeUuid | CqlType::Date, Some(width)) => {
+                // Unsigned already (date is an unsigned day number centred on 2^31).
+                check_width(self, value, width)?;
+                out.extend_from_slice(value);
+            }
+            (_, Some(width)) => {
+                check_width(self, value, width)?;
+                out.extend(
+                    value
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| if i == 0 { b ^ 0x80 } else { *b }),
+                );
+            }
+            (_, None) => {
+                for &b in value {
+                    out.push(b);
+                    if b == 0 {
+                        out.push(0xFF);
+                    }
+                }
+                out.extend_from_slice(&[0, 0]);
+            }
+        }
+        if descending {
+            for b in out.iter_mut().skip(start) {
+                *b = !*b;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads one byte-comparable component back into its protocol value;
+    /// returns the value and the bytes consumed.
+    pub fn decode_comparable(
+        &self,
+        bytes: &[u8],
+        descending: bool,
+    ) -> Result<(Vec<u8>, usize), TypeError> {
+        let flip = |b: u8| if descending { !b } else { b };
+        match self.fixed_width() {
+            Some(width) => {
+                let raw: Vec<u8> = bytes
+                    .get(..width)
+                    .ok_or_else(|| TypeError(format!("clustering key too short for {self}")))?
+                    .iter()
+                    .map(|b| flip(*b))
+                    .collect();
+                let value = match self.unfrozen() {
+                    CqlType::Float | CqlType::Double => {
+                        let was_negative = raw.first().is_some_and(|b| b & 0x80 == 0);
+                        raw.iter()
+                            .enumerate()
+                            .map(|(i, b)| {
+                                if was_negative {
+                                    !b
+                                } else if i == 0 {
+                                    b ^ 0x80
+                                } else {
+                                    *b
+                                }
+                            })
+                            .collect()
+                    }
+                    CqlType::Boolean | CqlType::Uuid | CqlType::TimeUuid | CqlType::Date => raw,
+                    _ => raw
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| if i == 0 { b ^ 0x80 } else { *b })
+                        .collect(),
+                };
+                Ok((value, width))
+            }
+            None => {
+                let mut value = Vec::new();
+                let mut i = 0;
+                loop {
+                    let b =
+                        flip(*bytes.get(i).ok_or_else(|| {
+                            TypeError("unterminated clustering component".into())
+                        })?);
+                    if b == 0 {
+                        let next = flip(*bytes.get(i + 1).ok_or_else(|| {
+                            TypeError("unterminated clustering component".into())
+                        })?);
+                        match next {
+                            0 => return Ok((value, i + 2)),
+                            0xFF => {
+                                value.push(0);
+                                i += 2;
+                            }
+                            _ => {
+                                return Err(TypeError("bad escape in clustering component".into()))
+                            }
+                        }
+                    } else {
+                        value.push(b);
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_width(ty: &CqlType, value: &[u8], width: usize) -> Result<(), TypeError> {
+    if value.len() != width {
+        return Err(TypeError(format!(
+            "a {ty} value has {width} bytes, not {}",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+impl fmt::Display for CqlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CqlType::Ascii => write!(f, "ascii"),
+            CqlType::BigInt => write!(f, "bigint"),
+            CqlType::Blob => write!(f, "blob"),
+            CqlType::Boolean => write!(f, "boolean"),
+            CqlType::Counter => write!(f, "counter"),
+            CqlType::Date => write!(f, "date"),
+            CqlType::Decimal => write!(f, "decimal"),
+            CqlType::Double => write!(f, "double"),
+            CqlType::Duration => write!(f, "duration"),
+            CqlType::Float => write!(f, "float"),
+            CqlType::Inet => write!(f, "inet"),
+            CqlType::Int => write!(f, "int"),
+            CqlType::SmallInt => write!(f, "smallint"),
+            CqlType::Text => write!(f, "text"),
+            CqlType::Time => write!(f, "time"),
+            CqlType::Timestamp => write!(f, "timestamp"),
+            CqlType::TimeUuid => write!(f, "timeuuid"),
+            CqlType::TinyInt => write!(f, "tinyint"),
+            CqlType::Uuid => write!(f, "uuid"),
+            CqlType::VarInt => write!(f, "varint"),
+            CqlType::List(e) => write!(f, "list<{e}>"),
+            CqlType::Set(e) => write!(f, "set<{e}>"),
+            CqlType::Map(k, v) => write!(f, "map<{k}, {v}>"),
+            CqlType::Tuple(items) => {
+                write!(f, "tuple<")?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{item}")?;
+                }
+                write!(f, ">")
+            }
+            CqlType::Frozen(inner) => write!(f, "frozen<{inner}>"),
+        }
+    }
+}
+
+struct TypeParser<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl TypeParser<'_> {
+    fn skip_space(&mut self) {
+        while let Some(c) = self.text[self.at..].chars().next() {
+            if !c.is_whitespace() {
+                break;
+            }
+            self.at += c.len_utf8();
+        }
+    }
+
+    fn word(&mut self) -> String {
+        self.skip_space();
+        let rest = &self.text[self.at..];
+        let len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        self.at += len;
+        rest[..len].to_ascii_lowercase()
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), TypeError> {
+        self.skip_space();
+        if self.text[self.at..].starts_with(c) {
+            self.at += c.len_utf8();
+            Ok(())
+        } else {
+            Err(TypeError(format!("expected '{c}' in type {:?}", self.text)))
+        }
+    }
+
+    fn parse_type(&mut self) -> Result<CqlType, TypeError> {
+        let name = self.word();
+        Ok(match name.as_str() {
+            "ascii" => CqlType::Ascii,
+            "bigint" => CqlType::BigInt,
+            "blob" => CqlType::Blob,
+            "boolean" => CqlType::Boolean,
+            "counter" => CqlType::Counter,
+            "date" => CqlType::Date,
+            "decimal" => CqlType::Decimal,
+            "double" => CqlType::Double,
+            "duration" => CqlType::Duration,
+            "float" => CqlType::Float,
+            "inet" => CqlType::Inet,
+            "int" => CqlType::Int,
+            "smallint" => CqlType::SmallInt,
+            "text" | "varchar" => CqlType::Text,
+            "time" => CqlType::Time,
+            "timestamp" => CqlType::Timestamp,
+            "timeuuid" => CqlType::TimeUuid,
+            "tinyint" => CqlType::TinyInt,
+            "uuid" => CqlType::Uuid,
+            "varint" => CqlType::VarInt,
+            "list" | "set" | "frozen" => {
+                self.expect('<')?;
+                let inner = self.parse_type()?;
+                self.expect('>')?;
+                match name.as_str() {
+                    "list" => CqlType::List(Box::new(inner)),
+                    "set" => CqlType::Set(Box::new(inner)),
+                    _ => CqlType::Frozen(Box::new(inner)),
+                }
+            }
+            "map" => {
+                self.expect('<')?;
+                let key = self.parse_type()?;
+                self.expect(',')?;
+                let value = self.parse_type()?;
+                self.expect('>')?;
+                CqlType::Map(Box::new(key), Box::new(value))
+            }
+            "tuple" => {
+                self.expect('<')?;
+                let mut items = vec![self.parse_type()?];
+                loop {
+                    self.skip_space();
+                    if self.text[self.at..].starts_with('>') {
+                        self.at += 1;
+                        break;
+                    }
+                    self.expect(',')?;
+                    items.push(self.parse_type()?);
+                }
+                CqlType::Tuple(items)
+            }
+            "" => return Err(TypeError(format!("expected a type in {:?}", self.text))),
+            other => {
+                return Err(TypeError(format!(
+                    "unknown type {other:?} (user-defined types are not yet supported)"
+                )))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_types() {
+        for text in [
+            "int",
+            "frozen<map<text, list<int>>>",
+            "tuple<int, text>",
+            "set<uuid>",
+        ] {
+            assert_eq!(CqlType::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(CqlType::parse("VARCHAR").unwrap(), CqlType::Text);
+        assert!(CqlType::parse("map<int>").is_err());
+        assert!(CqlType::parse("address")
+            .unwrap_err()
+            .0
+            .contains("not yet supported"));
+    }
+
+    fn comparable(ty: &CqlType, value: &[u8], desc: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        ty.encode_comparable(value, desc, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn comparable_encoding_orders_like_cql() {
+        let ints: Vec<i32> = vec![i32::MIN, -5, -1, 0, 1, 7, i32::MAX];
+        let enc: Vec<Vec<u8>> = ints
+            .iter()
+            .map(|i| comparable(&CqlType::Int, &i.to_be_bytes(), false))
+            .collect();
+        assert!(enc.windows(2).all(|w| w[0] < w[1]));
+        let desc: Vec<Vec<u8>> = ints
+            .iter()
+            .map(|i| comparable(&CqlType::Int, &i.to_be_bytes(), true))
+            .collect();
+        assert!(desc.windows(2).all(|w| w[0] > w[1]));
+        let doubles = [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-9, 3.0, f64::INFINITY];
+        let enc: Vec<Vec<u8>> = doubles
+            .iter()
+            .map(|d| comparable(&CqlType::Double, &d.to_be_bytes(), false))
+            .collect();
+        assert!(enc.windows(2).all(|w| w[0] <= w[1]));
+        let texts = ["", "a", "a\0", "a\0b", "ab", "b"];
+        let enc: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|t| comparable(&CqlType::Text, t.as_bytes(), false))
+            .collect();
+        assert!(enc.windows(2).all(|w| w[0] < w[1]), "{enc:?}");
+        for (ty, value) in [
+            (CqlType::Text, &b"a\0b"[..]),
+            (CqlType::Double, &(-2.5f64).to_be_bytes()[..]),
+            (CqlType::BigInt, &(-9i64).to_be_bytes()[..]),
+        ] {
+            for desc in [false, true] {
+                let bytes = comparable(&ty, value, desc);
+                let (back, used) = ty.decode_comparable(&bytes, desc).unwrap();
+                assert_eq!((back.as_slice(), used), (value, bytes.len()));
+            }
+        }
+    }
+}
