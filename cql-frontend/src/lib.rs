@@ -14,5 +14,7 @@
 
 pub mod cql;
 pub mod protocol;
+pub mod schema;
 pub mod transport;
 pub mod types;
+pub mod values;

@@ -1,10 +1,18 @@
 //! Token ring, replication strategies and the coordinator of an Ilion node.
 //!
 //! Layout:
-//! - [`murmur3`]: Cassandra's Murmur3Partitioner token function, bit for bit.
+//! - [`murmur3`]: Cassandra's Murmur3Partitioner token function, bit for bit;
+//! - [`consistency`]: consistency levels and their replica arithmetic;
+//! - [`coordinator`]: the path of every client read and write (one-node
+//!   ring today).
 //!
 //! Later (issue 6): the ring of vnode tokens, SimpleStrategy and
-//! NetworkTopologyStrategy, the snitch, and the coordinator (consistency
-//! levels, hints, read repair, range scans).
+//! NetworkTopologyStrategy, the snitch, hints, read repair, range scans
+//! across nodes.
 
+pub mod consistency;
+pub mod coordinator;
 pub mod murmur3;
+
+pub use consistency::ConsistencyLevel;
+pub use coordinator::{Coordinator, CoordinatorError, Placement};

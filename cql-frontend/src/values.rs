@@ -1,0 +1,407 @@
+//! Turning the values in a statement (literals, bind markers, collection
+//! literals, `now()`-style functions) into the protocol's serialized form of
+//! the column's type, with errors that name the column and the type.
+
+use std::net::IpAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::cql::ast::{BindMarker, Literal, Term};
+use crate::protocol::error::CqlError;
+use crate::protocol::messages::BoundValues;
+use crate::protocol::primitives::Value;
+use crate::types::CqlType;
+
+/// Where bind values come from, and the statement's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Bindings<'a> {
+    pub values: &'a BoundValues,
+    pub now_micros: i64,
+}
+
+fn invalid(message: impl Into<String>) -> CqlError {
+    CqlError::Invalid(message.into())
+}
+
+/// The serialized value of `term` for a column of type `ty`.
+pub fn term_value(ty: &CqlType, term: &Term, column: &str, bindings: Bindings<'_>) -> Result<Value, CqlError> {
+    match term {
+        Term::Bind(marker) => bound(marker, bindings.values, column),
+        Term::Literal(Literal::Null) => Ok(Value::Null),
+        Term::Literal(literal) => literal_value(ty, literal, column).map(Value::Set),
+        Term::Cast(_, inner) => term_value(ty, inner, column, bindings),
+        Term::Function { name, args } => function_value(ty, name, args, column, bindings).map(Value::Set),
+        Term::List(items) | Term::Set(items) => {
+            let element = match ty.unfrozen() {
+                CqlType::List(e) | CqlType::Set(e) => e,
+                other => return Err(invalid(format!("Invalid list literal for {column} of type {other}"))),
+            };
+            let mut encoded = Vec::with_capacity(items.len());
+            for item in items {
+                match term_value(element, item, column, bindings)? {
+                    Value::Set(bytes) => encoded.push(bytes),
+                    _ => return Err(invalid(format!("null is not supported inside collections ({column})"))),
+                }
+            }
+            if matches!(ty.unfrozen(), CqlType::Set(_)) {
+                sort_by_comparable(element, &mut encoded)?;
+                encoded.dedup();
+            }
+            Ok(Value::Set(collection(&encoded.iter().map(|b| vec![b.clone()]).collect::<Vec<_>>())))
+        }
+        Term::Map(entries) => {
+            let (key_ty, value_ty) = match ty.unfrozen() {
+                CqlType::Map(k, v) => (k, v),
+                // `{}` parses as an empty map; it is also an empty set.
+                CqlType::Set(_) if entries.is_empty() => return Ok(Value::Set(collection(&[]))),
+                other => return Err(invalid(format!("Invalid map literal for {column} of type {other}"))),
+            };
+            let mut pairs = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let (Value::Set(k), Value::Set(v)) = (term_value(key_ty, k, column, bindings)?, term_value(value_ty, v, column, bindings)?) else {
+                    return Err(invalid(format!("null is not supported inside collections ({column})")));
+                };
+                pairs.push((k, v));
+            }
+            let mut keyed: Vec<(Vec<u8>, Bytes, Bytes)> = Vec::with_capacity(pairs.len());
+            for (k, v) in pairs {
+                let mut order = Vec::new();
+                key_ty.encode_comparable(&k, false, &mut order).map_err(|e| invalid(e.0))?;
+                keyed.push((order, k, v));
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            keyed.dedup_by(|a, b| a.0 == b.0);
+            Ok(Value::Set(collection(&keyed.into_iter().map(|(_, k, v)| vec![k, v]).collect::<Vec<_>>())))
+        }
+        Term::Tuple(items) => {
+            let CqlType::Tuple(types) = ty.unfrozen() else {
+                return Err(invalid(format!("Invalid tuple literal for {column} of type {ty}")));
+            };
+            if items.len() > types.len() {
+                return Err(invalid(format!("Invalid tuple literal for {column}: too many elements. Type {ty} expects {} but got {}", types.len(), items.len())));
+            }
+            let mut out = BytesMut::new();
+            for (item, item_ty) in items.iter().zip(types) {
+                match term_value(item_ty, item, column, bindings)? {
+                    Value::Set(bytes) => {
+                        out.put_i32(bytes.len() as i32);
+                        out.put_slice(&bytes);
+                    }
+                    _ => out.put_i32(-1),
+                }
+            }
+            Ok(Value::Set(out.freeze()))
+        }
+    }
+}
+
+fn sort_by_comparable(ty: &CqlType, items: &mut [Bytes]) -> Result<(), CqlError> {
+    let mut keyed = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        let mut order = Vec::new();
+        ty.encode_comparable(item, false, &mut order).map_err(|e| invalid(e.0))?;
+        keyed.push((order, item.clone()));
+    }
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    for (slot, (_, item)) in items.iter_mut().zip(keyed) {
+        *slot = item;
+    }
+    Ok(())
+}
+
+/// The protocol's collection form: `[int] n`, then each element as `[bytes]`
+/// (maps: key and value alternating).
+fn collection(elements: &[Vec<Bytes>]) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_i32(elements.len() as i32);
+    for parts in elements {
+        for part in parts {
+            out.put_i32(part.len() as i32);
+            out.put_slice(part);
+        }
+    }
+    out.freeze()
+}
+
+fn bound(marker: &BindMarker, values: &BoundValues, column: &str) -> Result<Value, CqlError> {
+    match (marker, values) {
+        (BindMarker::Positional(i), BoundValues::Positional(list)) => list
+            .get(*i)
+            .cloned()
+            .ok_or_else(|| invalid(format!("There were {} markers(?) in CQL but {} bound variables", i + 1, list.len()))),
+        (BindMarker::Named(name), BoundValues::Named(list)) => list
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| invalid(format!("No value bound for :{name}"))),
+        (BindMarker::Named(name), BoundValues::Positional(_)) => Err(invalid(format!("Named bind marker :{name} needs named values"))),
+        (_, _) => Err(invalid(format!("No value bound for the marker of column {column}"))),
+    }
+}
+
+fn parse_int<T: std::str::FromStr>(text: &str, ty: &CqlType, column: &str) -> Result<T, CqlError> {
+    text.parse::<T>()
+        .map_err(|_| invalid(format!("Invalid {ty} constant ({text}) for \"{column}\" of type {ty}")))
+}
+
+/// A literal's serialized value.
+pub fn literal_value(ty: &CqlType, literal: &Literal, column: &str) -> Result<Bytes, CqlError> {
+    let mismatch = || invalid(format!("Invalid constant {} for \"{column}\" of type {ty}", literal_display(literal)));
+    let bytes: Vec<u8> = match (ty.unfrozen(), literal) {
+        (CqlType::Int, Literal::Integer(n)) => parse_int::<i32>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::BigInt | CqlType::Counter, Literal::Integer(n)) => parse_int::<i64>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::SmallInt, Literal::Integer(n)) => parse_int::<i16>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::TinyInt, Literal::Integer(n)) => parse_int::<i8>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::VarInt, Literal::Integer(n)) => varint_bytes(parse_int::<i128>(n, ty, column)?),
+        (CqlType::Float, Literal::Integer(n) | Literal::Float(n)) => parse_int::<f32>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::Double, Literal::Integer(n) | Literal::Float(n)) => parse_int::<f64>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::Decimal, Literal::Integer(n) | Literal::Float(n) | Literal::Str(n)) => decimal_bytes(n).ok_or_else(mismatch)?,
+        (CqlType::Boolean, Literal::Bool(b)) => vec![u8::from(*b)],
+        (CqlType::Text, Literal::Str(s)) => s.as_bytes().to_vec(),
+        (CqlType::Ascii, Literal::Str(s)) => {
+            if !s.is_ascii() {
+                return Err(invalid(format!("Invalid ASCII character in string literal for \"{column}\"")));
+            }
+            s.as_bytes().to_vec()
+        }
+        (CqlType::Blob, Literal::Blob(b)) => b.clone(),
+        (CqlType::Uuid, Literal::Uuid(u)) => uuid_bytes(u).ok_or_else(mismatch)?.to_vec(),
+        (CqlType::TimeUuid, Literal::Uuid(u)) => {
+            let bytes = uuid_bytes(u).ok_or_else(mismatch)?;
+            if bytes[6] >> 4 != 1 {
+                return Err(invalid(format!("Unsupported UUID version for timeuuid column \"{column}\": {u} is not a version 1 UUID")));
+            }
+            bytes.to_vec()
+        }
+        (CqlType::Timestamp, Literal::Integer(n)) => parse_int::<i64>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::Timestamp, Literal::Str(s)) => parse_timestamp_ms(s)
+            .ok_or_else(|| invalid(format!("Unable to parse a date/time from '{s}' for \"{column}\" (use e.g. '2024-05-01 12:30:00+0000')")))?
+            .to_be_bytes()
+            .to_vec(),
+        (CqlType::Date, Literal::Str(s)) => {
+            let days = parse_date_days(s).ok_or_else(|| invalid(format!("Unable to coerce '{s}' to a formatted date (yyyy-mm-dd) for \"{column}\"")))?;
+            ((days + (1i64 << 31)) as u32).to_be_bytes().to_vec()
+        }
+        (CqlType::Date, Literal::Integer(n)) => parse_int::<u32>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::Time, Literal::Str(s)) => parse_time_nanos(s)
+            .ok_or_else(|| invalid(format!("Unable to coerce '{s}' to a formatted time (hh:mm:ss[.fffffffff]) for \"{column}\"")))?
+            .to_be_bytes()
+            .to_vec(),
+        (CqlType::Time, Literal::Integer(n)) => parse_int::<i64>(n, ty, column)?.to_be_bytes().to_vec(),
+        (CqlType::Inet, Literal::Str(s)) => match s.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) => v4.octets().to_vec(),
+            Ok(IpAddr::V6(v6)) => v6.octets().to_vec(),
+            Err(_) => return Err(invalid(format!("Unable to make inet address from '{s}' for \"{column}\""))),
+        },
+        (CqlType::Duration, _) => return Err(CqlError::not_yet_supported("duration literals")),
+        _ => return Err(mismatch()),
+    };
+    Ok(Bytes::from(bytes))
+}
+
+fn literal_display(literal: &Literal) -> String {
+    match literal {
+        Literal::Str(s) => format!("'{s}'"),
+        Literal::Integer(s) | Literal::Float(s) | Literal::Uuid(s) => s.clone(),
+        Literal::Bool(b) => b.to_string(),
+        Literal::Blob(b) => format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Literal::Null => "null".into(),
+    }
+}
+
+fn function_value(ty: &CqlType, name: &str, args: &[Term], column: &str, bindings: Bindings<'_>) -> Result<Bytes, CqlError> {
+    match (name, args) {
+        ("now", []) => Ok(Bytes::from(timeuuid(bindings.now_micros).to_vec())),
+        ("uuid", []) => {
+            let random: u128 = rand::random();
+            let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48) | (0x8000u128 << 48);
+            Ok(Bytes::from(v4.to_be_bytes().to_vec()))
+        }
+        ("currenttimestamp", []) => Ok(Bytes::from((bindings.now_micros / 1000).to_be_bytes().to_vec())),
+        ("currentdate", []) => Ok(Bytes::from((((bindings.now_micros / 86_400_000_000) + (1i64 << 31)) as u32).to_be_bytes().to_vec())),
+        ("totimestamp" | "todate" | "tounixtimestamp", [inner]) => {
+            let micros = match term_value(&CqlType::TimeUuid, inner, column, bindings)? {
+                Value::Set(b) if b.len() == 16 => timeuuid_micros(&b),
+                _ => return Err(invalid(format!("{name}() needs a timeuuid or date argument"))),
+            };
+            Ok(Bytes::from(match name {
+                "todate" => (((micros / 86_400_000_000) + (1i64 << 31)) as u32).to_be_bytes().to_vec(),
+                _ => (micros / 1000).to_be_bytes().to_vec(),
+            }))
+        }
+        _ => {
+            let _ = ty;
+            Err(invalid(format!("Unknown function {name} called with {} arguments", args.len())))
+        }
+    }
+}
+
+/// A version 1 UUID for a time (random node and clock sequence).
+pub fn timeuuid(micros: i64) -> [u8; 16] {
+    // 100 ns intervals since 1582-10-15.
+    let ticks = (micros as u64).wrapping_mul(10).wrapping_add(0x01b2_1dd2_1381_4000);
+    let time_low = (ticks & 0xffff_ffff) as u32;
+    let time_mid = ((ticks >> 32) & 0xffff) as u16;
+    let time_hi = (((ticks >> 48) & 0x0fff) as u16) | 0x1000;
+    let random: u64 = rand::random();
+    let clock_seq = ((random >> 48) as u16 & 0x3fff) | 0x8000;
+    let mut out = [0u8; 16];
+    out[0..4].copy_from_slice(&time_low.to_be_bytes());
+    out[4..6].copy_from_slice(&time_mid.to_be_bytes());
+    out[6..8].copy_from_slice(&time_hi.to_be_bytes());
+    out[8..10].copy_from_slice(&clock_seq.to_be_bytes());
+    out[10..16].copy_from_slice(&random.to_be_bytes()[2..8]);
+    out[10] |= 0x01; // multicast bit: a random node id
+    out
+}
+
+fn timeuuid_micros(bytes: &[u8]) -> i64 {
+    let b = |i: usize| u64::from(bytes.get(i).copied().unwrap_or(0));
+    let time_low = (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
+    let time_mid = (b(4) << 8) | b(5);
+    let time_hi = ((b(6) & 0x0f) << 8) | b(7);
+    let ticks = (time_hi << 48) | (time_mid << 32) | time_low;
+    (ticks.wrapping_sub(0x01b2_1dd2_1381_4000) / 10) as i64
+}
+
+fn uuid_bytes(text: &str) -> Option<[u8; 16]> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let value = u128::from_str_radix(&hex, 16).ok()?;
+    Some(value.to_be_bytes())
+}
+
+fn varint_bytes(value: i128) -> Vec<u8> {
+    let bytes = value.to_be_bytes();
+    let mut start = 0;
+    while start < 15 {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    bytes[start..].to_vec()
+}
+
+fn decimal_bytes(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(at) => (&text[..at], text[at + 1..].parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int_part}{frac_part}");
+    let unscaled: i128 = digits.parse().ok()?;
+    let scale = frac_part.len() as i32 - exponent;
+    let mut out = scale.to_be_bytes().to_vec();
+    out.extend(varint_bytes(unscaled));
+    Some(out)
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn parse_date_days(text: &str) -> Option<i64> {
+    let mut parts = text.trim().splitn(3, '-');
+    let year: i64 = parts.next()?.parse().ok()?;
+    let month: i64 = parts.next()?.parse().ok()?;
+    let day: i64 = parts.next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    Some(days_from_civil(year, month, day))
+}
+
+fn parse_time_nanos(text: &str) -> Option<i64> {
+    let (hms, fraction) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let mut parts = hms.split(':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let s: i64 = parts.next()?.parse().ok()?;
+    if h > 23 || m > 59 || s > 59 || fraction.len() > 9 {
+        return None;
+    }
+    let nanos: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
+    Some(((h * 60 + m) * 60 + s) * 1_000_000_000 + nanos)
+}
+
+/// Parses `yyyy-mm-dd[( |T)hh:mm[:ss[.fff]]][Z|+hhmm|+hh:mm]` to ms since the epoch.
+fn parse_timestamp_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let date_end = text.find(['T', ' ']).unwrap_or(text.len());
+    let days = parse_date_days(&text[..date_end])?;
+    let mut rest = text.get(date_end + 1..).unwrap_or("").trim();
+    let mut offset_minutes = 0i64;
+    if let Some(stripped) = rest.strip_suffix('Z') {
+        rest = stripped;
+    } else if let Some(at) = rest.rfind(['+', '-']) {
+        let zone = rest[at + 1..].replace(':', "");
+        if zone.len() == 4 {
+            let hours: i64 = zone[..2].parse().ok()?;
+            let minutes: i64 = zone[2..].parse().ok()?;
+            offset_minutes = (hours * 60 + minutes) * if &rest[at..at + 1] == "-" { -1 } else { 1 };
+            rest = rest[..at].trim();
+        }
+    }
+    let mut millis_of_day = 0;
+    if !rest.is_empty() {
+        let (hms, fraction) = rest.split_once('.').unwrap_or((rest, ""));
+        let mut parts = hms.split(':');
+        let h: i64 = parts.next()?.parse().ok()?;
+        let m: i64 = parts.next()?.parse().ok()?;
+        let s: i64 = parts.next().map_or(Some(0), |s| s.parse().ok())?;
+        let ms: i64 = if fraction.is_empty() { 0 } else { format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse().ok()? };
+        millis_of_day = ((h * 60 + m) * 60 + s) * 1000 + ms;
+    }
+    Some(days * 86_400_000 + millis_of_day - offset_minutes * 60_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_serialize_as_the_protocol_does() {
+        let v = |ty: &str, lit: Literal| literal_value(&CqlType::parse(ty).unwrap(), &lit, "c").unwrap().to_vec();
+        assert_eq!(v("int", Literal::Integer("-2".into())), (-2i32).to_be_bytes());
+        assert_eq!(v("timestamp", Literal::Str("1970-01-02 00:00:00+0000".into())), 86_400_000i64.to_be_bytes());
+        assert_eq!(v("timestamp", Literal::Str("2024-02-29T12:00:00Z".into())), 1_709_208_000_000i64.to_be_bytes());
+        assert_eq!(v("date", Literal::Str("1970-01-01".into())), (1u32 << 31).to_be_bytes());
+        assert_eq!(v("varint", Literal::Integer("128".into())), vec![0x00, 0x80]);
+        assert_eq!(v("varint", Literal::Integer("-1".into())), vec![0xff]);
+        assert_eq!(v("decimal", Literal::Float("1.25".into())), vec![0, 0, 0, 2, 0x7d]);
+        assert_eq!(v("inet", Literal::Str("127.0.0.2".into())), vec![127, 0, 0, 2]);
+        assert!(literal_value(&CqlType::Int, &Literal::Str("x".into()), "c").unwrap_err().to_string().contains("\"c\""));
+        assert!(literal_value(&CqlType::Int, &Literal::Integer("99999999999".into()), "c").is_err());
+    }
+
+    #[test]
+    fn sets_are_sorted_and_deduplicated() {
+        let ty = CqlType::parse("set<int>").unwrap();
+        let values = BoundValues::None;
+        let bindings = Bindings { values: &values, now_micros: 0 };
+        let term = Term::Set(vec![Term::Literal(Literal::Integer("3".into())), Term::Literal(Literal::Integer("-1".into())), Term::Literal(Literal::Integer("3".into()))]);
+        let Value::Set(bytes) = term_value(&ty, &term, "s", bindings).unwrap() else { panic!() };
+        assert_eq!(bytes.as_ref(), &[0, 0, 0, 2, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 4, 0, 0, 0, 3][..]);
+    }
+
+    #[test]
+    fn now_is_a_version_one_uuid_of_the_time() {
+        let micros = 1_700_000_000_123_456;
+        let id = timeuuid(micros);
+        assert_eq!(id[6] >> 4, 1);
+        assert_eq!(timeuuid_micros(&id), micros);
+    }
+}
