@@ -7,14 +7,25 @@
 //! - [`cql`]: lexer, AST and parser of the CQL language;
 //! - [`types`]: CQL types, protocol type options, byte-comparable keys.
 //!
-//! Status (issue 4): the handshake works (OPTIONS/SUPPORTED, STARTUP/READY,
-//! REGISTER, version negotiation, protocol errors); QUERY, PREPARE, EXECUTE
-//! and BATCH answer `Invalid: not yet supported: ...` until the CQL parser,
-//! schema catalog and executor land.
+//! - [`schema`]: the catalog of keyspaces and tables, stored in the engine;
+//! - [`values`]: literals and bind values to serialized values;
+//! - [`executor`]: statements to coordinator calls and RESULTs;
+//! - [`results`]: RESULT bodies; [`system_tables`]: `system.*` and
+//!   `system_schema.*` as drivers read them; [`node`]: shared node state.
+//!
+//! Status (issue 4): v3/v4 handshake, QUERY for DDL (keyspaces, tables),
+//! INSERT/UPDATE/DELETE/BATCH, SELECT by partition key with clustering
+//! slices, full scans with paging. PREPARE/EXECUTE, the BATCH message,
+//! v5 framing, compression, authentication, events and collection element
+//! operations answer `not yet supported`.
 
 pub mod cql;
+pub mod executor;
+pub mod node;
 pub mod protocol;
+pub mod results;
 pub mod schema;
+pub mod system_tables;
 pub mod transport;
 pub mod types;
 pub mod values;

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use storage_lsm::model::{Cell, DeletionTime, Mutation, PartitionKey, PartitionUpdate, Row, TableId};
+use storage_lsm::model::{
+    Cell, DeletionTime, Mutation, PartitionKey, PartitionUpdate, Row, TableId,
+};
 use storage_lsm::{CompactionStrategy, Engine, SliceQuery, TableOptions, TokenRange};
 
 use crate::cql::ast::{ColumnDef, Literal, OptionValue, QualifiedName, Statement};
@@ -29,7 +31,13 @@ const CELL_CQL: u32 = 1;
 const CELL_ID: u32 = 2;
 
 /// Keyspaces that exist on every node and cannot be changed.
-pub const SYSTEM_KEYSPACES: [&str; 5] = ["system", "system_schema", "system_auth", "system_distributed", "system_traces"];
+pub const SYSTEM_KEYSPACES: [&str; 5] = [
+    "system",
+    "system_schema",
+    "system_auth",
+    "system_distributed",
+    "system_traces",
+];
 
 /// How a keyspace replicates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,15 +60,28 @@ impl KeyspaceSchema {
     pub fn replication_map(&self) -> Vec<(String, String)> {
         match &self.strategy {
             Strategy::Simple { replication_factor } => vec![
-                ("class".into(), "org.apache.cassandra.locator.SimpleStrategy".into()),
+                (
+                    "class".into(),
+                    "org.apache.cassandra.locator.SimpleStrategy".into(),
+                ),
                 ("replication_factor".into(), replication_factor.to_string()),
             ],
             Strategy::NetworkTopology { data_centers } => {
-                let mut map = vec![("class".into(), "org.apache.cassandra.locator.NetworkTopologyStrategy".into())];
-                map.extend(data_centers.iter().map(|(dc, rf)| (dc.clone(), rf.to_string())));
+                let mut map = vec![(
+                    "class".into(),
+                    "org.apache.cassandra.locator.NetworkTopologyStrategy".into(),
+                )];
+                map.extend(
+                    data_centers
+                        .iter()
+                        .map(|(dc, rf)| (dc.clone(), rf.to_string())),
+                );
                 map
             }
-            Strategy::Local => vec![("class".into(), "org.apache.cassandra.locator.LocalStrategy".into())],
+            Strategy::Local => vec![(
+                "class".into(),
+                "org.apache.cassandra.locator.LocalStrategy".into(),
+            )],
         }
     }
 
@@ -68,7 +89,9 @@ impl KeyspaceSchema {
     pub fn replication_factor(&self) -> usize {
         match &self.strategy {
             Strategy::Simple { replication_factor } => *replication_factor,
-            Strategy::NetworkTopology { data_centers } => data_centers.iter().map(|(_, rf)| rf).sum(),
+            Strategy::NetworkTopology { data_centers } => {
+                data_centers.iter().map(|(_, rf)| rf).sum()
+            }
             Strategy::Local => 1,
         }
     }
@@ -133,11 +156,15 @@ impl TableSchema {
     }
 
     pub fn partition_key(&self) -> impl Iterator<Item = &ColumnSchema> {
-        self.columns.iter().filter(|c| c.kind == ColumnKind::PartitionKey)
+        self.columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::PartitionKey)
     }
 
     pub fn clustering(&self) -> impl Iterator<Item = &ColumnSchema> {
-        self.columns.iter().filter(|c| c.kind == ColumnKind::Clustering)
+        self.columns
+            .iter()
+            .filter(|c| c.kind == ColumnKind::Clustering)
     }
 
     pub fn table_id(&self) -> TableId {
@@ -151,7 +178,12 @@ impl TableSchema {
             .find(|(k, _)| k == "class")
             .map(|(_, v)| v.rsplit('.').next().unwrap_or_default().to_owned())
             .unwrap_or_default();
-        let get = |key: &str| self.compaction.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<u64>().ok());
+        let get = |key: &str| {
+            self.compaction
+                .iter()
+                .find(|(k, _)| k == key)
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+        };
         let compaction = match class.as_str() {
             "LeveledCompactionStrategy" => CompactionStrategy::Leveled {
                 sstable_size_bytes: get("sstable_size_in_mb").unwrap_or(160) * 1024 * 1024,
@@ -169,14 +201,19 @@ impl TableSchema {
                     "HOURS" => 3600,
                     _ => 86_400,
                 };
-                CompactionStrategy::TimeWindow { window_s: size * seconds }
+                CompactionStrategy::TimeWindow {
+                    window_s: size * seconds,
+                }
             }
             _ => CompactionStrategy::SizeTiered {
                 min_threshold: get("min_threshold").unwrap_or(4) as usize,
                 max_threshold: get("max_threshold").unwrap_or(32) as usize,
             },
         };
-        TableOptions { compaction, gc_grace_seconds: self.gc_grace_seconds }
+        TableOptions {
+            compaction,
+            gc_grace_seconds: self.gc_grace_seconds,
+        }
     }
 
     /// The id as a UUID string.
@@ -188,7 +225,14 @@ impl TableSchema {
 /// Formats 128 bits as a UUID.
 pub fn format_uuid(id: u128) -> String {
     let hex = format!("{id:032x}");
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// All keyspaces and tables.
@@ -214,7 +258,10 @@ fn literal_text(literal: &Literal) -> String {
 }
 
 /// Validates `CREATE KEYSPACE` / `ALTER KEYSPACE` options.
-pub fn keyspace_from_options(name: &str, options: &[(String, OptionValue)]) -> Result<KeyspaceSchema, CqlError> {
+pub fn keyspace_from_options(
+    name: &str,
+    options: &[(String, OptionValue)],
+) -> Result<KeyspaceSchema, CqlError> {
     let mut strategy = None;
     let mut durable_writes = true;
     for (key, value) in options {
@@ -226,8 +273,11 @@ pub fn keyspace_from_options(name: &str, options: &[(String, OptionValue)]) -> R
                     .map(|(_, v)| v.rsplit('.').next().unwrap_or_default().to_owned())
                     .ok_or_else(|| invalid("Missing replication strategy class"))?;
                 let factor = |text: &str| {
-                    text.parse::<usize>()
-                        .map_err(|_| invalid(format!("Replication factor must be a non-negative integer, not {text:?}")))
+                    text.parse::<usize>().map_err(|_| {
+                        invalid(format!(
+                            "Replication factor must be a non-negative integer, not {text:?}"
+                        ))
+                    })
                 };
                 strategy = Some(match class.as_str() {
                     "SimpleStrategy" => {
@@ -254,14 +304,22 @@ pub fn keyspace_from_options(name: &str, options: &[(String, OptionValue)]) -> R
                 durable_writes = match literal_text(literal).to_ascii_lowercase().as_str() {
                     "true" => true,
                     "false" => false,
-                    other => return Err(invalid(format!("durable_writes must be true or false, not {other}"))),
+                    other => {
+                        return Err(invalid(format!(
+                            "durable_writes must be true or false, not {other}"
+                        )))
+                    }
                 }
             }
             (other, _) => return Err(invalid(format!("Unknown keyspace property '{other}'"))),
         }
     }
     let strategy = strategy.ok_or_else(|| invalid("Missing mandatory option 'replication'"))?;
-    Ok(KeyspaceSchema { name: name.to_owned(), strategy, durable_writes })
+    Ok(KeyspaceSchema {
+        name: name.to_owned(),
+        strategy,
+        durable_writes,
+    })
 }
 
 /// Validates a `CREATE TABLE` and builds its schema.
@@ -278,45 +336,75 @@ pub fn table_from_definition(
     create_cql: &str,
 ) -> Result<TableSchema, CqlError> {
     if partition_key.is_empty() {
-        return Err(invalid(format!("No PRIMARY KEY specified for table '{name}' (exactly one required)")));
+        return Err(invalid(format!(
+            "No PRIMARY KEY specified for table '{name}' (exactly one required)"
+        )));
     }
     let find = |column: &str| {
-        columns
-            .iter()
-            .find(|c| c.name == column)
-            .ok_or_else(|| invalid(format!("Unknown definition {column} referenced in PRIMARY KEY")))
+        columns.iter().find(|c| c.name == column).ok_or_else(|| {
+            invalid(format!(
+                "Unknown definition {column} referenced in PRIMARY KEY"
+            ))
+        })
     };
     let mut seen = std::collections::HashSet::new();
     for column in columns {
         if !seen.insert(column.name.as_str()) {
-            return Err(invalid(format!("Duplicate column {} declaration for table {keyspace}.{name}", column.name)));
+            return Err(invalid(format!(
+                "Duplicate column {} declaration for table {keyspace}.{name}",
+                column.name
+            )));
         }
     }
     let mut out = Vec::new();
     for (position, column) in partition_key.iter().enumerate() {
         let def = find(column)?;
         if def.ty.is_multi_cell() {
-            return Err(invalid(format!("Invalid non-frozen collection type {} for PRIMARY KEY component {column}", def.ty)));
+            return Err(invalid(format!(
+                "Invalid non-frozen collection type {} for PRIMARY KEY component {column}",
+                def.ty
+            )));
         }
-        out.push(ColumnSchema { name: column.clone(), ty: def.ty.clone(), kind: ColumnKind::PartitionKey, position: position as i32, id: 0, descending: false });
+        out.push(ColumnSchema {
+            name: column.clone(),
+            ty: def.ty.clone(),
+            kind: ColumnKind::PartitionKey,
+            position: position as i32,
+            id: 0,
+            descending: false,
+        });
     }
     for (position, column) in clustering.iter().enumerate() {
         let def = find(column)?;
         if def.ty.is_multi_cell() {
-            return Err(invalid(format!("Invalid non-frozen collection type {} for PRIMARY KEY component {column}", def.ty)));
+            return Err(invalid(format!(
+                "Invalid non-frozen collection type {} for PRIMARY KEY component {column}",
+                def.ty
+            )));
         }
         if partition_key.contains(column) {
-            return Err(invalid(format!("{column} appears twice in the PRIMARY KEY")));
+            return Err(invalid(format!(
+                "{column} appears twice in the PRIMARY KEY"
+            )));
         }
         let descending = match clustering_order.get(position) {
             Some((ordered, descending)) if ordered == column => *descending,
             Some(_) => return Err(invalid("The order of columns in the CLUSTERING ORDER directive must match that of the clustering columns")),
             None => false,
         };
-        out.push(ColumnSchema { name: column.clone(), ty: def.ty.clone(), kind: ColumnKind::Clustering, position: position as i32, id: 0, descending });
+        out.push(ColumnSchema {
+            name: column.clone(),
+            ty: def.ty.clone(),
+            kind: ColumnKind::Clustering,
+            position: position as i32,
+            id: 0,
+            descending,
+        });
     }
     if clustering_order.len() > clustering.len() {
-        return Err(invalid("Only clustering key columns can be defined in CLUSTERING ORDER directive"));
+        return Err(invalid(
+            "Only clustering key columns can be defined in CLUSTERING ORDER directive",
+        ));
     }
     let mut others: Vec<&ColumnDef> = columns
         .iter()
@@ -325,14 +413,31 @@ pub fn table_from_definition(
     others.sort_by(|a, b| a.name.cmp(&b.name));
     for (i, def) in others.into_iter().enumerate() {
         if def.is_static && clustering.is_empty() {
-            return Err(invalid(format!("Static column {} cannot be added to a table without clustering columns", def.name)));
+            return Err(invalid(format!(
+                "Static column {} cannot be added to a table without clustering columns",
+                def.name
+            )));
         }
-        let kind = if def.is_static { ColumnKind::Static } else { ColumnKind::Regular };
-        out.push(ColumnSchema { name: def.name.clone(), ty: def.ty.clone(), kind, position: -1, id: i as u32 + 1, descending: false });
+        let kind = if def.is_static {
+            ColumnKind::Static
+        } else {
+            ColumnKind::Regular
+        };
+        out.push(ColumnSchema {
+            name: def.name.clone(),
+            ty: def.ty.clone(),
+            kind,
+            position: -1,
+            id: i as u32 + 1,
+            descending: false,
+        });
     }
     for column in columns.iter().filter(|c| c.is_static) {
         if partition_key.contains(&column.name) || clustering.contains(&column.name) {
-            return Err(invalid(format!("Static column {} cannot be part of the PRIMARY KEY", column.name)));
+            return Err(invalid(format!(
+                "Static column {} cannot be part of the PRIMARY KEY",
+                column.name
+            )));
         }
     }
     let mut table = TableSchema {
@@ -344,7 +449,10 @@ pub fn table_from_definition(
         default_time_to_live: 0,
         comment: String::new(),
         compaction: vec![
-            ("class".into(), "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy".into()),
+            (
+                "class".into(),
+                "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy".into(),
+            ),
             ("max_threshold".into(), "32".into()),
             ("min_threshold".into(), "4".into()),
         ],
@@ -352,7 +460,9 @@ pub fn table_from_definition(
     };
     for (key, value) in options {
         let number = |value: &OptionValue| match value {
-            OptionValue::Literal(l) => literal_text(l).parse::<i64>().map_err(|_| invalid(format!("{key} must be an integer"))),
+            OptionValue::Literal(l) => literal_text(l)
+                .parse::<i64>()
+                .map_err(|_| invalid(format!("{key} must be an integer"))),
             OptionValue::Map(_) => Err(invalid(format!("{key} must be an integer"))),
         };
         match key.as_str() {
@@ -367,9 +477,21 @@ pub fn table_from_definition(
                 let OptionValue::Map(entries) = value else {
                     return Err(invalid("compaction must be a map"));
                 };
-                let class = entries.iter().find(|(k, _)| k == "class").map(|(_, v)| v.rsplit('.').next().unwrap_or_default()).unwrap_or_default();
-                if !["SizeTieredCompactionStrategy", "LeveledCompactionStrategy", "TimeWindowCompactionStrategy"].contains(&class) {
-                    return Err(invalid(format!("Unable to find compaction strategy class '{class}'")));
+                let class = entries
+                    .iter()
+                    .find(|(k, _)| k == "class")
+                    .map(|(_, v)| v.rsplit('.').next().unwrap_or_default())
+                    .unwrap_or_default();
+                if ![
+                    "SizeTieredCompactionStrategy",
+                    "LeveledCompactionStrategy",
+                    "TimeWindowCompactionStrategy",
+                ]
+                .contains(&class)
+                {
+                    return Err(invalid(format!(
+                        "Unable to find compaction strategy class '{class}'"
+                    )));
                 }
                 let mut entries = entries.clone();
                 for (k, v) in entries.iter_mut() {
@@ -380,9 +502,18 @@ pub fn table_from_definition(
                 entries.sort();
                 table.compaction = entries;
             }
-            "compression" | "caching" | "bloom_filter_fp_chance" | "crc_check_chance" | "speculative_retry"
-            | "additional_write_policy" | "memtable_flush_period_in_ms" | "min_index_interval" | "max_index_interval"
-            | "read_repair" | "cdc" | "extensions" => {}
+            "compression"
+            | "caching"
+            | "bloom_filter_fp_chance"
+            | "crc_check_chance"
+            | "speculative_retry"
+            | "additional_write_policy"
+            | "memtable_flush_period_in_ms"
+            | "min_index_interval"
+            | "max_index_interval"
+            | "read_repair"
+            | "cdc"
+            | "extensions" => {}
             other => return Err(invalid(format!("Unknown property '{other}'"))),
         }
     }
@@ -390,7 +521,10 @@ pub fn table_from_definition(
 }
 
 fn schema_key(keyspace: &str) -> PartitionKey {
-    PartitionKey::new(replication::murmur3::token_of(keyspace.as_bytes()), keyspace.as_bytes().to_vec())
+    PartitionKey::new(
+        replication::murmur3::token_of(keyspace.as_bytes()),
+        keyspace.as_bytes().to_vec(),
+    )
 }
 
 fn now_micros() -> i64 {
@@ -415,12 +549,26 @@ impl Catalog {
             let mut rows = partition.rows;
             rows.sort_by(|a, b| a.clustering.cmp(&b.clustering)); // the keyspace row (empty clustering) first
             for row in rows {
-                let cql = row.cells.iter().find(|c| c.column == CELL_CQL).and_then(|c| c.value_bytes()).cloned();
-                let id = row.cells.iter().find(|c| c.column == CELL_ID).and_then(|c| c.value_bytes()).cloned();
+                let cql = row
+                    .cells
+                    .iter()
+                    .find(|c| c.column == CELL_CQL)
+                    .and_then(|c| c.value_bytes())
+                    .cloned();
+                let id = row
+                    .cells
+                    .iter()
+                    .find(|c| c.column == CELL_ID)
+                    .and_then(|c| c.value_bytes())
+                    .cloned();
                 let Some(cql) = cql else { continue };
                 let text = String::from_utf8_lossy(&cql).into_owned();
-                let statement = parse(&text).map_err(|e| CqlError::Server(format!("stored schema does not parse ({e}): {text}")))?;
-                let id = id.and_then(|b| <[u8; 16]>::try_from(b.as_ref()).ok()).map(u128::from_be_bytes);
+                let statement = parse(&text).map_err(|e| {
+                    CqlError::Server(format!("stored schema does not parse ({e}): {text}"))
+                })?;
+                let id = id
+                    .and_then(|b| <[u8; 16]>::try_from(b.as_ref()).ok())
+                    .map(u128::from_be_bytes);
                 catalog.apply_definition(&statement, id, &text)?;
             }
         }
@@ -440,24 +588,58 @@ impl Catalog {
         let high = replication::murmur3::murmur3_hash(text.as_bytes()) as u64;
         let low = replication::murmur3::murmur3_hash(format!("v{text}").as_bytes()) as u64;
         // A name-based (version 3) UUID layout.
-        let id = (u128::from(high) << 64 | u128::from(low)) & !(0xf000u128 << 64) | (0x3000u128 << 64);
+        let id =
+            (u128::from(high) << 64 | u128::from(low)) & !(0xf000u128 << 64) | (0x3000u128 << 64);
         self.version = id & !(0xc000u128 << 48) | (0x8000u128 << 48);
     }
 
     /// Adds a keyspace or table from its `CREATE` statement (no persistence).
-    fn apply_definition(&mut self, statement: &Statement, id: Option<u128>, text: &str) -> Result<(), CqlError> {
+    fn apply_definition(
+        &mut self,
+        statement: &Statement,
+        id: Option<u128>,
+        text: &str,
+    ) -> Result<(), CqlError> {
         match statement {
             Statement::CreateKeyspace { name, options, .. } => {
                 let keyspace = keyspace_from_options(name, options)?;
                 self.keyspaces.insert(name.clone(), keyspace);
             }
-            Statement::CreateTable { name, columns, partition_key, clustering, clustering_order, options, .. } => {
-                let keyspace = name.keyspace.clone().ok_or_else(|| CqlError::Server("stored table without keyspace".into()))?;
-                let id = id.ok_or_else(|| CqlError::Server(format!("stored table {keyspace}.{} has no id", name.name)))?;
-                let table = table_from_definition(&keyspace, &name.name, id, columns, partition_key, clustering, clustering_order, options, text)?;
-                self.tables.insert((keyspace, name.name.clone()), Arc::new(table));
+            Statement::CreateTable {
+                name,
+                columns,
+                partition_key,
+                clustering,
+                clustering_order,
+                options,
+                ..
+            } => {
+                let keyspace = name
+                    .keyspace
+                    .clone()
+                    .ok_or_else(|| CqlError::Server("stored table without keyspace".into()))?;
+                let id = id.ok_or_else(|| {
+                    CqlError::Server(format!("stored table {keyspace}.{} has no id", name.name))
+                })?;
+                let table = table_from_definition(
+                    &keyspace,
+                    &name.name,
+                    id,
+                    columns,
+                    partition_key,
+                    clustering,
+                    clustering_order,
+                    options,
+                    text,
+                )?;
+                self.tables
+                    .insert((keyspace, name.name.clone()), Arc::new(table));
             }
-            _ => return Err(CqlError::Server(format!("unexpected stored schema statement: {text}"))),
+            _ => {
+                return Err(CqlError::Server(format!(
+                    "unexpected stored schema statement: {text}"
+                )))
+            }
         }
         Ok(())
     }
@@ -467,11 +649,20 @@ impl Catalog {
     }
 
     pub fn table(&self, keyspace: &str, name: &str) -> Option<Arc<TableSchema>> {
-        self.tables.get(&(keyspace.to_owned(), name.to_owned())).cloned()
+        self.tables
+            .get(&(keyspace.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     /// Creates a keyspace; `Ok(false)` if it existed and `if_not_exists` was given.
-    pub fn create_keyspace(&mut self, engine: &Engine, name: &str, if_not_exists: bool, options: &[(String, OptionValue)], text: &str) -> Result<bool, CqlError> {
+    pub fn create_keyspace(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+        if_not_exists: bool,
+        options: &[(String, OptionValue)],
+        text: &str,
+    ) -> Result<bool, CqlError> {
         if SYSTEM_KEYSPACES.contains(&name) || self.keyspaces.contains_key(name) {
             if if_not_exists {
                 return Ok(false);
@@ -491,24 +682,44 @@ impl Catalog {
         Ok(true)
     }
 
-    pub fn alter_keyspace(&mut self, engine: &Engine, name: &str, options: &[(String, OptionValue)]) -> Result<(), CqlError> {
+    pub fn alter_keyspace(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+        options: &[(String, OptionValue)],
+    ) -> Result<(), CqlError> {
         if SYSTEM_KEYSPACES.contains(&name) {
-            return Err(CqlError::Unauthorized(format!("Cannot alter system keyspace {name}")));
+            return Err(CqlError::Unauthorized(format!(
+                "Cannot alter system keyspace {name}"
+            )));
         }
         if !self.keyspaces.contains_key(name) {
             return Err(invalid(format!("Keyspace '{name}' does not exist")));
         }
         let keyspace = keyspace_from_options(name, options)?;
-        write_schema_row(engine, name, Bytes::new(), &canonical_keyspace_cql(&keyspace), None)?;
+        write_schema_row(
+            engine,
+            name,
+            Bytes::new(),
+            &canonical_keyspace_cql(&keyspace),
+            None,
+        )?;
         self.keyspaces.insert(name.to_owned(), keyspace);
         self.refresh_version();
         Ok(())
     }
 
     /// Drops a keyspace and its tables; `Ok(false)` if absent and `if_exists`.
-    pub fn drop_keyspace(&mut self, engine: &Engine, name: &str, if_exists: bool) -> Result<bool, CqlError> {
+    pub fn drop_keyspace(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<bool, CqlError> {
         if SYSTEM_KEYSPACES.contains(&name) {
-            return Err(CqlError::Unauthorized(format!("Cannot drop system keyspace {name}")));
+            return Err(CqlError::Unauthorized(format!(
+                "Cannot drop system keyspace {name}"
+            )));
         }
         if !self.keyspaces.contains_key(name) {
             if if_exists {
@@ -516,15 +727,27 @@ impl Catalog {
             }
             return Err(invalid(format!("Keyspace '{name}' doesn't exist")));
         }
-        let tables: Vec<(String, String)> = self.tables.keys().filter(|(ks, _)| ks == name).cloned().collect();
+        let tables: Vec<(String, String)> = self
+            .tables
+            .keys()
+            .filter(|(ks, _)| ks == name)
+            .cloned()
+            .collect();
         for key in tables {
             if let Some(table) = self.tables.remove(&key) {
                 let _ = engine.drop_table(table.table_id());
             }
         }
-        let update = PartitionUpdate { partition_deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)), ..Default::default() };
+        let update = PartitionUpdate {
+            partition_deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
+            ..Default::default()
+        };
         engine
-            .apply(Mutation { table: SCHEMA_TABLE, key: schema_key(name), update })
+            .apply(Mutation {
+                table: SCHEMA_TABLE,
+                key: schema_key(name),
+                update,
+            })
             .map_err(|e| CqlError::Server(format!("cannot store the schema change: {e}")))?;
         self.keyspaces.remove(name);
         self.refresh_version();
@@ -532,18 +755,37 @@ impl Catalog {
     }
 
     /// Creates a table; `Ok(None)` if it existed and `if_not_exists` was given.
-    pub fn create_table(&mut self, engine: &Engine, statement: &Statement, current_keyspace: Option<&str>) -> Result<Option<Arc<TableSchema>>, CqlError> {
-        let Statement::CreateTable { name, if_not_exists, columns, partition_key, clustering, clustering_order, options } = statement else {
+    pub fn create_table(
+        &mut self,
+        engine: &Engine,
+        statement: &Statement,
+        current_keyspace: Option<&str>,
+    ) -> Result<Option<Arc<TableSchema>>, CqlError> {
+        let Statement::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_key,
+            clustering,
+            clustering_order,
+            options,
+        } = statement
+        else {
             return Err(CqlError::Server("not a CREATE TABLE".into()));
         };
         let keyspace = resolve_keyspace(name, current_keyspace)?;
         if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
-            return Err(CqlError::Unauthorized(format!("Cannot create tables in system keyspace {keyspace}")));
+            return Err(CqlError::Unauthorized(format!(
+                "Cannot create tables in system keyspace {keyspace}"
+            )));
         }
         if !self.keyspaces.contains_key(&keyspace) {
             return Err(invalid(format!("Keyspace '{keyspace}' doesn't exist")));
         }
-        if self.tables.contains_key(&(keyspace.clone(), name.name.clone())) {
+        if self
+            .tables
+            .contains_key(&(keyspace.clone(), name.name.clone()))
+        {
             if *if_not_exists {
                 return Ok(None);
             }
@@ -554,31 +796,78 @@ impl Catalog {
             });
         }
         let id: u128 = rand_uuid_v4();
-        let probe = table_from_definition(&keyspace, &name.name, id, columns, partition_key, clustering, clustering_order, options, "")?;
-        let canonical = canonical_table_cql(&probe, columns, partition_key, clustering, clustering_order, options);
-        let table = TableSchema { create_cql: canonical.clone(), ..probe };
+        let probe = table_from_definition(
+            &keyspace,
+            &name.name,
+            id,
+            columns,
+            partition_key,
+            clustering,
+            clustering_order,
+            options,
+            "",
+        )?;
+        let canonical = canonical_table_cql(
+            &probe,
+            columns,
+            partition_key,
+            clustering,
+            clustering_order,
+            options,
+        );
+        let table = TableSchema {
+            create_cql: canonical.clone(),
+            ..probe
+        };
         engine
             .create_table(table.table_id(), table.engine_options())
             .map_err(|e| CqlError::Server(format!("cannot create table storage: {e}")))?;
-        write_schema_row(engine, &keyspace, Bytes::from(name.name.clone().into_bytes()), &canonical, Some(id))?;
+        write_schema_row(
+            engine,
+            &keyspace,
+            Bytes::from(name.name.clone().into_bytes()),
+            &canonical,
+            Some(id),
+        )?;
         let table = Arc::new(table);
-        self.tables.insert((keyspace, name.name.clone()), table.clone());
+        self.tables
+            .insert((keyspace, name.name.clone()), table.clone());
         self.refresh_version();
         Ok(Some(table))
     }
 
     /// Drops a table; `Ok(false)` if absent and `if_exists`.
-    pub fn drop_table(&mut self, engine: &Engine, name: &QualifiedName, if_exists: bool, current_keyspace: Option<&str>) -> Result<bool, CqlError> {
+    pub fn drop_table(
+        &mut self,
+        engine: &Engine,
+        name: &QualifiedName,
+        if_exists: bool,
+        current_keyspace: Option<&str>,
+    ) -> Result<bool, CqlError> {
         let keyspace = resolve_keyspace(name, current_keyspace)?;
         let Some(table) = self.tables.remove(&(keyspace.clone(), name.name.clone())) else {
             if if_exists {
                 return Ok(false);
             }
-            return Err(invalid(format!("Table '{keyspace}.{}' doesn't exist", name.name)));
+            return Err(invalid(format!(
+                "Table '{keyspace}.{}' doesn't exist",
+                name.name
+            )));
         };
-        let row = Row { clustering: Bytes::from(name.name.clone().into_bytes()), deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)), cells: vec![] };
+        let row = Row {
+            clustering: Bytes::from(name.name.clone().into_bytes()),
+            deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
+            cells: vec![],
+        };
         engine
-            .apply(Mutation { table: SCHEMA_TABLE, key: schema_key(&keyspace), update: PartitionUpdate { rows: vec![row], ..Default::default() } })
+            .apply(Mutation {
+                table: SCHEMA_TABLE,
+                key: schema_key(&keyspace),
+                update: PartitionUpdate {
+                    rows: vec![row],
+                    ..Default::default()
+                },
+            })
             .map_err(|e| CqlError::Server(format!("cannot store the schema change: {e}")))?;
         let _ = engine.drop_table(table.table_id());
         self.refresh_version();
@@ -600,22 +889,41 @@ fn rand_uuid_v4() -> u128 {
     (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48) | (0x8000u128 << 48)
 }
 
-fn write_schema_row(engine: &Engine, keyspace: &str, clustering: Bytes, cql: &str, id: Option<u128>) -> Result<(), CqlError> {
+fn write_schema_row(
+    engine: &Engine,
+    keyspace: &str,
+    clustering: Bytes,
+    cql: &str,
+    id: Option<u128>,
+) -> Result<(), CqlError> {
     let timestamp = now_micros();
     let mut cells = vec![Cell::live(CELL_CQL, timestamp, cql.as_bytes().to_vec())];
     if let Some(id) = id {
         cells.push(Cell::live(CELL_ID, timestamp, id.to_be_bytes().to_vec()));
     }
-    let update = PartitionUpdate { rows: vec![Row::new(clustering, cells)], ..Default::default() };
+    let update = PartitionUpdate {
+        rows: vec![Row::new(clustering, cells)],
+        ..Default::default()
+    };
     engine
-        .apply(Mutation { table: SCHEMA_TABLE, key: schema_key(keyspace), update })
+        .apply(Mutation {
+            table: SCHEMA_TABLE,
+            key: schema_key(keyspace),
+            update,
+        })
         .map_err(|e| CqlError::Server(format!("cannot store the schema change: {e}")))?;
     // Schema must survive a crash even in periodic sync mode.
-    engine.flush(SCHEMA_TABLE).map_err(|e| CqlError::Server(format!("cannot persist the schema: {e}")))
+    engine
+        .flush(SCHEMA_TABLE)
+        .map_err(|e| CqlError::Server(format!("cannot persist the schema: {e}")))
 }
 
 fn quote(name: &str) -> String {
-    if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') && name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+    if name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+    {
         name.to_owned()
     } else {
         format!("\"{}\"", name.replace('"', "\"\""))
@@ -624,7 +932,11 @@ fn quote(name: &str) -> String {
 
 /// `CREATE KEYSPACE` text as DESCRIBE shows it.
 pub fn canonical_keyspace_cql(keyspace: &KeyspaceSchema) -> String {
-    let replication: Vec<String> = keyspace.replication_map().iter().map(|(k, v)| format!("'{k}': '{v}'")).collect();
+    let replication: Vec<String> = keyspace
+        .replication_map()
+        .iter()
+        .map(|(k, v)| format!("'{k}': '{v}'"))
+        .collect();
     format!(
         "CREATE KEYSPACE {} WITH replication = {{{}}} AND durable_writes = {};",
         quote(&keyspace.name),
@@ -643,30 +955,59 @@ fn canonical_table_cql(
 ) -> String {
     let mut lines: Vec<String> = columns
         .iter()
-        .map(|c| format!("    {} {}{}", quote(&c.name), c.ty, if c.is_static { " static" } else { "" }))
+        .map(|c| {
+            format!(
+                "    {} {}{}",
+                quote(&c.name),
+                c.ty,
+                if c.is_static { " static" } else { "" }
+            )
+        })
         .collect();
     let pk = if partition_key.len() == 1 {
         quote(&partition_key[0])
     } else {
-        format!("({})", partition_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", "))
+        format!(
+            "({})",
+            partition_key
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     };
     let mut key = vec![pk];
     key.extend(clustering.iter().map(|c| quote(c)));
     lines.push(format!("    PRIMARY KEY ({})", key.join(", ")));
     let mut with = Vec::new();
     if !clustering_order.is_empty() {
-        let order: Vec<String> = clustering_order.iter().map(|(c, d)| format!("{} {}", quote(c), if *d { "DESC" } else { "ASC" })).collect();
+        let order: Vec<String> = clustering_order
+            .iter()
+            .map(|(c, d)| format!("{} {}", quote(c), if *d { "DESC" } else { "ASC" }))
+            .collect();
         with.push(format!("CLUSTERING ORDER BY ({})", order.join(", ")));
     }
     for (key, value) in options {
         let text = match value {
             OptionValue::Literal(Literal::Str(s)) => format!("'{}'", s.replace('\'', "''")),
             OptionValue::Literal(l) => literal_text(l),
-            OptionValue::Map(entries) => format!("{{{}}}", entries.iter().map(|(k, v)| format!("'{k}': '{v}'")).collect::<Vec<_>>().join(", ")),
+            OptionValue::Map(entries) => format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("'{k}': '{v}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
         with.push(format!("{key} = {text}"));
     }
-    let mut cql = format!("CREATE TABLE {}.{} (\n{}\n)", quote(&table.keyspace), quote(&table.name), lines.join(",\n"));
+    let mut cql = format!(
+        "CREATE TABLE {}.{} (\n{}\n)",
+        quote(&table.keyspace),
+        quote(&table.name),
+        lines.join(",\n")
+    );
     if !with.is_empty() {
         cql.push_str(&format!(" WITH {}", with.join("\n    AND ")));
     }
@@ -684,7 +1025,10 @@ pub fn stored_definitions(engine: &Engine, keyspace: &str) -> Result<Vec<String>
             p.rows
                 .iter()
                 .filter_map(|r| r.cells.iter().find(|c| c.column == CELL_CQL))
-                .filter_map(|c| c.value_bytes().map(|v| String::from_utf8_lossy(v).into_owned()))
+                .filter_map(|c| {
+                    c.value_bytes()
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
                 .collect()
         })
         .unwrap_or_default())

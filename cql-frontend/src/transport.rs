@@ -18,12 +18,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+use crate::executor;
+use crate::node::{Node, Session};
 use crate::protocol::error::CqlError;
 use crate::protocol::frame::{
     check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, FRAME_BODY_BYTES_MAX,
     HEADER_BYTES,
 };
 use crate::protocol::messages::{Request, Response};
+use std::sync::Arc;
 
 /// Longest a write of responses to a slow client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -36,10 +39,15 @@ const KNOWN_EVENTS: [&str; 3] = ["TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHA
 struct ConnectionState {
     started: bool,
     events: Vec<String>,
+    session: Session,
 }
 
 /// Serves one client until it disconnects, breaks the protocol, or `shutdown` fires.
-pub async fn serve_connection(mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve_connection(
+    mut stream: TcpStream,
+    node: Arc<Node>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let peer = stream.peer_addr().ok();
     let mut state = ConnectionState::default();
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -103,7 +111,7 @@ pub async fn serve_connection(mut stream: TcpStream, mut shutdown: watch::Receiv
             (Response::Error(CqlError::Protocol(message)), true)
         } else {
             match Request::parse(header.opcode, body) {
-                Ok(request) => (answer(&mut state, request), false),
+                Ok(request) => (answer(&node, &mut state, request), false),
                 Err(error) => (Response::Error(error), true),
             }
         };
@@ -142,7 +150,7 @@ async fn send(
 }
 
 /// The answer to one request.
-fn answer(state: &mut ConnectionState, request: Request) -> Response {
+fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Response {
     match request {
         Request::Options => Response::Supported,
         Request::Startup(options) => {
@@ -172,9 +180,17 @@ fn answer(state: &mut ConnectionState, request: Request) -> Response {
             state.events = events;
             Response::Ready
         }
-        Request::Query { .. } => Response::Error(CqlError::not_yet_supported(
-            "executing CQL statements (this Ilion build speaks the protocol but has no CQL executor yet)",
-        )),
+        Request::Query { query, params } => {
+            // Storage calls may block briefly (fsync in batch mode): keep
+            // the async worker's other tasks moving.
+            let result = tokio::task::block_in_place(|| {
+                executor::execute(node, &mut state.session, &query, &params)
+            });
+            match result {
+                Ok(body) => Response::Result(body, params.skip_metadata),
+                Err(error) => Response::Error(error),
+            }
+        }
         Request::Prepare { .. } | Request::Execute { .. } => {
             Response::Error(CqlError::not_yet_supported("prepared statements"))
         }

@@ -24,58 +24,93 @@ fn invalid(message: impl Into<String>) -> CqlError {
 }
 
 /// The serialized value of `term` for a column of type `ty`.
-pub fn term_value(ty: &CqlType, term: &Term, column: &str, bindings: Bindings<'_>) -> Result<Value, CqlError> {
+pub fn term_value(
+    ty: &CqlType,
+    term: &Term,
+    column: &str,
+    bindings: Bindings<'_>,
+) -> Result<Value, CqlError> {
     match term {
         Term::Bind(marker) => bound(marker, bindings.values, column),
         Term::Literal(Literal::Null) => Ok(Value::Null),
         Term::Literal(literal) => literal_value(ty, literal, column).map(Value::Set),
         Term::Cast(_, inner) => term_value(ty, inner, column, bindings),
-        Term::Function { name, args } => function_value(ty, name, args, column, bindings).map(Value::Set),
+        Term::Function { name, args } => {
+            function_value(ty, name, args, column, bindings).map(Value::Set)
+        }
         Term::List(items) | Term::Set(items) => {
             let element = match ty.unfrozen() {
                 CqlType::List(e) | CqlType::Set(e) => e,
-                other => return Err(invalid(format!("Invalid list literal for {column} of type {other}"))),
+                other => {
+                    return Err(invalid(format!(
+                        "Invalid list literal for {column} of type {other}"
+                    )))
+                }
             };
             let mut encoded = Vec::with_capacity(items.len());
             for item in items {
                 match term_value(element, item, column, bindings)? {
                     Value::Set(bytes) => encoded.push(bytes),
-                    _ => return Err(invalid(format!("null is not supported inside collections ({column})"))),
+                    _ => {
+                        return Err(invalid(format!(
+                            "null is not supported inside collections ({column})"
+                        )))
+                    }
                 }
             }
             if matches!(ty.unfrozen(), CqlType::Set(_)) {
                 sort_by_comparable(element, &mut encoded)?;
                 encoded.dedup();
             }
-            Ok(Value::Set(collection(&encoded.iter().map(|b| vec![b.clone()]).collect::<Vec<_>>())))
+            Ok(Value::Set(collection(
+                &encoded.iter().map(|b| vec![b.clone()]).collect::<Vec<_>>(),
+            )))
         }
         Term::Map(entries) => {
             let (key_ty, value_ty) = match ty.unfrozen() {
                 CqlType::Map(k, v) => (k, v),
                 // `{}` parses as an empty map; it is also an empty set.
                 CqlType::Set(_) if entries.is_empty() => return Ok(Value::Set(collection(&[]))),
-                other => return Err(invalid(format!("Invalid map literal for {column} of type {other}"))),
+                other => {
+                    return Err(invalid(format!(
+                        "Invalid map literal for {column} of type {other}"
+                    )))
+                }
             };
             let mut pairs = Vec::with_capacity(entries.len());
             for (k, v) in entries {
-                let (Value::Set(k), Value::Set(v)) = (term_value(key_ty, k, column, bindings)?, term_value(value_ty, v, column, bindings)?) else {
-                    return Err(invalid(format!("null is not supported inside collections ({column})")));
+                let (Value::Set(k), Value::Set(v)) = (
+                    term_value(key_ty, k, column, bindings)?,
+                    term_value(value_ty, v, column, bindings)?,
+                ) else {
+                    return Err(invalid(format!(
+                        "null is not supported inside collections ({column})"
+                    )));
                 };
                 pairs.push((k, v));
             }
             let mut keyed: Vec<(Vec<u8>, Bytes, Bytes)> = Vec::with_capacity(pairs.len());
             for (k, v) in pairs {
                 let mut order = Vec::new();
-                key_ty.encode_comparable(&k, false, &mut order).map_err(|e| invalid(e.0))?;
+                key_ty
+                    .encode_comparable(&k, false, &mut order)
+                    .map_err(|e| invalid(e.0))?;
                 keyed.push((order, k, v));
             }
             keyed.sort_by(|a, b| a.0.cmp(&b.0));
             keyed.dedup_by(|a, b| a.0 == b.0);
-            Ok(Value::Set(collection(&keyed.into_iter().map(|(_, k, v)| vec![k, v]).collect::<Vec<_>>())))
+            Ok(Value::Set(collection(
+                &keyed
+                    .into_iter()
+                    .map(|(_, k, v)| vec![k, v])
+                    .collect::<Vec<_>>(),
+            )))
         }
         Term::Tuple(items) => {
             let CqlType::Tuple(types) = ty.unfrozen() else {
-                return Err(invalid(format!("Invalid tuple literal for {column} of type {ty}")));
+                return Err(invalid(format!(
+                    "Invalid tuple literal for {column} of type {ty}"
+                )));
             };
             if items.len() > types.len() {
                 return Err(invalid(format!("Invalid tuple literal for {column}: too many elements. Type {ty} expects {} but got {}", types.len(), items.len())));
@@ -99,7 +134,8 @@ fn sort_by_comparable(ty: &CqlType, items: &mut [Bytes]) -> Result<(), CqlError>
     let mut keyed = Vec::with_capacity(items.len());
     for item in items.iter() {
         let mut order = Vec::new();
-        ty.encode_comparable(item, false, &mut order).map_err(|e| invalid(e.0))?;
+        ty.encode_comparable(item, false, &mut order)
+            .map_err(|e| invalid(e.0))?;
         keyed.push((order, item.clone()));
     }
     keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -125,28 +161,45 @@ fn collection(elements: &[Vec<Bytes>]) -> Bytes {
 
 fn bound(marker: &BindMarker, values: &BoundValues, column: &str) -> Result<Value, CqlError> {
     match (marker, values) {
-        (BindMarker::Positional(i), BoundValues::Positional(list)) => list
-            .get(*i)
-            .cloned()
-            .ok_or_else(|| invalid(format!("There were {} markers(?) in CQL but {} bound variables", i + 1, list.len()))),
+        (BindMarker::Positional(i), BoundValues::Positional(list)) => {
+            list.get(*i).cloned().ok_or_else(|| {
+                invalid(format!(
+                    "There were {} markers(?) in CQL but {} bound variables",
+                    i + 1,
+                    list.len()
+                ))
+            })
+        }
         (BindMarker::Named(name), BoundValues::Named(list)) => list
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
             .ok_or_else(|| invalid(format!("No value bound for :{name}"))),
-        (BindMarker::Named(name), BoundValues::Positional(_)) => Err(invalid(format!("Named bind marker :{name} needs named values"))),
-        (_, _) => Err(invalid(format!("No value bound for the marker of column {column}"))),
+        (BindMarker::Named(name), BoundValues::Positional(_)) => Err(invalid(format!(
+            "Named bind marker :{name} needs named values"
+        ))),
+        (_, _) => Err(invalid(format!(
+            "No value bound for the marker of column {column}"
+        ))),
     }
 }
 
 fn parse_int<T: std::str::FromStr>(text: &str, ty: &CqlType, column: &str) -> Result<T, CqlError> {
-    text.parse::<T>()
-        .map_err(|_| invalid(format!("Invalid {ty} constant ({text}) for \"{column}\" of type {ty}")))
+    text.parse::<T>().map_err(|_| {
+        invalid(format!(
+            "Invalid {ty} constant ({text}) for \"{column}\" of type {ty}"
+        ))
+    })
 }
 
 /// A literal's serialized value.
 pub fn literal_value(ty: &CqlType, literal: &Literal, column: &str) -> Result<Bytes, CqlError> {
-    let mismatch = || invalid(format!("Invalid constant {} for \"{column}\" of type {ty}", literal_display(literal)));
+    let mismatch = || {
+        invalid(format!(
+            "Invalid constant {} for \"{column}\" of type {ty}",
+            literal_display(literal)
+        ))
+    };
     let bytes: Vec<u8> = match (ty.unfrozen(), literal) {
         (CqlType::Int, Literal::Integer(n)) => parse_int::<i32>(n, ty, column)?.to_be_bytes().to_vec(),
         (CqlType::BigInt | CqlType::Counter, Literal::Integer(n)) => parse_int::<i64>(n, ty, column)?.to_be_bytes().to_vec(),
@@ -204,34 +257,59 @@ fn literal_display(literal: &Literal) -> String {
         Literal::Str(s) => format!("'{s}'"),
         Literal::Integer(s) | Literal::Float(s) | Literal::Uuid(s) => s.clone(),
         Literal::Bool(b) => b.to_string(),
-        Literal::Blob(b) => format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        Literal::Blob(b) => format!(
+            "0x{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        ),
         Literal::Null => "null".into(),
     }
 }
 
-fn function_value(ty: &CqlType, name: &str, args: &[Term], column: &str, bindings: Bindings<'_>) -> Result<Bytes, CqlError> {
+fn function_value(
+    ty: &CqlType,
+    name: &str,
+    args: &[Term],
+    column: &str,
+    bindings: Bindings<'_>,
+) -> Result<Bytes, CqlError> {
     match (name, args) {
         ("now", []) => Ok(Bytes::from(timeuuid(bindings.now_micros).to_vec())),
         ("uuid", []) => {
             let random: u128 = rand::random();
-            let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48) | (0x8000u128 << 48);
+            let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
+                | (0x8000u128 << 48);
             Ok(Bytes::from(v4.to_be_bytes().to_vec()))
         }
-        ("currenttimestamp", []) => Ok(Bytes::from((bindings.now_micros / 1000).to_be_bytes().to_vec())),
-        ("currentdate", []) => Ok(Bytes::from((((bindings.now_micros / 86_400_000_000) + (1i64 << 31)) as u32).to_be_bytes().to_vec())),
+        ("currenttimestamp", []) => Ok(Bytes::from(
+            (bindings.now_micros / 1000).to_be_bytes().to_vec(),
+        )),
+        ("currentdate", []) => Ok(Bytes::from(
+            (((bindings.now_micros / 86_400_000_000) + (1i64 << 31)) as u32)
+                .to_be_bytes()
+                .to_vec(),
+        )),
         ("totimestamp" | "todate" | "tounixtimestamp", [inner]) => {
             let micros = match term_value(&CqlType::TimeUuid, inner, column, bindings)? {
                 Value::Set(b) if b.len() == 16 => timeuuid_micros(&b),
-                _ => return Err(invalid(format!("{name}() needs a timeuuid or date argument"))),
+                _ => {
+                    return Err(invalid(format!(
+                        "{name}() needs a timeuuid or date argument"
+                    )))
+                }
             };
             Ok(Bytes::from(match name {
-                "todate" => (((micros / 86_400_000_000) + (1i64 << 31)) as u32).to_be_bytes().to_vec(),
+                "todate" => (((micros / 86_400_000_000) + (1i64 << 31)) as u32)
+                    .to_be_bytes()
+                    .to_vec(),
                 _ => (micros / 1000).to_be_bytes().to_vec(),
             }))
         }
         _ => {
             let _ = ty;
-            Err(invalid(format!("Unknown function {name} called with {} arguments", args.len())))
+            Err(invalid(format!(
+                "Unknown function {name} called with {} arguments",
+                args.len()
+            )))
         }
     }
 }
@@ -239,7 +317,9 @@ fn function_value(ty: &CqlType, name: &str, args: &[Term], column: &str, binding
 /// A version 1 UUID for a time (random node and clock sequence).
 pub fn timeuuid(micros: i64) -> [u8; 16] {
     // 100 ns intervals since 1582-10-15.
-    let ticks = (micros as u64).wrapping_mul(10).wrapping_add(0x01b2_1dd2_1381_4000);
+    let ticks = (micros as u64)
+        .wrapping_mul(10)
+        .wrapping_add(0x01b2_1dd2_1381_4000);
     let time_low = (ticks & 0xffff_ffff) as u32;
     let time_mid = ((ticks >> 32) & 0xffff) as u16;
     let time_hi = (((ticks >> 48) & 0x0fff) as u16) | 0x1000;
@@ -333,7 +413,11 @@ fn parse_time_nanos(text: &str) -> Option<i64> {
     if h > 23 || m > 59 || s > 59 || fraction.len() > 9 {
         return None;
     }
-    let nanos: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<9}").parse().ok()? };
+    let nanos: i64 = if fraction.is_empty() {
+        0
+    } else {
+        format!("{fraction:0<9}").parse().ok()?
+    };
     Some(((h * 60 + m) * 60 + s) * 1_000_000_000 + nanos)
 }
 
@@ -362,7 +446,13 @@ fn parse_timestamp_ms(text: &str) -> Option<i64> {
         let h: i64 = parts.next()?.parse().ok()?;
         let m: i64 = parts.next()?.parse().ok()?;
         let s: i64 = parts.next().map_or(Some(0), |s| s.parse().ok())?;
-        let ms: i64 = if fraction.is_empty() { 0 } else { format!("{:0<3}", &fraction[..fraction.len().min(3)]).parse().ok()? };
+        let ms: i64 = if fraction.is_empty() {
+            0
+        } else {
+            format!("{:0<3}", &fraction[..fraction.len().min(3)])
+                .parse()
+                .ok()?
+        };
         millis_of_day = ((h * 60 + m) * 60 + s) * 1000 + ms;
     }
     Some(days * 86_400_000 + millis_of_day - offset_minutes * 60_000)
@@ -374,27 +464,69 @@ mod tests {
 
     #[test]
     fn literals_serialize_as_the_protocol_does() {
-        let v = |ty: &str, lit: Literal| literal_value(&CqlType::parse(ty).unwrap(), &lit, "c").unwrap().to_vec();
-        assert_eq!(v("int", Literal::Integer("-2".into())), (-2i32).to_be_bytes());
-        assert_eq!(v("timestamp", Literal::Str("1970-01-02 00:00:00+0000".into())), 86_400_000i64.to_be_bytes());
-        assert_eq!(v("timestamp", Literal::Str("2024-02-29T12:00:00Z".into())), 1_709_208_000_000i64.to_be_bytes());
-        assert_eq!(v("date", Literal::Str("1970-01-01".into())), (1u32 << 31).to_be_bytes());
-        assert_eq!(v("varint", Literal::Integer("128".into())), vec![0x00, 0x80]);
+        let v = |ty: &str, lit: Literal| {
+            literal_value(&CqlType::parse(ty).unwrap(), &lit, "c")
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(
+            v("int", Literal::Integer("-2".into())),
+            (-2i32).to_be_bytes()
+        );
+        assert_eq!(
+            v("timestamp", Literal::Str("1970-01-02 00:00:00+0000".into())),
+            86_400_000i64.to_be_bytes()
+        );
+        assert_eq!(
+            v("timestamp", Literal::Str("2024-02-29T12:00:00Z".into())),
+            1_709_208_000_000i64.to_be_bytes()
+        );
+        assert_eq!(
+            v("date", Literal::Str("1970-01-01".into())),
+            (1u32 << 31).to_be_bytes()
+        );
+        assert_eq!(
+            v("varint", Literal::Integer("128".into())),
+            vec![0x00, 0x80]
+        );
         assert_eq!(v("varint", Literal::Integer("-1".into())), vec![0xff]);
-        assert_eq!(v("decimal", Literal::Float("1.25".into())), vec![0, 0, 0, 2, 0x7d]);
-        assert_eq!(v("inet", Literal::Str("127.0.0.2".into())), vec![127, 0, 0, 2]);
-        assert!(literal_value(&CqlType::Int, &Literal::Str("x".into()), "c").unwrap_err().to_string().contains("\"c\""));
-        assert!(literal_value(&CqlType::Int, &Literal::Integer("99999999999".into()), "c").is_err());
+        assert_eq!(
+            v("decimal", Literal::Float("1.25".into())),
+            vec![0, 0, 0, 2, 0x7d]
+        );
+        assert_eq!(
+            v("inet", Literal::Str("127.0.0.2".into())),
+            vec![127, 0, 0, 2]
+        );
+        assert!(literal_value(&CqlType::Int, &Literal::Str("x".into()), "c")
+            .unwrap_err()
+            .to_string()
+            .contains("\"c\""));
+        assert!(
+            literal_value(&CqlType::Int, &Literal::Integer("99999999999".into()), "c").is_err()
+        );
     }
 
     #[test]
     fn sets_are_sorted_and_deduplicated() {
         let ty = CqlType::parse("set<int>").unwrap();
         let values = BoundValues::None;
-        let bindings = Bindings { values: &values, now_micros: 0 };
-        let term = Term::Set(vec![Term::Literal(Literal::Integer("3".into())), Term::Literal(Literal::Integer("-1".into())), Term::Literal(Literal::Integer("3".into()))]);
-        let Value::Set(bytes) = term_value(&ty, &term, "s", bindings).unwrap() else { panic!() };
-        assert_eq!(bytes.as_ref(), &[0, 0, 0, 2, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 4, 0, 0, 0, 3][..]);
+        let bindings = Bindings {
+            values: &values,
+            now_micros: 0,
+        };
+        let term = Term::Set(vec![
+            Term::Literal(Literal::Integer("3".into())),
+            Term::Literal(Literal::Integer("-1".into())),
+            Term::Literal(Literal::Integer("3".into())),
+        ]);
+        let Value::Set(bytes) = term_value(&ty, &term, "s", bindings).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            bytes.as_ref(),
+            &[0, 0, 0, 2, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 4, 0, 0, 0, 3][..]
+        );
     }
 
     #[test]

@@ -57,7 +57,12 @@ impl Coordinator {
         1
     }
 
-    fn check(&self, placement: Placement, token: i64, consistency: ConsistencyLevel) -> Result<(), CoordinatorError> {
+    fn check(
+        &self,
+        placement: Placement,
+        token: i64,
+        consistency: ConsistencyLevel,
+    ) -> Result<(), CoordinatorError> {
         let required = consistency.block_for(placement.replication_factor);
         let alive = self.live_replicas(placement, token);
         if alive < required {
@@ -71,7 +76,12 @@ impl Coordinator {
     }
 
     /// Writes a mutation at `consistency`.
-    pub fn write(&self, mutation: Mutation, placement: Placement, consistency: ConsistencyLevel) -> Result<(), CoordinatorError> {
+    pub fn write(
+        &self,
+        mutation: Mutation,
+        placement: Placement,
+        consistency: ConsistencyLevel,
+    ) -> Result<(), CoordinatorError> {
         self.check(placement, mutation.key.token, consistency)?;
         self.engine.apply(mutation)?;
         Ok(())

@@ -153,6 +153,8 @@ pub enum Response {
     Ready,
     Supported,
     Authenticate(String),
+    /// A RESULT; `skip_metadata` when the client asked for no column metadata.
+    Result(crate::results::ResultBody, bool),
 }
 
 impl Response {
@@ -162,6 +164,7 @@ impl Response {
             Response::Ready => Opcode::Ready,
             Response::Supported => Opcode::Supported,
             Response::Authenticate(_) => Opcode::Authenticate,
+            Response::Result(..) => Opcode::Result,
         }
     }
 
@@ -179,6 +182,7 @@ impl Response {
                 ]);
             }
             Response::Authenticate(class) => w.write_string(class),
+            Response::Result(body, skip_metadata) => body.write(&mut w, *skip_metadata),
         }
         w.into_bytes()
     }

@@ -15,6 +15,10 @@ use tokio::sync::watch;
 
 use crate::cli::ServerArgs;
 use crate::config::{Authenticator, CommitlogSync, Config, ConfigError, RawConfig};
+use std::sync::Arc;
+
+use cql_frontend::node::{Node, NodeInfo};
+use replication::Coordinator;
 use storage_lsm::{Engine, EngineConfig, SyncMode};
 
 /// Longest time a connection task may take to notice shutdown.
@@ -47,7 +51,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         .into());
     }
-    let engine = open_engine(&config).await?;
+    let engine = Arc::new(open_engine(&config).await?);
+    let node = open_node(&config, engine.clone())?;
     let addr = config.native_address();
     let listener =
         TcpListener::bind(addr)
@@ -59,7 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tracing::info!(%addr, "listening for CQL clients");
-    let accept = tokio::spawn(accept_loop(listener, shutdown_rx));
+    let accept = tokio::spawn(accept_loop(listener, node, shutdown_rx));
     let signal = wait_for_shutdown_signal().await?;
     tracing::info!(signal, "shutting down");
     let _ = shutdown_tx.send(true);
@@ -77,6 +82,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// The CQL layer's view of this node: identity, schema, coordinator.
+fn open_node(config: &Config, engine: Arc<Engine>) -> anyhow::Result<Arc<Node>> {
+    let data_dir = config
+        .data_file_directories
+        .first()
+        .context("no data directory configured")?;
+    let host_id = load_or_create_host_id(data_dir)?;
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i32);
+    let info = NodeInfo {
+        cluster_name: config.cluster_name.clone(),
+        listen_address: config.listen_address,
+        rpc_address: config.rpc_address,
+        native_port: config.native_transport_port,
+        storage_port: config.storage_port,
+        data_center: config.dc.clone(),
+        rack: config.rack.clone(),
+        host_id,
+        tokens: tokens_for(host_id, config.num_tokens),
+        generation,
+        ilion_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let node = Node::open(info, Coordinator::new(engine))
+        .map_err(|e| anyhow::anyhow!("cannot load the schema: {e}"))?;
+    Ok(node)
+}
+
+/// The node's host id, created once and kept in the data directory.
+fn load_or_create_host_id(data_dir: &std::path::Path) -> anyhow::Result<u128> {
+    let path = data_dir.join("host_id");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
+        return u128::from_str_radix(&hex, 16)
+            .with_context(|| format!("{} does not hold a host id", path.display()));
+    }
+    let random: u128 = rand::random();
+    let host_id = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
+        | (0x8000u128 << 48);
+    std::fs::write(&path, format!("{host_id:032x}\n"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(host_id)
+}
+
+/// `num_tokens` tokens spread evenly around the ring, offset by the host id.
+fn tokens_for(host_id: u128, num_tokens: u32) -> Vec<i64> {
+    let step = u64::MAX / u64::from(num_tokens.max(1));
+    let offset = (host_id as u64) % step.max(1);
+    (0..u64::from(num_tokens))
+        .map(|i| (i.wrapping_mul(step).wrapping_add(offset) as i64).wrapping_add(i64::MIN))
+        .collect()
 }
 
 /// Opens the storage engine (replaying the commitlog) off the async threads.
@@ -120,7 +178,7 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(listener: TcpListener, node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
         tokio::select! {
@@ -132,9 +190,10 @@ async fn accept_loop(listener: TcpListener, mut shutdown: watch::Receiver<bool>)
                         continue;
                     };
                     let shutdown = shutdown.clone();
+                    let node = node.clone();
                     tokio::spawn(async move {
                         tracing::debug!(%peer, "client connected");
-                        cql_frontend::transport::serve_connection(stream, shutdown).await;
+                        cql_frontend::transport::serve_connection(stream, node, shutdown).await;
                         drop(permit);
                     });
                 }

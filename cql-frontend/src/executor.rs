@@ -1,0 +1,1521 @@
+//! Statement execution: parse, resolve against the schema, turn into
+//! coordinator reads and writes, and build the RESULT.
+//!
+//! Keys: a partition key is the column's serialized value, or for a compound
+//! key each component as `u16 length, bytes, 0x00` (Cassandra's layout, so
+//! tokens match drivers'); the token is its Murmur3 hash. Clustering columns
+//! become one byte-comparable key ([`crate::types`]). An `INSERT` also writes
+//! a row marker cell ([`ROW_MARKER`]) so the row exists with all columns null.
+
+use std::ops::Bound;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use replication::{ConsistencyLevel, CoordinatorError, Placement};
+use storage_lsm::model::{
+    Cell, CellValue, ClusteringBound, ClusteringRange, DeletionTime, Mutation, PartitionKey,
+    PartitionUpdate, RangeTombstone, Row,
+};
+use storage_lsm::{PartitionRows, ScanResume, SliceQuery, TokenRange};
+
+use crate::cql::ast::{Operator, QualifiedName, Relation, Selector, Statement, Term, Using};
+use crate::cql::parser::parse;
+use crate::node::{Node, Session};
+use crate::protocol::error::CqlError;
+use crate::protocol::messages::QueryParameters;
+use crate::protocol::primitives::Value;
+use crate::results::{ColumnSpec, ResultBody, Rows, SchemaChange};
+use crate::schema::{
+    resolve_keyspace, ColumnKind, ColumnSchema, TableSchema, ROW_MARKER, SYSTEM_KEYSPACES,
+};
+use crate::system_tables::virtual_table;
+use crate::types::CqlType;
+use crate::values::{term_value, Bindings};
+
+/// Longest TTL Cassandra accepts (20 years).
+const TTL_MAX_S: i64 = 630_720_000;
+/// Rows returned at most when a client sets no page size.
+const UNPAGED_ROWS_MAX: usize = 100_000;
+
+fn invalid(message: impl Into<String>) -> CqlError {
+    CqlError::Invalid(message.into())
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+fn coordinator_error(error: CoordinatorError) -> CqlError {
+    match error {
+        CoordinatorError::Unavailable {
+            consistency,
+            required,
+            alive,
+        } => CqlError::Unavailable {
+            message: format!("Cannot achieve consistency level {consistency}"),
+            consistency: consistency.code(),
+            required: required as i32,
+            alive: alive as i32,
+        },
+        CoordinatorError::Storage(error) => CqlError::Server(format!("storage error: {error}")),
+    }
+}
+
+/// Parses and runs one statement.
+pub fn execute(
+    node: &Node,
+    session: &mut Session,
+    query: &str,
+    params: &QueryParameters,
+) -> Result<ResultBody, CqlError> {
+    let statement = parse(query).map_err(|e| CqlError::Syntax(e.to_string()))?;
+    let consistency = ConsistencyLevel::from_code(params.consistency).ok_or_else(|| {
+        CqlError::Protocol(format!(
+            "unknown consistency level {:#06x}",
+            params.consistency
+        ))
+    })?;
+    let bindings = Bindings {
+        values: &params.values,
+        now_micros: now_micros(),
+    };
+    let context = Context {
+        node,
+        params,
+        consistency,
+        bindings,
+    };
+    context.run(session, &statement)
+}
+
+struct Context<'a> {
+    node: &'a Node,
+    params: &'a QueryParameters,
+    consistency: ConsistencyLevel,
+    bindings: Bindings<'a>,
+}
+
+impl Context<'_> {
+    fn run(&self, session: &mut Session, statement: &Statement) -> Result<ResultBody, CqlError> {
+        let engine = self.node.coordinator.engine();
+        let schema_change = |change, target, keyspace: &str, name: Option<&str>| {
+            ResultBody::SchemaChange(SchemaChange {
+                change,
+                target,
+                keyspace: keyspace.to_owned(),
+                name: name.map(str::to_owned),
+            })
+        };
+        match statement {
+            Statement::Use(keyspace) => {
+                if !SYSTEM_KEYSPACES.contains(&keyspace.as_str())
+                    && self.node.catalog.read().keyspace(keyspace).is_none()
+                {
+                    return Err(invalid(format!("Keyspace '{keyspace}' does not exist")));
+                }
+                session.keyspace = Some(keyspace.clone());
+                Ok(ResultBody::SetKeyspace(keyspace.clone()))
+            }
+            Statement::CreateKeyspace {
+                name,
+                if_not_exists,
+                options,
+            } => {
+                let created = self.node.catalog.write().create_keyspace(
+                    engine,
+                    name,
+                    *if_not_exists,
+                    options,
+                    "",
+                )?;
+                Ok(if created {
+                    schema_change("CREATED", "KEYSPACE", name, None)
+                } else {
+                    ResultBody::Void
+                })
+            }
+            Statement::AlterKeyspace { name, options } => {
+                self.node
+                    .catalog
+                    .write()
+                    .alter_keyspace(engine, name, options)?;
+                Ok(schema_change("UPDATED", "KEYSPACE", name, None))
+            }
+            Statement::DropKeyspace { name, if_exists } => {
+                let dropped = self
+                    .node
+                    .catalog
+                    .write()
+                    .drop_keyspace(engine, name, *if_exists)?;
+                Ok(if dropped {
+                    schema_change("DROPPED", "KEYSPACE", name, None)
+                } else {
+                    ResultBody::Void
+                })
+            }
+            Statement::CreateTable { .. } => {
+                let created = self.node.catalog.write().create_table(
+                    engine,
+                    statement,
+                    session.keyspace.as_deref(),
+                )?;
+                Ok(match created {
+                    Some(table) => {
+                        schema_change("CREATED", "TABLE", &table.keyspace, Some(&table.name))
+                    }
+                    None => ResultBody::Void,
+                })
+            }
+            Statement::DropTable { name, if_exists } => {
+                let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
+                let dropped = self.node.catalog.write().drop_table(
+                    engine,
+                    name,
+                    *if_exists,
+                    session.keyspace.as_deref(),
+                )?;
+                Ok(if dropped {
+                    schema_change("DROPPED", "TABLE", &keyspace, Some(&name.name))
+                } else {
+                    ResultBody::Void
+                })
+            }
+            Statement::Truncate(name) => {
+                let table = self.table(name, session)?;
+                engine
+                    .truncate(table.table_id())
+                    .map_err(|e| CqlError::Server(format!("truncate failed: {e}")))?;
+                Ok(ResultBody::Void)
+            }
+            Statement::Insert {
+                if_not_exists: true,
+                ..
+            }
+            | Statement::Update {
+                has_conditions: true,
+                ..
+            }
+            | Statement::Delete {
+                has_conditions: true,
+                ..
+            } => Err(CqlError::not_yet_supported(
+                "lightweight transactions (IF conditions)",
+            )),
+            Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {
+                let (table, mutation) = self.mutation(session, statement, None)?;
+                self.write(&table, mutation)?;
+                Ok(ResultBody::Void)
+            }
+            Statement::Batch {
+                using, statements, ..
+            } => {
+                let mut mutations = Vec::with_capacity(statements.len());
+                for inner in statements {
+                    if matches!(
+                        inner,
+                        Statement::Insert {
+                            if_not_exists: true,
+                            ..
+                        } | Statement::Update {
+                            has_conditions: true,
+                            ..
+                        } | Statement::Delete {
+                            has_conditions: true,
+                            ..
+                        }
+                    ) {
+                        return Err(CqlError::not_yet_supported(
+                            "lightweight transactions (IF conditions)",
+                        ));
+                    }
+                    mutations.push(self.mutation(session, inner, Some(using))?);
+                }
+                for (table, mutation) in mutations {
+                    self.write(&table, mutation)?;
+                }
+                Ok(ResultBody::Void)
+            }
+            Statement::Select { .. } => self.select(session, statement),
+            Statement::NotYetSupported(what) => Err(CqlError::not_yet_supported(what)),
+        }
+    }
+
+    fn table(
+        &self,
+        name: &QualifiedName,
+        session: &Session,
+    ) -> Result<std::sync::Arc<TableSchema>, CqlError> {
+        let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
+        let catalog = self.node.catalog.read();
+        if catalog.keyspace(&keyspace).is_none() && !SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
+            return Err(invalid(format!("Keyspace {keyspace} does not exist")));
+        }
+        catalog
+            .table(&keyspace, &name.name)
+            .ok_or_else(|| invalid(format!("unconfigured table {}", name.name)))
+    }
+
+    fn placement(&self, table: &TableSchema) -> Placement {
+        let catalog = self.node.catalog.read();
+        let replication_factor = catalog
+            .keyspace(&table.keyspace)
+            .map_or(1, |k| k.replication_factor());
+        Placement { replication_factor }
+    }
+
+    fn write(&self, table: &TableSchema, mutation: Mutation) -> Result<(), CqlError> {
+        self.node
+            .coordinator
+            .write(mutation, self.placement(table), self.consistency)
+            .map_err(coordinator_error)
+    }
+
+    fn int_option(&self, term: &Term, what: &str) -> Result<i64, CqlError> {
+        match term_value(&CqlType::BigInt, term, what, self.bindings) {
+            Ok(Value::Set(bytes)) if bytes.len() == 8 => Ok(i64::from_be_bytes(
+                bytes.as_ref().try_into().unwrap_or([0; 8]),
+            )),
+            Ok(Value::Set(bytes)) if bytes.len() == 4 => Ok(i64::from(i32::from_be_bytes(
+                bytes.as_ref().try_into().unwrap_or([0; 4]),
+            ))),
+            Ok(_) => Err(invalid(format!("Invalid null value of {what}"))),
+            Err(_) => match term_value(&CqlType::Int, term, what, self.bindings)? {
+                Value::Set(bytes) if bytes.len() == 4 => Ok(i64::from(i32::from_be_bytes(
+                    bytes.as_ref().try_into().unwrap_or([0; 4]),
+                ))),
+                _ => Err(invalid(format!("Invalid value of {what}"))),
+            },
+        }
+    }
+
+    /// Timestamp (µs) and TTL (s) a write uses.
+    fn write_time(
+        &self,
+        table: &TableSchema,
+        using: &Using,
+        outer: Option<&Using>,
+    ) -> Result<(i64, i64), CqlError> {
+        let timestamp = match using
+            .timestamp
+            .as_ref()
+            .or(outer.and_then(|u| u.timestamp.as_ref()))
+        {
+            Some(term) => self.int_option(term, "timestamp")?,
+            None => self.params.timestamp.unwrap_or(self.bindings.now_micros),
+        };
+        let ttl = match using.ttl.as_ref().or(outer.and_then(|u| u.ttl.as_ref())) {
+            Some(term) => self.int_option(term, "ttl")?,
+            None => table.default_time_to_live,
+        };
+        if ttl < 0 {
+            return Err(invalid(format!(
+                "A TTL must be greater or equal to 0, but was {ttl}"
+            )));
+        }
+        if ttl > TTL_MAX_S {
+            return Err(invalid(format!(
+                "ttl is too large. requested ({ttl}) maximum ({TTL_MAX_S})"
+            )));
+        }
+        Ok((timestamp, ttl))
+    }
+
+    fn mutation(
+        &self,
+        session: &Session,
+        statement: &Statement,
+        outer: Option<&Using>,
+    ) -> Result<(std::sync::Arc<TableSchema>, Mutation), CqlError> {
+        let now_s = self.bindings.now_micros / 1_000_000;
+        match statement {
+            Statement::Insert {
+                table: name,
+                columns,
+                values,
+                using,
+                ..
+            } => {
+                let table = self.table(name, session)?;
+                if columns.len() != values.len() {
+                    return Err(invalid(format!(
+                        "Unmatched column names/values: {} columns, {} values",
+                        columns.len(),
+                        values.len()
+                    )));
+                }
+                let (timestamp, ttl) = self.write_time(&table, using, outer)?;
+                let mut assigned = Vec::with_capacity(columns.len());
+                for (column, term) in columns.iter().zip(values) {
+                    let schema = table
+                        .column(column)
+                        .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+                    if assigned
+                        .iter()
+                        .any(|(c, _): &(&ColumnSchema, Value)| c.name == *column)
+                    {
+                        return Err(invalid(format!(
+                            "Multiple definitions found for column {column}"
+                        )));
+                    }
+                    assigned.push((schema, term_value(&schema.ty, term, column, self.bindings)?));
+                }
+                let key = partition_key(&table, |c| {
+                    assigned
+                        .iter()
+                        .find(|(s, _)| s.name == c.name)
+                        .map(|(_, v)| v.clone())
+                })?;
+                let clustering = clustering_key(&table, |c| {
+                    assigned
+                        .iter()
+                        .find(|(s, _)| s.name == c.name)
+                        .map(|(_, v)| v.clone())
+                })?;
+                let mut update =
+                    cells_update(&table, &assigned, clustering, timestamp, ttl, now_s)?;
+                if let Some(row) = update.rows.first_mut() {
+                    row.add_cell(cell(ROW_MARKER, timestamp, ttl, now_s, Some(Bytes::new())));
+                } else {
+                    update.rows.push(Row::new(
+                        Bytes::new(),
+                        vec![cell(ROW_MARKER, timestamp, ttl, now_s, Some(Bytes::new()))],
+                    ));
+                }
+                Ok((
+                    table.clone(),
+                    Mutation {
+                        table: table.table_id(),
+                        key,
+                        update,
+                    },
+                ))
+            }
+            Statement::Update {
+                table: name,
+                using,
+                assignments,
+                relations,
+                ..
+            } => {
+                let table = self.table(name, session)?;
+                let (timestamp, ttl) = self.write_time(&table, using, outer)?;
+                let restrictions = self.restrictions(&table, relations)?;
+                let key = restrictions.single_partition(&table)?;
+                let clustering = restrictions.full_clustering(&table)?;
+                let mut assigned = Vec::with_capacity(assignments.len());
+                for (column, term) in assignments {
+                    let schema = table
+                        .column(column)
+                        .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+                    if matches!(
+                        schema.kind,
+                        ColumnKind::PartitionKey | ColumnKind::Clustering
+                    ) {
+                        return Err(invalid(format!(
+                            "PRIMARY KEY part {column} found in SET part"
+                        )));
+                    }
+                    assigned.push((schema, term_value(&schema.ty, term, column, self.bindings)?));
+                }
+                let update = cells_update(&table, &assigned, clustering, timestamp, ttl, now_s)?;
+                Ok((
+                    table.clone(),
+                    Mutation {
+                        table: table.table_id(),
+                        key,
+                        update,
+                    },
+                ))
+            }
+            Statement::Delete {
+                table: name,
+                columns,
+                using,
+                relations,
+                ..
+            } => {
+                let table = self.table(name, session)?;
+                if using.ttl.is_some() {
+                    return Err(invalid("Cannot set a TTL on DELETE"));
+                }
+                let (timestamp, _) = self.write_time(&table, using, outer)?;
+                let deletion = DeletionTime::new(timestamp, now_s);
+                let restrictions = self.restrictions(&table, relations)?;
+                let key = restrictions.single_partition(&table)?;
+                let clustering_count = table.clustering().count();
+                let mut update = PartitionUpdate::default();
+                if !columns.is_empty() {
+                    let clustering = restrictions.full_clustering(&table)?;
+                    let mut cells = Vec::new();
+                    let mut statics = Vec::new();
+                    for column in columns {
+                        let schema = table
+                            .column(column)
+                            .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+                        match schema.kind {
+                            ColumnKind::PartitionKey | ColumnKind::Clustering => return Err(invalid(format!("Invalid identifier {column} for deletion (should not be a PRIMARY KEY part)"))),
+                            ColumnKind::Static => statics.push(Cell::tombstone(schema.id, timestamp, now_s)),
+                            ColumnKind::Regular => cells.push(Cell::tombstone(schema.id, timestamp, now_s)),
+                        }
+                    }
+                    if !cells.is_empty() {
+                        update.rows.push(Row::new(clustering, cells));
+                    }
+                    if !statics.is_empty() {
+                        update.static_row = Some(Row::new(Bytes::new(), statics));
+                    }
+                } else if restrictions.clustering_eq.len() == clustering_count
+                    && restrictions.clustering_slice.is_none()
+                    && clustering_count > 0
+                {
+                    let clustering = restrictions.full_clustering(&table)?;
+                    update.rows.push(Row {
+                        clustering,
+                        deletion: Some(deletion),
+                        cells: Vec::new(),
+                    });
+                } else if restrictions.clustering_eq.is_empty()
+                    && restrictions.clustering_slice.is_none()
+                {
+                    update.partition_deletion = Some(deletion);
+                } else {
+                    update.range_tombstones.push(RangeTombstone {
+                        range: restrictions.clustering_range(&table)?,
+                        deletion,
+                    });
+                }
+                Ok((
+                    table.clone(),
+                    Mutation {
+                        table: table.table_id(),
+                        key,
+                        update,
+                    },
+                ))
+            }
+            _ => Err(invalid(
+                "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH",
+            )),
+        }
+    }
+
+    fn restrictions(
+        &self,
+        table: &TableSchema,
+        relations: &[Relation],
+    ) -> Result<Restrictions, CqlError> {
+        let mut r = Restrictions::default();
+        let mut clustering_ops: Vec<(usize, Operator, Bytes)> = Vec::new();
+        for relation in relations {
+            match relation {
+                Relation::Column { column, op, value } => {
+                    let schema = table
+                        .column(column)
+                        .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+                    let values = self.relation_values(schema, *op, value)?;
+                    match schema.kind {
+                        ColumnKind::PartitionKey => {
+                            if !matches!(op, Operator::Eq | Operator::In) {
+                                return Err(invalid("Only EQ and IN relation are supported on the partition key (unless you use the token() function)"));
+                            }
+                            r.partition.push((schema.position as usize, values));
+                        }
+                        ColumnKind::Clustering => {
+                            if *op == Operator::In {
+                                return Err(CqlError::not_yet_supported(
+                                    "IN on clustering columns",
+                                ));
+                            }
+                            for v in values {
+                                clustering_ops.push((schema.position as usize, *op, v));
+                            }
+                        }
+                        _ => {
+                            if *op != Operator::Eq {
+                                return Err(CqlError::not_yet_supported(
+                                    "filtering on regular columns with operators other than =",
+                                ));
+                            }
+                            for v in values {
+                                r.filters.push((schema.clone(), v));
+                            }
+                        }
+                    }
+                }
+                Relation::Token { op, value, .. } => {
+                    let token = self.int_option(value, "token")?;
+                    match op {
+                        Operator::Gt => r.token_start = Bound::Excluded(token),
+                        Operator::Ge => r.token_start = Bound::Included(token),
+                        Operator::Lt => r.token_end = Bound::Excluded(token),
+                        Operator::Le => r.token_end = Bound::Included(token),
+                        Operator::Eq => {
+                            r.token_start = Bound::Included(token);
+                            r.token_end = Bound::Included(token);
+                        }
+                        _ => return Err(invalid("Unsupported operator on token()")),
+                    }
+                    r.has_token = true;
+                }
+                Relation::MultiColumn { .. } => {
+                    return Err(CqlError::not_yet_supported("multi-column relations"))
+                }
+            }
+        }
+        clustering_ops.sort_by_key(|(position, _, _)| *position);
+        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
+        for (position, op, value) in clustering_ops {
+            let column = clustering
+                .get(position)
+                .ok_or_else(|| invalid("bad clustering position"))?;
+            if r.clustering_slice.is_some() || position > r.clustering_eq.len() {
+                let previous = clustering
+                    .get(position.saturating_sub(1))
+                    .map_or("", |c| c.name.as_str());
+                return Err(invalid(format!(
+                    "Clustering column \"{}\" cannot be restricted (preceding column \"{previous}\" is restricted by a non-EQ relation or not restricted)",
+                    column.name
+                )));
+            }
+            match op {
+                Operator::Eq if position == r.clustering_eq.len() => r.clustering_eq.push(value),
+                Operator::Eq => {
+                    return Err(invalid(format!(
+                        "{} cannot be restricted by more than one relation if it includes an Equal",
+                        column.name
+                    )))
+                }
+                Operator::Gt | Operator::Ge | Operator::Lt | Operator::Le => {
+                    let slice = r.pending_slice.get_or_insert_with(|| Slice {
+                        position,
+                        lower: None,
+                        upper: None,
+                    });
+                    if slice.position != position {
+                        return Err(invalid(
+                            "Only one clustering column may be restricted by a range",
+                        ));
+                    }
+                    match op {
+                        Operator::Gt => slice.lower = Some((value, false)),
+                        Operator::Ge => slice.lower = Some((value, true)),
+                        Operator::Lt => slice.upper = Some((value, false)),
+                        _ => slice.upper = Some((value, true)),
+                    }
+                }
+                _ => {
+                    return Err(CqlError::not_yet_supported(
+                        "this operator on clustering columns",
+                    ))
+                }
+            }
+        }
+        r.clustering_slice = r.pending_slice.take();
+        Ok(r)
+    }
+
+    fn relation_values(
+        &self,
+        column: &ColumnSchema,
+        op: Operator,
+        term: &Term,
+    ) -> Result<Vec<Bytes>, CqlError> {
+        let one = |term: &Term| -> Result<Bytes, CqlError> {
+            match term_value(&column.ty, term, &column.name, self.bindings)? {
+                Value::Set(bytes) => Ok(bytes),
+                _ => Err(invalid(format!(
+                    "Invalid null value in condition for column {}",
+                    column.name
+                ))),
+            }
+        };
+        match (op, term) {
+            (Operator::In, Term::Tuple(items) | Term::List(items)) => {
+                items.iter().map(one).collect()
+            }
+            (Operator::In, Term::Bind(_)) => match term_value(
+                &CqlType::List(Box::new(column.ty.clone())),
+                term,
+                &column.name,
+                self.bindings,
+            )? {
+                Value::Set(bytes) => split_collection(&bytes),
+                _ => Err(invalid(format!(
+                    "Invalid null value for IN restriction on {}",
+                    column.name
+                ))),
+            },
+            (Operator::In, _) => Err(invalid("IN needs a list of values")),
+            (_, term) => Ok(vec![one(term)?]),
+        }
+    }
+
+    fn select(&self, session: &Session, statement: &Statement) -> Result<ResultBody, CqlError> {
+        let Statement::Select {
+            table: name,
+            json,
+            distinct,
+            selectors,
+            relations,
+            order_by,
+            per_partition_limit,
+            limit,
+            allow_filtering,
+        } = statement
+        else {
+            return Err(CqlError::Server("not a SELECT".into()));
+        };
+        if *json {
+            return Err(CqlError::not_yet_supported("SELECT JSON"));
+        }
+        if *distinct || per_partition_limit.is_some() {
+            return Err(CqlError::not_yet_supported(
+                "DISTINCT and PER PARTITION LIMIT",
+            ));
+        }
+        let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
+        let limit = match limit {
+            Some(term) => {
+                let n = self.int_option(term, "limit")?;
+                if n <= 0 {
+                    return Err(invalid(format!("LIMIT must be strictly positive, not {n}")));
+                }
+                Some(n as usize)
+            }
+            None => None,
+        };
+        if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) || keyspace == "system_virtual_schema" {
+            let catalog = self.node.catalog.read();
+            let Some(table) = virtual_table(&keyspace, &name.name, &self.node.info, &catalog)
+            else {
+                return Err(invalid(format!("unconfigured table {}", name.name)));
+            };
+            drop(catalog);
+            return self.select_virtual(table, selectors, relations, limit);
+        }
+        let table = self.table(name, session)?;
+        let restrictions = self.restrictions(&table, relations)?;
+        if !restrictions.filters.is_empty() && !allow_filtering {
+            return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
+        }
+        let projection = project(&table, selectors)?;
+        let reversed = self.reversed(&table, order_by, &restrictions)?;
+        let page_size = self.params.page_size.filter(|&p| p > 0).map(|p| p as usize);
+        let state = PagingState::decode(self.params.paging_state.as_ref())?;
+        let remaining = state
+            .as_ref()
+            .and_then(|s| s.remaining)
+            .or(limit)
+            .unwrap_or(UNPAGED_ROWS_MAX);
+        let page_rows = page_size.unwrap_or(UNPAGED_ROWS_MAX).min(remaining).max(1);
+        let placement = self.placement(&table);
+        let pk_count = table.partition_key().count();
+        let (partitions, next) = if restrictions.partition.len() == pk_count {
+            let keys = restrictions.partition_keys(&table)?;
+            let range = restrictions.clustering_range(&table)?;
+            if keys.len() > 1 && page_size.is_some_and(|p| p < UNPAGED_ROWS_MAX) && state.is_some()
+            {
+                return Err(CqlError::not_yet_supported("paging through IN queries"));
+            }
+            let mut partitions = Vec::new();
+            let mut next = None;
+            for key in keys {
+                let query = SliceQuery {
+                    range: range.clone(),
+                    reversed,
+                    limit: page_rows,
+                    resume_after: state.as_ref().and_then(|s| s.clustering.clone()),
+                };
+                let result = self
+                    .node
+                    .coordinator
+                    .read(table.table_id(), &key, &query, placement, self.consistency)
+                    .map_err(coordinator_error)?;
+                if let Some(rows) = result {
+                    if rows.rows.len() >= page_rows && page_rows < remaining {
+                        next = rows.rows.last().map(|r| PagingState {
+                            key: key.clone(),
+                            clustering: Some(r.clustering.clone()),
+                            remaining: Some(remaining - rows.rows.len()),
+                        });
+                    }
+                    partitions.push(rows);
+                }
+            }
+            (partitions, next)
+        } else if restrictions.partition.is_empty() {
+            if (!restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some())
+                && !allow_filtering
+            {
+                return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
+            }
+            if !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some() {
+                return Err(CqlError::not_yet_supported(
+                    "filtering on clustering columns in a full scan",
+                ));
+            }
+            if !order_by.is_empty() {
+                return Err(invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN."));
+            }
+            let range = TokenRange {
+                start: restrictions.token_start,
+                end: restrictions.token_end,
+            };
+            let resume = state.as_ref().map(|s| ScanResume {
+                key: s.key.clone(),
+                clustering: s.clustering.clone(),
+            });
+            let page = self
+                .node
+                .coordinator
+                .scan(
+                    table.table_id(),
+                    &range,
+                    resume.as_ref(),
+                    page_rows,
+                    placement,
+                    self.consistency,
+                )
+                .map_err(coordinator_error)?;
+            let returned: usize = page.partitions.iter().map(|p| p.rows.len().max(1)).sum();
+            let next = match page.resume {
+                Some(resume) if page_rows < remaining => Some(PagingState {
+                    key: resume.key,
+                    clustering: resume.clustering,
+                    remaining: Some(remaining.saturating_sub(returned)),
+                }),
+                _ => None,
+            };
+            (page.partitions, next)
+        } else {
+            let missing: Vec<&str> = table
+                .partition_key()
+                .filter(|c| {
+                    !restrictions
+                        .partition
+                        .iter()
+                        .any(|(p, _)| *p == c.position as usize)
+                })
+                .map(|c| c.name.as_str())
+                .collect();
+            return Err(invalid(format!("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. Partition key parts: {} must be restricted as other parts are", missing.join(", "))));
+        };
+        let has_clustering_restriction =
+            !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some();
+        let mut rows = Vec::new();
+        for partition in &partitions {
+            materialize(
+                &table,
+                partition,
+                &projection,
+                has_clustering_restriction,
+                &restrictions.filters,
+                &mut rows,
+            )?;
+        }
+        if let Some(count_alias) = projection.iter().find_map(|p| {
+            if let Projected::Count(alias) = p {
+                Some(alias.clone())
+            } else {
+                None
+            }
+        }) {
+            let spec = ColumnSpec {
+                keyspace: table.keyspace.clone(),
+                table: table.name.clone(),
+                name: count_alias,
+                ty: CqlType::BigInt,
+            };
+            return Ok(ResultBody::Rows(Rows {
+                columns: vec![spec],
+                rows: vec![vec![Some(Bytes::copy_from_slice(
+                    &(rows.len() as i64).to_be_bytes(),
+                ))]],
+                paging_state: None,
+            }));
+        }
+        rows.truncate(remaining);
+        let columns = projection
+            .iter()
+            .filter_map(|p| match p {
+                Projected::Column(c, alias) => Some(ColumnSpec {
+                    keyspace: table.keyspace.clone(),
+                    table: table.name.clone(),
+                    name: alias.clone().unwrap_or_else(|| c.name.clone()),
+                    ty: c.ty.clone(),
+                }),
+                Projected::Count(_) => None,
+            })
+            .collect();
+        Ok(ResultBody::Rows(Rows {
+            columns,
+            rows,
+            paging_state: next.map(|s| s.encode()),
+        }))
+    }
+
+    fn reversed(
+        &self,
+        table: &TableSchema,
+        order_by: &[(String, bool)],
+        restrictions: &Restrictions,
+    ) -> Result<bool, CqlError> {
+        if order_by.is_empty() {
+            return Ok(false);
+        }
+        if restrictions.partition.len() != table.partition_key().count() {
+            return Err(invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN."));
+        }
+        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
+        let mut reversed = None;
+        for (i, (column, descending)) in order_by.iter().enumerate() {
+            let schema = clustering.get(i).filter(|c| &c.name == column).ok_or_else(|| invalid("Order by currently only supports the ordering of columns following their declared order in the PRIMARY KEY"))?;
+            let this = *descending != schema.descending;
+            if reversed.is_some_and(|r| r != this) {
+                return Err(invalid(format!(
+                    "Unsupported order by relation on {column}"
+                )));
+            }
+            reversed = Some(this);
+        }
+        Ok(reversed.unwrap_or(false))
+    }
+
+    fn select_virtual(
+        &self,
+        table: crate::system_tables::VirtualTable,
+        selectors: &[Selector],
+        relations: &[Relation],
+        limit: Option<usize>,
+    ) -> Result<ResultBody, CqlError> {
+        let mut filters = Vec::new();
+        for relation in relations {
+            let Relation::Column {
+                column,
+                op: Operator::Eq,
+                value,
+            } = relation
+            else {
+                return Err(CqlError::not_yet_supported(
+                    "restrictions other than = on system tables",
+                ));
+            };
+            let index = table
+                .columns
+                .iter()
+                .position(|c| &c.name == column)
+                .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+            let Some(spec) = table.columns.get(index) else {
+                continue;
+            };
+            let Value::Set(bytes) = term_value(&spec.ty, value, column, self.bindings)? else {
+                return Err(invalid(format!(
+                    "Invalid null value in condition for column {column}"
+                )));
+            };
+            filters.push((index, bytes));
+        }
+        let indexes: Vec<(usize, Option<String>)> = if selectors.is_empty() {
+            (0..table.columns.len()).map(|i| (i, None)).collect()
+        } else {
+            let mut out = Vec::new();
+            for selector in selectors {
+                let (name, alias) = match selector {
+                    Selector::Column(name) => (name, None),
+                    Selector::Aliased(inner, alias) => match inner.as_ref() {
+                        Selector::Column(name) => (name, Some(alias.clone())),
+                        _ => {
+                            return Err(CqlError::not_yet_supported(
+                                "functions in selections on system tables",
+                            ))
+                        }
+                    },
+                    _ => {
+                        return Err(CqlError::not_yet_supported(
+                            "functions in selections on system tables",
+                        ))
+                    }
+                };
+                let index = table
+                    .columns
+                    .iter()
+                    .position(|c| &c.name == name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {name}")))?;
+                out.push((index, alias));
+            }
+            out
+        };
+        let rows: Vec<Vec<Option<Bytes>>> = table
+            .rows
+            .iter()
+            .filter(|row| {
+                filters
+                    .iter()
+                    .all(|(i, v)| row.get(*i).and_then(|c| c.as_ref()) == Some(v))
+            })
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|row| {
+                indexes
+                    .iter()
+                    .map(|(i, _)| row.get(*i).cloned().flatten())
+                    .collect()
+            })
+            .collect();
+        let columns = indexes
+            .iter()
+            .filter_map(|(i, alias)| {
+                table.columns.get(*i).map(|c| ColumnSpec {
+                    name: alias.clone().unwrap_or_else(|| c.name.clone()),
+                    ..c.clone()
+                })
+            })
+            .collect();
+        Ok(ResultBody::Rows(Rows {
+            columns,
+            rows,
+            paging_state: None,
+        }))
+    }
+}
+
+/// A range restriction on one clustering column.
+#[derive(Debug, Clone)]
+struct Slice {
+    position: usize,
+    lower: Option<(Bytes, bool)>,
+    upper: Option<(Bytes, bool)>,
+}
+
+#[derive(Debug)]
+struct Restrictions {
+    /// Per partition key position, its values (one for =, several for IN).
+    partition: Vec<(usize, Vec<Bytes>)>,
+    clustering_eq: Vec<Bytes>,
+    clustering_slice: Option<Slice>,
+    pending_slice: Option<Slice>,
+    filters: Vec<(ColumnSchema, Bytes)>,
+    token_start: Bound<i64>,
+    token_end: Bound<i64>,
+    has_token: bool,
+}
+
+impl Default for Restrictions {
+    fn default() -> Self {
+        Restrictions {
+            partition: Vec::new(),
+            clustering_eq: Vec::new(),
+            clustering_slice: None,
+            pending_slice: None,
+            filters: Vec::new(),
+            token_start: Bound::Unbounded,
+            token_end: Bound::Unbounded,
+            has_token: false,
+        }
+    }
+}
+
+impl Restrictions {
+    fn partition_keys(&self, table: &TableSchema) -> Result<Vec<PartitionKey>, CqlError> {
+        let mut combos: Vec<Vec<Bytes>> = vec![Vec::new()];
+        for column in table.partition_key() {
+            let values = self
+                .partition
+                .iter()
+                .find(|(p, _)| *p == column.position as usize)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "Missing mandatory PRIMARY KEY part {}",
+                        column.name
+                    ))
+                })?;
+            combos = combos
+                .into_iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |v| {
+                        let mut next = prefix.clone();
+                        next.push(v.clone());
+                        next
+                    })
+                })
+                .collect();
+            if combos.len() > 1_000 {
+                return Err(invalid(
+                    "IN restrictions produce more than 1000 partition keys",
+                ));
+            }
+        }
+        let mut keys: Vec<PartitionKey> = combos
+            .iter()
+            .map(|components| key_from_components(components))
+            .collect::<Result<_, _>>()?;
+        keys.dedup();
+        Ok(keys)
+    }
+
+    fn single_partition(&self, table: &TableSchema) -> Result<PartitionKey, CqlError> {
+        if self.has_token || !self.filters.is_empty() {
+            return Err(invalid(
+                "Only the primary key can be restricted in a modification statement",
+            ));
+        }
+        let keys = self.partition_keys(table)?;
+        match keys.as_slice() {
+            [key] => Ok(key.clone()),
+            _ => Err(CqlError::not_yet_supported(
+                "IN on the partition key of a modification",
+            )),
+        }
+    }
+
+    fn full_clustering(&self, table: &TableSchema) -> Result<Bytes, CqlError> {
+        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
+        if self.clustering_slice.is_some() || self.clustering_eq.len() != clustering.len() {
+            let missing = clustering
+                .get(self.clustering_eq.len())
+                .map_or("", |c| c.name.as_str());
+            return Err(invalid(format!(
+                "Some clustering keys are missing: {missing}"
+            )));
+        }
+        let mut out = Vec::new();
+        for (column, value) in clustering.iter().zip(&self.clustering_eq) {
+            column
+                .ty
+                .encode_comparable(value, column.descending, &mut out)
+                .map_err(|e| invalid(e.0))?;
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn clustering_range(&self, table: &TableSchema) -> Result<ClusteringRange, CqlError> {
+        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
+        let mut prefix = Vec::new();
+        for (column, value) in clustering.iter().zip(&self.clustering_eq) {
+            column
+                .ty
+                .encode_comparable(value, column.descending, &mut prefix)
+                .map_err(|e| invalid(e.0))?;
+        }
+        let prefix_bound = || {
+            if prefix.is_empty() {
+                ClusteringBound::Unbounded
+            } else {
+                ClusteringBound::Inclusive(Bytes::from(prefix.clone()))
+            }
+        };
+        let Some(slice) = &self.clustering_slice else {
+            return Ok(ClusteringRange {
+                start: prefix_bound(),
+                end: prefix_bound(),
+            });
+        };
+        let column = clustering
+            .get(slice.position)
+            .ok_or_else(|| invalid("bad clustering slice"))?;
+        let bound = |value: &(Bytes, bool)| -> Result<ClusteringBound, CqlError> {
+            let mut key = prefix.clone();
+            column
+                .ty
+                .encode_comparable(&value.0, column.descending, &mut key)
+                .map_err(|e| invalid(e.0))?;
+            Ok(if value.1 {
+                ClusteringBound::Inclusive(Bytes::from(key))
+            } else {
+                ClusteringBound::Exclusive(Bytes::from(key))
+            })
+        };
+        let lower = slice
+            .lower
+            .as_ref()
+            .map(bound)
+            .transpose()?
+            .unwrap_or_else(prefix_bound);
+        let upper = slice
+            .upper
+            .as_ref()
+            .map(bound)
+            .transpose()?
+            .unwrap_or_else(prefix_bound);
+        // A DESC column stores larger values first: CQL's lower bound is the byte order's end.
+        Ok(if column.descending {
+            ClusteringRange {
+                start: upper,
+                end: lower,
+            }
+        } else {
+            ClusteringRange {
+                start: lower,
+                end: upper,
+            }
+        })
+    }
+}
+
+fn key_from_components(components: &[Bytes]) -> Result<PartitionKey, CqlError> {
+    let bytes: Bytes = match components {
+        [single] => single.clone(),
+        many => {
+            let mut out = BytesMut::new();
+            for component in many {
+                if component.len() > u16::MAX as usize {
+                    return Err(invalid(
+                        "Partition key component too large (over 65535 bytes)",
+                    ));
+                }
+                out.put_u16(component.len() as u16);
+                out.put_slice(component);
+                out.put_u8(0);
+            }
+            out.freeze()
+        }
+    };
+    if bytes.is_empty() {
+        return Err(invalid("Key may not be empty"));
+    }
+    if bytes.len() > u16::MAX as usize {
+        return Err(invalid(
+            "Key length of partition key is longer than maximum of 65535",
+        ));
+    }
+    Ok(PartitionKey::new(
+        replication::murmur3::token_of(&bytes),
+        bytes,
+    ))
+}
+
+fn partition_key(
+    table: &TableSchema,
+    value_of: impl Fn(&ColumnSchema) -> Option<Value>,
+) -> Result<PartitionKey, CqlError> {
+    let mut components = Vec::new();
+    for column in table.partition_key() {
+        match value_of(column) {
+            Some(Value::Set(bytes)) => components.push(bytes),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "Invalid null value in condition for column {}",
+                    column.name
+                )))
+            }
+            None => {
+                return Err(invalid(format!(
+                    "Some partition key parts are missing: {}",
+                    column.name
+                )))
+            }
+        }
+    }
+    key_from_components(&components)
+}
+
+fn clustering_key(
+    table: &TableSchema,
+    value_of: impl Fn(&ColumnSchema) -> Option<Value>,
+) -> Result<Bytes, CqlError> {
+    let mut out = Vec::new();
+    for column in table.clustering() {
+        match value_of(column) {
+            Some(Value::Set(bytes)) => column
+                .ty
+                .encode_comparable(&bytes, column.descending, &mut out)
+                .map_err(|e| invalid(e.0))?,
+            Some(_) => {
+                return Err(invalid(format!(
+                    "Invalid null value in condition for column {}",
+                    column.name
+                )))
+            }
+            None => {
+                return Err(invalid(format!(
+                    "Some clustering keys are missing: {}",
+                    column.name
+                )))
+            }
+        }
+    }
+    Ok(Bytes::from(out))
+}
+
+fn cell(column: u32, timestamp: i64, ttl: i64, now_s: i64, value: Option<Bytes>) -> Cell {
+    let value = match value {
+        None => CellValue::Tombstone {
+            deleted_at_s: now_s,
+        },
+        Some(value) if ttl > 0 => CellValue::Expiring {
+            value,
+            ttl_s: ttl as u32,
+            expires_at_s: now_s + ttl,
+        },
+        Some(value) => CellValue::Live(value),
+    };
+    Cell {
+        column,
+        path: None,
+        timestamp,
+        value,
+    }
+}
+
+fn cells_update(
+    table: &TableSchema,
+    assigned: &[(&ColumnSchema, Value)],
+    clustering: Bytes,
+    timestamp: i64,
+    ttl: i64,
+    now_s: i64,
+) -> Result<PartitionUpdate, CqlError> {
+    let mut cells = Vec::new();
+    let mut statics = Vec::new();
+    for (column, value) in assigned {
+        let value = match value {
+            Value::Set(bytes) => Some(bytes.clone()),
+            Value::Null => None,
+            Value::NotSet => continue,
+        };
+        match column.kind {
+            ColumnKind::Regular => cells.push(cell(column.id, timestamp, ttl, now_s, value)),
+            ColumnKind::Static => statics.push(cell(column.id, timestamp, ttl, now_s, value)),
+            _ => {}
+        }
+    }
+    let mut update = PartitionUpdate::default();
+    let has_clustering = table.clustering().next().is_some();
+    if !cells.is_empty() || !has_clustering || statics.is_empty() {
+        update.rows.push(Row::new(clustering, cells));
+    }
+    if !statics.is_empty() {
+        update.static_row = Some(Row::new(Bytes::new(), statics));
+    }
+    Ok(update)
+}
+
+/// A selected output.
+enum Projected {
+    Column(ColumnSchema, Option<String>),
+    Count(String),
+}
+
+fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>, CqlError> {
+    if selectors.is_empty() {
+        return Ok(table
+            .columns
+            .iter()
+            .map(|c| Projected::Column(c.clone(), None))
+            .collect());
+    }
+    let mut out = Vec::new();
+    for selector in selectors {
+        let (inner, alias) = match selector {
+            Selector::Aliased(inner, alias) => (inner.as_ref(), Some(alias.clone())),
+            other => (other, None),
+        };
+        match inner {
+            Selector::Column(name) => {
+                let column = table
+                    .column(name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {name}")))?;
+                out.push(Projected::Column(column.clone(), alias));
+            }
+            Selector::CountAll => {
+                out.push(Projected::Count(alias.unwrap_or_else(|| "count".into())))
+            }
+            Selector::Function { name, .. } => {
+                return Err(CqlError::not_yet_supported(&format!(
+                    "the {name}() function in a selection"
+                )))
+            }
+            Selector::Aliased(..) => return Err(invalid("nested aliases")),
+        }
+    }
+    if out.iter().any(|p| matches!(p, Projected::Count(_))) && out.len() > 1 {
+        return Err(CqlError::not_yet_supported(
+            "count(*) together with other selections",
+        ));
+    }
+    Ok(out)
+}
+
+fn partition_key_components(table: &TableSchema, key: &[u8]) -> Result<Vec<Bytes>, CqlError> {
+    let count = table.partition_key().count();
+    if count == 1 {
+        return Ok(vec![Bytes::copy_from_slice(key)]);
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut at = 0;
+    for _ in 0..count {
+        let len_bytes = key
+            .get(at..at + 2)
+            .ok_or_else(|| CqlError::Server("stored partition key is malformed".into()))?;
+        let len = u16::from_be_bytes([len_bytes[0], len_bytes[1]]) as usize;
+        let value = key
+            .get(at + 2..at + 2 + len)
+            .ok_or_else(|| CqlError::Server("stored partition key is malformed".into()))?;
+        out.push(Bytes::copy_from_slice(value));
+        at += 2 + len + 1;
+    }
+    Ok(out)
+}
+
+fn clustering_components(table: &TableSchema, clustering: &[u8]) -> Result<Vec<Bytes>, CqlError> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for column in table.clustering() {
+        let rest = clustering.get(at..).unwrap_or_default();
+        let (value, used) = column
+            .ty
+            .decode_comparable(rest, column.descending)
+            .map_err(|e| {
+                CqlError::Server(format!("stored clustering key is malformed: {}", e.0))
+            })?;
+        out.push(Bytes::from(value));
+        at += used;
+    }
+    Ok(out)
+}
+
+fn materialize(
+    table: &TableSchema,
+    partition: &PartitionRows,
+    projection: &[Projected],
+    has_clustering_restriction: bool,
+    filters: &[(ColumnSchema, Bytes)],
+    out: &mut Vec<Vec<Option<Bytes>>>,
+) -> Result<(), CqlError> {
+    let key_components = partition_key_components(table, &partition.key.key)?;
+    let static_value = |id: u32| {
+        partition
+            .static_row
+            .as_ref()
+            .and_then(|r| r.cells.iter().find(|c| c.column == id))
+            .and_then(|c| c.value_bytes().cloned())
+    };
+    let mut emit = |row: Option<&Row>| -> Result<(), CqlError> {
+        let clustering = match row {
+            Some(row) => clustering_components(table, &row.clustering)?,
+            None => Vec::new(),
+        };
+        let value = |column: &ColumnSchema| -> Option<Bytes> {
+            match column.kind {
+                ColumnKind::PartitionKey => key_components.get(column.position as usize).cloned(),
+                ColumnKind::Clustering => clustering.get(column.position as usize).cloned(),
+                ColumnKind::Static => static_value(column.id),
+                ColumnKind::Regular => row
+                    .and_then(|r| r.cells.iter().find(|c| c.column == column.id))
+                    .and_then(|c| c.value_bytes().cloned()),
+            }
+        };
+        if filters
+            .iter()
+            .any(|(column, expected)| value(column).as_ref() != Some(expected))
+        {
+            return Ok(());
+        }
+        out.push(
+            projection
+                .iter()
+                .map(|p| match p {
+                    Projected::Column(column, _) => value(column),
+                    Projected::Count(_) => None,
+                })
+                .collect(),
+        );
+        Ok(())
+    };
+    if partition.rows.is_empty() {
+        if partition.static_row.is_some() && !has_clustering_restriction {
+            emit(None)?;
+        }
+        return Ok(());
+    }
+    for row in &partition.rows {
+        emit(Some(row))?;
+    }
+    Ok(())
+}
+
+fn split_collection(bytes: &[u8]) -> Result<Vec<Bytes>, CqlError> {
+    let bad = || invalid("malformed list value");
+    let count = i32::from_be_bytes(
+        bytes
+            .get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    let mut at = 4;
+    let mut out = Vec::new();
+    for _ in 0..count.max(0) {
+        let len = i32::from_be_bytes(
+            bytes
+                .get(at..at + 4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
+        at += 4;
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        out.push(Bytes::copy_from_slice(
+            bytes.get(at..at + len).ok_or_else(bad)?,
+        ));
+        at += len;
+    }
+    Ok(out)
+}
+
+/// Where the next page starts: independent of the connection, so a driver
+/// may fetch it on any connection (gocql does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PagingState {
+    key: PartitionKey,
+    clustering: Option<Bytes>,
+    remaining: Option<usize>,
+}
+
+impl PagingState {
+    const VERSION: u8 = 1;
+
+    fn encode(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        out.put_u8(Self::VERSION);
+        out.put_i64(self.key.token);
+        out.put_u32(self.key.key.len() as u32);
+        out.put_slice(&self.key.key);
+        match &self.clustering {
+            Some(c) => {
+                out.put_u8(1);
+                out.put_u32(c.len() as u32);
+                out.put_slice(c);
+            }
+            None => out.put_u8(0),
+        }
+        out.put_i64(self.remaining.map_or(-1, |r| r as i64));
+        out.freeze()
+    }
+
+    fn decode(bytes: Option<&Bytes>) -> Result<Option<PagingState>, CqlError> {
+        let Some(bytes) = bytes else { return Ok(None) };
+        let bad = || {
+            CqlError::Protocol(
+                "invalid paging state (was it made by another Ilion version?)".into(),
+            )
+        };
+        let mut r = crate::protocol::primitives::BodyReader::new(bytes.clone());
+        if r.read_byte().map_err(|_| bad())? != Self::VERSION {
+            return Err(bad());
+        }
+        let token = r.read_long().map_err(|_| bad())?;
+        let key = r.read_bytes().map_err(|_| bad())?.ok_or_else(bad)?;
+        let clustering = match r.read_byte().map_err(|_| bad())? {
+            0 => None,
+            _ => Some(r.read_bytes().map_err(|_| bad())?.ok_or_else(bad)?),
+        };
+        let remaining = r.read_long().map_err(|_| bad())?;
+        Ok(Some(PagingState {
+            key: PartitionKey::new(token, key),
+            clustering,
+            remaining: usize::try_from(remaining).ok(),
+        }))
+    }
+}

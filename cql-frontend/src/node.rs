@@ -1,0 +1,79 @@
+//! What the CQL layer knows about its node: identity (for `system.local`),
+//! the schema catalog, and the coordinator every request goes through. One
+//! [`Node`] is shared by all connections; each connection keeps a
+//! [`Session`] (its `USE` keyspace).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use replication::Coordinator;
+
+use crate::protocol::error::CqlError;
+use crate::schema::Catalog;
+
+/// The Cassandra version drivers and cqlsh see: 5.0.0 avoids cqlsh's
+/// version warning and selects the drivers' Cassandra 4+ schema parser.
+/// Ilion's own version is in `system.local.ilion_version`.
+pub const RELEASE_VERSION: &str = "5.0.0";
+
+/// The node's identity as `system.local` shows it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub cluster_name: String,
+    pub listen_address: IpAddr,
+    pub rpc_address: IpAddr,
+    pub native_port: u16,
+    pub storage_port: u16,
+    pub data_center: String,
+    pub rack: String,
+    pub host_id: u128,
+    pub tokens: Vec<i64>,
+    pub generation: i32,
+    pub ilion_version: String,
+}
+
+impl NodeInfo {
+    /// A node on 127.0.0.1 for unit tests.
+    pub fn for_tests() -> NodeInfo {
+        NodeInfo {
+            cluster_name: "Test Cluster".into(),
+            listen_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            rpc_address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            native_port: 9042,
+            storage_port: 7000,
+            data_center: "datacenter1".into(),
+            rack: "rack1".into(),
+            host_id: 0x1234,
+            tokens: vec![0],
+            generation: 1,
+            ilion_version: "test".into(),
+        }
+    }
+}
+
+/// Shared state of the CQL layer.
+#[derive(Debug)]
+pub struct Node {
+    pub info: NodeInfo,
+    pub coordinator: Coordinator,
+    pub catalog: RwLock<Catalog>,
+}
+
+impl Node {
+    /// Loads the schema catalog from the engine.
+    pub fn open(info: NodeInfo, coordinator: Coordinator) -> Result<Arc<Node>, CqlError> {
+        let catalog = Catalog::load(coordinator.engine())?;
+        Ok(Arc::new(Node {
+            info,
+            coordinator,
+            catalog: RwLock::new(catalog),
+        }))
+    }
+}
+
+/// One connection's session state.
+#[derive(Debug, Default, Clone)]
+pub struct Session {
+    pub keyspace: Option<String>,
+}

@@ -1,0 +1,480 @@
+//! The `system` and `system_schema` tables drivers and cqlsh read at
+//! connect time, built on demand from the node's identity and the schema
+//! catalog (`shared/data/driver-contract.md` is the map of what they read).
+
+use std::net::IpAddr;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::node::NodeInfo;
+use crate::results::ColumnSpec;
+use crate::schema::{format_uuid, Catalog, ColumnKind};
+use crate::types::CqlType;
+
+/// A virtual table's columns and rows.
+#[derive(Debug, Clone)]
+pub struct VirtualTable {
+    pub columns: Vec<ColumnSpec>,
+    pub rows: Vec<Vec<Option<Bytes>>>,
+}
+
+fn text(s: &str) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+fn int(v: i32) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(&v.to_be_bytes()))
+}
+
+fn double(v: f64) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(&v.to_be_bytes()))
+}
+
+fn boolean(v: bool) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(&[u8::from(v)]))
+}
+
+fn uuid(v: u128) -> Option<Bytes> {
+    Some(Bytes::copy_from_slice(&v.to_be_bytes()))
+}
+
+fn inet(addr: IpAddr) -> Option<Bytes> {
+    Some(match addr {
+        IpAddr::V4(v4) => Bytes::copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => Bytes::copy_from_slice(&v6.octets()),
+    })
+}
+
+fn elements(items: &[&[u8]]) -> Option<Bytes> {
+    let mut out = BytesMut::new();
+    out.put_i32(items.len() as i32);
+    for item in items {
+        out.put_i32(item.len() as i32);
+        out.put_slice(item);
+    }
+    Some(out.freeze())
+}
+
+fn text_set(items: &[String]) -> Option<Bytes> {
+    let mut sorted: Vec<&String> = items.iter().collect();
+    sorted.sort();
+    let parts: Vec<&[u8]> = sorted.iter().map(|s| s.as_bytes()).collect();
+    elements(&parts)
+}
+
+fn text_map(entries: &[(String, String)]) -> Option<Bytes> {
+    let mut sorted: Vec<&(String, String)> = entries.iter().collect();
+    sorted.sort();
+    let mut out = BytesMut::new();
+    out.put_i32(sorted.len() as i32);
+    for (k, v) in sorted {
+        out.put_i32(k.len() as i32);
+        out.put_slice(k.as_bytes());
+        out.put_i32(v.len() as i32);
+        out.put_slice(v.as_bytes());
+    }
+    Some(out.freeze())
+}
+
+fn columns(keyspace: &str, table: &str, defs: &[(&str, &str)]) -> Vec<ColumnSpec> {
+    defs.iter()
+        .map(|(name, ty)| ColumnSpec {
+            keyspace: keyspace.to_owned(),
+            table: table.to_owned(),
+            name: (*name).to_owned(),
+            ty: CqlType::parse(ty).unwrap_or(CqlType::Blob),
+        })
+        .collect()
+}
+
+fn map_type() -> &'static str {
+    "frozen<map<text, text>>"
+}
+
+/// The virtual table `keyspace.table`, if it is one this node serves.
+pub fn virtual_table(
+    keyspace: &str,
+    table: &str,
+    node: &NodeInfo,
+    catalog: &Catalog,
+) -> Option<VirtualTable> {
+    match (keyspace, table) {
+        ("system", "local") => Some(local(node, catalog)),
+        ("system", "peers") => Some(VirtualTable {
+            columns: columns(
+                "system",
+                "peers",
+                &[
+                    ("peer", "inet"),
+                    ("data_center", "text"),
+                    ("host_id", "uuid"),
+                    ("preferred_ip", "inet"),
+                    ("rack", "text"),
+                    ("release_version", "text"),
+                    ("rpc_address", "inet"),
+                    ("schema_version", "uuid"),
+                    ("tokens", "set<text>"),
+                ],
+            ),
+            rows: Vec::new(),
+        }),
+        ("system", "peers_v2") => Some(VirtualTable {
+            columns: columns(
+                "system",
+                "peers_v2",
+                &[
+                    ("peer", "inet"),
+                    ("peer_port", "int"),
+                    ("data_center", "text"),
+                    ("host_id", "uuid"),
+                    ("native_address", "inet"),
+                    ("native_port", "int"),
+                    ("preferred_ip", "inet"),
+                    ("preferred_port", "int"),
+                    ("rack", "text"),
+                    ("release_version", "text"),
+                    ("schema_version", "uuid"),
+                    ("tokens", "set<text>"),
+                ],
+            ),
+            rows: Vec::new(),
+        }),
+        ("system_schema", "keyspaces") => Some(keyspaces(catalog)),
+        ("system_schema", "tables") => Some(tables(catalog)),
+        ("system_schema", "columns") => Some(schema_columns(catalog)),
+        ("system_schema", "types") => Some(empty(
+            "types",
+            &[
+                ("keyspace_name", "text"),
+                ("type_name", "text"),
+                ("field_names", "frozen<list<text>>"),
+                ("field_types", "frozen<list<text>>"),
+            ],
+        )),
+        ("system_schema", "functions") => Some(empty(
+            "functions",
+            &[
+                ("keyspace_name", "text"),
+                ("function_name", "text"),
+                ("argument_types", "frozen<list<text>>"),
+                ("argument_names", "frozen<list<text>>"),
+                ("body", "text"),
+                ("called_on_null_input", "boolean"),
+                ("language", "text"),
+                ("return_type", "text"),
+            ],
+        )),
+        ("system_schema", "aggregates") => Some(empty(
+            "aggregates",
+            &[
+                ("keyspace_name", "text"),
+                ("aggregate_name", "text"),
+                ("argument_types", "frozen<list<text>>"),
+                ("final_func", "text"),
+                ("initcond", "text"),
+                ("return_type", "text"),
+                ("state_func", "text"),
+                ("state_type", "text"),
+            ],
+        )),
+        ("system_schema", "triggers") => Some(empty(
+            "triggers",
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("trigger_name", "text"),
+                ("options", map_type()),
+            ],
+        )),
+        ("system_schema", "indexes") => Some(empty(
+            "indexes",
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("index_name", "text"),
+                ("kind", "text"),
+                ("options", map_type()),
+            ],
+        )),
+        ("system_schema", "views") => Some(empty(
+            "views",
+            &[
+                ("keyspace_name", "text"),
+                ("view_name", "text"),
+                ("base_table_id", "uuid"),
+                ("base_table_name", "text"),
+                ("bloom_filter_fp_chance", "double"),
+                ("caching", map_type()),
+                ("comment", "text"),
+                ("compaction", map_type()),
+                ("compression", map_type()),
+                ("crc_check_chance", "double"),
+                ("dclocal_read_repair_chance", "double"),
+                ("default_time_to_live", "int"),
+                ("extensions", "frozen<map<text, blob>>"),
+                ("gc_grace_seconds", "int"),
+                ("id", "uuid"),
+                ("include_all_columns", "boolean"),
+                ("max_index_interval", "int"),
+                ("memtable_flush_period_in_ms", "int"),
+                ("min_index_interval", "int"),
+                ("read_repair_chance", "double"),
+                ("speculative_retry", "text"),
+                ("where_clause", "text"),
+            ],
+        )),
+        ("system_schema", "dropped_columns") => Some(empty(
+            "dropped_columns",
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("column_name", "text"),
+                ("dropped_time", "timestamp"),
+                ("kind", "text"),
+                ("type", "text"),
+            ],
+        )),
+        _ => None,
+    }
+}
+
+fn empty(table: &str, defs: &[(&str, &str)]) -> VirtualTable {
+    VirtualTable {
+        columns: columns("system_schema", table, defs),
+        rows: Vec::new(),
+    }
+}
+
+fn local(node: &NodeInfo, catalog: &Catalog) -> VirtualTable {
+    let tokens: Vec<String> = node.tokens.iter().map(i64::to_string).collect();
+    VirtualTable {
+        columns: columns(
+            "system",
+            "local",
+            &[
+                ("key", "text"),
+                ("bootstrapped", "text"),
+                ("broadcast_address", "inet"),
+                ("broadcast_port", "int"),
+                ("cluster_name", "text"),
+                ("cql_version", "text"),
+                ("data_center", "text"),
+                ("gossip_generation", "int"),
+                ("host_id", "uuid"),
+                ("ilion_version", "text"),
+                ("listen_address", "inet"),
+                ("listen_port", "int"),
+                ("native_protocol_version", "text"),
+                ("partitioner", "text"),
+                ("rack", "text"),
+                ("release_version", "text"),
+                ("rpc_address", "inet"),
+                ("rpc_port", "int"),
+                ("schema_version", "uuid"),
+                ("tokens", "set<text>"),
+            ],
+        ),
+        rows: vec![vec![
+            text("local"),
+            text("COMPLETED"),
+            inet(node.listen_address),
+            int(i32::from(node.storage_port)),
+            text(&node.cluster_name),
+            text(crate::protocol::messages::CQL_VERSION),
+            text(&node.data_center),
+            int(node.generation),
+            uuid(node.host_id),
+            text(&node.ilion_version),
+            inet(node.listen_address),
+            int(i32::from(node.storage_port)),
+            text("4"),
+            text("org.apache.cassandra.dht.Murmur3Partitioner"),
+            text(&node.rack),
+            text(crate::node::RELEASE_VERSION),
+            inet(node.rpc_address),
+            int(i32::from(node.native_port)),
+            uuid(catalog.version),
+            text_set(&tokens),
+        ]],
+    }
+}
+
+fn keyspaces(catalog: &Catalog) -> VirtualTable {
+    let mut rows = Vec::new();
+    for name in crate::schema::SYSTEM_KEYSPACES {
+        let local = [(
+            "class".to_string(),
+            "org.apache.cassandra.locator.LocalStrategy".to_string(),
+        )];
+        rows.push(vec![text(name), boolean(true), text_map(&local)]);
+    }
+    for keyspace in catalog.keyspaces.values() {
+        rows.push(vec![
+            text(&keyspace.name),
+            boolean(keyspace.durable_writes),
+            text_map(&keyspace.replication_map()),
+        ]);
+    }
+    VirtualTable {
+        columns: columns(
+            "system_schema",
+            "keyspaces",
+            &[
+                ("keyspace_name", "text"),
+                ("durable_writes", "boolean"),
+                ("replication", map_type()),
+            ],
+        ),
+        rows,
+    }
+}
+
+fn tables(catalog: &Catalog) -> VirtualTable {
+    let mut rows = Vec::new();
+    for table in catalog.tables.values() {
+        let caching = [
+            ("keys".to_string(), "ALL".to_string()),
+            ("rows_per_partition".to_string(), "NONE".to_string()),
+        ];
+        let compression = [
+            ("chunk_length_in_kb".to_string(), "16".to_string()),
+            (
+                "class".to_string(),
+                "org.apache.cassandra.io.compress.LZ4Compressor".to_string(),
+            ),
+        ];
+        rows.push(vec![
+            text(&table.keyspace),
+            text(&table.name),
+            text("99p"),
+            double(0.01),
+            text_map(&caching),
+            boolean(false),
+            text(&table.comment),
+            text_map(&table.compaction),
+            text_map(&compression),
+            double(1.0),
+            double(0.0),
+            int(table.default_time_to_live as i32),
+            Some({
+                let mut out = BytesMut::new();
+                out.put_i32(0);
+                out.freeze()
+            }),
+            text_set(&["compound".to_string()]),
+            int(table.gc_grace_seconds as i32),
+            uuid(table.id),
+            int(2048),
+            int(0),
+            int(128),
+            text("BLOCKING"),
+            double(0.0),
+            text("99p"),
+        ]);
+    }
+    VirtualTable {
+        columns: columns(
+            "system_schema",
+            "tables",
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("additional_write_policy", "text"),
+                ("bloom_filter_fp_chance", "double"),
+                ("caching", map_type()),
+                ("cdc", "boolean"),
+                ("comment", "text"),
+                ("compaction", map_type()),
+                ("compression", map_type()),
+                ("crc_check_chance", "double"),
+                ("dclocal_read_repair_chance", "double"),
+                ("default_time_to_live", "int"),
+                ("extensions", "frozen<map<text, blob>>"),
+                ("flags", "frozen<set<text>>"),
+                ("gc_grace_seconds", "int"),
+                ("id", "uuid"),
+                ("max_index_interval", "int"),
+                ("memtable_flush_period_in_ms", "int"),
+                ("min_index_interval", "int"),
+                ("read_repair", "text"),
+                ("read_repair_chance", "double"),
+                ("speculative_retry", "text"),
+            ],
+        ),
+        rows,
+    }
+}
+
+fn schema_columns(catalog: &Catalog) -> VirtualTable {
+    let mut rows = Vec::new();
+    for table in catalog.tables.values() {
+        for column in &table.columns {
+            let order = match column.kind {
+                ColumnKind::Clustering if column.descending => "desc",
+                ColumnKind::Clustering => "asc",
+                _ => "none",
+            };
+            rows.push(vec![
+                text(&table.keyspace),
+                text(&table.name),
+                text(&column.name),
+                text(order),
+                Some(Bytes::copy_from_slice(column.name.as_bytes())),
+                text(column.kind.name()),
+                int(column.position),
+                text(&column.ty.to_string()),
+            ]);
+        }
+    }
+    VirtualTable {
+        columns: columns(
+            "system_schema",
+            "columns",
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("column_name", "text"),
+                ("clustering_order", "text"),
+                ("column_name_bytes", "blob"),
+                ("kind", "text"),
+                ("position", "int"),
+                ("type", "text"),
+            ],
+        ),
+        rows,
+    }
+}
+
+/// A table id as the driver shows it (for messages).
+pub fn describe_id(id: u128) -> String {
+    format_uuid(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_matches_its_columns() {
+        let node = NodeInfo::for_tests();
+        let catalog = Catalog::default();
+        for (ks, t) in [
+            ("system", "local"),
+            ("system", "peers"),
+            ("system", "peers_v2"),
+            ("system_schema", "keyspaces"),
+            ("system_schema", "tables"),
+            ("system_schema", "columns"),
+            ("system_schema", "views"),
+        ] {
+            let table = virtual_table(ks, t, &node, &catalog).unwrap();
+            assert!(
+                !table.columns.is_empty(),
+                "{ks}.{t} must have columns (drivers crash on zero)"
+            );
+            for row in &table.rows {
+                assert_eq!(row.len(), table.columns.len(), "{ks}.{t}");
+            }
+        }
+    }
+}
