@@ -1,6 +1,6 @@
 //! Goal: a real `ilion server` speaks the CQL native protocol's handshake as
 //! drivers expect (OPTIONS/SUPPORTED, STARTUP/READY, REGISTER, the version
-//! downgrade error), answers statements it cannot run yet with an honest
+//! downgrade error), answers what it cannot do yet with an honest
 //! `not yet supported` Invalid error, and survives garbage on the wire: a
 //! broken connection is closed with a ProtocolError and nothing else is
 //! affected.
@@ -146,10 +146,23 @@ fn startup_register_and_honest_statement_errors() {
     ))
     .unwrap();
     let reply = read_reply(&mut s).unwrap();
-    assert_eq!(reply.stream, 5);
-    let (code, message) = error_of(&reply);
+    assert_eq!((reply.stream, reply.opcode), (5, 0x08), "a RESULT");
+    assert_eq!(&reply.body[..4], &[0, 0, 0, 2], "kind Rows");
+
+    // PREPARE is not built yet: an honest Invalid error.
+    let q = "SELECT * FROM system.local";
+    let mut prepare = (q.len() as i32).to_be_bytes().to_vec();
+    prepare.extend_from_slice(q.as_bytes());
+    s.write_all(&frame(4, 7, 0x09, &prepare)).unwrap();
+    let (code, message) = error_of(&read_reply(&mut s).unwrap());
     assert_eq!(code, 0x2200, "{message}");
     assert!(message.starts_with("not yet supported"), "{message}");
+
+    s.write_all(&frame(4, 8, 0x07, &query_body("SELEKT * FROM t")))
+        .unwrap();
+    let (code, message) = error_of(&read_reply(&mut s).unwrap());
+    assert_eq!(code, 0x2000, "syntax error: {message}");
+    assert!(message.starts_with("line 1:1"), "{message}");
     // The connection stays usable after an Invalid error.
     s.write_all(&frame(4, 6, 0x05, &[])).unwrap();
     assert_eq!(read_reply(&mut s).unwrap().opcode, 0x06);
