@@ -1,7 +1,8 @@
 //! `cargo xtask ci`: the one entry point that runs every check, locally and in
 //! CI: `cargo fmt --check`, `cargo clippy` with warnings denied, the tidy
-//! checks, and the whole test suite with cargo-nextest (or `cargo test` where
-//! nextest is missing).
+//! checks, the Python venv with the pinned real clients (`cargo xtask venv`),
+//! and the whole test suite with cargo-nextest (or `cargo test` where nextest
+//! is missing).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +15,8 @@ fn main() -> anyhow::Result<()> {
     match task.as_str() {
         "ci" => ci(&root),
         "tidy" => tidy(&root),
-        _ => bail!("usage: cargo xtask ci | tidy"),
+        "venv" => venv(&root),
+        _ => bail!("usage: cargo xtask ci | tidy | venv"),
     }
 }
 
@@ -74,6 +76,27 @@ fn run(root: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
         bail!("{program} {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Creates `.venv` with the pinned real clients the tests drive.
+fn venv(root: &Path) -> anyhow::Result<()> {
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        run(root, "python3", &["-m", "venv", ".venv"])?;
+    }
+    run(
+        root,
+        ".venv/bin/python",
+        &[
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            "tools/ilion/tests/python/requirements.txt",
+        ],
+    )
 }
 
 /// Fails on a Rust source file without a module doc (`//!`) or with a

@@ -1,0 +1,175 @@
+"""Drives a real Ilion node with the real Python cassandra-driver.
+
+Usage: driver_test.py PORT MODE
+  MODE=full        schema, types, paging, errors, TTL, batches, deletes
+  MODE=write       writes rows for the durability test (prints the count)
+  MODE=read COUNT  checks that COUNT acknowledged rows are there
+Exits non-zero with a message on the first failed check.
+"""
+
+import datetime
+import decimal
+import ipaddress
+import sys
+import time
+import uuid
+
+from cassandra import AlreadyExists, InvalidRequest, Unavailable, ConsistencyLevel
+from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT
+from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
+from cassandra.protocol import SyntaxException
+from cassandra.query import SimpleStatement
+
+
+def connect(port):
+    # Fall-through retries: errors reach the test as the server sent them.
+    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20,
+                               retry_policy=FallthroughRetryPolicy())
+    cluster = Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                      connect_timeout=10, control_connection_timeout=10)
+    return cluster, cluster.connect()
+
+
+def expect(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def expect_error(kind, session, query, fragment=None):
+    try:
+        session.execute(query)
+    except kind as error:
+        if fragment is not None:
+            expect(fragment in str(error), f"{query!r}: error {error} lacks {fragment!r}")
+        return
+    raise AssertionError(f"{query!r} should raise {kind.__name__}")
+
+
+def full(port):
+    cluster, s = connect(port)
+    expect("system" in cluster.metadata.keyspaces, "system keyspace missing from metadata")
+    s.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+    expect_error(AlreadyExists, s, "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+    s.execute("USE ks")
+    s.execute("""CREATE TABLE types (
+        k int PRIMARY KEY, a ascii, b bigint, bl blob, bo boolean, d date, de decimal, do double,
+        f float, i inet, si smallint, t text, ti time, ts timestamp, tu timeuuid, tiny tinyint,
+        u uuid, vi varint, l frozen<list<int>>, st frozen<set<text>>, m frozen<map<text, int>>)""")
+    table = cluster.metadata.keyspaces["ks"].tables["types"]
+    expect([c for c in table.columns] == ["k", "a", "b", "bl", "bo", "d", "de", "do", "f", "i", "l", "m", "si", "st", "t", "ti", "tiny", "ts", "tu", "u", "vi"],
+           f"columns as Cassandra orders them, got {list(table.columns)}")
+    expect(table.columns["m"].cql_type == "frozen<map<text, int>>", table.columns["m"].cql_type)
+    values = dict(
+        a="ascii", b=-2**62, bl=b"\x00\xffblob", bo=True, d=datetime.date(2024, 2, 29),
+        de=decimal.Decimal("-12.345"), do=2.5, f=1.5, i=ipaddress.ip_address("10.0.0.7"), si=-300,
+        t="καλημέρα", ti=datetime.time(13, 14, 15, 123456), ts=datetime.datetime(2024, 5, 1, 12, 30, 0, 123000),
+        tu=uuid.uuid1(), tiny=-7, u=uuid.uuid4(), vi=2**70, l=[3, 1, 2], st={"b", "a"}, m={"x": 1, "y": -2},
+    )
+    names = ", ".join(values)
+    marks = ", ".join(["%s"] * len(values))
+    s.execute(f"INSERT INTO types (k, {names}) VALUES (%s, {marks})", [1] + list(values.values()))
+    row = s.execute("SELECT * FROM types WHERE k = 1").one()
+    for name, value in values.items():
+        got = getattr(row, name)
+        if name == "d":
+            got = got.date()
+        if name == "ti":
+            got = datetime.time(got.hour, got.minute, got.second, got.nanosecond // 1000)
+        if name == "i":
+            got = ipaddress.ip_address(got)
+        if name in ("l",):
+            got = list(got)
+        if name in ("st",):
+            got = set(got)
+        if name in ("m",):
+            got = dict(got)
+        expect(got == value, f"column {name}: wrote {value!r}, read {got!r}")
+    s.execute("INSERT INTO types (k, t) VALUES (2, null)")
+    row = s.execute("SELECT k, t FROM types WHERE k = 2").one()
+    expect(row is not None and row.t is None, f"row with only a key must exist, got {row}")
+
+    # Clustering, ordering and paging.
+    s.execute("CREATE TABLE events (p text, c int, v text, PRIMARY KEY (p, c)) WITH CLUSTERING ORDER BY (c DESC)")
+    for c in range(1000):
+        s.execute("INSERT INTO events (p, c, v) VALUES (%s, %s, %s)", ("a", c, f"v{c}"))
+    rows = list(s.execute(SimpleStatement("SELECT c FROM events WHERE p = 'a'", fetch_size=100)))
+    expect([r.c for r in rows] == list(range(999, -1, -1)), "paging in DESC clustering order")
+    rows = list(s.execute(SimpleStatement("SELECT c FROM events WHERE p = 'a' ORDER BY c ASC", fetch_size=100)))
+    expect([r.c for r in rows] == list(range(1000)), "paging in reversed order")
+    rows = list(s.execute("SELECT c FROM events WHERE p = 'a' AND c >= 10 AND c < 15"))
+    expect([r.c for r in rows] == [14, 13, 12, 11, 10], f"slice on a DESC column: {rows}")
+    rows = list(s.execute("SELECT c FROM events WHERE p = 'a' LIMIT 3"))
+    expect([r.c for r in rows] == [999, 998, 997], "LIMIT")
+    count = s.execute("SELECT count(*) FROM events WHERE p = 'a'").one()[0]
+    expect(count == 1000, f"count(*) = {count}")
+
+    # Full scan with paging across partitions.
+    s.execute("CREATE TABLE kv (k int PRIMARY KEY, v int)")
+    for k in range(300):
+        s.execute("INSERT INTO kv (k, v) VALUES (%s, %s)", (k, k * 2))
+    rows = list(s.execute(SimpleStatement("SELECT k, v FROM kv", fetch_size=50)))
+    expect(sorted(r.k for r in rows) == list(range(300)), f"full scan returned {len(rows)} rows")
+    expect(all(r.v == 2 * r.k for r in rows), "full scan values")
+
+    # Deletes, batches, TTL.
+    s.execute("DELETE FROM events WHERE p = 'a' AND c = 500")
+    s.execute("DELETE FROM events WHERE p = 'a' AND c > 900")
+    count = s.execute("SELECT count(*) FROM events WHERE p = 'a'").one()[0]
+    expect(count == 1000 - 1 - 99, f"after deletes count(*) = {count}")
+    s.execute("BEGIN BATCH INSERT INTO kv (k, v) VALUES (1000, 1); UPDATE kv SET v = 2 WHERE k = 1001; DELETE FROM kv WHERE k = 0; APPLY BATCH")
+    expect(s.execute("SELECT v FROM kv WHERE k = 1001").one().v == 2, "batch update")
+    expect(s.execute("SELECT v FROM kv WHERE k = 0").one() is None, "batch delete")
+    s.execute("INSERT INTO kv (k, v) VALUES (5000, 1) USING TTL 1")
+    expect(s.execute("SELECT v FROM kv WHERE k = 5000").one() is not None, "TTL row before expiry")
+    time.sleep(2.2)
+    expect(s.execute("SELECT v FROM kv WHERE k = 5000").one() is None, "TTL row after expiry")
+
+    # Errors drivers act on.
+    expect_error(InvalidRequest, s, "SELECT * FROM nope")
+    expect_error(SyntaxException, s, "SELEC * FROM kv", "line 1")
+    expect_error(InvalidRequest, s, "SELECT * FROM kv WHERE v = 3", "ALLOW FILTERING")
+    expect_error(InvalidRequest, s, "INSERT INTO kv (k, v) VALUES ('x', 1)", "Invalid")
+    s.execute("CREATE KEYSPACE rf3 WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+    s.execute("CREATE TABLE rf3.t (k int PRIMARY KEY, v int)")
+    s.execute(SimpleStatement("INSERT INTO rf3.t (k, v) VALUES (1, 1)", consistency_level=ConsistencyLevel.ONE))
+    try:
+        s.execute(SimpleStatement("INSERT INTO rf3.t (k, v) VALUES (1, 1)", consistency_level=ConsistencyLevel.QUORUM))
+        raise AssertionError("QUORUM with RF 3 on one node must be Unavailable")
+    except Unavailable as error:
+        expect(error.required_replicas == 2 and error.alive_replicas == 1, f"counts: {error}")
+
+    schema = cluster.metadata.keyspaces["ks"].export_as_string()
+    expect("CREATE TABLE ks.events" in schema and "CLUSTERING ORDER BY (c DESC)" in schema, schema)
+    cluster.shutdown()
+    print("python driver: all checks passed")
+
+
+def write(port):
+    cluster, s = connect(port)
+    s.execute("CREATE KEYSPACE IF NOT EXISTS dur WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+    s.execute("CREATE TABLE IF NOT EXISTS dur.t (k int PRIMARY KEY, v text)")
+    for k in range(500):
+        s.execute("INSERT INTO dur.t (k, v) VALUES (%s, %s)", (k, f"value-{k}"))
+    print(500)
+    sys.stdout.flush()
+    cluster.shutdown()
+
+
+def read(port, count):
+    cluster, s = connect(port)
+    rows = {r.k: r.v for r in s.execute(SimpleStatement("SELECT k, v FROM dur.t", fetch_size=100))}
+    missing = [k for k in range(count) if rows.get(k) != f"value-{k}"]
+    expect(not missing, f"{len(missing)} acknowledged rows lost after SIGKILL, e.g. {missing[:5]}")
+    cluster.shutdown()
+    print(f"durability: all {count} rows present")
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1])
+    mode = sys.argv[2]
+    if mode == "full":
+        full(port)
+    elif mode == "write":
+        write(port)
+    else:
+        read(port, int(sys.argv[3]))

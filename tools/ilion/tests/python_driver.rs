@@ -1,0 +1,74 @@
+//! Goal: the real Python `cassandra-driver` (pinned in
+//! `tests/python/requirements.txt`, installed by `cargo xtask venv`) works
+//! against a real `ilion server`: connect with protocol negotiation, schema
+//! metadata, every supported type round-tripping, paging, deletes, batches,
+//! TTL, the error classes drivers act on; and acknowledged writes survive a
+//! SIGKILL of the server.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Node;
+
+const START_LIMIT: Duration = Duration::from_secs(20);
+
+fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
+        venv.display()
+    );
+    venv
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/driver_test.py")
+}
+
+fn run_driver(node: &Node, args: &[&str]) -> String {
+    let output = Command::new("timeout")
+        .arg("180")
+        .arg(python())
+        .arg(script())
+        .arg(node.ports.native.to_string())
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "driver script {args:?} failed ({}):\n{stdout}\n{stderr}\nnode log:\n{}",
+        output.status,
+        node.log_text()
+    );
+    stdout
+}
+
+#[test]
+fn python_driver_full_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["full"]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let mut node = Node::start(&data, &["--commitlog-sync", "batch"]);
+    node.wait_ready(START_LIMIT);
+    let count = run_driver(&node, &["write"]).trim().to_owned();
+    node.signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+        .expect("SIGKILL ends the process");
+    let mut node = Node::start(&data, &[]);
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["read", &count]);
+    assert!(out.contains("all 500 rows present"), "{out}");
+}
