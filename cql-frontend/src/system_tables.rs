@@ -87,326 +87,214 @@ fn columns(keyspace: &str, table: &str, defs: &[(&str, &str)]) -> Vec<ColumnSpec
         .collect()
 }
 
-fn map_type() -> &'static str {
-    "frozen<map<text, text>>"
+/// Column definitions of every virtual table, and how many of the leading
+/// columns form the partition key and the clustering.
+fn definitions(keyspace: &str, table: &str) -> Option<(&'static [(&'static str, &'static str)], usize, usize)> {
+    const MAP: &str = "frozen<map<text, text>>";
+    Some(match (keyspace, table) {
+        ("system", "local") => (&[
+            ("key", "text"), ("bootstrapped", "text"), ("broadcast_address", "inet"), ("broadcast_port", "int"),
+            ("cluster_name", "text"), ("cql_version", "text"), ("data_center", "text"), ("gossip_generation", "int"),
+            ("host_id", "uuid"), ("ilion_version", "text"), ("listen_address", "inet"), ("listen_port", "int"),
+            ("native_protocol_version", "text"), ("partitioner", "text"), ("rack", "text"), ("release_version", "text"),
+            ("rpc_address", "inet"), ("rpc_port", "int"), ("schema_version", "uuid"), ("tokens", "set<text>"),
+        ], 1, 0),
+        ("system", "peers") => (&[
+            ("peer", "inet"), ("data_center", "text"), ("host_id", "uuid"), ("preferred_ip", "inet"),
+            ("rack", "text"), ("release_version", "text"), ("rpc_address", "inet"), ("schema_version", "uuid"),
+            ("tokens", "set<text>"),
+        ], 1, 0),
+        ("system", "peers_v2") => (&[
+            ("peer", "inet"), ("peer_port", "int"), ("data_center", "text"), ("host_id", "uuid"),
+            ("native_address", "inet"), ("native_port", "int"), ("preferred_ip", "inet"), ("preferred_port", "int"),
+            ("rack", "text"), ("release_version", "text"), ("schema_version", "uuid"), ("tokens", "set<text>"),
+        ], 1, 1),
+        ("system_schema", "keyspaces") => (&[("keyspace_name", "text"), ("durable_writes", "boolean"), ("replication", MAP)], 1, 0),
+        ("system_schema", "tables") => (&[
+            ("keyspace_name", "text"), ("table_name", "text"), ("additional_write_policy", "text"),
+            ("bloom_filter_fp_chance", "double"), ("caching", MAP), ("cdc", "boolean"), ("comment", "text"),
+            ("compaction", MAP), ("compression", MAP), ("crc_check_chance", "double"),
+            ("dclocal_read_repair_chance", "double"), ("default_time_to_live", "int"),
+            ("extensions", "frozen<map<text, blob>>"), ("flags", "frozen<set<text>>"), ("gc_grace_seconds", "int"),
+            ("id", "uuid"), ("max_index_interval", "int"), ("memtable_flush_period_in_ms", "int"),
+            ("min_index_interval", "int"), ("read_repair", "text"), ("read_repair_chance", "double"),
+            ("speculative_retry", "text"),
+        ], 1, 1),
+        ("system_schema", "columns") => (&[
+            ("keyspace_name", "text"), ("table_name", "text"), ("column_name", "text"), ("clustering_order", "text"),
+            ("column_name_bytes", "blob"), ("kind", "text"), ("position", "int"), ("type", "text"),
+        ], 1, 2),
+        ("system_schema", "types") => (&[("keyspace_name", "text"), ("type_name", "text"), ("field_names", "frozen<list<text>>"), ("field_types", "frozen<list<text>>")], 1, 1),
+        ("system_schema", "functions") => (&[
+            ("keyspace_name", "text"), ("function_name", "text"), ("argument_types", "frozen<list<text>>"),
+            ("argument_names", "frozen<list<text>>"), ("body", "text"), ("called_on_null_input", "boolean"),
+            ("language", "text"), ("return_type", "text"),
+        ], 1, 2),
+        ("system_schema", "aggregates") => (&[
+            ("keyspace_name", "text"), ("aggregate_name", "text"), ("argument_types", "frozen<list<text>>"),
+            ("final_func", "text"), ("initcond", "text"), ("return_type", "text"), ("state_func", "text"), ("state_type", "text"),
+        ], 1, 2),
+        ("system_schema", "triggers") => (&[("keyspace_name", "text"), ("table_name", "text"), ("trigger_name", "text"), ("options", MAP)], 1, 2),
+        ("system_schema", "indexes") => (&[("keyspace_name", "text"), ("table_name", "text"), ("index_name", "text"), ("kind", "text"), ("options", MAP)], 1, 2),
+        ("system_schema", "views") => (&[
+            ("keyspace_name", "text"), ("view_name", "text"), ("base_table_id", "uuid"), ("base_table_name", "text"),
+            ("bloom_filter_fp_chance", "double"), ("caching", MAP), ("comment", "text"), ("compaction", MAP),
+            ("compression", MAP), ("crc_check_chance", "double"), ("dclocal_read_repair_chance", "double"),
+            ("default_time_to_live", "int"), ("extensions", "frozen<map<text, blob>>"), ("gc_grace_seconds", "int"),
+            ("id", "uuid"), ("include_all_columns", "boolean"), ("max_index_interval", "int"),
+            ("memtable_flush_period_in_ms", "int"), ("min_index_interval", "int"), ("read_repair_chance", "double"),
+            ("speculative_retry", "text"), ("where_clause", "text"),
+        ], 1, 1),
+        ("system_schema", "dropped_columns") => (&[
+            ("keyspace_name", "text"), ("table_name", "text"), ("column_name", "text"), ("dropped_time", "timestamp"),
+            ("kind", "text"), ("type", "text"),
+        ], 1, 2),
+        _ => return None,
+    })
 }
+
+/// Every virtual table, for `system_schema` itself.
+const VIRTUAL_TABLES: [(&str, &str); 13] = [
+    ("system", "local"), ("system", "peers"), ("system", "peers_v2"),
+    ("system_schema", "keyspaces"), ("system_schema", "tables"), ("system_schema", "columns"),
+    ("system_schema", "types"), ("system_schema", "functions"), ("system_schema", "aggregates"),
+    ("system_schema", "triggers"), ("system_schema", "indexes"), ("system_schema", "views"),
+    ("system_schema", "dropped_columns"),
+];
 
 /// The virtual table `keyspace.table`, if it is one this node serves.
-pub fn virtual_table(
-    keyspace: &str,
-    table: &str,
-    node: &NodeInfo,
-    catalog: &Catalog,
-) -> Option<VirtualTable> {
-    match (keyspace, table) {
-        ("system", "local") => Some(local(node, catalog)),
-        ("system", "peers") => Some(VirtualTable {
-            columns: columns(
-                "system",
-                "peers",
-                &[
-                    ("peer", "inet"),
-                    ("data_center", "text"),
-                    ("host_id", "uuid"),
-                    ("preferred_ip", "inet"),
-                    ("rack", "text"),
-                    ("release_version", "text"),
-                    ("rpc_address", "inet"),
-                    ("schema_version", "uuid"),
-                    ("tokens", "set<text>"),
-                ],
-            ),
-            rows: Vec::new(),
-        }),
-        ("system", "peers_v2") => Some(VirtualTable {
-            columns: columns(
-                "system",
-                "peers_v2",
-                &[
-                    ("peer", "inet"),
-                    ("peer_port", "int"),
-                    ("data_center", "text"),
-                    ("host_id", "uuid"),
-                    ("native_address", "inet"),
-                    ("native_port", "int"),
-                    ("preferred_ip", "inet"),
-                    ("preferred_port", "int"),
-                    ("rack", "text"),
-                    ("release_version", "text"),
-                    ("schema_version", "uuid"),
-                    ("tokens", "set<text>"),
-                ],
-            ),
-            rows: Vec::new(),
-        }),
-        ("system_schema", "keyspaces") => Some(keyspaces(catalog)),
-        ("system_schema", "tables") => Some(tables(catalog)),
-        ("system_schema", "columns") => Some(schema_columns(catalog)),
-        ("system_schema", "types") => Some(empty(
-            "types",
-            &[
-                ("keyspace_name", "text"),
-                ("type_name", "text"),
-                ("field_names", "frozen<list<text>>"),
-                ("field_types", "frozen<list<text>>"),
-            ],
-        )),
-        ("system_schema", "functions") => Some(empty(
-            "functions",
-            &[
-                ("keyspace_name", "text"),
-                ("function_name", "text"),
-                ("argument_types", "frozen<list<text>>"),
-                ("argument_names", "frozen<list<text>>"),
-                ("body", "text"),
-                ("called_on_null_input", "boolean"),
-                ("language", "text"),
-                ("return_type", "text"),
-            ],
-        )),
-        ("system_schema", "aggregates") => Some(empty(
-            "aggregates",
-            &[
-                ("keyspace_name", "text"),
-                ("aggregate_name", "text"),
-                ("argument_types", "frozen<list<text>>"),
-                ("final_func", "text"),
-                ("initcond", "text"),
-                ("return_type", "text"),
-                ("state_func", "text"),
-                ("state_type", "text"),
-            ],
-        )),
-        ("system_schema", "triggers") => Some(empty(
-            "triggers",
-            &[
-                ("keyspace_name", "text"),
-                ("table_name", "text"),
-                ("trigger_name", "text"),
-                ("options", map_type()),
-            ],
-        )),
-        ("system_schema", "indexes") => Some(empty(
-            "indexes",
-            &[
-                ("keyspace_name", "text"),
-                ("table_name", "text"),
-                ("index_name", "text"),
-                ("kind", "text"),
-                ("options", map_type()),
-            ],
-        )),
-        ("system_schema", "views") => Some(empty(
-            "views",
-            &[
-                ("keyspace_name", "text"),
-                ("view_name", "text"),
-                ("base_table_id", "uuid"),
-                ("base_table_name", "text"),
-                ("bloom_filter_fp_chance", "double"),
-                ("caching", map_type()),
-                ("comment", "text"),
-                ("compaction", map_type()),
-                ("compression", map_type()),
-                ("crc_check_chance", "double"),
-                ("dclocal_read_repair_chance", "double"),
-                ("default_time_to_live", "int"),
-                ("extensions", "frozen<map<text, blob>>"),
-                ("gc_grace_seconds", "int"),
-                ("id", "uuid"),
-                ("include_all_columns", "boolean"),
-                ("max_index_interval", "int"),
-                ("memtable_flush_period_in_ms", "int"),
-                ("min_index_interval", "int"),
-                ("read_repair_chance", "double"),
-                ("speculative_retry", "text"),
-                ("where_clause", "text"),
-            ],
-        )),
-        ("system_schema", "dropped_columns") => Some(empty(
-            "dropped_columns",
-            &[
-                ("keyspace_name", "text"),
-                ("table_name", "text"),
-                ("column_name", "text"),
-                ("dropped_time", "timestamp"),
-                ("kind", "text"),
-                ("type", "text"),
-            ],
-        )),
-        _ => None,
-    }
+pub fn virtual_table(keyspace: &str, table: &str, node: &NodeInfo, catalog: &Catalog) -> Option<VirtualTable> {
+    let (defs, _, _) = definitions(keyspace, table)?;
+    let columns = columns(keyspace, table, defs);
+    let rows = match (keyspace, table) {
+        ("system", "local") => local(node, catalog),
+        ("system_schema", "keyspaces") => keyspaces(catalog),
+        ("system_schema", "tables") => tables(catalog),
+        ("system_schema", "columns") => schema_columns(catalog),
+        _ => Vec::new(),
+    };
+    Some(VirtualTable { columns, rows })
 }
 
-fn empty(table: &str, defs: &[(&str, &str)]) -> VirtualTable {
-    VirtualTable {
-        columns: columns("system_schema", table, defs),
-        rows: Vec::new(),
-    }
-}
-
-fn local(node: &NodeInfo, catalog: &Catalog) -> VirtualTable {
+fn local(node: &NodeInfo, catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     let tokens: Vec<String> = node.tokens.iter().map(i64::to_string).collect();
-    VirtualTable {
-        columns: columns(
-            "system",
-            "local",
-            &[
-                ("key", "text"),
-                ("bootstrapped", "text"),
-                ("broadcast_address", "inet"),
-                ("broadcast_port", "int"),
-                ("cluster_name", "text"),
-                ("cql_version", "text"),
-                ("data_center", "text"),
-                ("gossip_generation", "int"),
-                ("host_id", "uuid"),
-                ("ilion_version", "text"),
-                ("listen_address", "inet"),
-                ("listen_port", "int"),
-                ("native_protocol_version", "text"),
-                ("partitioner", "text"),
-                ("rack", "text"),
-                ("release_version", "text"),
-                ("rpc_address", "inet"),
-                ("rpc_port", "int"),
-                ("schema_version", "uuid"),
-                ("tokens", "set<text>"),
-            ],
-        ),
-        rows: vec![vec![
-            text("local"),
-            text("COMPLETED"),
-            inet(node.listen_address),
-            int(i32::from(node.storage_port)),
-            text(&node.cluster_name),
-            text(crate::protocol::messages::CQL_VERSION),
-            text(&node.data_center),
-            int(node.generation),
-            uuid(node.host_id),
-            text(&node.ilion_version),
-            inet(node.listen_address),
-            int(i32::from(node.storage_port)),
-            text("4"),
-            text("org.apache.cassandra.dht.Murmur3Partitioner"),
-            text(&node.rack),
-            text(crate::node::RELEASE_VERSION),
-            inet(node.rpc_address),
-            int(i32::from(node.native_port)),
-            uuid(catalog.version),
-            text_set(&tokens),
-        ]],
-    }
+    vec![vec![
+        text("local"),
+        text("COMPLETED"),
+        inet(node.listen_address),
+        int(i32::from(node.storage_port)),
+        text(&node.cluster_name),
+        text(crate::protocol::messages::CQL_VERSION),
+        text(&node.data_center),
+        int(node.generation),
+        uuid(node.host_id),
+        text(&node.ilion_version),
+        inet(node.listen_address),
+        int(i32::from(node.storage_port)),
+        text("4"),
+        text("org.apache.cassandra.dht.Murmur3Partitioner"),
+        text(&node.rack),
+        text(crate::node::RELEASE_VERSION),
+        inet(node.rpc_address),
+        int(i32::from(node.native_port)),
+        uuid(catalog.version),
+        text_set(&tokens),
+    ]]
 }
 
-fn keyspaces(catalog: &Catalog) -> VirtualTable {
+fn keyspaces(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     let mut rows = Vec::new();
     for name in crate::schema::SYSTEM_KEYSPACES {
-        let local = [(
-            "class".to_string(),
-            "org.apache.cassandra.locator.LocalStrategy".to_string(),
-        )];
+        let local = [("class".to_string(), "org.apache.cassandra.locator.LocalStrategy".to_string())];
         rows.push(vec![text(name), boolean(true), text_map(&local)]);
     }
     for keyspace in catalog.keyspaces.values() {
-        rows.push(vec![
-            text(&keyspace.name),
-            boolean(keyspace.durable_writes),
-            text_map(&keyspace.replication_map()),
-        ]);
+        rows.push(vec![text(&keyspace.name), boolean(keyspace.durable_writes), text_map(&keyspace.replication_map())]);
     }
-    VirtualTable {
-        columns: columns(
-            "system_schema",
-            "keyspaces",
-            &[
-                ("keyspace_name", "text"),
-                ("durable_writes", "boolean"),
-                ("replication", map_type()),
-            ],
-        ),
-        rows,
-    }
+    rows
 }
 
-fn tables(catalog: &Catalog) -> VirtualTable {
-    let mut rows = Vec::new();
+/// One `system_schema.tables` row.
+fn table_row(keyspace: &str, name: &str, id: u128, comment: &str, compaction: &[(String, String)], ttl: i64, gc_grace: i64) -> Vec<Option<Bytes>> {
+    let caching = [("keys".to_string(), "ALL".to_string()), ("rows_per_partition".to_string(), "NONE".to_string())];
+    let compression = [
+        ("chunk_length_in_kb".to_string(), "16".to_string()),
+        ("class".to_string(), "org.apache.cassandra.io.compress.LZ4Compressor".to_string()),
+    ];
+    vec![
+        text(keyspace),
+        text(name),
+        text("99p"),
+        double(0.01),
+        text_map(&caching),
+        boolean(false),
+        text(comment),
+        text_map(compaction),
+        text_map(&compression),
+        double(1.0),
+        double(0.0),
+        int(ttl as i32),
+        elements(&[]),
+        text_set(&["compound".to_string()]),
+        int(gc_grace as i32),
+        uuid(id),
+        int(2048),
+        int(0),
+        int(128),
+        text("BLOCKING"),
+        double(0.0),
+        text("99p"),
+    ]
+}
+
+/// A stable id for a virtual table.
+fn virtual_id(keyspace: &str, table: &str) -> u128 {
+    let high = replication::murmur3::murmur3_hash(keyspace.as_bytes()) as u64;
+    let low = replication::murmur3::murmur3_hash(table.as_bytes()) as u64;
+    u128::from(high) << 64 | u128::from(low)
+}
+
+fn tables(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
+    let local_compaction = [("class".to_string(), "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy".to_string())];
+    let mut rows: Vec<Vec<Option<Bytes>>> = VIRTUAL_TABLES
+        .iter()
+        .map(|(ks, t)| table_row(ks, t, virtual_id(ks, t), "", &local_compaction, 0, 0))
+        .collect();
     for table in catalog.tables.values() {
-        let caching = [
-            ("keys".to_string(), "ALL".to_string()),
-            ("rows_per_partition".to_string(), "NONE".to_string()),
-        ];
-        let compression = [
-            ("chunk_length_in_kb".to_string(), "16".to_string()),
-            (
-                "class".to_string(),
-                "org.apache.cassandra.io.compress.LZ4Compressor".to_string(),
-            ),
-        ];
-        rows.push(vec![
-            text(&table.keyspace),
-            text(&table.name),
-            text("99p"),
-            double(0.01),
-            text_map(&caching),
-            boolean(false),
-            text(&table.comment),
-            text_map(&table.compaction),
-            text_map(&compression),
-            double(1.0),
-            double(0.0),
-            int(table.default_time_to_live as i32),
-            Some({
-                let mut out = BytesMut::new();
-                out.put_i32(0);
-                out.freeze()
-            }),
-            text_set(&["compound".to_string()]),
-            int(table.gc_grace_seconds as i32),
-            uuid(table.id),
-            int(2048),
-            int(0),
-            int(128),
-            text("BLOCKING"),
-            double(0.0),
-            text("99p"),
-        ]);
+        rows.push(table_row(&table.keyspace, &table.name, table.id, &table.comment, &table.compaction, table.default_time_to_live, table.gc_grace_seconds));
     }
-    VirtualTable {
-        columns: columns(
-            "system_schema",
-            "tables",
-            &[
-                ("keyspace_name", "text"),
-                ("table_name", "text"),
-                ("additional_write_policy", "text"),
-                ("bloom_filter_fp_chance", "double"),
-                ("caching", map_type()),
-                ("cdc", "boolean"),
-                ("comment", "text"),
-                ("compaction", map_type()),
-                ("compression", map_type()),
-                ("crc_check_chance", "double"),
-                ("dclocal_read_repair_chance", "double"),
-                ("default_time_to_live", "int"),
-                ("extensions", "frozen<map<text, blob>>"),
-                ("flags", "frozen<set<text>>"),
-                ("gc_grace_seconds", "int"),
-                ("id", "uuid"),
-                ("max_index_interval", "int"),
-                ("memtable_flush_period_in_ms", "int"),
-                ("min_index_interval", "int"),
-                ("read_repair", "text"),
-                ("read_repair_chance", "double"),
-                ("speculative_retry", "text"),
-            ],
-        ),
-        rows,
-    }
+    rows
 }
 
-fn schema_columns(catalog: &Catalog) -> VirtualTable {
+fn column_row(keyspace: &str, table: &str, name: &str, order: &str, kind: &str, position: i32, ty: &str) -> Vec<Option<Bytes>> {
+    vec![
+        text(keyspace),
+        text(table),
+        text(name),
+        text(order),
+        Some(Bytes::copy_from_slice(name.as_bytes())),
+        text(kind),
+        int(position),
+        text(ty),
+    ]
+}
+
+fn schema_columns(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     let mut rows = Vec::new();
+    for (ks, t) in VIRTUAL_TABLES {
+        let Some((defs, pk, clustering)) = definitions(ks, t) else { continue };
+        for (i, (name, ty)) in defs.iter().enumerate() {
+            let (kind, order, position) = if i < pk {
+                ("partition_key", "none", i as i32)
+            } else if i < pk + clustering {
+                ("clustering", "asc", (i - pk) as i32)
+            } else {
+                ("regular", "none", -1)
+            };
+            let ty = CqlType::parse(ty).map_or_else(|_| (*ty).to_owned(), |t| t.to_string());
+            rows.push(column_row(ks, t, name, order, kind, position, &ty));
+        }
+    }
     for table in catalog.tables.values() {
         for column in &table.columns {
             let order = match column.kind {
@@ -414,35 +302,10 @@ fn schema_columns(catalog: &Catalog) -> VirtualTable {
                 ColumnKind::Clustering => "asc",
                 _ => "none",
             };
-            rows.push(vec![
-                text(&table.keyspace),
-                text(&table.name),
-                text(&column.name),
-                text(order),
-                Some(Bytes::copy_from_slice(column.name.as_bytes())),
-                text(column.kind.name()),
-                int(column.position),
-                text(&column.ty.to_string()),
-            ]);
+            rows.push(column_row(&table.keyspace, &table.name, &column.name, order, column.kind.name(), column.position, &column.ty.to_string()));
         }
     }
-    VirtualTable {
-        columns: columns(
-            "system_schema",
-            "columns",
-            &[
-                ("keyspace_name", "text"),
-                ("table_name", "text"),
-                ("column_name", "text"),
-                ("clustering_order", "text"),
-                ("column_name_bytes", "blob"),
-                ("kind", "text"),
-                ("position", "int"),
-                ("type", "text"),
-            ],
-        ),
-        rows,
-    }
+    rows
 }
 
 /// A table id as the driver shows it (for messages).
