@@ -237,6 +237,7 @@ impl Context<'_> {
                 Ok(ResultBody::Void)
             }
             Statement::Select { .. } => self.select(session, statement),
+            Statement::Describe(target) => crate::describe::describe(self.node, session, target),
             Statement::NotYetSupported(what) => Err(CqlError::not_yet_supported(what)),
         }
     }

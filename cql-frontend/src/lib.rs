@@ -20,6 +20,7 @@
 //! operations answer `not yet supported`.
 
 pub mod cql;
+pub mod describe;
 pub mod executor;
 pub mod node;
 pub mod protocol;

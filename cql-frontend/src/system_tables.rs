@@ -89,81 +89,249 @@ fn columns(keyspace: &str, table: &str, defs: &[(&str, &str)]) -> Vec<ColumnSpec
 
 /// Column definitions of every virtual table, and how many of the leading
 /// columns form the partition key and the clustering.
-fn definitions(keyspace: &str, table: &str) -> Option<(&'static [(&'static str, &'static str)], usize, usize)> {
+fn definitions(
+    keyspace: &str,
+    table: &str,
+) -> Option<(&'static [(&'static str, &'static str)], usize, usize)> {
     const MAP: &str = "frozen<map<text, text>>";
     Some(match (keyspace, table) {
-        ("system", "local") => (&[
-            ("key", "text"), ("bootstrapped", "text"), ("broadcast_address", "inet"), ("broadcast_port", "int"),
-            ("cluster_name", "text"), ("cql_version", "text"), ("data_center", "text"), ("gossip_generation", "int"),
-            ("host_id", "uuid"), ("ilion_version", "text"), ("listen_address", "inet"), ("listen_port", "int"),
-            ("native_protocol_version", "text"), ("partitioner", "text"), ("rack", "text"), ("release_version", "text"),
-            ("rpc_address", "inet"), ("rpc_port", "int"), ("schema_version", "uuid"), ("tokens", "set<text>"),
-        ], 1, 0),
-        ("system", "peers") => (&[
-            ("peer", "inet"), ("data_center", "text"), ("host_id", "uuid"), ("preferred_ip", "inet"),
-            ("rack", "text"), ("release_version", "text"), ("rpc_address", "inet"), ("schema_version", "uuid"),
-            ("tokens", "set<text>"),
-        ], 1, 0),
-        ("system", "peers_v2") => (&[
-            ("peer", "inet"), ("peer_port", "int"), ("data_center", "text"), ("host_id", "uuid"),
-            ("native_address", "inet"), ("native_port", "int"), ("preferred_ip", "inet"), ("preferred_port", "int"),
-            ("rack", "text"), ("release_version", "text"), ("schema_version", "uuid"), ("tokens", "set<text>"),
-        ], 1, 1),
-        ("system_schema", "keyspaces") => (&[("keyspace_name", "text"), ("durable_writes", "boolean"), ("replication", MAP)], 1, 0),
-        ("system_schema", "tables") => (&[
-            ("keyspace_name", "text"), ("table_name", "text"), ("additional_write_policy", "text"),
-            ("bloom_filter_fp_chance", "double"), ("caching", MAP), ("cdc", "boolean"), ("comment", "text"),
-            ("compaction", MAP), ("compression", MAP), ("crc_check_chance", "double"),
-            ("dclocal_read_repair_chance", "double"), ("default_time_to_live", "int"),
-            ("extensions", "frozen<map<text, blob>>"), ("flags", "frozen<set<text>>"), ("gc_grace_seconds", "int"),
-            ("id", "uuid"), ("max_index_interval", "int"), ("memtable_flush_period_in_ms", "int"),
-            ("min_index_interval", "int"), ("read_repair", "text"), ("read_repair_chance", "double"),
-            ("speculative_retry", "text"),
-        ], 1, 1),
-        ("system_schema", "columns") => (&[
-            ("keyspace_name", "text"), ("table_name", "text"), ("column_name", "text"), ("clustering_order", "text"),
-            ("column_name_bytes", "blob"), ("kind", "text"), ("position", "int"), ("type", "text"),
-        ], 1, 2),
-        ("system_schema", "types") => (&[("keyspace_name", "text"), ("type_name", "text"), ("field_names", "frozen<list<text>>"), ("field_types", "frozen<list<text>>")], 1, 1),
-        ("system_schema", "functions") => (&[
-            ("keyspace_name", "text"), ("function_name", "text"), ("argument_types", "frozen<list<text>>"),
-            ("argument_names", "frozen<list<text>>"), ("body", "text"), ("called_on_null_input", "boolean"),
-            ("language", "text"), ("return_type", "text"),
-        ], 1, 2),
-        ("system_schema", "aggregates") => (&[
-            ("keyspace_name", "text"), ("aggregate_name", "text"), ("argument_types", "frozen<list<text>>"),
-            ("final_func", "text"), ("initcond", "text"), ("return_type", "text"), ("state_func", "text"), ("state_type", "text"),
-        ], 1, 2),
-        ("system_schema", "triggers") => (&[("keyspace_name", "text"), ("table_name", "text"), ("trigger_name", "text"), ("options", MAP)], 1, 2),
-        ("system_schema", "indexes") => (&[("keyspace_name", "text"), ("table_name", "text"), ("index_name", "text"), ("kind", "text"), ("options", MAP)], 1, 2),
-        ("system_schema", "views") => (&[
-            ("keyspace_name", "text"), ("view_name", "text"), ("base_table_id", "uuid"), ("base_table_name", "text"),
-            ("bloom_filter_fp_chance", "double"), ("caching", MAP), ("comment", "text"), ("compaction", MAP),
-            ("compression", MAP), ("crc_check_chance", "double"), ("dclocal_read_repair_chance", "double"),
-            ("default_time_to_live", "int"), ("extensions", "frozen<map<text, blob>>"), ("gc_grace_seconds", "int"),
-            ("id", "uuid"), ("include_all_columns", "boolean"), ("max_index_interval", "int"),
-            ("memtable_flush_period_in_ms", "int"), ("min_index_interval", "int"), ("read_repair_chance", "double"),
-            ("speculative_retry", "text"), ("where_clause", "text"),
-        ], 1, 1),
-        ("system_schema", "dropped_columns") => (&[
-            ("keyspace_name", "text"), ("table_name", "text"), ("column_name", "text"), ("dropped_time", "timestamp"),
-            ("kind", "text"), ("type", "text"),
-        ], 1, 2),
+        ("system", "local") => (
+            &[
+                ("key", "text"),
+                ("bootstrapped", "text"),
+                ("broadcast_address", "inet"),
+                ("broadcast_port", "int"),
+                ("cluster_name", "text"),
+                ("cql_version", "text"),
+                ("data_center", "text"),
+                ("gossip_generation", "int"),
+                ("host_id", "uuid"),
+                ("ilion_version", "text"),
+                ("listen_address", "inet"),
+                ("listen_port", "int"),
+                ("native_protocol_version", "text"),
+                ("partitioner", "text"),
+                ("rack", "text"),
+                ("release_version", "text"),
+                ("rpc_address", "inet"),
+                ("rpc_port", "int"),
+                ("schema_version", "uuid"),
+                ("tokens", "set<text>"),
+            ],
+            1,
+            0,
+        ),
+        ("system", "peers") => (
+            &[
+                ("peer", "inet"),
+                ("data_center", "text"),
+                ("host_id", "uuid"),
+                ("preferred_ip", "inet"),
+                ("rack", "text"),
+                ("release_version", "text"),
+                ("rpc_address", "inet"),
+                ("schema_version", "uuid"),
+                ("tokens", "set<text>"),
+            ],
+            1,
+            0,
+        ),
+        ("system", "peers_v2") => (
+            &[
+                ("peer", "inet"),
+                ("peer_port", "int"),
+                ("data_center", "text"),
+                ("host_id", "uuid"),
+                ("native_address", "inet"),
+                ("native_port", "int"),
+                ("preferred_ip", "inet"),
+                ("preferred_port", "int"),
+                ("rack", "text"),
+                ("release_version", "text"),
+                ("schema_version", "uuid"),
+                ("tokens", "set<text>"),
+            ],
+            1,
+            1,
+        ),
+        ("system_schema", "keyspaces") => (
+            &[
+                ("keyspace_name", "text"),
+                ("durable_writes", "boolean"),
+                ("replication", MAP),
+            ],
+            1,
+            0,
+        ),
+        ("system_schema", "tables") => (
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("additional_write_policy", "text"),
+                ("bloom_filter_fp_chance", "double"),
+                ("caching", MAP),
+                ("cdc", "boolean"),
+                ("comment", "text"),
+                ("compaction", MAP),
+                ("compression", MAP),
+                ("crc_check_chance", "double"),
+                ("dclocal_read_repair_chance", "double"),
+                ("default_time_to_live", "int"),
+                ("extensions", "frozen<map<text, blob>>"),
+                ("flags", "frozen<set<text>>"),
+                ("gc_grace_seconds", "int"),
+                ("id", "uuid"),
+                ("max_index_interval", "int"),
+                ("memtable_flush_period_in_ms", "int"),
+                ("min_index_interval", "int"),
+                ("read_repair", "text"),
+                ("read_repair_chance", "double"),
+                ("speculative_retry", "text"),
+            ],
+            1,
+            1,
+        ),
+        ("system_schema", "columns") => (
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("column_name", "text"),
+                ("clustering_order", "text"),
+                ("column_name_bytes", "blob"),
+                ("kind", "text"),
+                ("position", "int"),
+                ("type", "text"),
+            ],
+            1,
+            2,
+        ),
+        ("system_schema", "types") => (
+            &[
+                ("keyspace_name", "text"),
+                ("type_name", "text"),
+                ("field_names", "frozen<list<text>>"),
+                ("field_types", "frozen<list<text>>"),
+            ],
+            1,
+            1,
+        ),
+        ("system_schema", "functions") => (
+            &[
+                ("keyspace_name", "text"),
+                ("function_name", "text"),
+                ("argument_types", "frozen<list<text>>"),
+                ("argument_names", "frozen<list<text>>"),
+                ("body", "text"),
+                ("called_on_null_input", "boolean"),
+                ("language", "text"),
+                ("return_type", "text"),
+            ],
+            1,
+            2,
+        ),
+        ("system_schema", "aggregates") => (
+            &[
+                ("keyspace_name", "text"),
+                ("aggregate_name", "text"),
+                ("argument_types", "frozen<list<text>>"),
+                ("final_func", "text"),
+                ("initcond", "text"),
+                ("return_type", "text"),
+                ("state_func", "text"),
+                ("state_type", "text"),
+            ],
+            1,
+            2,
+        ),
+        ("system_schema", "triggers") => (
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("trigger_name", "text"),
+                ("options", MAP),
+            ],
+            1,
+            2,
+        ),
+        ("system_schema", "indexes") => (
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("index_name", "text"),
+                ("kind", "text"),
+                ("options", MAP),
+            ],
+            1,
+            2,
+        ),
+        ("system_schema", "views") => (
+            &[
+                ("keyspace_name", "text"),
+                ("view_name", "text"),
+                ("base_table_id", "uuid"),
+                ("base_table_name", "text"),
+                ("bloom_filter_fp_chance", "double"),
+                ("caching", MAP),
+                ("comment", "text"),
+                ("compaction", MAP),
+                ("compression", MAP),
+                ("crc_check_chance", "double"),
+                ("dclocal_read_repair_chance", "double"),
+                ("default_time_to_live", "int"),
+                ("extensions", "frozen<map<text, blob>>"),
+                ("gc_grace_seconds", "int"),
+                ("id", "uuid"),
+                ("include_all_columns", "boolean"),
+                ("max_index_interval", "int"),
+                ("memtable_flush_period_in_ms", "int"),
+                ("min_index_interval", "int"),
+                ("read_repair_chance", "double"),
+                ("speculative_retry", "text"),
+                ("where_clause", "text"),
+            ],
+            1,
+            1,
+        ),
+        ("system_schema", "dropped_columns") => (
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("column_name", "text"),
+                ("dropped_time", "timestamp"),
+                ("kind", "text"),
+                ("type", "text"),
+            ],
+            1,
+            2,
+        ),
         _ => return None,
     })
 }
 
 /// Every virtual table, for `system_schema` itself.
 const VIRTUAL_TABLES: [(&str, &str); 13] = [
-    ("system", "local"), ("system", "peers"), ("system", "peers_v2"),
-    ("system_schema", "keyspaces"), ("system_schema", "tables"), ("system_schema", "columns"),
-    ("system_schema", "types"), ("system_schema", "functions"), ("system_schema", "aggregates"),
-    ("system_schema", "triggers"), ("system_schema", "indexes"), ("system_schema", "views"),
+    ("system", "local"),
+    ("system", "peers"),
+    ("system", "peers_v2"),
+    ("system_schema", "keyspaces"),
+    ("system_schema", "tables"),
+    ("system_schema", "columns"),
+    ("system_schema", "types"),
+    ("system_schema", "functions"),
+    ("system_schema", "aggregates"),
+    ("system_schema", "triggers"),
+    ("system_schema", "indexes"),
+    ("system_schema", "views"),
     ("system_schema", "dropped_columns"),
 ];
 
 /// The virtual table `keyspace.table`, if it is one this node serves.
-pub fn virtual_table(keyspace: &str, table: &str, node: &NodeInfo, catalog: &Catalog) -> Option<VirtualTable> {
+pub fn virtual_table(
+    keyspace: &str,
+    table: &str,
+    node: &NodeInfo,
+    catalog: &Catalog,
+) -> Option<VirtualTable> {
     let (defs, _, _) = definitions(keyspace, table)?;
     let columns = columns(keyspace, table, defs);
     let rows = match (keyspace, table) {
@@ -205,21 +373,42 @@ fn local(node: &NodeInfo, catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
 fn keyspaces(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     let mut rows = Vec::new();
     for name in crate::schema::SYSTEM_KEYSPACES {
-        let local = [("class".to_string(), "org.apache.cassandra.locator.LocalStrategy".to_string())];
+        let local = [(
+            "class".to_string(),
+            "org.apache.cassandra.locator.LocalStrategy".to_string(),
+        )];
         rows.push(vec![text(name), boolean(true), text_map(&local)]);
     }
     for keyspace in catalog.keyspaces.values() {
-        rows.push(vec![text(&keyspace.name), boolean(keyspace.durable_writes), text_map(&keyspace.replication_map())]);
+        rows.push(vec![
+            text(&keyspace.name),
+            boolean(keyspace.durable_writes),
+            text_map(&keyspace.replication_map()),
+        ]);
     }
     rows
 }
 
 /// One `system_schema.tables` row.
-fn table_row(keyspace: &str, name: &str, id: u128, comment: &str, compaction: &[(String, String)], ttl: i64, gc_grace: i64) -> Vec<Option<Bytes>> {
-    let caching = [("keys".to_string(), "ALL".to_string()), ("rows_per_partition".to_string(), "NONE".to_string())];
+fn table_row(
+    keyspace: &str,
+    name: &str,
+    id: u128,
+    comment: &str,
+    compaction: &[(String, String)],
+    ttl: i64,
+    gc_grace: i64,
+) -> Vec<Option<Bytes>> {
+    let caching = [
+        ("keys".to_string(), "ALL".to_string()),
+        ("rows_per_partition".to_string(), "NONE".to_string()),
+    ];
     let compression = [
         ("chunk_length_in_kb".to_string(), "16".to_string()),
-        ("class".to_string(), "org.apache.cassandra.io.compress.LZ4Compressor".to_string()),
+        (
+            "class".to_string(),
+            "org.apache.cassandra.io.compress.LZ4Compressor".to_string(),
+        ),
     ];
     vec![
         text(keyspace),
@@ -255,18 +444,37 @@ fn virtual_id(keyspace: &str, table: &str) -> u128 {
 }
 
 fn tables(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
-    let local_compaction = [("class".to_string(), "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy".to_string())];
+    let local_compaction = [(
+        "class".to_string(),
+        "org.apache.cassandra.db.compaction.SizeTieredCompactionStrategy".to_string(),
+    )];
     let mut rows: Vec<Vec<Option<Bytes>>> = VIRTUAL_TABLES
         .iter()
         .map(|(ks, t)| table_row(ks, t, virtual_id(ks, t), "", &local_compaction, 0, 0))
         .collect();
     for table in catalog.tables.values() {
-        rows.push(table_row(&table.keyspace, &table.name, table.id, &table.comment, &table.compaction, table.default_time_to_live, table.gc_grace_seconds));
+        rows.push(table_row(
+            &table.keyspace,
+            &table.name,
+            table.id,
+            &table.comment,
+            &table.compaction,
+            table.default_time_to_live,
+            table.gc_grace_seconds,
+        ));
     }
     rows
 }
 
-fn column_row(keyspace: &str, table: &str, name: &str, order: &str, kind: &str, position: i32, ty: &str) -> Vec<Option<Bytes>> {
+fn column_row(
+    keyspace: &str,
+    table: &str,
+    name: &str,
+    order: &str,
+    kind: &str,
+    position: i32,
+    ty: &str,
+) -> Vec<Option<Bytes>> {
     vec![
         text(keyspace),
         text(table),
@@ -282,7 +490,9 @@ fn column_row(keyspace: &str, table: &str, name: &str, order: &str, kind: &str, 
 fn schema_columns(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     let mut rows = Vec::new();
     for (ks, t) in VIRTUAL_TABLES {
-        let Some((defs, pk, clustering)) = definitions(ks, t) else { continue };
+        let Some((defs, pk, clustering)) = definitions(ks, t) else {
+            continue;
+        };
         for (i, (name, ty)) in defs.iter().enumerate() {
             let (kind, order, position) = if i < pk {
                 ("partition_key", "none", i as i32)
@@ -302,7 +512,15 @@ fn schema_columns(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
                 ColumnKind::Clustering => "asc",
                 _ => "none",
             };
-            rows.push(column_row(&table.keyspace, &table.name, &column.name, order, column.kind.name(), column.position, &column.ty.to_string()));
+            rows.push(column_row(
+                &table.keyspace,
+                &table.name,
+                &column.name,
+                order,
+                column.kind.name(),
+                column.position,
+                &column.ty.to_string(),
+            ));
         }
     }
     rows

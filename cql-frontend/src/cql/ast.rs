@@ -185,7 +185,24 @@ pub enum Statement {
         using: Using,
         statements: Vec<Statement>,
     },
+    /// Server-side `DESCRIBE` (what cqlsh sends since Cassandra 4).
+    Describe(DescribeTarget),
     /// Statements understood but not built yet (`CREATE INDEX`, roles, ...):
     /// the name of the feature.
     NotYetSupported(String),
+}
+
+/// What a `DESCRIBE` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DescribeTarget {
+    Keyspaces,
+    Keyspace(Option<String>),
+    Tables,
+    Table(QualifiedName),
+    Schema,
+    Cluster,
+    /// TYPES, FUNCTIONS, AGGREGATES: lists of kinds of object we have none of.
+    EmptyList,
+    /// `DESCRIBE name`: a keyspace, or else a table of the current keyspace.
+    Name(QualifiedName),
 }

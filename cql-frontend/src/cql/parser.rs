@@ -190,6 +190,7 @@ impl Parser {
             "DELETE" => self.delete(),
             "SELECT" => self.select(),
             "BEGIN" => self.batch(),
+            "DESCRIBE" | "DESC" => self.describe(),
             "GRANT" | "REVOKE" | "LIST" => {
                 self.at = self.tokens.len();
                 Ok(Statement::NotYetSupported(format!(
@@ -654,6 +655,44 @@ impl Parser {
             limit,
             allow_filtering,
         })
+    }
+
+    fn describe(&mut self) -> Result<Statement> {
+        self.at += 1;
+        self.eat_keyword("FULL");
+        let target = if self.eat_keyword("KEYSPACES") {
+            DescribeTarget::Keyspaces
+        } else if self.eat_keyword("KEYSPACE") {
+            if self.peek().is_some() && !self.is_symbol(";") {
+                DescribeTarget::Keyspace(Some(self.identifier()?))
+            } else {
+                DescribeTarget::Keyspace(None)
+            }
+        } else if self.eat_keyword("TABLES") || self.eat_keyword("COLUMNFAMILIES") {
+            DescribeTarget::Tables
+        } else if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
+            DescribeTarget::Table(self.qualified_name()?)
+        } else if self.eat_keyword("SCHEMA") {
+            DescribeTarget::Schema
+        } else if self.eat_keyword("CLUSTER") {
+            DescribeTarget::Cluster
+        } else if self.eat_keyword("TYPES")
+            || self.eat_keyword("FUNCTIONS")
+            || self.eat_keyword("AGGREGATES")
+        {
+            DescribeTarget::EmptyList
+        } else if ["TYPE", "FUNCTION", "AGGREGATE", "INDEX", "MATERIALIZED"]
+            .iter()
+            .any(|k| self.is_keyword(k))
+        {
+            self.at = self.tokens.len();
+            return Ok(Statement::NotYetSupported(
+                "DESCRIBE of types, functions, aggregates, indexes and views".into(),
+            ));
+        } else {
+            DescribeTarget::Name(self.qualified_name()?)
+        };
+        Ok(Statement::Describe(target))
     }
 
     fn batch(&mut self) -> Result<Statement> {

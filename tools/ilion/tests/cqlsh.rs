@@ -1,0 +1,106 @@
+//! Goal: the real `cqlsh` (PyPI 6.2.2, pinned, installed by `cargo xtask
+//! venv`) runs a scripted session against a real node as a Cassandra user
+//! would: DDL, inserts, SELECTs printed as cqlsh prints them (no raw bytes,
+//! no warnings), server-side DESCRIBE, and clear errors.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Node;
+
+fn cqlsh() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/cqlsh");
+    assert!(
+        path.exists(),
+        "no cqlsh at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
+        path.display()
+    );
+    path
+}
+
+fn run(node: &Node, args: &[&str]) -> (bool, String) {
+    let output = Command::new("timeout")
+        .arg("60")
+        .arg(cqlsh())
+        .arg("127.0.0.1")
+        .arg(node.ports.native.to_string())
+        .args(args)
+        .env("CQLSH_NO_BUNDLED", "1")
+        .output()
+        .expect("run cqlsh");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn scripted_session_prints_like_cassandra() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(Duration::from_secs(20));
+    let script = dir.path().join("session.cql");
+    std::fs::write(
+        &script,
+        "CREATE KEYSPACE demo WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\n\
+         USE demo;\n\
+         CREATE TABLE users (id int PRIMARY KEY, name text, score double, joined timestamp, tags frozen<set<text>>, id2 uuid);\n\
+         INSERT INTO users (id, name, score, joined, tags, id2) VALUES (1, 'Ada', 9.5, '2024-05-01 12:30:00+0000', {'math', 'code'}, 123e4567-e89b-12d3-a456-426614174000);\n\
+         INSERT INTO users (id, name) VALUES (2, 'Grace');\n\
+         SELECT id, name, score, joined, tags, id2 FROM users WHERE id = 1;\n\
+         SELECT * FROM users WHERE id = 2;\n",
+    )
+    .unwrap();
+    let (ok, out) = run(&node, &["-f", script.to_str().unwrap()]);
+    assert!(ok, "{out}\n{}", node.log_text());
+    for expected in [
+        " id | name | score | joined                          | tags             | id2",
+        "  1 |  Ada |   9.5 | 2024-05-01 12:30:00.000000+0000 | {'code', 'math'} | 123e4567-e89b-12d3-a456-426614174000",
+        "(1 rows)",
+        "Grace",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    assert!(
+        !out.contains("Warning") && !out.contains("Failed to format"),
+        "{out}"
+    );
+
+    let (ok, out) = run(&node, &["-e", "DESCRIBE KEYSPACES"]);
+    assert!(
+        ok && out.contains("demo") && out.contains("system_schema"),
+        "{out}"
+    );
+    let (ok, out) = run(&node, &["-e", "DESCRIBE TABLE demo.users"]);
+    assert!(
+        ok && out.contains("CREATE TABLE demo.users (") && out.contains("PRIMARY KEY (id)"),
+        "{out}"
+    );
+    let (ok, out) = run(
+        &node,
+        &[
+            "-e",
+            "SELECT cluster_name, release_version FROM system.local",
+        ],
+    );
+    assert!(
+        ok && out.contains("Test Cluster") && out.contains("5.0.0"),
+        "{out}"
+    );
+
+    let (_, out) = run(&node, &["-e", "SELECT * FROM demo.nope"]);
+    assert!(
+        out.contains("InvalidRequest") && out.contains("unconfigured table nope"),
+        "{out}"
+    );
+    let (_, out) = run(&node, &["-e", "SELECT * FRM demo.users"]);
+    assert!(
+        out.contains("SyntaxException") || out.contains("Syntax"),
+        "{out}"
+    );
+}
