@@ -87,12 +87,12 @@ fn columns(keyspace: &str, table: &str, defs: &[(&str, &str)]) -> Vec<ColumnSpec
         .collect()
 }
 
+/// `(name, type)` of each column of a virtual table.
+type ColumnDefs = &'static [(&'static str, &'static str)];
+
 /// Column definitions of every virtual table, and how many of the leading
 /// columns form the partition key and the clustering.
-fn definitions(
-    keyspace: &str,
-    table: &str,
-) -> Option<(&'static [(&'static str, &'static str)], usize, usize)> {
+fn definitions(keyspace: &str, table: &str) -> Option<(ColumnDefs, usize, usize)> {
     const MAP: &str = "frozen<map<text, text>>";
     Some(match (keyspace, table) {
         ("system", "local") => (
