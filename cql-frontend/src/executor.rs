@@ -70,6 +70,16 @@ pub fn execute(
     params: &QueryParameters,
 ) -> Result<ResultBody, CqlError> {
     let statement = parse(query).map_err(|e| CqlError::Syntax(e.to_string()))?;
+    execute_statement(node, session, &statement, params)
+}
+
+/// Runs a parsed (or prepared) statement.
+pub fn execute_statement(
+    node: &Node,
+    session: &mut Session,
+    statement: &Statement,
+    params: &QueryParameters,
+) -> Result<ResultBody, CqlError> {
     let consistency = ConsistencyLevel::from_code(params.consistency).ok_or_else(|| {
         CqlError::Protocol(format!(
             "unknown consistency level {:#06x}",
@@ -86,7 +96,7 @@ pub fn execute(
         consistency,
         bindings,
     };
-    context.run(session, &statement)
+    context.run(session, statement)
 }
 
 struct Context<'a> {

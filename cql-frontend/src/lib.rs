@@ -23,6 +23,7 @@ pub mod cql;
 pub mod describe;
 pub mod executor;
 pub mod node;
+pub mod prepared;
 pub mod protocol;
 pub mod results;
 pub mod schema;

@@ -58,6 +58,7 @@ pub struct Node {
     pub info: NodeInfo,
     pub coordinator: Coordinator,
     pub catalog: RwLock<Catalog>,
+    pub prepared: crate::prepared::PreparedCache,
 }
 
 impl Node {
@@ -68,6 +69,7 @@ impl Node {
             info,
             coordinator,
             catalog: RwLock::new(catalog),
+            prepared: crate::prepared::PreparedCache::default(),
         }))
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::executor;
 use crate::node::{Node, Session};
+use crate::prepared;
 use crate::protocol::error::CqlError;
 use crate::protocol::frame::{
     check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, FRAME_BODY_BYTES_MAX,
@@ -191,8 +192,33 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
                 Err(error) => Response::Error(error),
             }
         }
-        Request::Prepare { .. } | Request::Execute { .. } => {
-            Response::Error(CqlError::not_yet_supported("prepared statements"))
+        Request::Prepare { query } => {
+            match tokio::task::block_in_place(|| prepared::prepare(node, &state.session, &query)) {
+                Ok((id, prepared)) => {
+                    Response::EncodedResult(prepared::prepared_result(&id, &prepared))
+                }
+                Err(error) => Response::Error(error),
+            }
+        }
+        Request::Execute { id, params } => {
+            let Some(prepared) = node.prepared.get(&id) else {
+                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                return Response::Error(CqlError::Unprepared {
+                    message: format!("Prepared query with ID {hex} not found (either the query was not prepared on this host (maybe the host has been restarted?) or you have prepared too many queries and it has been evicted from the internal cache)"),
+                    id: id.to_vec(),
+                });
+            };
+            let mut session = state.session.clone();
+            if session.keyspace.is_none() {
+                session.keyspace = prepared.keyspace.clone();
+            }
+            let result = tokio::task::block_in_place(|| {
+                executor::execute_statement(node, &mut session, &prepared.statement, &params)
+            });
+            match result {
+                Ok(body) => Response::Result(body, params.skip_metadata),
+                Err(error) => Response::Error(error),
+            }
         }
         Request::Batch => Response::Error(CqlError::not_yet_supported("BATCH")),
         Request::AuthResponse(_) => Response::Error(CqlError::Protocol(

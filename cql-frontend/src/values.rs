@@ -31,7 +31,18 @@ pub fn term_value(
     bindings: Bindings<'_>,
 ) -> Result<Value, CqlError> {
     match term {
-        Term::Bind(marker) => bound(marker, bindings.values, column),
+        Term::Bind(marker) => {
+            let value = bound(marker, bindings.values, column)?;
+            if let (Value::Set(bytes), Some(width)) = (&value, ty.fixed_width()) {
+                if bytes.len() != width {
+                    return Err(invalid(format!(
+                        "Expected {width} byte {ty} for \"{column}\" but got {} bytes",
+                        bytes.len()
+                    )));
+                }
+            }
+            Ok(value)
+        }
         Term::Literal(Literal::Null) => Ok(Value::Null),
         Term::Literal(literal) => literal_value(ty, literal, column).map(Value::Set),
         Term::Cast(_, inner) => term_value(ty, inner, column, bindings),
@@ -170,14 +181,20 @@ fn bound(marker: &BindMarker, values: &BoundValues, column: &str) -> Result<Valu
                 ))
             })
         }
-        (BindMarker::Named(name), BoundValues::Named(list)) => list
+        (BindMarker::Named(_, i), BoundValues::Positional(list)) => {
+            list.get(*i).cloned().ok_or_else(|| {
+                invalid(format!(
+                    "There were {} markers in CQL but {} bound variables",
+                    i + 1,
+                    list.len()
+                ))
+            })
+        }
+        (BindMarker::Named(name, _), BoundValues::Named(list)) => list
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
             .ok_or_else(|| invalid(format!("No value bound for :{name}"))),
-        (BindMarker::Named(name), BoundValues::Positional(_)) => Err(invalid(format!(
-            "Named bind marker :{name} needs named values"
-        ))),
         (_, _) => Err(invalid(format!(
             "No value bound for the marker of column {column}"
         ))),

@@ -44,7 +44,8 @@ pub enum Term {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BindMarker {
     Positional(usize),
-    Named(String),
+    /// `:name`, and its position among all markers of the statement.
+    Named(String, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

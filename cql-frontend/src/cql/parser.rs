@@ -809,7 +809,12 @@ impl Parser {
                 self.binds += 1;
                 Term::Bind(BindMarker::Positional(index))
             }
-            Token::Symbol(":") => Term::Bind(BindMarker::Named(self.identifier()?)),
+            Token::Symbol(":") => {
+                let name = self.identifier()?;
+                let index = self.binds;
+                self.binds += 1;
+                Term::Bind(BindMarker::Named(name, index))
+            }
             Token::Symbol("[") => {
                 let mut items = Vec::new();
                 if !self.eat_symbol("]") {

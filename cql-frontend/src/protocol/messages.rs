@@ -155,6 +155,8 @@ pub enum Response {
     Authenticate(String),
     /// A RESULT; `skip_metadata` when the client asked for no column metadata.
     Result(crate::results::ResultBody, bool),
+    /// A RESULT body already encoded (a PREPARE's answer).
+    EncodedResult(Bytes),
 }
 
 impl Response {
@@ -164,7 +166,7 @@ impl Response {
             Response::Ready => Opcode::Ready,
             Response::Supported => Opcode::Supported,
             Response::Authenticate(_) => Opcode::Authenticate,
-            Response::Result(..) => Opcode::Result,
+            Response::Result(..) | Response::EncodedResult(_) => Opcode::Result,
         }
     }
 
@@ -183,6 +185,7 @@ impl Response {
             }
             Response::Authenticate(class) => w.write_string(class),
             Response::Result(body, skip_metadata) => body.write(&mut w, *skip_metadata),
+            Response::EncodedResult(body) => return body.clone(),
         }
         w.into_bytes()
     }

@@ -149,11 +149,30 @@ fn startup_register_and_honest_statement_errors() {
     assert_eq!((reply.stream, reply.opcode), (5, 0x08), "a RESULT");
     assert_eq!(&reply.body[..4], &[0, 0, 0, 2], "kind Rows");
 
-    // PREPARE is not built yet: an honest Invalid error.
-    let q = "SELECT * FROM system.local";
-    let mut prepare = (q.len() as i32).to_be_bytes().to_vec();
-    prepare.extend_from_slice(q.as_bytes());
-    s.write_all(&frame(4, 7, 0x09, &prepare)).unwrap();
+    // EXECUTE of an id this node never prepared (or forgot in a restart):
+    // Unprepared, carrying the id, so the driver prepares again.
+    let id = [7u8; 16];
+    let mut execute = 16u16.to_be_bytes().to_vec();
+    execute.extend_from_slice(&id);
+    execute.extend_from_slice(&1u16.to_be_bytes());
+    execute.push(0);
+    s.write_all(&frame(4, 7, 0x0A, &execute)).unwrap();
+    let reply = read_reply(&mut s).unwrap();
+    let (code, message) = error_of(&reply);
+    assert_eq!(code, 0x2500, "{message}");
+    assert!(
+        reply.body.ends_with(&id),
+        "the Unprepared error carries the id"
+    );
+
+    // Something not built yet: an honest Invalid error.
+    s.write_all(&frame(
+        4,
+        9,
+        0x07,
+        &query_body("CREATE INDEX ON system.local (cluster_name)"),
+    ))
+    .unwrap();
     let (code, message) = error_of(&read_reply(&mut s).unwrap());
     assert_eq!(code, 0x2200, "{message}");
     assert!(message.starts_with("not yet supported"), "{message}");

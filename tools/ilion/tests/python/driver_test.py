@@ -138,6 +138,22 @@ def full(port):
     except Unavailable as error:
         expect(error.required_replicas == 2 and error.alive_replicas == 1, f"counts: {error}")
 
+    # Prepared statements: positional, named, bind markers in USING and LIMIT,
+    # and partition-key indexes for token-aware routing.
+    insert = s.prepare("INSERT INTO events (p, c, v) VALUES (?, ?, ?) USING TTL ?")
+    expect(insert.routing_key_indexes == [0], f"routing key indexes {insert.routing_key_indexes}")
+    for c in range(20):
+        s.execute(insert, ("prepared", c, f"p{c}", 3600))
+    select = s.prepare("SELECT c, v FROM events WHERE p = ? AND c >= ? LIMIT ?")
+    rows = list(s.execute(select, ("prepared", 15, 3)))
+    expect([(r.c, r.v) for r in rows] == [(19, "p19"), (18, "p18"), (17, "p17")], f"prepared select: {rows}")
+    named = s.prepare("SELECT count(*) FROM events WHERE p = :p")
+    expect(s.execute(named, {"p": "prepared"}).one()[0] == 20, "named bind marker")
+    paged = s.prepare("SELECT c FROM events WHERE p = ?")
+    paged.fetch_size = 7
+    rows = list(s.execute(paged, ("prepared",)))
+    expect(len(rows) == 20, f"paging a prepared statement: {len(rows)} rows")
+
     schema = cluster.metadata.keyspaces["ks"].export_as_string()
     expect("CREATE TABLE ks.events" in schema and "CLUSTERING ORDER BY (c DESC)" in schema, schema)
     cluster.shutdown()

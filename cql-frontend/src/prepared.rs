@@ -1,0 +1,459 @@
+//! Prepared statements: PREPARE parses once and describes the bind
+//! variables (and, for SELECT, the result columns); EXECUTE runs the stored
+//! statement with the bound values.
+//!
+//! The cache lives in memory, bounded by [`PREPARED_STATEMENTS_MAX`]; an
+//! EXECUTE of an id it does not hold (after a restart, or an eviction) gets
+//! Unprepared, and drivers prepare again. Bind metadata carries the
+//! partition key's bind indexes so drivers can route token-aware.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::cql::ast::{BindMarker, Operator, Relation, Selector, Statement, Term, Using};
+use crate::cql::parser::parse;
+use crate::node::{Node, Session};
+use crate::protocol::error::CqlError;
+use crate::protocol::primitives::BodyWriter;
+use crate::results::ColumnSpec;
+use crate::schema::{resolve_keyspace, ColumnKind, TableSchema, SYSTEM_KEYSPACES};
+use crate::system_tables::virtual_table;
+use crate::types::CqlType;
+
+/// Most prepared statements a node keeps; the oldest are dropped past it.
+pub const PREPARED_STATEMENTS_MAX: usize = 10_000;
+
+/// One prepared statement.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub query: String,
+    /// The keyspace `USE`d when it was prepared (resolves unqualified names).
+    pub keyspace: Option<String>,
+    pub statement: Statement,
+    pub binds: Vec<ColumnSpec>,
+    pub partition_key_indexes: Vec<u16>,
+    pub result_columns: Option<Vec<ColumnSpec>>,
+}
+
+/// The node's prepared statement cache.
+#[derive(Debug, Default)]
+pub struct PreparedCache {
+    entries: Mutex<(HashMap<[u8; 16], (u64, std::sync::Arc<Prepared>)>, u64)>,
+}
+
+impl PreparedCache {
+    pub fn get(&self, id: &[u8]) -> Option<std::sync::Arc<Prepared>> {
+        let key: [u8; 16] = id.try_into().ok()?;
+        let mut guard = self.entries.lock();
+        let (map, clock) = &mut *guard;
+        *clock += 1;
+        let now = *clock;
+        map.get_mut(&key).map(|(used, prepared)| {
+            *used = now;
+            prepared.clone()
+        })
+    }
+
+    fn insert(&self, id: [u8; 16], prepared: Prepared) -> std::sync::Arc<Prepared> {
+        let mut guard = self.entries.lock();
+        let (map, clock) = &mut *guard;
+        *clock += 1;
+        if map.len() >= PREPARED_STATEMENTS_MAX && !map.contains_key(&id) {
+            if let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, (used, _))| *used)
+                .map(|(k, _)| *k)
+            {
+                map.remove(&oldest);
+            }
+        }
+        let prepared = std::sync::Arc::new(prepared);
+        map.insert(id, (*clock, prepared.clone()));
+        prepared
+    }
+}
+
+/// The id of a query text in a keyspace.
+fn statement_id(keyspace: Option<&str>, query: &str) -> [u8; 16] {
+    let text = format!("{}\u{0}{query}", keyspace.unwrap_or(""));
+    let high = replication::murmur3::murmur3_hash(text.as_bytes()) as u64;
+    let low = replication::murmur3::murmur3_hash(format!("#{text}").as_bytes()) as u64;
+    (u128::from(high) << 64 | u128::from(low)).to_be_bytes()
+}
+
+/// Prepares `query`; returns its id and description.
+pub fn prepare(
+    node: &Node,
+    session: &Session,
+    query: &str,
+) -> Result<([u8; 16], std::sync::Arc<Prepared>), CqlError> {
+    let statement = parse(query).map_err(|e| CqlError::Syntax(e.to_string()))?;
+    if let Statement::NotYetSupported(what) = &statement {
+        return Err(CqlError::not_yet_supported(what));
+    }
+    let (binds, partition_key_indexes, result_columns) = describe(node, session, &statement)?;
+    let id = statement_id(session.keyspace.as_deref(), query);
+    let prepared = Prepared {
+        query: query.to_owned(),
+        keyspace: session.keyspace.clone(),
+        statement,
+        binds,
+        partition_key_indexes,
+        result_columns,
+    };
+    Ok((id, node.prepared.insert(id, prepared)))
+}
+
+type Description = (Vec<ColumnSpec>, Vec<u16>, Option<Vec<ColumnSpec>>);
+
+/// Bind variables, partition key bind indexes and result columns of a statement.
+fn describe(
+    node: &Node,
+    session: &Session,
+    statement: &Statement,
+) -> Result<Description, CqlError> {
+    let mut markers: Vec<(BindMarker, ColumnSpec, Option<String>)> = Vec::new();
+    let table_of =
+        |name: &crate::cql::ast::QualifiedName| -> Result<std::sync::Arc<TableSchema>, CqlError> {
+            let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
+            node.catalog
+                .read()
+                .table(&keyspace, &name.name)
+                .ok_or_else(|| CqlError::Invalid(format!("unconfigured table {}", name.name)))
+        };
+    let mut result_columns = None;
+    let mut table_for_keys = None;
+    match statement {
+        Statement::Insert {
+            table,
+            columns,
+            values,
+            using,
+            ..
+        } => {
+            let schema = table_of(table)?;
+            for (column, term) in columns.iter().zip(values) {
+                let ty = schema
+                    .column(column)
+                    .map(|c| c.ty.clone())
+                    .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
+                collect(term, &schema, column, &ty, &mut markers);
+            }
+            collect_using(using, &schema, &mut markers);
+            table_for_keys = Some(schema);
+        }
+        Statement::Update {
+            table,
+            using,
+            assignments,
+            relations,
+            ..
+        } => {
+            let schema = table_of(table)?;
+            collect_using(using, &schema, &mut markers);
+            for (column, term) in assignments {
+                let ty = schema
+                    .column(column)
+                    .map(|c| c.ty.clone())
+                    .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
+                collect(term, &schema, column, &ty, &mut markers);
+            }
+            collect_relations(relations, &schema, &mut markers)?;
+            table_for_keys = Some(schema);
+        }
+        Statement::Delete {
+            table,
+            using,
+            relations,
+            ..
+        } => {
+            let schema = table_of(table)?;
+            collect_using(using, &schema, &mut markers);
+            collect_relations(relations, &schema, &mut markers)?;
+            table_for_keys = Some(schema);
+        }
+        Statement::Select {
+            table,
+            selectors,
+            relations,
+            limit,
+            ..
+        } => {
+            let keyspace = resolve_keyspace(table, session.keyspace.as_deref())?;
+            if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
+                let catalog = node.catalog.read();
+                let virtual_table = virtual_table(&keyspace, &table.name, &node.info, &catalog)
+                    .ok_or_else(|| {
+                        CqlError::Invalid(format!("unconfigured table {}", table.name))
+                    })?;
+                for relation in relations {
+                    if let Relation::Column { column, value, .. } = relation {
+                        if let Some(spec) = virtual_table.columns.iter().find(|c| &c.name == column)
+                        {
+                            collect_spec(value, spec.clone(), &mut markers);
+                        }
+                    }
+                }
+                result_columns = Some(select_columns(&virtual_table.columns, selectors)?);
+            } else {
+                let schema = table_of(table)?;
+                collect_relations(relations, &schema, &mut markers)?;
+                let all: Vec<ColumnSpec> = schema
+                    .columns
+                    .iter()
+                    .map(|c| spec(&schema, &c.name, c.ty.clone()))
+                    .collect();
+                result_columns = Some(select_columns(&all, selectors)?);
+                table_for_keys = Some(schema);
+            }
+            if let Some(term) = limit {
+                collect_spec(
+                    term,
+                    ColumnSpec {
+                        keyspace: keyspace.clone(),
+                        table: table.name.clone(),
+                        name: "[limit]".into(),
+                        ty: CqlType::Int,
+                    },
+                    &mut markers,
+                );
+            }
+        }
+        Statement::Batch { .. } => {
+            return Err(CqlError::not_yet_supported("preparing a BATCH statement"))
+        }
+        _ => {}
+    }
+    markers.sort_by_key(|(marker, _, _)| match marker {
+        BindMarker::Positional(i) => *i,
+        BindMarker::Named(_, i) => *i,
+    });
+    let binds: Vec<ColumnSpec> = markers
+        .iter()
+        .map(|(marker, spec, _)| match marker {
+            BindMarker::Named(name, _) => ColumnSpec {
+                name: name.clone(),
+                ..spec.clone()
+            },
+            BindMarker::Positional(_) => spec.clone(),
+        })
+        .collect();
+    let mut partition_key_indexes = Vec::new();
+    if let Some(schema) = table_for_keys {
+        for column in schema.partition_key() {
+            match markers
+                .iter()
+                .position(|(_, _, key_column)| key_column.as_deref() == Some(column.name.as_str()))
+            {
+                Some(index) => partition_key_indexes.push(index as u16),
+                None => {
+                    partition_key_indexes.clear();
+                    break;
+                }
+            }
+        }
+    }
+    Ok((binds, partition_key_indexes, result_columns))
+}
+
+fn spec(table: &TableSchema, name: &str, ty: CqlType) -> ColumnSpec {
+    ColumnSpec {
+        keyspace: table.keyspace.clone(),
+        table: table.name.clone(),
+        name: name.to_owned(),
+        ty,
+    }
+}
+
+fn collect_spec(
+    term: &Term,
+    spec: ColumnSpec,
+    out: &mut Vec<(BindMarker, ColumnSpec, Option<String>)>,
+) {
+    if let Term::Bind(marker) = term {
+        out.push((marker.clone(), spec, None));
+    }
+}
+
+/// Records the bind markers of `term`, a value of `column`.
+fn collect(
+    term: &Term,
+    table: &TableSchema,
+    column: &str,
+    ty: &CqlType,
+    out: &mut Vec<(BindMarker, ColumnSpec, Option<String>)>,
+) {
+    let is_key = table
+        .column(column)
+        .is_some_and(|c| c.kind == ColumnKind::PartitionKey);
+    match term {
+        Term::Bind(marker) => out.push((
+            marker.clone(),
+            spec(table, column, ty.clone()),
+            is_key.then(|| column.to_owned()),
+        )),
+        Term::List(items) | Term::Set(items) | Term::Tuple(items) => {
+            let element = match ty.unfrozen() {
+                CqlType::List(e) | CqlType::Set(e) => (**e).clone(),
+                other => other.clone(),
+            };
+            for item in items {
+                collect(item, table, column, &element, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn collect_using(
+    using: &Using,
+    table: &TableSchema,
+    out: &mut Vec<(BindMarker, ColumnSpec, Option<String>)>,
+) {
+    if let Some(term) = &using.timestamp {
+        collect_spec(term, spec(table, "[timestamp]", CqlType::BigInt), out);
+    }
+    if let Some(term) = &using.ttl {
+        collect_spec(term, spec(table, "[ttl]", CqlType::Int), out);
+    }
+}
+
+fn collect_relations(
+    relations: &[Relation],
+    table: &TableSchema,
+    out: &mut Vec<(BindMarker, ColumnSpec, Option<String>)>,
+) -> Result<(), CqlError> {
+    for relation in relations {
+        match relation {
+            Relation::Column { column, op, value } => {
+                let ty = table
+                    .column(column)
+                    .map(|c| c.ty.clone())
+                    .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
+                match (op, value) {
+                    (Operator::In, Term::Bind(marker)) => out.push((
+                        marker.clone(),
+                        spec(table, &format!("in({column})"), CqlType::List(Box::new(ty))),
+                        None,
+                    )),
+                    _ => collect(value, table, column, &ty, out),
+                }
+            }
+            Relation::Token { value, .. } => collect_spec(
+                value,
+                spec(table, "partition key token", CqlType::BigInt),
+                out,
+            ),
+            Relation::MultiColumn { .. } => {
+                return Err(CqlError::not_yet_supported("multi-column relations"))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn select_columns(all: &[ColumnSpec], selectors: &[Selector]) -> Result<Vec<ColumnSpec>, CqlError> {
+    if selectors.is_empty() {
+        return Ok(all.to_vec());
+    }
+    let mut out = Vec::new();
+    for selector in selectors {
+        let (inner, alias) = match selector {
+            Selector::Aliased(inner, alias) => (inner.as_ref(), Some(alias.clone())),
+            other => (other, None),
+        };
+        match inner {
+            Selector::Column(name) => {
+                let column = all
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {name}")))?;
+                out.push(ColumnSpec {
+                    name: alias.unwrap_or_else(|| column.name.clone()),
+                    ..column.clone()
+                });
+            }
+            Selector::CountAll => {
+                let first = all
+                    .first()
+                    .cloned()
+                    .ok_or_else(|| CqlError::Invalid("no columns".into()))?;
+                out.push(ColumnSpec {
+                    name: alias.unwrap_or_else(|| "count".into()),
+                    ty: CqlType::BigInt,
+                    ..first
+                });
+            }
+            _ => return Err(CqlError::not_yet_supported("functions in selections")),
+        }
+    }
+    Ok(out)
+}
+
+fn write_specs(w: &mut BodyWriter, specs: &[ColumnSpec]) {
+    let global = specs
+        .first()
+        .map(|first| {
+            specs
+                .iter()
+                .all(|c| c.keyspace == first.keyspace && c.table == first.table)
+        })
+        .unwrap_or(true);
+    if global {
+        let (keyspace, table) = specs
+            .first()
+            .map_or(("", ""), |c| (c.keyspace.as_str(), c.table.as_str()));
+        w.write_string(keyspace);
+        w.write_string(table);
+    }
+    for spec in specs {
+        if !global {
+            w.write_string(&spec.keyspace);
+            w.write_string(&spec.table);
+        }
+        w.write_string(&spec.name);
+        spec.ty.write_option(w);
+    }
+}
+
+fn global_flag(specs: &[ColumnSpec]) -> i32 {
+    let global = specs
+        .first()
+        .map(|first| {
+            specs
+                .iter()
+                .all(|c| c.keyspace == first.keyspace && c.table == first.table)
+        })
+        .unwrap_or(true);
+    i32::from(global)
+}
+
+/// The RESULT body of a PREPARE (kind 4, v4 layout).
+pub fn prepared_result(id: &[u8; 16], prepared: &Prepared) -> Bytes {
+    let mut w = BodyWriter::new();
+    w.write_int(0x0004);
+    w.write_short_bytes(id);
+    // Bind variable metadata.
+    w.write_int(global_flag(&prepared.binds));
+    w.write_int(prepared.binds.len() as i32);
+    w.write_int(prepared.partition_key_indexes.len() as i32);
+    for index in &prepared.partition_key_indexes {
+        w.write_short(*index);
+    }
+    write_specs(&mut w, &prepared.binds);
+    // Result metadata.
+    match &prepared.result_columns {
+        Some(columns) => {
+            w.write_int(global_flag(columns));
+            w.write_int(columns.len() as i32);
+            write_specs(&mut w, columns);
+        }
+        None => {
+            w.write_int(0x0004);
+            w.write_int(0);
+        }
+    }
+    w.into_bytes()
+}
