@@ -37,10 +37,14 @@ pub struct Prepared {
     pub result_columns: Option<Vec<ColumnSpec>>,
 }
 
+/// A cached statement and when it was last used.
+type Entry = (u64, std::sync::Arc<Prepared>);
+
 /// The node's prepared statement cache.
 #[derive(Debug, Default)]
 pub struct PreparedCache {
-    entries: Mutex<(HashMap<[u8; 16], (u64, std::sync::Arc<Prepared>)>, u64)>,
+    /// Statements by id with the tick they were last used, and the tick counter.
+    entries: Mutex<(HashMap<[u8; 16], Entry>, u64)>,
 }
 
 impl PreparedCache {
