@@ -43,6 +43,7 @@ fn ci(root: &Path) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
+    venv(root)?;
     if has_nextest(root) {
         run(
             root,
