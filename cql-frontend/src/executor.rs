@@ -96,7 +96,14 @@ pub fn execute_statement(
         consistency,
         bindings,
     };
-    context.run(session, statement)
+    let result = context.run(session, statement);
+    if let Ok(ResultBody::SchemaChange(change)) = &result {
+        // No receivers is fine: nobody registered.
+        let _ = node
+            .events
+            .send(crate::node::ClientEvent::SchemaChange(change.clone()));
+    }
+    result
 }
 
 struct Context<'a> {

@@ -59,6 +59,37 @@ pub struct Node {
     pub coordinator: Coordinator,
     pub catalog: RwLock<Catalog>,
     pub prepared: crate::prepared::PreparedCache,
+    /// Client events (schema changes now; topology and status with the
+    /// cluster), fanned out to connections that REGISTERed for them.
+    pub events: tokio::sync::broadcast::Sender<ClientEvent>,
+}
+
+/// Events queued per connection before a slow one misses some.
+pub const CLIENT_EVENTS_QUEUED_MAX: usize = 256;
+
+/// An event pushed to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    SchemaChange(crate::results::SchemaChange),
+}
+
+impl ClientEvent {
+    /// The REGISTER name of this kind of event.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientEvent::SchemaChange(_) => "SCHEMA_CHANGE",
+        }
+    }
+
+    /// The EVENT message body.
+    pub fn encode(&self) -> bytes::Bytes {
+        let mut w = crate::protocol::primitives::BodyWriter::new();
+        w.write_string(self.kind());
+        match self {
+            ClientEvent::SchemaChange(change) => change.write(&mut w),
+        }
+        w.into_bytes()
+    }
 }
 
 impl Node {
@@ -70,6 +101,7 @@ impl Node {
             coordinator,
             catalog: RwLock::new(catalog),
             prepared: crate::prepared::PreparedCache::default(),
+            events: tokio::sync::broadcast::channel(CLIENT_EVENTS_QUEUED_MAX).0,
         }))
     }
 }

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::executor;
-use crate::node::{Node, Session};
+use crate::node::{ClientEvent, Node, Session};
 use crate::prepared;
 use crate::protocol::error::CqlError;
 use crate::protocol::frame::{
@@ -39,6 +39,8 @@ const KNOWN_EVENTS: [&str; 3] = ["TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHA
 #[derive(Debug, Default)]
 struct ConnectionState {
     started: bool,
+    /// The protocol version of this connection (from its STARTUP).
+    version: u8,
     events: Vec<String>,
     session: Session,
 }
@@ -51,6 +53,7 @@ pub async fn serve_connection(
 ) {
     let peer = stream.peer_addr().ok();
     let mut state = ConnectionState::default();
+    let mut events = node.events.subscribe();
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
         let header = match check_header(&buf) {
@@ -58,6 +61,12 @@ pub async fn serve_connection(
             Ok(HeaderCheck::Incomplete) => {
                 tokio::select! {
                     _ = shutdown.changed() => return,
+                    event = events.recv() => {
+                        if push_event(&mut stream, &state, event).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     read = stream.read_buf(&mut buf) => match read {
                         Ok(0) | Err(_) => return,
                         Ok(_) => continue,
@@ -106,6 +115,9 @@ pub async fn serve_connection(
         let mut frame = buf.split_to(frame_len);
         let body = frame.split_off(HEADER_BYTES).freeze();
         debug_assert!(body.len() <= FRAME_BODY_BYTES_MAX);
+        if header.opcode == crate::protocol::frame::Opcode::Startup {
+            state.version = header.version;
+        }
         let (response, close) = if header.flags & flags::COMPRESSION != 0 {
             let message =
                 "frame is compressed but no compression was negotiated in STARTUP".to_owned();
@@ -123,6 +135,41 @@ pub async fn serve_connection(
         {
             return;
         }
+    }
+}
+
+/// Writes an event to a client that registered for its kind.
+async fn push_event(
+    stream: &mut TcpStream,
+    state: &ConnectionState,
+    event: Result<ClientEvent, tokio::sync::broadcast::error::RecvError>,
+) -> std::io::Result<()> {
+    let event = match event {
+        Ok(event) => event,
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+            tracing::warn!(missed, "client too slow for events; some were dropped");
+            return Ok(());
+        }
+        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+    };
+    if !state.started || !state.events.iter().any(|e| e == event.kind()) {
+        return Ok(());
+    }
+    let frame = ResponseFrame {
+        version: state.version,
+        flags: 0,
+        stream: -1,
+        opcode: crate::protocol::frame::Opcode::Event,
+        body: event.encode(),
+    };
+    let mut out = BytesMut::new();
+    frame.encode(&mut out);
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
+        Ok(result) => result,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "client does not read",
+        )),
     }
 }
 

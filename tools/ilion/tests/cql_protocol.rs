@@ -293,3 +293,52 @@ fn password_authenticator_is_refused_honestly() {
         "{log}"
     );
 }
+
+/// A connection that registered for SCHEMA_CHANGE hears about DDL run on
+/// another connection; one that did not register hears nothing.
+#[test]
+fn schema_change_events_reach_registered_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut listener = connect(&node);
+    listener
+        .write_all(&frame(4, 1, 0x01, &startup_body()))
+        .unwrap();
+    assert_eq!(read_reply(&mut listener).unwrap().opcode, 0x02);
+    let mut register = 1u16.to_be_bytes().to_vec();
+    register.extend(string("SCHEMA_CHANGE"));
+    listener.write_all(&frame(4, 2, 0x0B, &register)).unwrap();
+    assert_eq!(read_reply(&mut listener).unwrap().opcode, 0x02);
+    let mut quiet = connect(&node);
+    quiet
+        .write_all(&frame(4, 1, 0x01, &startup_body()))
+        .unwrap();
+    assert_eq!(read_reply(&mut quiet).unwrap().opcode, 0x02);
+
+    let mut actor = connect(&node);
+    actor
+        .write_all(&frame(4, 1, 0x01, &startup_body()))
+        .unwrap();
+    assert_eq!(read_reply(&mut actor).unwrap().opcode, 0x02);
+    let ddl = "CREATE KEYSPACE evks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}";
+    actor
+        .write_all(&frame(4, 2, 0x07, &query_body(ddl)))
+        .unwrap();
+    assert_eq!(read_reply(&mut actor).unwrap().opcode, 0x08);
+
+    let event = read_reply(&mut listener).expect("an EVENT frame");
+    assert_eq!((event.stream, event.opcode), (-1, 0x0C));
+    let text = String::from_utf8_lossy(&event.body);
+    for part in ["SCHEMA_CHANGE", "CREATED", "KEYSPACE", "evks"] {
+        assert!(text.contains(part), "{part} missing from {text:?}");
+    }
+    quiet
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        quiet.read(&mut byte).is_err(),
+        "an unregistered connection gets no event"
+    );
+}
