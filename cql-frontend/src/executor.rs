@@ -1537,3 +1537,72 @@ impl PagingState {
         }))
     }
 }
+
+/// Runs the statements of a BATCH message: every mutation is built (and
+/// checked) first, then all are written.
+pub fn execute_batch(
+    node: &Node,
+    session: &mut Session,
+    statements: &[(Statement, crate::protocol::messages::BoundValues)],
+    params: &QueryParameters,
+) -> Result<ResultBody, CqlError> {
+    let consistency = ConsistencyLevel::from_code(params.consistency).ok_or_else(|| {
+        CqlError::Protocol(format!(
+            "unknown consistency level {:#06x}",
+            params.consistency
+        ))
+    })?;
+    let now = now_micros();
+    let mut mutations = Vec::with_capacity(statements.len());
+    for (statement, values) in statements {
+        if !matches!(
+            statement,
+            Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. }
+        ) {
+            return Err(invalid(
+                "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH",
+            ));
+        }
+        if matches!(
+            statement,
+            Statement::Insert {
+                if_not_exists: true,
+                ..
+            } | Statement::Update {
+                has_conditions: true,
+                ..
+            } | Statement::Delete {
+                has_conditions: true,
+                ..
+            }
+        ) {
+            return Err(CqlError::not_yet_supported(
+                "lightweight transactions (IF conditions)",
+            ));
+        }
+        let context = Context {
+            node,
+            params,
+            consistency,
+            bindings: Bindings {
+                values,
+                now_micros: now,
+            },
+        };
+        mutations.push(context.mutation(session, statement, None)?);
+    }
+    let bindings = Bindings {
+        values: &params.values,
+        now_micros: now,
+    };
+    let context = Context {
+        node,
+        params,
+        consistency,
+        bindings,
+    };
+    for (table, mutation) in mutations {
+        context.write(&table, mutation)?;
+    }
+    Ok(ResultBody::Void)
+}

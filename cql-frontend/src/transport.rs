@@ -26,7 +26,7 @@ use crate::protocol::frame::{
     check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, FRAME_BODY_BYTES_MAX,
     HEADER_BYTES,
 };
-use crate::protocol::messages::{Request, Response};
+use crate::protocol::messages::{BatchStatement, BoundValues, QueryParameters, Request, Response};
 use std::sync::Arc;
 
 /// Longest a write of responses to a slow client may block.
@@ -267,7 +267,40 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
                 Err(error) => Response::Error(error),
             }
         }
-        Request::Batch => Response::Error(CqlError::not_yet_supported("BATCH")),
+        Request::Batch(batch) => {
+            let mut statements = Vec::with_capacity(batch.statements.len());
+            for (statement, values) in batch.statements {
+                let values = BoundValues::Positional(values);
+                match statement {
+                    BatchStatement::Query(text) => match crate::cql::parser::parse(&text) {
+                        Ok(parsed) => statements.push((parsed, values)),
+                        Err(error) => return Response::Error(CqlError::Syntax(error.to_string())),
+                    },
+                    BatchStatement::Prepared(id) => match node.prepared.get(&id) {
+                        Some(prepared) => statements.push((prepared.statement.clone(), values)),
+                        None => return Response::Error(CqlError::Unprepared {
+                            message:
+                                "Prepared statement in BATCH not found (was the node restarted?)"
+                                    .into(),
+                            id: id.to_vec(),
+                        }),
+                    },
+                }
+            }
+            let params = QueryParameters {
+                consistency: batch.consistency,
+                timestamp: batch.timestamp,
+                serial_consistency: batch.serial_consistency,
+                ..QueryParameters::default()
+            };
+            let result = tokio::task::block_in_place(|| {
+                executor::execute_batch(node, &mut state.session, &statements, &params)
+            });
+            match result {
+                Ok(body) => Response::Result(body, false),
+                Err(error) => Response::Error(error),
+            }
+        }
         Request::AuthResponse(_) => Response::Error(CqlError::Protocol(
             "AUTH_RESPONSE without an authentication challenge (AllowAllAuthenticator)".into(),
         )),

@@ -86,6 +86,79 @@ impl QueryParameters {
     }
 }
 
+/// One statement of a BATCH message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchStatement {
+    Query(String),
+    Prepared(Bytes),
+}
+
+/// A BATCH message (section 4.1.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRequest {
+    /// 0 logged, 1 unlogged, 2 counter.
+    pub kind: u8,
+    pub statements: Vec<(BatchStatement, Vec<Value>)>,
+    pub consistency: u16,
+    pub serial_consistency: Option<u16>,
+    pub timestamp: Option<i64>,
+}
+
+/// Most statements one BATCH may carry.
+pub const BATCH_STATEMENTS_MAX: u16 = 65_535;
+
+impl BatchRequest {
+    fn read(r: &mut BodyReader) -> Result<BatchRequest, ProtocolViolation> {
+        let kind = r.read_byte()?;
+        if kind > 2 {
+            return Err(ProtocolViolation(format!("unknown BATCH type {kind}")));
+        }
+        let n = r.read_short()?;
+        let mut statements = Vec::with_capacity(usize::from(n.min(BATCH_STATEMENTS_MAX)).min(1024));
+        for _ in 0..n {
+            let statement = match r.read_byte()? {
+                0 => BatchStatement::Query(r.read_long_string()?),
+                1 => BatchStatement::Prepared(r.read_short_bytes()?),
+                other => {
+                    return Err(ProtocolViolation(format!(
+                        "unknown BATCH statement kind {other}"
+                    )))
+                }
+            };
+            let count = r.read_short()?;
+            let mut values = Vec::with_capacity(usize::from(count).min(1024));
+            for _ in 0..count {
+                values.push(r.read_value()?);
+            }
+            statements.push((statement, values));
+        }
+        let consistency = r.read_short()?;
+        let flags = r.read_byte()?;
+        if flags & query_flags::NAMES_FOR_VALUES != 0 {
+            return Err(ProtocolViolation(
+                "named values in BATCH are not supported by protocol v4".into(),
+            ));
+        }
+        let serial_consistency = if flags & query_flags::SERIAL_CONSISTENCY != 0 {
+            Some(r.read_short()?)
+        } else {
+            None
+        };
+        let timestamp = if flags & query_flags::DEFAULT_TIMESTAMP != 0 {
+            Some(r.read_long()?)
+        } else {
+            None
+        };
+        Ok(BatchRequest {
+            kind,
+            statements,
+            consistency,
+            serial_consistency,
+            timestamp,
+        })
+    }
+}
+
 /// A request from a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
@@ -102,7 +175,7 @@ pub enum Request {
         id: Bytes,
         params: QueryParameters,
     },
-    Batch,
+    Batch(BatchRequest),
     Register {
         events: Vec<String>,
     },
@@ -132,7 +205,7 @@ impl Request {
                 id: r.read_short_bytes()?,
                 params: QueryParameters::read(r)?,
             },
-            Opcode::Batch => Request::Batch,
+            Opcode::Batch => Request::Batch(BatchRequest::read(r)?),
             Opcode::Register => Request::Register {
                 events: r.read_string_list()?,
             },

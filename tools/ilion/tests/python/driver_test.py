@@ -18,7 +18,7 @@ from cassandra import AlreadyExists, InvalidRequest, Unavailable, ConsistencyLev
 from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.protocol import SyntaxException
-from cassandra.query import SimpleStatement
+from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
 
 def connect(port):
@@ -153,6 +153,15 @@ def full(port):
     paged.fetch_size = 7
     rows = list(s.execute(paged, ("prepared",)))
     expect(len(rows) == 20, f"paging a prepared statement: {len(rows)} rows")
+
+    # The BATCH message, with prepared and simple statements.
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    batch.add(insert, ("batched", 1, "one", 0))
+    batch.add(SimpleStatement("INSERT INTO events (p, c, v) VALUES (%s, %s, %s)"), ("batched", 2, "two"))
+    batch.add(s.prepare("DELETE FROM events WHERE p = ? AND c = ?"), ("batched", 1))
+    s.execute(batch)
+    rows = [(r.c, r.v) for r in s.execute("SELECT c, v FROM events WHERE p = 'batched'")]
+    expect(rows == [(2, "two")], f"BATCH message: {rows}")
 
     schema = cluster.metadata.keyspaces["ks"].export_as_string()
     expect("CREATE TABLE ks.events" in schema and "CLUSTERING ORDER BY (c DESC)" in schema, schema)
