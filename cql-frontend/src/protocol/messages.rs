@@ -104,9 +104,6 @@ pub struct BatchRequest {
     pub timestamp: Option<i64>,
 }
 
-/// Most statements one BATCH may carry.
-pub const BATCH_STATEMENTS_MAX: u16 = 65_535;
-
 impl BatchRequest {
     fn read(r: &mut BodyReader) -> Result<BatchRequest, ProtocolViolation> {
         let kind = r.read_byte()?;
@@ -114,7 +111,7 @@ impl BatchRequest {
             return Err(ProtocolViolation(format!("unknown BATCH type {kind}")));
         }
         let n = r.read_short()?;
-        let mut statements = Vec::with_capacity(usize::from(n.min(BATCH_STATEMENTS_MAX)).min(1024));
+        let mut statements = Vec::with_capacity(usize::from(n).min(1024));
         for _ in 0..n {
             let statement = match r.read_byte()? {
                 0 => BatchStatement::Query(r.read_long_string()?),
