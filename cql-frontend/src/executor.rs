@@ -17,7 +17,9 @@ use storage_lsm::model::{
 };
 use storage_lsm::{PartitionRows, ScanResume, SliceQuery, TokenRange};
 
-use crate::cql::ast::{Operator, QualifiedName, Relation, Selector, Statement, Term, Using};
+use crate::cql::ast::{
+    Assignment, Operator, QualifiedName, Relation, Selector, Statement, Term, Using,
+};
 use crate::cql::parser::parse;
 use crate::node::{Node, Session};
 use crate::protocol::error::CqlError;
@@ -390,8 +392,20 @@ impl Context<'_> {
                         .find(|(s, _)| s.name == c.name)
                         .map(|(_, v)| v.clone())
                 })?;
-                let mut update =
-                    cells_update(&table, &assigned, clustering, timestamp, ttl, now_s)?;
+                let mut written = Vec::with_capacity(assigned.len());
+                for (schema, value) in &assigned {
+                    if matches!(schema.kind, ColumnKind::Regular | ColumnKind::Static) {
+                        let cells = column_cells(
+                            schema,
+                            &ColumnWrite::Set(value.clone()),
+                            timestamp,
+                            ttl,
+                            now_s,
+                        )?;
+                        written.push((*schema, cells));
+                    }
+                }
+                let mut update = cells_update(&table, &written, clustering)?;
                 if let Some(row) = update.rows.first_mut() {
                     row.add_cell(cell(ROW_MARKER, timestamp, ttl, now_s, Some(Bytes::new())));
                 } else {
@@ -422,7 +436,7 @@ impl Context<'_> {
                 let key = restrictions.single_partition(&table)?;
                 let clustering = restrictions.full_clustering(&table)?;
                 let mut assigned = Vec::with_capacity(assignments.len());
-                for (column, term) in assignments {
+                for (column, assignment) in assignments {
                     let schema = table
                         .column(column)
                         .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
@@ -434,9 +448,10 @@ impl Context<'_> {
                             "PRIMARY KEY part {column} found in SET part"
                         )));
                     }
-                    assigned.push((schema, term_value(&schema.ty, term, column, self.bindings)?));
+                    let write = self.column_write(schema, assignment)?;
+                    assigned.push((schema, column_cells(schema, &write, timestamp, ttl, now_s)?));
                 }
-                let update = cells_update(&table, &assigned, clustering, timestamp, ttl, now_s)?;
+                let update = cells_update(&table, &assigned, clustering)?;
                 Ok((
                     table.clone(),
                     Mutation {
@@ -467,14 +482,22 @@ impl Context<'_> {
                     let clustering = restrictions.full_clustering(&table)?;
                     let mut cells = Vec::new();
                     let mut statics = Vec::new();
-                    for column in columns {
+                    for (column, element) in columns {
                         let schema = table
                             .column(column)
                             .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+                        let mut tombstone = Cell::tombstone(schema.id, timestamp, now_s);
+                        if let Some(element) = element {
+                            tombstone.path = Some(self.element_path(schema, element)?);
+                        }
                         match schema.kind {
-                            ColumnKind::PartitionKey | ColumnKind::Clustering => return Err(invalid(format!("Invalid identifier {column} for deletion (should not be a PRIMARY KEY part)"))),
-                            ColumnKind::Static => statics.push(Cell::tombstone(schema.id, timestamp, now_s)),
-                            ColumnKind::Regular => cells.push(Cell::tombstone(schema.id, timestamp, now_s)),
+                            ColumnKind::PartitionKey | ColumnKind::Clustering => {
+                                return Err(invalid(format!(
+                                    "Invalid identifier {column} for deletion (should not be a PRIMARY KEY part)"
+                                )))
+                            }
+                            ColumnKind::Static => statics.push(tombstone),
+                            ColumnKind::Regular => cells.push(tombstone),
                         }
                     }
                     if !cells.is_empty() {
@@ -515,6 +538,76 @@ impl Context<'_> {
             _ => Err(invalid(
                 "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH",
             )),
+        }
+    }
+
+    /// The cell path of one collection element named in a statement.
+    fn element_path(&self, column: &ColumnSchema, element: &Term) -> Result<Bytes, CqlError> {
+        let key_ty = match column.ty.unfrozen() {
+            CqlType::Map(key, _) if column.ty.is_multi_cell() => key,
+            CqlType::Set(element) if column.ty.is_multi_cell() => element,
+            CqlType::List(_) if column.ty.is_multi_cell() => {
+                return Err(CqlError::not_yet_supported("list elements by index"))
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "Invalid element access on column {}: it is not a non-frozen map or set",
+                    column.name
+                )))
+            }
+        };
+        match term_value(key_ty, element, &column.name, self.bindings)? {
+            Value::Set(key) => {
+                let mut path = Vec::new();
+                key_ty
+                    .encode_comparable(&key, false, &mut path)
+                    .map_err(|e| invalid(e.0))?;
+                Ok(Bytes::from(path))
+            }
+            _ => Err(invalid(format!(
+                "Invalid null key for column {}",
+                column.name
+            ))),
+        }
+    }
+
+    /// Evaluates one `SET` clause against its column.
+    fn column_write(
+        &self,
+        column: &ColumnSchema,
+        assignment: &Assignment,
+    ) -> Result<ColumnWrite, CqlError> {
+        let value = |term: &Term, ty: &CqlType| term_value(ty, term, &column.name, self.bindings);
+        let collection = column.ty.is_multi_cell();
+        match assignment {
+            Assignment::Set(term) => Ok(ColumnWrite::Set(value(term, &column.ty)?)),
+            _ if matches!(column.ty, CqlType::Counter) => Err(CqlError::not_yet_supported("counters")),
+            _ if !collection => Err(invalid(format!(
+                "Invalid operation on column {} of type {}: only non-frozen collections support +, - and [ ]",
+                column.name, column.ty
+            ))),
+            Assignment::Add(term) => Ok(ColumnWrite::Add(value(term, &column.ty)?)),
+            Assignment::Prepend(term) => match column.ty {
+                CqlType::List(_) => Ok(ColumnWrite::Prepend(value(term, &column.ty)?)),
+                _ => Err(invalid(format!(
+                    "Invalid operation: prepend is only for lists, and {} is a {}",
+                    column.name, column.ty
+                ))),
+            },
+            Assignment::Remove(term) => match &column.ty {
+                CqlType::Set(_) => Ok(ColumnWrite::Remove(value(term, &column.ty)?)),
+                CqlType::Map(key, _) => Ok(ColumnWrite::Remove(value(term, &CqlType::Set(key.clone()))?)),
+                _ => Err(CqlError::not_yet_supported("removing list elements by value")),
+            },
+            Assignment::SetElement(key, element) => match &column.ty {
+                CqlType::Map(key_ty, value_ty) => {
+                    let Value::Set(key) = value(key, key_ty)? else {
+                        return Err(invalid(format!("Invalid null map key for column {}", column.name)));
+                    };
+                    Ok(ColumnWrite::SetElement(key, value(element, value_ty)?))
+                }
+                _ => Err(CqlError::not_yet_supported("setting list elements by index")),
+            },
         }
     }
 
@@ -1278,23 +1371,15 @@ fn cell(column: u32, timestamp: i64, ttl: i64, now_s: i64, value: Option<Bytes>)
 
 fn cells_update(
     table: &TableSchema,
-    assigned: &[(&ColumnSchema, Value)],
+    assigned: &[(&ColumnSchema, Vec<Cell>)],
     clustering: Bytes,
-    timestamp: i64,
-    ttl: i64,
-    now_s: i64,
 ) -> Result<PartitionUpdate, CqlError> {
     let mut cells = Vec::new();
     let mut statics = Vec::new();
-    for (column, value) in assigned {
-        let value = match value {
-            Value::Set(bytes) => Some(bytes.clone()),
-            Value::Null => None,
-            Value::NotSet => continue,
-        };
+    for (column, column_cells) in assigned {
         match column.kind {
-            ColumnKind::Regular => cells.push(cell(column.id, timestamp, ttl, now_s, value)),
-            ColumnKind::Static => statics.push(cell(column.id, timestamp, ttl, now_s, value)),
+            ColumnKind::Regular => cells.extend(column_cells.iter().cloned()),
+            ColumnKind::Static => statics.extend(column_cells.iter().cloned()),
             _ => {}
         }
     }
@@ -1307,6 +1392,269 @@ fn cells_update(
         update.static_row = Some(Row::new(Bytes::new(), statics));
     }
     Ok(update)
+}
+
+/// A write to one column, evaluated.
+#[derive(Debug, Clone)]
+enum ColumnWrite {
+    Set(Value),
+    Add(Value),
+    Prepend(Value),
+    Remove(Value),
+    SetElement(Bytes, Value),
+}
+
+/// A list element's cell path: appended elements sort after every earlier
+/// one, prepended elements before every earlier one, in statement order.
+fn list_path(timestamp: i64, index: usize, prepend: bool) -> Bytes {
+    let micros = timestamp.max(0) as u64;
+    let time = if prepend {
+        0x7fff_ffff_ffff_ffff - micros
+    } else {
+        0x8000_0000_0000_0000 | micros
+    };
+    let random: u32 = rand::random();
+    let mut path = Vec::with_capacity(16);
+    path.extend_from_slice(&time.to_be_bytes());
+    path.extend_from_slice(&(index as u32).to_be_bytes());
+    path.extend_from_slice(&random.to_be_bytes());
+    Bytes::from(path)
+}
+
+fn element_cell(
+    column: u32,
+    path: Bytes,
+    timestamp: i64,
+    ttl: i64,
+    now_s: i64,
+    value: Option<Bytes>,
+) -> Cell {
+    Cell {
+        path: Some(path),
+        ..cell(column, timestamp, ttl, now_s, value)
+    }
+}
+
+/// The cells a column write becomes. A non-frozen collection is one cell
+/// per element; overwriting it first deletes the old elements (a column
+/// tombstone one microsecond older than the new elements).
+fn column_cells(
+    column: &ColumnSchema,
+    write: &ColumnWrite,
+    timestamp: i64,
+    ttl: i64,
+    now_s: i64,
+) -> Result<Vec<Cell>, CqlError> {
+    if !column.ty.is_multi_cell() {
+        return match write {
+            ColumnWrite::Set(Value::Set(bytes)) => Ok(vec![cell(
+                column.id,
+                timestamp,
+                ttl,
+                now_s,
+                Some(bytes.clone()),
+            )]),
+            ColumnWrite::Set(Value::Null) => Ok(vec![cell(column.id, timestamp, ttl, now_s, None)]),
+            ColumnWrite::Set(Value::NotSet) => Ok(Vec::new()),
+            _ => Err(invalid(format!(
+                "Invalid operation on column {}",
+                column.name
+            ))),
+        };
+    }
+    let elements = |bytes: &Bytes, prepend: bool| -> Result<Vec<Cell>, CqlError> {
+        let mut out = Vec::new();
+        match &column.ty {
+            CqlType::Set(element) => {
+                for item in split_collection(bytes)? {
+                    let mut path = Vec::new();
+                    element
+                        .encode_comparable(&item, false, &mut path)
+                        .map_err(|e| invalid(e.0))?;
+                    out.push(element_cell(
+                        column.id,
+                        Bytes::from(path),
+                        timestamp,
+                        ttl,
+                        now_s,
+                        Some(Bytes::new()),
+                    ));
+                }
+            }
+            CqlType::Map(key, _) => {
+                let items = split_entries(bytes, 2)?;
+                for pair in items.chunks(2) {
+                    let (Some(k), Some(v)) = (pair.first(), pair.get(1)) else {
+                        continue;
+                    };
+                    let mut path = Vec::new();
+                    key.encode_comparable(k, false, &mut path)
+                        .map_err(|e| invalid(e.0))?;
+                    out.push(element_cell(
+                        column.id,
+                        Bytes::from(path),
+                        timestamp,
+                        ttl,
+                        now_s,
+                        Some(v.clone()),
+                    ));
+                }
+            }
+            CqlType::List(_) => {
+                for (i, item) in split_collection(bytes)?.into_iter().enumerate() {
+                    out.push(element_cell(
+                        column.id,
+                        list_path(timestamp, i, prepend),
+                        timestamp,
+                        ttl,
+                        now_s,
+                        Some(item),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(out)
+    };
+    match write {
+        ColumnWrite::Set(Value::Set(bytes)) => {
+            let mut cells = vec![Cell::tombstone(column.id, timestamp - 1, now_s)];
+            cells.extend(elements(bytes, false)?);
+            Ok(cells)
+        }
+        ColumnWrite::Set(Value::Null) => Ok(vec![Cell::tombstone(column.id, timestamp, now_s)]),
+        ColumnWrite::Add(Value::Set(bytes)) => elements(bytes, false),
+        ColumnWrite::Prepend(Value::Set(bytes)) => elements(bytes, true),
+        ColumnWrite::Remove(Value::Set(bytes)) => {
+            let key_ty = match &column.ty {
+                CqlType::Set(element) => element,
+                CqlType::Map(key, _) => key,
+                _ => {
+                    return Err(CqlError::not_yet_supported(
+                        "removing list elements by value",
+                    ))
+                }
+            };
+            let mut cells = Vec::new();
+            for item in split_collection(bytes)? {
+                let mut path = Vec::new();
+                key_ty
+                    .encode_comparable(&item, false, &mut path)
+                    .map_err(|e| invalid(e.0))?;
+                cells.push(element_cell(
+                    column.id,
+                    Bytes::from(path),
+                    timestamp,
+                    0,
+                    now_s,
+                    None,
+                ));
+            }
+            Ok(cells)
+        }
+        ColumnWrite::SetElement(key, value) => {
+            let CqlType::Map(key_ty, _) = &column.ty else {
+                return Err(CqlError::not_yet_supported(
+                    "setting list elements by index",
+                ));
+            };
+            let mut path = Vec::new();
+            key_ty
+                .encode_comparable(key, false, &mut path)
+                .map_err(|e| invalid(e.0))?;
+            let value = match value {
+                Value::Set(v) => Some(v.clone()),
+                _ => None,
+            };
+            Ok(vec![element_cell(
+                column.id,
+                Bytes::from(path),
+                timestamp,
+                ttl,
+                now_s,
+                value,
+            )])
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// A non-frozen collection's serialized value from its element cells (in
+/// path order), or `None` when it has no live element.
+fn assemble_collection(column: &ColumnSchema, cells: &[&Cell]) -> Result<Option<Bytes>, CqlError> {
+    if cells.is_empty() {
+        return Ok(None);
+    }
+    let mut out = BytesMut::new();
+    out.put_i32(cells.len() as i32);
+    for cell in cells {
+        let path = cell.path.as_deref().unwrap_or_default();
+        let value = cell.value_bytes().cloned().unwrap_or_default();
+        match &column.ty {
+            CqlType::Set(element) => {
+                let (item, _) = element.decode_comparable(path, false).map_err(|e| {
+                    CqlError::Server(format!("stored set element is malformed: {}", e.0))
+                })?;
+                out.put_i32(item.len() as i32);
+                out.put_slice(&item);
+            }
+            CqlType::Map(key, _) => {
+                let (item, _) = key.decode_comparable(path, false).map_err(|e| {
+                    CqlError::Server(format!("stored map key is malformed: {}", e.0))
+                })?;
+                out.put_i32(item.len() as i32);
+                out.put_slice(&item);
+                out.put_i32(value.len() as i32);
+                out.put_slice(&value);
+            }
+            _ => {
+                out.put_i32(value.len() as i32);
+                out.put_slice(&value);
+            }
+        }
+    }
+    Ok(Some(out.freeze()))
+}
+
+/// The element cells of one collection column in a row.
+fn element_cells(row: Option<&Row>, column: u32) -> Vec<&Cell> {
+    row.map(|r| {
+        r.cells
+            .iter()
+            .filter(|c| c.column == column && c.path.is_some())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The parts of a serialized map (`per_entry` = 2) or list/set (1).
+fn split_entries(bytes: &[u8], per_entry: usize) -> Result<Vec<Bytes>, CqlError> {
+    let bad = || invalid("malformed collection value");
+    let count = i32::from_be_bytes(
+        bytes
+            .get(..4)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    );
+    let mut at = 4;
+    let mut out = Vec::new();
+    for _ in 0..(count.max(0) as usize).saturating_mul(per_entry) {
+        let len = i32::from_be_bytes(
+            bytes
+                .get(at..at + 4)
+                .ok_or_else(bad)?
+                .try_into()
+                .map_err(|_| bad())?,
+        );
+        at += 4;
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        out.push(Bytes::copy_from_slice(
+            bytes.get(at..at + len).ok_or_else(bad)?,
+        ));
+        at += len;
+    }
+    Ok(out)
 }
 
 /// A selected output.
@@ -1418,6 +1766,17 @@ fn materialize(
             match column.kind {
                 ColumnKind::PartitionKey => key_components.get(column.position as usize).cloned(),
                 ColumnKind::Clustering => clustering.get(column.position as usize).cloned(),
+                ColumnKind::Static if column.ty.is_multi_cell() => assemble_collection(
+                    column,
+                    &element_cells(partition.static_row.as_ref(), column.id),
+                )
+                .ok()
+                .flatten(),
+                ColumnKind::Regular if column.ty.is_multi_cell() => {
+                    assemble_collection(column, &element_cells(row, column.id))
+                        .ok()
+                        .flatten()
+                }
                 ColumnKind::Static => static_value(column.id),
                 ColumnKind::Regular => row
                     .and_then(|r| r.cells.iter().find(|c| c.column == column.id))

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::cql::ast::{BindMarker, Operator, Relation, Selector, Statement, Term, Using};
+use crate::cql::ast::{
+    Assignment, BindMarker, Operator, Relation, Selector, Statement, Term, Using,
+};
 use crate::cql::parser::parse;
 use crate::node::{Node, Session};
 use crate::protocol::error::CqlError;
@@ -157,12 +159,31 @@ fn describe(
         } => {
             let schema = table_of(table)?;
             collect_using(using, &schema, &mut markers);
-            for (column, term) in assignments {
+            for (column, assignment) in assignments {
                 let ty = schema
                     .column(column)
                     .map(|c| c.ty.clone())
                     .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
-                collect(term, &schema, column, &ty, &mut markers);
+                match assignment {
+                    Assignment::Set(term) | Assignment::Add(term) | Assignment::Prepend(term) => {
+                        collect(term, &schema, column, &ty, &mut markers)
+                    }
+                    Assignment::Remove(term) => {
+                        let removed = match &ty {
+                            CqlType::Map(key, _) => CqlType::Set(key.clone()),
+                            other => other.clone(),
+                        };
+                        collect(term, &schema, column, &removed, &mut markers)
+                    }
+                    Assignment::SetElement(key, value) => {
+                        let (key_ty, value_ty) = match &ty {
+                            CqlType::Map(k, v) => ((**k).clone(), (**v).clone()),
+                            _ => (CqlType::Int, ty.clone()),
+                        };
+                        collect(key, &schema, column, &key_ty, &mut markers);
+                        collect(value, &schema, column, &value_ty, &mut markers);
+                    }
+                }
             }
             collect_relations(relations, &schema, &mut markers)?;
             table_for_keys = Some(schema);

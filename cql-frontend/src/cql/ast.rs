@@ -83,6 +83,21 @@ pub enum Relation {
     },
 }
 
+/// One `SET` clause of an `UPDATE`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assignment {
+    /// `c = value`
+    Set(Term),
+    /// `c = c + value` (collection append/add, or counter increment)
+    Add(Term),
+    /// `c = value + c` (list prepend)
+    Prepend(Term),
+    /// `c = c - value` (collection removal, or counter decrement)
+    Remove(Term),
+    /// `c[key] = value`
+    SetElement(Term, Term),
+}
+
 /// A column definition in `CREATE TABLE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ColumnDef {
@@ -159,13 +174,14 @@ pub enum Statement {
     Update {
         table: QualifiedName,
         using: Using,
-        assignments: Vec<(String, Term)>,
+        assignments: Vec<(String, Assignment)>,
         relations: Vec<Relation>,
         has_conditions: bool,
     },
     Delete {
         table: QualifiedName,
-        columns: Vec<String>,
+        /// Columns to delete, each optionally one element (`m['k']`).
+        columns: Vec<(String, Option<Term>)>,
         using: Using,
         relations: Vec<Relation>,
         has_conditions: bool,

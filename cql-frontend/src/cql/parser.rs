@@ -513,9 +513,8 @@ impl Parser {
         let mut assignments = Vec::new();
         loop {
             let column = self.identifier()?;
-            self.expect_symbol("=")?;
-            let value = self.term()?;
-            assignments.push((column, value));
+            let assignment = self.assignment(&column)?;
+            assignments.push((column, assignment));
             if !self.eat_symbol(",") {
                 break;
             }
@@ -535,13 +534,64 @@ impl Parser {
         })
     }
 
+    /// What follows a column name in a `SET` clause.
+    fn assignment(&mut self, column: &str) -> Result<Assignment> {
+        if self.eat_symbol("[") {
+            let key = self.term()?;
+            self.expect_symbol("]")?;
+            self.expect_symbol("=")?;
+            return Ok(Assignment::SetElement(key, self.term()?));
+        }
+        self.expect_symbol("=")?;
+        let names_column = |token: Option<&Token>| match token {
+            Some(Token::Word(w)) => w.to_ascii_lowercase() == column,
+            Some(Token::Quoted(q)) => q == column,
+            _ => false,
+        };
+        let next = self.tokens.get(self.at + 1).map(|t| &t.token);
+        if names_column(self.peek_token()) && matches!(next, Some(Token::Symbol("+" | "-"))) {
+            self.at += 1;
+            let add = self.eat_symbol("+");
+            if !add {
+                self.expect_symbol("-")?;
+            }
+            let value = self.term()?;
+            return Ok(if add {
+                Assignment::Add(value)
+            } else {
+                Assignment::Remove(value)
+            });
+        }
+        let value = self.term()?;
+        if self.eat_symbol("+") {
+            if !names_column(self.peek_token()) {
+                return Err(self.error(&format!(
+                    "the column {column} (as in {column} = [...] + {column})"
+                )));
+            }
+            self.at += 1;
+            return Ok(Assignment::Prepend(value));
+        }
+        Ok(Assignment::Set(value))
+    }
+
     fn delete(&mut self) -> Result<Statement> {
         self.expect_keyword("DELETE")?;
         let mut columns = Vec::new();
         if !self.is_keyword("FROM") {
-            columns.push(self.identifier()?);
-            while self.eat_symbol(",") {
-                columns.push(self.identifier()?);
+            loop {
+                let column = self.identifier()?;
+                let element = if self.eat_symbol("[") {
+                    let key = self.term()?;
+                    self.expect_symbol("]")?;
+                    Some(key)
+                } else {
+                    None
+                };
+                columns.push((column, element));
+                if !self.eat_symbol(",") {
+                    break;
+                }
             }
         }
         self.expect_keyword("FROM")?;

@@ -154,6 +154,21 @@ def full(port):
     rows = list(s.execute(paged, ("prepared",)))
     expect(len(rows) == 20, f"paging a prepared statement: {len(rows)} rows")
 
+    # Non-frozen collections: element operations, as Cassandra does them.
+    s.execute("CREATE TABLE coll (k int PRIMARY KEY, tags set<text>, attrs map<text, int>, events list<text>)")
+    s.execute("INSERT INTO coll (k, tags, attrs, events) VALUES (1, {'b', 'a'}, {'x': 1}, ['e1'])")
+    s.execute("UPDATE coll SET tags = tags + {'c'}, attrs['y'] = 2, events = events + ['e2'] WHERE k = 1")
+    s.execute("UPDATE coll SET events = ['e0'] + events, tags = tags - {'a'} WHERE k = 1")
+    s.execute("DELETE attrs['x'] FROM coll WHERE k = 1")
+    row = s.execute("SELECT tags, attrs, events FROM coll WHERE k = 1").one()
+    expect(set(row.tags) == {"b", "c"} and dict(row.attrs) == {"y": 2} and list(row.events) == ["e0", "e1", "e2"], f"collections: {row}")
+    s.execute("UPDATE coll SET tags = {'z'} WHERE k = 1")
+    expect(set(s.execute("SELECT tags FROM coll WHERE k = 1").one().tags) == {"z"}, "collection overwrite")
+    s.execute(s.prepare("UPDATE coll SET attrs = attrs + ? WHERE k = ?"), ({"p": 9}, 1))
+    expect(dict(s.execute("SELECT attrs FROM coll WHERE k = 1").one().attrs) == {"p": 9, "y": 2}, "prepared map add")
+    s.execute("UPDATE coll SET tags = null WHERE k = 1")
+    expect(s.execute("SELECT tags FROM coll WHERE k = 1").one().tags is None, "collection deleted")
+
     # The BATCH message, with prepared and simple statements.
     batch = BatchStatement(batch_type=BatchType.UNLOGGED)
     batch.add(insert, ("batched", 1, "one", 0))
