@@ -780,11 +780,18 @@ impl Context<'_> {
         if *json {
             return Err(CqlError::not_yet_supported("SELECT JSON"));
         }
-        if *distinct || per_partition_limit.is_some() {
-            return Err(CqlError::not_yet_supported(
-                "DISTINCT and PER PARTITION LIMIT",
-            ));
-        }
+        let per_partition_limit = match per_partition_limit {
+            Some(term) => {
+                let n = self.int_option(term, "per partition limit")?;
+                if n <= 0 {
+                    return Err(invalid(format!(
+                        "PER PARTITION LIMIT must be strictly positive, not {n}"
+                    )));
+                }
+                Some(n as usize)
+            }
+            None => None,
+        };
         let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
         let limit = match limit {
             Some(term) => {
@@ -811,6 +818,16 @@ impl Context<'_> {
             return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
         }
         let projection = project(&table, selectors)?;
+        if *distinct {
+            if let Some(Projected::Column(column, _)) = projection.iter().find(|p| {
+                !matches!(p, Projected::Column(c, _) if matches!(c.kind, ColumnKind::PartitionKey | ColumnKind::Static))
+            }) {
+                return Err(invalid(format!(
+                    "SELECT DISTINCT queries must only request partition key columns and/or static columns (not {})",
+                    column.name
+                )));
+            }
+        }
         let reversed = self.reversed(&table, order_by, &restrictions)?;
         let page_size = self.params.page_size.filter(|&p| p > 0).map(|p| p as usize);
         let state = PagingState::decode(self.params.paging_state.as_ref())?;
@@ -916,11 +933,20 @@ impl Context<'_> {
             !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some();
         let mut rows = Vec::new();
         for partition in &partitions {
+            let shape = Shape {
+                has_clustering_restriction,
+                per_partition_limit: if *distinct {
+                    Some(1)
+                } else {
+                    per_partition_limit
+                },
+                now_s: self.bindings.now_micros / 1_000_000,
+            };
             materialize(
                 &table,
                 partition,
                 &projection,
-                has_clustering_restriction,
+                &shape,
                 &restrictions.filters,
                 &mut rows,
             )?;
@@ -947,18 +973,7 @@ impl Context<'_> {
             }));
         }
         rows.truncate(remaining);
-        let columns = projection
-            .iter()
-            .filter_map(|p| match p {
-                Projected::Column(c, alias) => Some(ColumnSpec {
-                    keyspace: table.keyspace.clone(),
-                    table: table.name.clone(),
-                    name: alias.clone().unwrap_or_else(|| c.name.clone()),
-                    ty: c.ty.clone(),
-                }),
-                Projected::Count(_) => None,
-            })
-            .collect();
+        let columns = projection.iter().filter_map(|p| p.spec(&table)).collect();
         Ok(ResultBody::Rows(Rows {
             columns,
             rows,
@@ -1661,6 +1676,30 @@ fn split_entries(bytes: &[u8], per_entry: usize) -> Result<Vec<Bytes>, CqlError>
 enum Projected {
     Column(ColumnSchema, Option<String>),
     Count(String),
+    /// `writetime(column)`, and its output name.
+    WriteTime(ColumnSchema, String),
+    /// `ttl(column)`, and its output name.
+    Ttl(ColumnSchema, String),
+}
+
+impl Projected {
+    fn spec(&self, table: &TableSchema) -> Option<ColumnSpec> {
+        let (name, ty) = match self {
+            Projected::Column(c, alias) => (
+                alias.clone().unwrap_or_else(|| c.name.clone()),
+                c.ty.clone(),
+            ),
+            Projected::WriteTime(_, name) => (name.clone(), CqlType::BigInt),
+            Projected::Ttl(_, name) => (name.clone(), CqlType::Int),
+            Projected::Count(_) => return None,
+        };
+        Some(ColumnSpec {
+            keyspace: table.keyspace.clone(),
+            table: table.name.clone(),
+            name,
+            ty,
+        })
+    }
 }
 
 fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>, CqlError> {
@@ -1686,6 +1725,31 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
             }
             Selector::CountAll => {
                 out.push(Projected::Count(alias.unwrap_or_else(|| "count".into())))
+            }
+            Selector::Function { name, args } if name == "writetime" || name == "ttl" => {
+                let [Selector::Column(column_name)] = args.as_slice() else {
+                    return Err(invalid(format!("{name}() takes one column")));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                if matches!(
+                    column.kind,
+                    ColumnKind::PartitionKey | ColumnKind::Clustering
+                ) {
+                    return Err(invalid(format!(
+                        "Cannot use selection function {name} on PRIMARY KEY part {column_name}"
+                    )));
+                }
+                if column.ty.is_multi_cell() {
+                    return Err(invalid(format!("Cannot use selection function {name} on non-frozen collection {column_name}")));
+                }
+                let output = alias.unwrap_or_else(|| format!("{name}({column_name})"));
+                out.push(if name == "writetime" {
+                    Projected::WriteTime(column.clone(), output)
+                } else {
+                    Projected::Ttl(column.clone(), output)
+                });
             }
             Selector::Function { name, .. } => {
                 return Err(CqlError::not_yet_supported(&format!(
@@ -1741,14 +1805,24 @@ fn clustering_components(table: &TableSchema, clustering: &[u8]) -> Result<Vec<B
     Ok(out)
 }
 
+/// How a SELECT shapes each partition's rows.
+struct Shape {
+    has_clustering_restriction: bool,
+    /// At most this many rows per partition (DISTINCT is 1).
+    per_partition_limit: Option<usize>,
+    now_s: i64,
+}
+
 fn materialize(
     table: &TableSchema,
     partition: &PartitionRows,
     projection: &[Projected],
-    has_clustering_restriction: bool,
+    shape: &Shape,
     filters: &[(ColumnSchema, Bytes)],
     out: &mut Vec<Vec<Option<Bytes>>>,
 ) -> Result<(), CqlError> {
+    let has_clustering_restriction = shape.has_clustering_restriction;
+    let now_s = shape.now_s;
     let key_components = partition_key_components(table, &partition.key.key)?;
     let static_value = |id: u32| {
         partition
@@ -1789,12 +1863,32 @@ fn materialize(
         {
             return Ok(());
         }
+        let cell_of = |column: &ColumnSchema| -> Option<&Cell> {
+            let source = match column.kind {
+                ColumnKind::Static => partition.static_row.as_ref(),
+                _ => row,
+            };
+            source.and_then(|r| {
+                r.cells
+                    .iter()
+                    .find(|c| c.column == column.id && c.path.is_none())
+            })
+        };
         out.push(
             projection
                 .iter()
                 .map(|p| match p {
                     Projected::Column(column, _) => value(column),
                     Projected::Count(_) => None,
+                    Projected::WriteTime(column, _) => {
+                        cell_of(column).map(|c| Bytes::copy_from_slice(&c.timestamp.to_be_bytes()))
+                    }
+                    Projected::Ttl(column, _) => cell_of(column).and_then(|c| match c.value {
+                        CellValue::Expiring { expires_at_s, .. } => Some(Bytes::copy_from_slice(
+                            &((expires_at_s - now_s).max(0) as i32).to_be_bytes(),
+                        )),
+                        _ => None,
+                    }),
                 })
                 .collect(),
         );
@@ -1806,7 +1900,11 @@ fn materialize(
         }
         return Ok(());
     }
-    for row in &partition.rows {
+    for row in partition
+        .rows
+        .iter()
+        .take(shape.per_partition_limit.unwrap_or(usize::MAX))
+    {
         emit(Some(row))?;
     }
     Ok(())

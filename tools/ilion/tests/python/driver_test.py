@@ -154,6 +154,16 @@ def full(port):
     rows = list(s.execute(paged, ("prepared",)))
     expect(len(rows) == 20, f"paging a prepared statement: {len(rows)} rows")
 
+    # writetime(), ttl(), DISTINCT, PER PARTITION LIMIT.
+    s.execute("INSERT INTO events (p, c, v) VALUES ('w', 1, 'x') USING TIMESTAMP 1234567 AND TTL 5000")
+    row = s.execute("SELECT writetime(v) AS wt, ttl(v) FROM events WHERE p = 'w' AND c = 1").one()
+    expect(row.wt == 1234567 and 4990 <= row[1] <= 5000, f"writetime/ttl: {row}")
+    keys = sorted(r.p for r in s.execute("SELECT DISTINCT p FROM events"))
+    expect(keys == ["a", "prepared", "w"], f"DISTINCT: {keys}")
+    rows = list(s.execute("SELECT p, c FROM events PER PARTITION LIMIT 2"))
+    expect(len(rows) == 2 + 2 + 1, f"PER PARTITION LIMIT: {rows}")
+    expect_error(InvalidRequest, s, "SELECT DISTINCT c FROM events", "DISTINCT")
+
     # Non-frozen collections: element operations, as Cassandra does them.
     s.execute("CREATE TABLE coll (k int PRIMARY KEY, tags set<text>, attrs map<text, int>, events list<text>)")
     s.execute("INSERT INTO coll (k, tags, attrs, events) VALUES (1, {'b', 'a'}, {'x': 1}, ['e1'])")
