@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use crate::executor;
 use crate::node::{ClientEvent, Node, Session};
 use crate::prepared;
+use crate::protocol::compression;
 use crate::protocol::error::CqlError;
 use crate::protocol::frame::{
     check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, FRAME_BODY_BYTES_MAX,
@@ -41,6 +42,8 @@ struct ConnectionState {
     started: bool,
     /// The protocol version of this connection (from its STARTUP).
     version: u8,
+    /// LZ4 bodies from the reply to STARTUP on.
+    compress: bool,
     events: Vec<String>,
     session: Session,
 }
@@ -85,6 +88,7 @@ pub async fn serve_connection(
                     FALLBACK_VERSION,
                     id,
                     Response::Error(CqlError::Protocol(message)),
+                    false,
                 )
                 .await;
                 return;
@@ -96,6 +100,7 @@ pub async fn serve_connection(
                     FALLBACK_VERSION,
                     0,
                     Response::Error(CqlError::Protocol(violation.0)),
+                    state.compress,
                 )
                 .await;
                 return;
@@ -118,19 +123,31 @@ pub async fn serve_connection(
         if header.opcode == crate::protocol::frame::Opcode::Startup {
             state.version = header.version;
         }
-        let (response, close) = if header.flags & flags::COMPRESSION != 0 {
-            let message =
-                "frame is compressed but no compression was negotiated in STARTUP".to_owned();
-            (Response::Error(CqlError::Protocol(message)), true)
+        // A reply is compressed if compression was on before its request
+        // (so the READY that switches it on is not).
+        let compress_reply = state.compress;
+        let body = if header.flags & flags::COMPRESSION == 0 {
+            Ok(body)
+        } else if state.compress {
+            compression::lz4_decompress(&body).map_err(|e| CqlError::Protocol(e.0))
         } else {
-            match Request::parse(header.opcode, body) {
-                Ok(request) => (answer(&node, &mut state, request), false),
-                Err(error) => (Response::Error(error), true),
-            }
+            Err(CqlError::Protocol(
+                "frame is compressed but no compression was negotiated in STARTUP".to_owned(),
+            ))
         };
-        if send(&mut stream, header.version, header.stream, response)
-            .await
-            .is_err()
+        let (response, close) = match body.and_then(|body| Request::parse(header.opcode, body)) {
+            Ok(request) => (answer(&node, &mut state, request), false),
+            Err(error) => (Response::Error(error), true),
+        };
+        if send(
+            &mut stream,
+            header.version,
+            header.stream,
+            response,
+            compress_reply,
+        )
+        .await
+        .is_err()
             || close
         {
             return;
@@ -155,12 +172,20 @@ async fn push_event(
     if !state.started || !state.events.iter().any(|e| e == event.kind()) {
         return Ok(());
     }
+    let (flags, body) = if state.compress {
+        (
+            flags::COMPRESSION,
+            compression::lz4_compress(&event.encode()),
+        )
+    } else {
+        (0, event.encode())
+    };
     let frame = ResponseFrame {
         version: state.version,
-        flags: 0,
+        flags,
         stream: -1,
         opcode: crate::protocol::frame::Opcode::Event,
-        body: event.encode(),
+        body,
     };
     let mut out = BytesMut::new();
     frame.encode(&mut out);
@@ -178,13 +203,20 @@ async fn send(
     version: u8,
     id: i16,
     response: Response,
+    compress: bool,
 ) -> std::io::Result<()> {
+    let body = response.encode_body();
+    let (flags, body) = if compress {
+        (flags::COMPRESSION, compression::lz4_compress(&body))
+    } else {
+        (0, body)
+    };
     let frame = ResponseFrame {
         version,
-        flags: 0,
+        flags,
         stream: id,
         opcode: response.opcode(),
-        body: response.encode_body(),
+        body,
     };
     let mut out = BytesMut::new();
     frame.encode(&mut out);
@@ -202,17 +234,22 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
     match request {
         Request::Options => Response::Supported,
         Request::Startup(options) => {
-            if let Some(algorithm) = options.get("COMPRESSION") {
-                return Response::Error(CqlError::Protocol(format!(
-                    "Unknown compression algorithm: {algorithm} (this node supports none yet)"
-                )));
-            }
+            let compress = match options.get("COMPRESSION").map(|a| a.to_ascii_lowercase()) {
+                None => false,
+                Some(algorithm) if algorithm == "lz4" => true,
+                Some(algorithm) => {
+                    return Response::Error(CqlError::Protocol(format!(
+                        "Unknown compression algorithm: {algorithm} (this node supports lz4)"
+                    )))
+                }
+            };
             if !options.contains_key("CQL_VERSION") {
                 return Response::Error(CqlError::Protocol(
                     "STARTUP must carry the CQL_VERSION option".into(),
                 ));
             }
             state.started = true;
+            state.compress = compress;
             Response::Ready
         }
         _ if !state.started => Response::Error(CqlError::Protocol(

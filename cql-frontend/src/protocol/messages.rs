@@ -246,10 +246,12 @@ impl Response {
             Response::Error(error) => error.encode(&mut w),
             Response::Ready => {}
             Response::Supported => {
-                // No compression listed until it works: drivers switch it on at once.
                 w.write_string_multimap(&[
                     ("CQL_VERSION", vec![CQL_VERSION]),
-                    ("COMPRESSION", vec![]),
+                    (
+                        "COMPRESSION",
+                        crate::protocol::compression::ALGORITHMS.to_vec(),
+                    ),
                     ("PROTOCOL_VERSIONS", vec!["3/v3", "4/v4"]),
                 ]);
             }

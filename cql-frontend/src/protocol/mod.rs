@@ -2,6 +2,7 @@
 //! notation, request and response messages, error codes. The transport
 //! module drives it over TCP.
 
+pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod messages;

@@ -1,6 +1,6 @@
 //! Goal: the real Rust `scylla` driver (1.9, which speaks only protocol v4
 //! and reads system tables with strict type checks through prepared
-//! statements) connects to a real node, discovers it, prepares, inserts and
+//! statements) connects to a real node with LZ4 compression, discovers it, prepares, inserts and
 //! reads typed rows, pages, runs a batch, and sees a table it created in its
 //! schema metadata.
 
@@ -12,12 +12,14 @@ use common::Node;
 use futures_util::StreamExt;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::client::Compression;
 use scylla::statement::batch::Batch;
 
 async fn session(node: &Node) -> Session {
     SessionBuilder::new()
         .known_node(node.native_addr().to_string())
         .connection_timeout(Duration::from_secs(10))
+        .compression(Some(Compression::Lz4))
         .build()
         .await
         .unwrap_or_else(|e| {

@@ -48,6 +48,9 @@ def expect_error(kind, session, query, fragment=None):
 def full(port):
     cluster, s = connect(port)
     expect("system" in cluster.metadata.keyspaces, "system keyspace missing from metadata")
+    # The driver switches LZ4 on by itself when the node offers it (the lz4 package is installed).
+    connection = cluster.control_connection._connection
+    expect(connection.compressor is not None, "LZ4 compression was not negotiated")
     s.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
     expect_error(AlreadyExists, s, "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
     s.execute("USE ks")
