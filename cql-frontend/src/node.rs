@@ -62,7 +62,12 @@ pub struct Node {
     /// Client events (schema changes now; topology and status with the
     /// cluster), fanned out to connections that REGISTERed for them.
     pub events: tokio::sync::broadcast::Sender<ClientEvent>,
+    /// Statement requests running on this node, across all connections.
+    pub requests_in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// Statement requests the node runs at once; past it clients get Overloaded.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 4096;
 
 /// Events queued per connection before a slow one misses some.
 pub const CLIENT_EVENTS_QUEUED_MAX: usize = 256;
@@ -102,6 +107,7 @@ impl Node {
             catalog: RwLock::new(catalog),
             prepared: crate::prepared::PreparedCache::default(),
             events: tokio::sync::broadcast::channel(CLIENT_EVENTS_QUEUED_MAX).0,
+            requests_in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
         }))
     }
 }

@@ -8,15 +8,22 @@
 //! protocol version gets the error drivers use to move down a version, in a
 //! frame of a version we speak.
 //!
-//! Runs as one tokio task per connection; the reads buffer at most one frame
-//! (bounded by [`FRAME_BODY_BYTES_MAX`]).
+//! One tokio task reads frames (buffering at most one frame, bounded by
+//! [`crate::protocol::frame::FRAME_BODY_BYTES_MAX`]) and answers control messages in order; each
+//! statement runs on a blocking thread, at most
+//! [`IN_FLIGHT_PER_CONNECTION_MAX`] per connection and
+//! [`crate::node::REQUESTS_IN_FLIGHT_MAX`] per node, past which the client
+//! gets Overloaded at once; a writer task sends replies and events through a
+//! bounded queue, so a client that stops reading slows only itself.
 
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::executor;
 use crate::node::{ClientEvent, Node, Session};
@@ -24,8 +31,7 @@ use crate::prepared;
 use crate::protocol::compression;
 use crate::protocol::error::CqlError;
 use crate::protocol::frame::{
-    check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, FRAME_BODY_BYTES_MAX,
-    HEADER_BYTES,
+    check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, HEADER_BYTES,
 };
 use crate::protocol::messages::{BatchStatement, BoundValues, QueryParameters, Request, Response};
 use std::sync::Arc;
@@ -45,36 +51,59 @@ struct ConnectionState {
     /// LZ4 bodies from the reply to STARTUP on.
     compress: bool,
     events: Vec<String>,
-    session: Session,
 }
+
+/// Statement requests one connection may have running at once.
+pub const IN_FLIGHT_PER_CONNECTION_MAX: usize = 1024;
 
 /// Serves one client until it disconnects, breaks the protocol, or `shutdown` fires.
 pub async fn serve_connection(
-    mut stream: TcpStream,
+    stream: TcpStream,
     node: Arc<Node>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
+    let (mut reader, writer) = stream.into_split();
+    let (out, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_PER_CONNECTION_MAX + 16);
+    let writing = tokio::spawn(write_loop(writer, rx));
     let mut state = ConnectionState::default();
+    let session = Arc::new(Mutex::new(Session::default()));
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX));
     let mut events = node.events.subscribe();
     let mut buf = BytesMut::with_capacity(8 * 1024);
     loop {
         let header = match check_header(&buf) {
-            Ok(HeaderCheck::Ok(header)) => header,
-            Ok(HeaderCheck::Incomplete) => {
-                tokio::select! {
-                    _ = shutdown.changed() => return,
-                    event = events.recv() => {
-                        if push_event(&mut stream, &state, event).await.is_err() {
-                            return;
-                        }
-                        continue;
-                    }
-                    read = stream.read_buf(&mut buf) => match read {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => continue,
-                    },
+            Ok(HeaderCheck::Ok(header)) if buf.len() >= HEADER_BYTES + header.body_len => header,
+            Ok(HeaderCheck::Ok(header)) => {
+                buf.reserve(HEADER_BYTES + header.body_len - buf.len());
+                if !read_more(
+                    &mut reader,
+                    &mut buf,
+                    &mut shutdown,
+                    &mut events,
+                    &state,
+                    &out,
+                )
+                .await
+                {
+                    break;
                 }
+                continue;
+            }
+            Ok(HeaderCheck::Incomplete) => {
+                if !read_more(
+                    &mut reader,
+                    &mut buf,
+                    &mut shutdown,
+                    &mut events,
+                    &state,
+                    &out,
+                )
+                .await
+                {
+                    break;
+                }
+                continue;
             }
             Ok(HeaderCheck::UnsupportedVersion {
                 version,
@@ -83,43 +112,21 @@ pub async fn serve_connection(
                 let message = format!(
                     "Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4)"
                 );
-                let _ = send(
-                    &mut stream,
-                    FALLBACK_VERSION,
-                    id,
-                    Response::Error(CqlError::Protocol(message)),
-                    false,
-                )
-                .await;
-                return;
+                let error = Response::Error(CqlError::Protocol(message));
+                let _ = out.send(encode(FALLBACK_VERSION, id, &error, false)).await;
+                break;
             }
             Err(violation) => {
                 tracing::debug!(?peer, %violation, "protocol violation; closing connection");
-                let _ = send(
-                    &mut stream,
-                    FALLBACK_VERSION,
-                    0,
-                    Response::Error(CqlError::Protocol(violation.0)),
-                    state.compress,
-                )
-                .await;
-                return;
+                let error = Response::Error(CqlError::Protocol(violation.0));
+                let _ = out
+                    .send(encode(FALLBACK_VERSION, 0, &error, state.compress))
+                    .await;
+                break;
             }
         };
-        let frame_len = HEADER_BYTES + header.body_len;
-        if buf.len() < frame_len {
-            buf.reserve(frame_len - buf.len());
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                read = stream.read_buf(&mut buf) => match read {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) => continue,
-                },
-            }
-        }
-        let mut frame = buf.split_to(frame_len);
+        let mut frame = buf.split_to(HEADER_BYTES + header.body_len);
         let body = frame.split_off(HEADER_BYTES).freeze();
-        debug_assert!(body.len() <= FRAME_BODY_BYTES_MAX);
         if header.opcode == crate::protocol::frame::Opcode::Startup {
             state.version = header.version;
         }
@@ -135,43 +142,125 @@ pub async fn serve_connection(
                 "frame is compressed but no compression was negotiated in STARTUP".to_owned(),
             ))
         };
-        let (response, close) = match body.and_then(|body| Request::parse(header.opcode, body)) {
-            Ok(request) => (answer(&node, &mut state, request), false),
-            Err(error) => (Response::Error(error), true),
+        let request = match body.and_then(|body| Request::parse(header.opcode, body)) {
+            Ok(request) => request,
+            Err(error) => {
+                let _ = out
+                    .send(encode(
+                        header.version,
+                        header.stream,
+                        &Response::Error(error),
+                        compress_reply,
+                    ))
+                    .await;
+                break;
+            }
         };
-        if send(
-            &mut stream,
-            header.version,
-            header.stream,
-            response,
-            compress_reply,
-        )
-        .await
-        .is_err()
-            || close
-        {
-            return;
+        let is_statement = matches!(
+            request,
+            Request::Query { .. }
+                | Request::Prepare { .. }
+                | Request::Execute { .. }
+                | Request::Batch(_)
+        );
+        if !is_statement || !state.started {
+            let response = answer(&mut state, request);
+            if out
+                .send(encode(
+                    header.version,
+                    header.stream,
+                    &response,
+                    compress_reply,
+                ))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
         }
+        // Past either limit the client is told to back off, at once.
+        let permits = in_flight
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .zip(node.requests_in_flight.clone().try_acquire_owned().ok());
+        let Some(permits) = permits else {
+            let error = Response::Error(CqlError::Overloaded(format!(
+                "too many requests in flight (at most {IN_FLIGHT_PER_CONNECTION_MAX} per connection and {} per node); retry later",
+                crate::node::REQUESTS_IN_FLIGHT_MAX
+            )));
+            if out
+                .send(encode(
+                    header.version,
+                    header.stream,
+                    &error,
+                    compress_reply,
+                ))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            continue;
+        };
+        let (node, session, out) = (node.clone(), session.clone(), out.clone());
+        tokio::task::spawn_blocking(move || {
+            let response = run_statement(&node, &session, request);
+            let _ = out.blocking_send(encode(
+                header.version,
+                header.stream,
+                &response,
+                compress_reply,
+            ));
+            drop(permits);
+        });
+    }
+    // Let replies already computed reach the client, then close.
+    drop(out);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, writing).await;
+}
+
+/// Waits for more bytes (or an event to push). Returns false when the
+/// connection should close.
+async fn read_more(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+    events: &mut broadcast::Receiver<ClientEvent>,
+    state: &ConnectionState,
+    out: &mpsc::Sender<Bytes>,
+) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => false,
+        event = events.recv() => match event {
+            Ok(event) if state.started && state.events.iter().any(|e| e == event.kind()) => {
+                let frame = encode_event(state, &event);
+                out.send(frame).await.is_ok()
+            }
+            Ok(_) => true,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "client too slow for events; some were dropped");
+                true
+            }
+            Err(broadcast::error::RecvError::Closed) => true,
+        },
+        read = reader.read_buf(buf) => matches!(read, Ok(n) if n > 0),
     }
 }
 
-/// Writes an event to a client that registered for its kind.
-async fn push_event(
-    stream: &mut TcpStream,
-    state: &ConnectionState,
-    event: Result<ClientEvent, tokio::sync::broadcast::error::RecvError>,
-) -> std::io::Result<()> {
-    let event = match event {
-        Ok(event) => event,
-        Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-            tracing::warn!(missed, "client too slow for events; some were dropped");
-            return Ok(());
+/// Writes encoded frames in the order they are queued.
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    while let Some(frame) = rx.recv().await {
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await {
+            Ok(Ok(())) => {}
+            _ => return,
         }
-        Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
-    };
-    if !state.started || !state.events.iter().any(|e| e == event.kind()) {
-        return Ok(());
     }
+    let _ = writer.shutdown().await;
+}
+
+fn encode_event(state: &ConnectionState, event: &ClientEvent) -> Bytes {
     let (flags, body) = if state.compress {
         (
             flags::COMPRESSION,
@@ -189,22 +278,11 @@ async fn push_event(
     };
     let mut out = BytesMut::new();
     frame.encode(&mut out);
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "client does not read",
-        )),
-    }
+    out.freeze()
 }
 
-async fn send(
-    stream: &mut TcpStream,
-    version: u8,
-    id: i16,
-    response: Response,
-    compress: bool,
-) -> std::io::Result<()> {
+/// A response as frame bytes.
+fn encode(version: u8, id: i16, response: &Response, compress: bool) -> Bytes {
     let body = response.encode_body();
     let (flags, body) = if compress {
         (flags::COMPRESSION, compression::lz4_compress(&body))
@@ -218,19 +296,13 @@ async fn send(
         opcode: response.opcode(),
         body,
     };
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + frame.body.len());
     frame.encode(&mut out);
-    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out)).await {
-        Ok(result) => result,
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "client does not read",
-        )),
-    }
+    out.freeze()
 }
 
-/// The answer to one request.
-fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Response {
+/// The answer to a control message (handled in order, on the reading task).
+fn answer(state: &mut ConnectionState, request: Request) -> Response {
     match request {
         Request::Options => Response::Supported,
         Request::Startup(options) => {
@@ -265,11 +337,38 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
             state.events = events;
             Response::Ready
         }
+        Request::AuthResponse(_) => Response::Error(CqlError::Protocol(
+            "AUTH_RESPONSE without an authentication challenge (AllowAllAuthenticator)".into(),
+        )),
+        statement => run_statement_unexpected(statement),
+    }
+}
+
+fn run_statement_unexpected(request: Request) -> Response {
+    Response::Error(CqlError::Server(format!(
+        "internal error: {:?} reached the control path",
+        std::mem::discriminant(&request)
+    )))
+}
+
+/// Runs `f` on a copy of the session and keeps what it changed (`USE`).
+fn with_session<T>(session: &Mutex<Session>, f: impl FnOnce(&mut Session) -> T) -> T {
+    let mut current = session.lock().clone();
+    let before = current.keyspace.clone();
+    let result = f(&mut current);
+    if current.keyspace != before {
+        *session.lock() = current;
+    }
+    result
+}
+
+/// Runs a statement request (QUERY, PREPARE, EXECUTE, BATCH) on a blocking
+/// thread: storage calls may wait on an fsync.
+fn run_statement(node: &Node, session: &Mutex<Session>, request: Request) -> Response {
+    match request {
         Request::Query { query, params } => {
-            // Storage calls may block briefly (fsync in batch mode): keep
-            // the async worker's other tasks moving.
-            let result = tokio::task::block_in_place(|| {
-                executor::execute(node, &mut state.session, &query, &params)
+            let result = with_session(session, |session| {
+                executor::execute(node, session, &query, &params)
             });
             match result {
                 Ok(body) => Response::Result(body, params.skip_metadata),
@@ -277,7 +376,8 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
             }
         }
         Request::Prepare { query } => {
-            match tokio::task::block_in_place(|| prepared::prepare(node, &state.session, &query)) {
+            let current = session.lock().clone();
+            match prepared::prepare(node, &current, &query) {
                 Ok((id, prepared)) => {
                     Response::EncodedResult(prepared::prepared_result(&id, &prepared))
                 }
@@ -292,13 +392,12 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
                     id: id.to_vec(),
                 });
             };
-            let mut session = state.session.clone();
-            if session.keyspace.is_none() {
-                session.keyspace = prepared.keyspace.clone();
+            let mut current = session.lock().clone();
+            if current.keyspace.is_none() {
+                current.keyspace = prepared.keyspace.clone();
             }
-            let result = tokio::task::block_in_place(|| {
-                executor::execute_statement(node, &mut session, &prepared.statement, &params)
-            });
+            let result =
+                executor::execute_statement(node, &mut current, &prepared.statement, &params);
             match result {
                 Ok(body) => Response::Result(body, params.skip_metadata),
                 Err(error) => Response::Error(error),
@@ -330,16 +429,14 @@ fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Respons
                 serial_consistency: batch.serial_consistency,
                 ..QueryParameters::default()
             };
-            let result = tokio::task::block_in_place(|| {
-                executor::execute_batch(node, &mut state.session, &statements, &params)
+            let result = with_session(session, |session| {
+                executor::execute_batch(node, session, &statements, &params)
             });
             match result {
                 Ok(body) => Response::Result(body, false),
                 Err(error) => Response::Error(error),
             }
         }
-        Request::AuthResponse(_) => Response::Error(CqlError::Protocol(
-            "AUTH_RESPONSE without an authentication challenge (AllowAllAuthenticator)".into(),
-        )),
+        control => run_statement_unexpected(control),
     }
 }

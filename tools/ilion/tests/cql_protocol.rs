@@ -342,3 +342,36 @@ fn schema_change_events_reach_registered_connections() {
         "an unregistered connection gets no event"
     );
 }
+
+/// Requests pipelined on one connection all get answered, each on its own
+/// stream id, whatever order they finish in.
+#[test]
+fn pipelined_requests_are_answered_by_stream_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut s = connect(&node);
+    s.write_all(&frame(4, 0, 0x01, &startup_body())).unwrap();
+    assert_eq!(read_reply(&mut s).unwrap().opcode, 0x02);
+    let mut burst = Vec::new();
+    for id in 1..=300i16 {
+        burst.extend(frame(
+            4,
+            id,
+            0x07,
+            &query_body("SELECT release_version FROM system.local"),
+        ));
+    }
+    s.write_all(&burst).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let reply = read_reply(&mut s).expect("a reply per request");
+        assert_eq!(reply.opcode, 0x08, "RESULT");
+        assert!(
+            seen.insert(reply.stream),
+            "stream {} answered twice",
+            reply.stream
+        );
+    }
+    assert_eq!(seen, (1..=300).collect());
+}
