@@ -839,98 +839,158 @@ impl Context<'_> {
         let page_rows = page_size.unwrap_or(UNPAGED_ROWS_MAX).min(remaining).max(1);
         let placement = self.placement(&table);
         let pk_count = table.partition_key().count();
-        let (partitions, next) = if restrictions.partition.len() == pk_count {
-            let keys = restrictions.partition_keys(&table)?;
-            let range = restrictions.clustering_range(&table)?;
-            if keys.len() > 1 && page_size.is_some_and(|p| p < UNPAGED_ROWS_MAX) && state.is_some()
-            {
-                return Err(CqlError::not_yet_supported("paging through IN queries"));
-            }
-            let mut partitions = Vec::new();
-            let mut next = None;
-            for key in keys {
-                let query = SliceQuery {
-                    range: range.clone(),
-                    reversed,
-                    limit: page_rows,
-                    resume_after: state.as_ref().and_then(|s| s.clustering.clone()),
+        let fetch = |state: Option<&PagingState>,
+                     page_rows: usize,
+                     remaining: usize|
+         -> Result<(Vec<PartitionRows>, Option<PagingState>), CqlError> {
+            Ok(if restrictions.partition.len() == pk_count {
+                let keys = restrictions.partition_keys(&table)?;
+                let range = restrictions.clustering_range(&table)?;
+                if keys.len() > 1
+                    && page_size.is_some_and(|p| p < UNPAGED_ROWS_MAX)
+                    && state.is_some()
+                {
+                    return Err(CqlError::not_yet_supported("paging through IN queries"));
+                }
+                let mut partitions = Vec::new();
+                let mut next = None;
+                for key in keys {
+                    let query = SliceQuery {
+                        range: range.clone(),
+                        reversed,
+                        limit: page_rows,
+                        resume_after: state.and_then(|s| s.clustering.clone()),
+                    };
+                    let result = self
+                        .node
+                        .coordinator
+                        .read(table.table_id(), &key, &query, placement, self.consistency)
+                        .map_err(coordinator_error)?;
+                    if let Some(rows) = result {
+                        if rows.rows.len() >= page_rows && page_rows < remaining {
+                            next = rows.rows.last().map(|r| PagingState {
+                                key: key.clone(),
+                                clustering: Some(r.clustering.clone()),
+                                remaining: Some(remaining - rows.rows.len()),
+                            });
+                        }
+                        partitions.push(rows);
+                    }
+                }
+                (partitions, next)
+            } else if restrictions.partition.is_empty() {
+                if (!restrictions.clustering_eq.is_empty()
+                    || restrictions.clustering_slice.is_some())
+                    && !allow_filtering
+                {
+                    return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
+                }
+                if !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some()
+                {
+                    return Err(CqlError::not_yet_supported(
+                        "filtering on clustering columns in a full scan",
+                    ));
+                }
+                if !order_by.is_empty() {
+                    return Err(invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN."));
+                }
+                let range = TokenRange {
+                    start: restrictions.token_start,
+                    end: restrictions.token_end,
                 };
-                let result = self
+                let resume = state.map(|s| ScanResume {
+                    key: s.key.clone(),
+                    clustering: s.clustering.clone(),
+                });
+                let page = self
                     .node
                     .coordinator
-                    .read(table.table_id(), &key, &query, placement, self.consistency)
+                    .scan(
+                        table.table_id(),
+                        &range,
+                        resume.as_ref(),
+                        page_rows,
+                        placement,
+                        self.consistency,
+                    )
                     .map_err(coordinator_error)?;
-                if let Some(rows) = result {
-                    if rows.rows.len() >= page_rows && page_rows < remaining {
-                        next = rows.rows.last().map(|r| PagingState {
-                            key: key.clone(),
-                            clustering: Some(r.clustering.clone()),
-                            remaining: Some(remaining - rows.rows.len()),
-                        });
-                    }
-                    partitions.push(rows);
-                }
-            }
-            (partitions, next)
-        } else if restrictions.partition.is_empty() {
-            if (!restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some())
-                && !allow_filtering
-            {
-                return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
-            }
-            if !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some() {
-                return Err(CqlError::not_yet_supported(
-                    "filtering on clustering columns in a full scan",
-                ));
-            }
-            if !order_by.is_empty() {
-                return Err(invalid("ORDER BY is only supported when the partition key is restricted by an EQ or an IN."));
-            }
-            let range = TokenRange {
-                start: restrictions.token_start,
-                end: restrictions.token_end,
-            };
-            let resume = state.as_ref().map(|s| ScanResume {
-                key: s.key.clone(),
-                clustering: s.clustering.clone(),
-            });
-            let page = self
-                .node
-                .coordinator
-                .scan(
-                    table.table_id(),
-                    &range,
-                    resume.as_ref(),
-                    page_rows,
-                    placement,
-                    self.consistency,
-                )
-                .map_err(coordinator_error)?;
-            let returned: usize = page.partitions.iter().map(|p| p.rows.len().max(1)).sum();
-            let next = match page.resume {
-                Some(resume) if page_rows < remaining => Some(PagingState {
-                    key: resume.key,
-                    clustering: resume.clustering,
-                    remaining: Some(remaining.saturating_sub(returned)),
-                }),
-                _ => None,
-            };
-            (page.partitions, next)
-        } else {
-            let missing: Vec<&str> = table
-                .partition_key()
-                .filter(|c| {
-                    !restrictions
-                        .partition
-                        .iter()
-                        .any(|(p, _)| *p == c.position as usize)
-                })
-                .map(|c| c.name.as_str())
-                .collect();
-            return Err(invalid(format!("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. Partition key parts: {} must be restricted as other parts are", missing.join(", "))));
+                let returned: usize = page.partitions.iter().map(|p| p.rows.len().max(1)).sum();
+                let next = match page.resume {
+                    Some(resume) if page_rows < remaining => Some(PagingState {
+                        key: resume.key,
+                        clustering: resume.clustering,
+                        remaining: Some(remaining.saturating_sub(returned)),
+                    }),
+                    _ => None,
+                };
+                (page.partitions, next)
+            } else {
+                let missing: Vec<&str> = table
+                    .partition_key()
+                    .filter(|c| {
+                        !restrictions
+                            .partition
+                            .iter()
+                            .any(|(p, _)| *p == c.position as usize)
+                    })
+                    .map(|c| c.name.as_str())
+                    .collect();
+                return Err(invalid(format!("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. Partition key parts: {} must be restricted as other parts are", missing.join(", "))));
+            })
         };
         let has_clustering_restriction =
             !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some();
+        if projection
+            .iter()
+            .any(|p| matches!(p, Projected::Aggregate(..)))
+        {
+            // Aggregates see every row: fetch page after page, folding as we go.
+            let shape = Shape {
+                has_clustering_restriction,
+                per_partition_limit: if *distinct {
+                    Some(1)
+                } else {
+                    per_partition_limit
+                },
+                now_s: self.bindings.now_micros / 1_000_000,
+            };
+            let mut folds: Vec<Fold> = projection.iter().map(Fold::new).collect();
+            let mut cursor: Option<PagingState> = None;
+            loop {
+                let (partitions, more) = fetch(cursor.as_ref(), AGGREGATE_PAGE_ROWS, usize::MAX)?;
+                let mut rows = Vec::new();
+                for partition in &partitions {
+                    materialize(
+                        &table,
+                        partition,
+                        &projection,
+                        &shape,
+                        &restrictions.filters,
+                        &mut rows,
+                    )?;
+                }
+                for row in &rows {
+                    for (fold, value) in folds.iter_mut().zip(row) {
+                        fold.add(value.as_ref())?;
+                    }
+                }
+                match more {
+                    Some(state) => cursor = Some(state),
+                    None => break,
+                }
+            }
+            let columns = projection.iter().filter_map(|p| p.spec(&table)).collect();
+            let row = folds
+                .into_iter()
+                .map(Fold::finish)
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(ResultBody::Rows(Rows {
+                columns,
+                rows: vec![row],
+                paging_state: None,
+            }));
+        }
+        let (partitions, next) = fetch(state.as_ref(), page_rows, remaining)?;
         let mut rows = Vec::new();
         for partition in &partitions {
             let shape = Shape {
@@ -950,27 +1010,6 @@ impl Context<'_> {
                 &restrictions.filters,
                 &mut rows,
             )?;
-        }
-        if let Some(count_alias) = projection.iter().find_map(|p| {
-            if let Projected::Count(alias) = p {
-                Some(alias.clone())
-            } else {
-                None
-            }
-        }) {
-            let spec = ColumnSpec {
-                keyspace: table.keyspace.clone(),
-                table: table.name.clone(),
-                name: count_alias,
-                ty: CqlType::BigInt,
-            };
-            return Ok(ResultBody::Rows(Rows {
-                columns: vec![spec],
-                rows: vec![vec![Some(Bytes::copy_from_slice(
-                    &(rows.len() as i64).to_be_bytes(),
-                ))]],
-                paging_state: None,
-            }));
         }
         rows.truncate(remaining);
         let columns = projection.iter().filter_map(|p| p.spec(&table)).collect();
@@ -1675,7 +1714,9 @@ fn split_entries(bytes: &[u8], per_entry: usize) -> Result<Vec<Bytes>, CqlError>
 /// A selected output.
 enum Projected {
     Column(ColumnSchema, Option<String>),
-    Count(String),
+    /// An aggregate over all selected rows: which, of what column (none
+    /// for `count(*)`), and its output name.
+    Aggregate(AggregateKind, Option<ColumnSchema>, String),
     /// `writetime(column)`, and its output name.
     WriteTime(ColumnSchema, String),
     /// `ttl(column)`, and its output name.
@@ -1691,7 +1732,13 @@ impl Projected {
             ),
             Projected::WriteTime(_, name) => (name.clone(), CqlType::BigInt),
             Projected::Ttl(_, name) => (name.clone(), CqlType::Int),
-            Projected::Count(_) => return None,
+            Projected::Aggregate(kind, column, name) => {
+                let ty = match (kind, column) {
+                    (AggregateKind::Count, _) | (_, None) => CqlType::BigInt,
+                    (_, Some(column)) => column.ty.clone(),
+                };
+                (name.clone(), ty)
+            }
         };
         Some(ColumnSpec {
             keyspace: table.keyspace.clone(),
@@ -1723,9 +1770,11 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                     .ok_or_else(|| invalid(format!("Undefined column name {name}")))?;
                 out.push(Projected::Column(column.clone(), alias));
             }
-            Selector::CountAll => {
-                out.push(Projected::Count(alias.unwrap_or_else(|| "count".into())))
-            }
+            Selector::CountAll => out.push(Projected::Aggregate(
+                AggregateKind::Count,
+                None,
+                alias.unwrap_or_else(|| "count".into()),
+            )),
             Selector::Function { name, args } if name == "writetime" || name == "ttl" => {
                 let [Selector::Column(column_name)] = args.as_slice() else {
                     return Err(invalid(format!("{name}() takes one column")));
@@ -1751,6 +1800,25 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                     Projected::Ttl(column.clone(), output)
                 });
             }
+            Selector::Function { name, args } if AggregateKind::from_name(name).is_some() => {
+                let kind = AggregateKind::from_name(name).unwrap_or(AggregateKind::Count);
+                let [Selector::Column(column_name)] = args.as_slice() else {
+                    return Err(invalid(format!("{name}() takes one column")));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                if matches!(kind, AggregateKind::Sum | AggregateKind::Avg)
+                    && !is_numeric(&column.ty)
+                {
+                    return Err(invalid(format!(
+                        "Invalid call to function {name}: {column_name} is a {}, not a number",
+                        column.ty
+                    )));
+                }
+                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
+                out.push(Projected::Aggregate(kind, Some(column.clone()), output));
+            }
             Selector::Function { name, .. } => {
                 return Err(CqlError::not_yet_supported(&format!(
                     "the {name}() function in a selection"
@@ -1758,11 +1826,6 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
             }
             Selector::Aliased(..) => return Err(invalid("nested aliases")),
         }
-    }
-    if out.iter().any(|p| matches!(p, Projected::Count(_))) && out.len() > 1 {
-        return Err(CqlError::not_yet_supported(
-            "count(*) together with other selections",
-        ));
     }
     Ok(out)
 }
@@ -1803,6 +1866,167 @@ fn clustering_components(table: &TableSchema, clustering: &[u8]) -> Result<Vec<B
         at += used;
     }
     Ok(out)
+}
+
+/// Rows fetched per internal page while an aggregate folds them.
+const AGGREGATE_PAGE_ROWS: usize = 5_000;
+
+/// The native aggregates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggregateKind {
+    Count,
+    Min,
+    Max,
+    Sum,
+    Avg,
+}
+
+impl AggregateKind {
+    fn from_name(name: &str) -> Option<AggregateKind> {
+        Some(match name {
+            "count" => AggregateKind::Count,
+            "min" => AggregateKind::Min,
+            "max" => AggregateKind::Max,
+            "sum" => AggregateKind::Sum,
+            "avg" => AggregateKind::Avg,
+            _ => return None,
+        })
+    }
+}
+
+fn is_numeric(ty: &CqlType) -> bool {
+    matches!(
+        ty,
+        CqlType::TinyInt
+            | CqlType::SmallInt
+            | CqlType::Int
+            | CqlType::BigInt
+            | CqlType::VarInt
+            | CqlType::Float
+            | CqlType::Double
+            | CqlType::Counter
+    )
+}
+
+/// One output column of an aggregate query, folded row by row.
+struct Fold {
+    kind: Option<AggregateKind>,
+    ty: Option<CqlType>,
+    count: i64,
+    /// Min/max so far: its byte-comparable form and its value.
+    best: Option<(Vec<u8>, Bytes)>,
+    int_sum: i128,
+    float_sum: f64,
+    /// A plain column's value from the first row (Cassandra's behaviour).
+    first: Option<Option<Bytes>>,
+}
+
+impl Fold {
+    fn new(projected: &Projected) -> Fold {
+        let (kind, ty) = match projected {
+            Projected::Aggregate(kind, column, _) => {
+                (Some(*kind), column.as_ref().map(|c| c.ty.clone()))
+            }
+            _ => (None, None),
+        };
+        Fold {
+            kind,
+            ty,
+            count: 0,
+            best: None,
+            int_sum: 0,
+            float_sum: 0.0,
+            first: None,
+        }
+    }
+
+    fn add(&mut self, value: Option<&Bytes>) -> Result<(), CqlError> {
+        let Some(kind) = self.kind else {
+            if self.first.is_none() {
+                self.first = Some(value.cloned());
+            }
+            return Ok(());
+        };
+        let Some(value) = value else {
+            return Ok(()); // nulls do not count
+        };
+        self.count += 1;
+        let ty = self.ty.clone().unwrap_or(CqlType::BigInt);
+        match kind {
+            AggregateKind::Count => {}
+            AggregateKind::Min | AggregateKind::Max => {
+                let mut key = Vec::new();
+                ty.encode_comparable(value, false, &mut key)
+                    .map_err(|e| CqlError::Server(e.0))?;
+                let better = match &self.best {
+                    None => true,
+                    Some((best, _)) if kind == AggregateKind::Min => key < *best,
+                    Some((best, _)) => key > *best,
+                };
+                if better {
+                    self.best = Some((key, value.clone()));
+                }
+            }
+            AggregateKind::Sum | AggregateKind::Avg => match ty {
+                CqlType::Float => {
+                    self.float_sum += f64::from(f32::from_be_bytes(
+                        value.as_ref().try_into().unwrap_or([0; 4]),
+                    ))
+                }
+                CqlType::Double => {
+                    self.float_sum +=
+                        f64::from_be_bytes(value.as_ref().try_into().unwrap_or([0; 8]))
+                }
+                _ => {
+                    let mut extended = [if value.first().is_some_and(|b| b & 0x80 != 0) {
+                        0xff
+                    } else {
+                        0
+                    }; 16];
+                    let start = 16usize.saturating_sub(value.len());
+                    extended[start..].copy_from_slice(
+                        value
+                            .get(value.len().saturating_sub(16)..)
+                            .unwrap_or_default(),
+                    );
+                    self.int_sum += i128::from_be_bytes(extended);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<Option<Bytes>, CqlError> {
+        let Some(kind) = self.kind else {
+            return Ok(self.first.flatten());
+        };
+        let ty = self.ty.unwrap_or(CqlType::BigInt);
+        Ok(match kind {
+            AggregateKind::Count => Some(Bytes::copy_from_slice(&self.count.to_be_bytes())),
+            AggregateKind::Min | AggregateKind::Max => self.best.map(|(_, value)| value),
+            AggregateKind::Sum | AggregateKind::Avg => {
+                let divisor = if kind == AggregateKind::Avg {
+                    self.count.max(1)
+                } else {
+                    1
+                };
+                Some(match ty {
+                    CqlType::Float => Bytes::copy_from_slice(
+                        &((self.float_sum / divisor as f64) as f32).to_be_bytes(),
+                    ),
+                    CqlType::Double => {
+                        Bytes::copy_from_slice(&(self.float_sum / divisor as f64).to_be_bytes())
+                    }
+                    _ => {
+                        let total = self.int_sum / i128::from(divisor);
+                        let bytes = total.to_be_bytes();
+                        let width = ty.fixed_width().unwrap_or(16);
+                        Bytes::copy_from_slice(bytes.get(16 - width.min(16)..).unwrap_or_default())
+                    }
+                })
+            }
+        })
+    }
 }
 
 /// How a SELECT shapes each partition's rows.
@@ -1879,7 +2103,8 @@ fn materialize(
                 .iter()
                 .map(|p| match p {
                     Projected::Column(column, _) => value(column),
-                    Projected::Count(_) => None,
+                    Projected::Aggregate(_, Some(column), _) => value(column),
+                    Projected::Aggregate(_, None, _) => Some(Bytes::new()),
                     Projected::WriteTime(column, _) => {
                         cell_of(column).map(|c| Bytes::copy_from_slice(&c.timestamp.to_be_bytes()))
                     }

@@ -105,6 +105,11 @@ def full(port):
     expect([r.c for r in rows] == [999, 998, 997], "LIMIT")
     count = s.execute("SELECT count(*) FROM events WHERE p = 'a'").one()[0]
     expect(count == 1000, f"count(*) = {count}")
+    # Aggregates see every row, whatever the page size.
+    count = s.execute(SimpleStatement("SELECT count(*) FROM events WHERE p = 'a'", fetch_size=100)).one()[0]
+    expect(count == 1000, f"count(*) with fetch_size 100 = {count}")
+    row = s.execute("SELECT min(c), max(c), sum(c), avg(c), count(v) FROM events WHERE p = 'a'").one()
+    expect(tuple(row) == (0, 999, 499500, 499, 1000), f"aggregates: {row}")
 
     # Full scan with paging across partitions.
     s.execute("CREATE TABLE kv (k int PRIMARY KEY, v int)")
@@ -112,6 +117,8 @@ def full(port):
         s.execute("INSERT INTO kv (k, v) VALUES (%s, %s)", (k, k * 2))
     rows = list(s.execute(SimpleStatement("SELECT k, v FROM kv", fetch_size=50)))
     expect(sorted(r.k for r in rows) == list(range(300)), f"full scan returned {len(rows)} rows")
+    row = s.execute(SimpleStatement("SELECT count(*), sum(v), max(k) FROM kv", fetch_size=7)).one()
+    expect(tuple(row) == (300, sum(range(0, 600, 2)), 299), f"aggregates over a scan: {row}")
     expect(all(r.v == 2 * r.k for r in rows), "full scan values")
 
     # Deletes, batches, TTL.
