@@ -769,6 +769,7 @@ impl Context<'_> {
             distinct,
             selectors,
             relations,
+            group_by,
             order_by,
             per_partition_limit,
             limit,
@@ -777,6 +778,11 @@ impl Context<'_> {
         else {
             return Err(CqlError::Server("not a SELECT".into()));
         };
+        let is_system = resolve_keyspace(name, session.keyspace.as_deref())
+            .is_ok_and(|k| SYSTEM_KEYSPACES.contains(&k.as_str()));
+        if !group_by.is_empty() && is_system {
+            return Err(CqlError::not_yet_supported("GROUP BY on system tables"));
+        }
         if *json {
             return Err(CqlError::not_yet_supported("SELECT JSON"));
         }
@@ -817,7 +823,15 @@ impl Context<'_> {
         if !restrictions.filters.is_empty() && !allow_filtering {
             return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
         }
-        let projection = project(&table, selectors)?;
+        let mut projection = project(&table, selectors)?;
+        let group_columns = group_columns(&table, group_by)?;
+        let visible = projection.len();
+        // Group key columns ride along, hidden, after the selected ones.
+        projection.extend(
+            group_columns
+                .iter()
+                .map(|c| Projected::Column(c.clone(), None)),
+        );
         if *distinct {
             if let Some(Projected::Column(column, _)) = projection.iter().find(|p| {
                 !matches!(p, Projected::Column(c, _) if matches!(c.kind, ColumnKind::PartitionKey | ColumnKind::Static))
@@ -940,9 +954,10 @@ impl Context<'_> {
         };
         let has_clustering_restriction =
             !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some();
-        if projection
-            .iter()
-            .any(|p| matches!(p, Projected::Aggregate(..)))
+        if !group_columns.is_empty()
+            || projection
+                .iter()
+                .any(|p| matches!(p, Projected::Aggregate(..)))
         {
             // Aggregates see every row: fetch page after page, folding as we go.
             let shape = Shape {
@@ -954,7 +969,16 @@ impl Context<'_> {
                 },
                 now_s: self.bindings.now_micros / 1_000_000,
             };
-            let mut folds: Vec<Fold> = projection.iter().map(Fold::new).collect();
+            let new_folds = || {
+                projection
+                    .iter()
+                    .take(visible)
+                    .map(Fold::new)
+                    .collect::<Vec<Fold>>()
+            };
+            let mut folds = new_folds();
+            let mut group: Option<Vec<Option<Bytes>>> = None;
+            let mut output = Vec::new();
             let mut cursor: Option<PagingState> = None;
             loop {
                 let (partitions, more) = fetch(cursor.as_ref(), AGGREGATE_PAGE_ROWS, usize::MAX)?;
@@ -970,6 +994,17 @@ impl Context<'_> {
                     )?;
                 }
                 for row in &rows {
+                    let key: Vec<Option<Bytes>> = row.iter().skip(visible).cloned().collect();
+                    if group.as_ref().is_some_and(|g| *g != key) {
+                        let finished = std::mem::replace(&mut folds, new_folds());
+                        output.push(
+                            finished
+                                .into_iter()
+                                .map(Fold::finish)
+                                .collect::<Result<Vec<_>, _>>()?,
+                        );
+                    }
+                    group = Some(key);
                     for (fold, value) in folds.iter_mut().zip(row) {
                         fold.add(value.as_ref())?;
                     }
@@ -979,14 +1014,24 @@ impl Context<'_> {
                     None => break,
                 }
             }
-            let columns = projection.iter().filter_map(|p| p.spec(&table)).collect();
-            let row = folds
-                .into_iter()
-                .map(Fold::finish)
-                .collect::<Result<Vec<_>, _>>()?;
+            // Without GROUP BY an aggregate has one row even over no rows.
+            if group.is_some() || group_columns.is_empty() {
+                output.push(
+                    folds
+                        .into_iter()
+                        .map(Fold::finish)
+                        .collect::<Result<Vec<_>, _>>()?,
+                );
+            }
+            output.truncate(limit.unwrap_or(usize::MAX));
+            let columns = projection
+                .iter()
+                .take(visible)
+                .filter_map(|p| p.spec(&table))
+                .collect();
             return Ok(ResultBody::Rows(Rows {
                 columns,
-                rows: vec![row],
+                rows: output,
                 paging_state: None,
             }));
         }
@@ -1864,6 +1909,28 @@ fn clustering_components(table: &TableSchema, clustering: &[u8]) -> Result<Vec<B
             })?;
         out.push(Bytes::from(value));
         at += used;
+    }
+    Ok(out)
+}
+
+/// Checks that `GROUP BY` names a prefix of the primary key; returns its columns.
+fn group_columns(table: &TableSchema, group_by: &[String]) -> Result<Vec<ColumnSchema>, CqlError> {
+    let key: Vec<&ColumnSchema> = table.partition_key().chain(table.clustering()).collect();
+    let mut out = Vec::new();
+    for (i, name) in group_by.iter().enumerate() {
+        match key.get(i) {
+            Some(column) if column.name == *name => out.push((*column).clone()),
+            _ => {
+                return Err(invalid(format!(
+                    "Group by currently only support groups of columns following their declared order in the PRIMARY KEY ({name} is out of order)"
+                )))
+            }
+        }
+    }
+    if !out.is_empty() && out.len() < table.partition_key().count() {
+        return Err(invalid(
+            "Group by is not supported on only a part of the partition key",
+        ));
     }
     Ok(out)
 }

@@ -192,6 +192,8 @@ pub enum Statement {
         distinct: bool,
         selectors: Vec<Selector>,
         relations: Vec<Relation>,
+        /// `GROUP BY` columns (a prefix of the primary key).
+        group_by: Vec<String>,
         order_by: Vec<(String, bool)>,
         per_partition_limit: Option<Term>,
         limit: Option<Term>,

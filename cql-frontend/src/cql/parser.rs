@@ -656,9 +656,13 @@ impl Parser {
         } else {
             Vec::new()
         };
+        let mut group_by = Vec::new();
         if self.eat_keyword("GROUP") {
-            self.at = self.tokens.len();
-            return Ok(Statement::NotYetSupported("GROUP BY".into()));
+            self.expect_keyword("BY")?;
+            group_by.push(self.identifier()?);
+            while self.eat_symbol(",") {
+                group_by.push(self.identifier()?);
+            }
         }
         let mut order_by = Vec::new();
         if self.eat_keyword("ORDER") {
@@ -700,6 +704,7 @@ impl Parser {
             distinct,
             selectors,
             relations,
+            group_by,
             order_by,
             per_partition_limit,
             limit,

@@ -117,6 +117,16 @@ def full(port):
         s.execute("INSERT INTO kv (k, v) VALUES (%s, %s)", (k, k * 2))
     rows = list(s.execute(SimpleStatement("SELECT k, v FROM kv", fetch_size=50)))
     expect(sorted(r.k for r in rows) == list(range(300)), f"full scan returned {len(rows)} rows")
+    s.execute("CREATE TABLE grouped (p text, c1 int, c2 int, v int, PRIMARY KEY (p, c1, c2))")
+    for p in ("a", "b"):
+        for c1 in range(3):
+            for c2 in range(4):
+                s.execute("INSERT INTO grouped (p, c1, c2, v) VALUES (%s, %s, %s, %s)", (p, c1, c2, c1 * 10 + c2))
+    groups = list(s.execute(SimpleStatement("SELECT p, count(*) AS n, sum(v) AS total FROM grouped GROUP BY p", fetch_size=5)))
+    expect([(r.p, r.n, r.total) for r in groups] == [("a", 12, 138), ("b", 12, 138)], f"GROUP BY p: {groups}")
+    groups = list(s.execute("SELECT c1, max(v) AS top FROM grouped WHERE p = 'a' GROUP BY p, c1"))
+    expect([(r.c1, r.top) for r in groups] == [(0, 3), (1, 13), (2, 23)], f"GROUP BY p, c1: {groups}")
+    expect_error(InvalidRequest, s, "SELECT count(*) FROM grouped GROUP BY c1", "PRIMARY KEY")
     row = s.execute(SimpleStatement("SELECT count(*), sum(v), max(k) FROM kv", fetch_size=7)).one()
     expect(tuple(row) == (300, sum(range(0, 600, 2)), 299), f"aggregates over a scan: {row}")
     expect(all(r.v == 2 * r.k for r in rows), "full scan values")
