@@ -7,17 +7,22 @@
 //! - [`cql`]: lexer, AST and parser of the CQL language;
 //! - [`types`]: CQL types, protocol type options, byte-comparable keys.
 //!
+//! - [`prepared`]: the prepared statement cache and bind metadata;
+//! - [`describe`]: server-side DESCRIBE;
 //! - [`schema`]: the catalog of keyspaces and tables, stored in the engine;
 //! - [`values`]: literals and bind values to serialized values;
 //! - [`executor`]: statements to coordinator calls and RESULTs;
 //! - [`results`]: RESULT bodies; [`system_tables`]: `system.*` and
 //!   `system_schema.*` as drivers read them; [`node`]: shared node state.
 //!
-//! Status (issue 4): v3/v4 handshake, QUERY for DDL (keyspaces, tables),
-//! INSERT/UPDATE/DELETE/BATCH, SELECT by partition key with clustering
-//! slices, full scans with paging. PREPARE/EXECUTE, the BATCH message,
-//! v5 framing, compression, authentication, events and collection element
-//! operations answer `not yet supported`.
+//! Status (issue 4): protocol v3/v4 with LZ4, concurrent statements per
+//! connection with in-flight limits, QUERY/PREPARE/EXECUTE/BATCH, paging,
+//! SCHEMA_CHANGE events, DDL for keyspaces and tables, INSERT/UPDATE/DELETE
+//! (collections element by element), SELECT with slices, ORDER BY, LIMIT,
+//! PER PARTITION LIMIT, DISTINCT, aggregates, GROUP BY, writetime/ttl,
+//! server-side DESCRIBE, system tables. Not yet (answered `not yet
+//! supported`): v5 framing, Snappy, authentication, LWT, indexes, views,
+//! UDTs, JSON, counters.
 
 pub mod cql;
 pub mod describe;
