@@ -24,6 +24,8 @@
 //! supported`): v5 framing, Snappy, authentication, LWT, indexes, views,
 //! UDTs, JSON, counters.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cql;
 pub mod describe;
 pub mod executor;

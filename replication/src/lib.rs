@@ -10,6 +10,8 @@
 //! NetworkTopologyStrategy, the snitch, hints, read repair, range scans
 //! across nodes.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod consistency;
 pub mod coordinator;
 pub mod murmur3;
