@@ -353,10 +353,19 @@ impl Context<'_> {
                 table: name,
                 columns,
                 values,
+                json,
                 using,
                 ..
             } => {
                 let table = self.table(name, session)?;
+                let from_json;
+                let (columns, values) = match json {
+                    Some((text, default_unset)) => {
+                        from_json = self.json_columns(&table, text, *default_unset)?;
+                        (&from_json.0, &from_json.1)
+                    }
+                    None => (columns, values),
+                };
                 if columns.len() != values.len() {
                     return Err(invalid(format!(
                         "Unmatched column names/values: {} columns, {} values",
@@ -539,6 +548,63 @@ impl Context<'_> {
                 "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH",
             )),
         }
+    }
+
+    /// The columns and values of an `INSERT JSON`.
+    fn json_columns(
+        &self,
+        table: &TableSchema,
+        text: &Term,
+        default_unset: bool,
+    ) -> Result<(Vec<String>, Vec<Term>), CqlError> {
+        let text = match term_value(&CqlType::Text, text, "[json]", self.bindings)? {
+            Value::Set(bytes) => String::from_utf8(bytes.to_vec())
+                .map_err(|_| invalid("INSERT JSON needs UTF-8 text"))?,
+            _ => return Err(invalid("Got null for INSERT JSON values")),
+        };
+        let parsed: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            invalid(format!(
+                "Could not decode JSON string as a map: {e}. (String was: {text})"
+            ))
+        })?;
+        let serde_json::Value::Object(object) = parsed else {
+            return Err(invalid(format!(
+                "Could not decode JSON string as a map: it is not an object. (String was: {text})"
+            )));
+        };
+        let mut given: Vec<(String, serde_json::Value)> = Vec::with_capacity(object.len());
+        for (key, value) in object {
+            let name = match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+                Some(quoted) => quoted.to_owned(),
+                None => key.to_ascii_lowercase(),
+            };
+            if table.column(&name).is_none() {
+                return Err(invalid(format!(
+                    "JSON values map contains unrecognized column: {key}"
+                )));
+            }
+            given.push((name, value));
+        }
+        let mut columns = Vec::new();
+        let mut values = Vec::new();
+        for column in &table.columns {
+            match given.iter().find(|(name, _)| *name == column.name) {
+                Some((_, value)) => {
+                    columns.push(column.name.clone());
+                    values.push(crate::json::to_term(&column.ty, value, &column.name)?);
+                }
+                None if default_unset
+                    || matches!(
+                        column.kind,
+                        ColumnKind::PartitionKey | ColumnKind::Clustering
+                    ) => {}
+                None => {
+                    columns.push(column.name.clone());
+                    values.push(Term::Literal(crate::cql::ast::Literal::Null));
+                }
+            }
+        }
+        Ok((columns, values))
     }
 
     /// The cell path of one collection element named in a statement.
@@ -783,9 +849,7 @@ impl Context<'_> {
         if !group_by.is_empty() && is_system {
             return Err(CqlError::not_yet_supported("GROUP BY on system tables"));
         }
-        if *json {
-            return Err(CqlError::not_yet_supported("SELECT JSON"));
-        }
+        let select_json = *json;
         let per_partition_limit = match per_partition_limit {
             Some(term) => {
                 let n = self.int_option(term, "per partition limit")?;
@@ -1057,7 +1121,12 @@ impl Context<'_> {
             )?;
         }
         rows.truncate(remaining);
-        let columns = projection.iter().filter_map(|p| p.spec(&table)).collect();
+        let columns: Vec<ColumnSpec> = projection.iter().filter_map(|p| p.spec(&table)).collect();
+        let (columns, rows) = if select_json {
+            crate::json::rows_as_json(&table.keyspace, &table.name, columns, rows)
+        } else {
+            (columns, rows)
+        };
         Ok(ResultBody::Rows(Rows {
             columns,
             rows,

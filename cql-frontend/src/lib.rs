@@ -20,15 +20,16 @@
 //! SCHEMA_CHANGE events, DDL for keyspaces and tables, INSERT/UPDATE/DELETE
 //! (collections element by element), SELECT with slices, ORDER BY, LIMIT,
 //! PER PARTITION LIMIT, DISTINCT, aggregates, GROUP BY, writetime/ttl,
-//! server-side DESCRIBE, system tables. Not yet (answered `not yet
+//! INSERT/SELECT JSON, server-side DESCRIBE, system tables. Not yet (answered `not yet
 //! supported`): v5 framing, Snappy, authentication, LWT, indexes, views,
-//! UDTs, JSON, counters.
+//! UDTs, counters.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cql;
 pub mod describe;
 pub mod executor;
+pub mod json;
 pub mod node;
 pub mod prepared;
 pub mod protocol;

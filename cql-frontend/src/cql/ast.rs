@@ -168,6 +168,9 @@ pub enum Statement {
         table: QualifiedName,
         columns: Vec<String>,
         values: Vec<Term>,
+        /// `INSERT ... JSON 'value' [DEFAULT UNSET]`: the JSON text (a
+        /// literal or a bind marker) and whether absent columns stay unset.
+        json: Option<(Term, bool)>,
         if_not_exists: bool,
         using: Using,
     },

@@ -478,8 +478,25 @@ impl Parser {
         self.expect_keyword("INTO")?;
         let table = self.qualified_name()?;
         if self.eat_keyword("JSON") {
-            self.at = self.tokens.len();
-            return Ok(Statement::NotYetSupported("INSERT JSON".into()));
+            let value = self.term()?;
+            let mut default_unset = false;
+            if self.eat_keyword("DEFAULT") {
+                if self.eat_keyword("UNSET") {
+                    default_unset = true;
+                } else {
+                    self.expect_keyword("NULL")?;
+                }
+            }
+            let if_not_exists = self.if_not_exists()?;
+            let using = self.using()?;
+            return Ok(Statement::Insert {
+                table,
+                columns: Vec::new(),
+                values: Vec::new(),
+                json: Some((value, default_unset)),
+                if_not_exists,
+                using,
+            });
         }
         self.expect_symbol("(")?;
         let mut columns = vec![self.identifier()?];
@@ -500,6 +517,7 @@ impl Parser {
             table,
             columns,
             values,
+            json: None,
             if_not_exists,
             using,
         })

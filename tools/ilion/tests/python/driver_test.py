@@ -8,6 +8,7 @@ Exits non-zero with a message on the first failed check.
 """
 
 import datetime
+import json
 import decimal
 import ipaddress
 import sys
@@ -183,6 +184,14 @@ def full(port):
     rows = list(s.execute("SELECT p, c FROM events PER PARTITION LIMIT 2"))
     expect(len(rows) == 2 + 2 + 1, f"PER PARTITION LIMIT: {rows}")
     expect_error(InvalidRequest, s, "SELECT DISTINCT c FROM events", "DISTINCT")
+
+    # INSERT JSON / SELECT JSON.
+    s.execute("CREATE TABLE js (k int PRIMARY KEY, name text, score double, u uuid, tags set<text>, m map<text, int>, b blob)")
+    document = {"k": 1, "name": "Ada", "score": 9.5, "u": "123e4567-e89b-12d3-a456-426614174000", "tags": ["x", "a"], "m": {"p": 2}, "b": "0xcafe"}
+    s.execute("INSERT INTO js JSON %s", (json.dumps(document),))
+    back = json.loads(s.execute("SELECT JSON * FROM js WHERE k = 1").one()[0])
+    expect(back == dict(document, tags=["a", "x"]), f"JSON round trip: {back}")
+    expect_error(InvalidRequest, s, "INSERT INTO js JSON '{\"k\": 2, \"nope\": 1}'", "unrecognized column")
 
     # Non-frozen collections: element operations, as Cassandra does them.
     s.execute("CREATE TABLE coll (k int PRIMARY KEY, tags set<text>, attrs map<text, int>, events list<text>)")

@@ -1,0 +1,311 @@
+//! JSON for `SELECT JSON` and `INSERT JSON`: values rendered as Cassandra
+//! renders them (numbers as numbers; text, uuids, dates, times, inets and
+//! timestamps as strings; blobs as "0x..."; collections as arrays and
+//! objects), and JSON values turned back into terms of a column's type.
+
+use bytes::Bytes;
+
+use crate::cql::ast::{Literal, Term};
+use crate::protocol::error::CqlError;
+use crate::results::ColumnSpec;
+use crate::types::CqlType;
+
+fn invalid(message: impl Into<String>) -> CqlError {
+    CqlError::Invalid(message.into())
+}
+
+/// Rows as one `[json]` text column.
+pub fn rows_as_json(
+    keyspace: &str,
+    table: &str,
+    columns: Vec<ColumnSpec>,
+    rows: Vec<Vec<Option<Bytes>>>,
+) -> (Vec<ColumnSpec>, Vec<Vec<Option<Bytes>>>) {
+    let spec = ColumnSpec {
+        keyspace: keyspace.to_owned(),
+        table: table.to_owned(),
+        name: "[json]".into(),
+        ty: CqlType::Text,
+    };
+    let rows = rows
+        .into_iter()
+        .map(|row| {
+            let fields: Vec<String> = columns
+                .iter()
+                .zip(row.iter())
+                .map(|(column, value)| {
+                    let rendered = value
+                        .as_ref()
+                        .map_or_else(|| "null".to_owned(), |v| render(&column.ty, v));
+                    format!("{}: {rendered}", quote(&column.name))
+                })
+                .collect();
+            vec![Some(Bytes::from(format!("{{{}}}", fields.join(", "))))]
+        })
+        .collect();
+    (vec![spec], rows)
+}
+
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+fn be<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let start = N.saturating_sub(bytes.len());
+    let take = bytes.len().min(N);
+    out[start..].copy_from_slice(&bytes[bytes.len() - take..]);
+    out
+}
+
+fn uuid_text(bytes: &[u8]) -> String {
+    crate::schema::format_uuid(u128::from_be_bytes(be::<16>(bytes)))
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+fn elements(bytes: &[u8]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let count = i32::from_be_bytes(be::<4>(bytes.get(..4).unwrap_or_default()));
+    let mut at = 4;
+    for _ in 0..count.max(0) {
+        let Some(len) = bytes
+            .get(at..at + 4)
+            .map(|b| i32::from_be_bytes(be::<4>(b)))
+        else {
+            break;
+        };
+        at += 4;
+        let len = usize::try_from(len).unwrap_or(0);
+        out.push(Bytes::copy_from_slice(
+            bytes.get(at..at + len).unwrap_or_default(),
+        ));
+        at += len;
+    }
+    out
+}
+
+/// One value as JSON text.
+pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
+    match ty.unfrozen() {
+        CqlType::TinyInt => i8::from_be_bytes(be::<1>(bytes)).to_string(),
+        CqlType::SmallInt => i16::from_be_bytes(be::<2>(bytes)).to_string(),
+        CqlType::Int => i32::from_be_bytes(be::<4>(bytes)).to_string(),
+        CqlType::BigInt | CqlType::Counter => i64::from_be_bytes(be::<8>(bytes)).to_string(),
+        CqlType::VarInt => {
+            let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
+            let mut full = [if negative { 0xff } else { 0 }; 16];
+            let take = bytes.len().min(16);
+            full[16 - take..].copy_from_slice(&bytes[bytes.len() - take..]);
+            i128::from_be_bytes(full).to_string()
+        }
+        CqlType::Float => float(f64::from(f32::from_be_bytes(be::<4>(bytes)))),
+        CqlType::Double => float(f64::from_be_bytes(be::<8>(bytes))),
+        CqlType::Boolean => (bytes.first().copied().unwrap_or(0) != 0).to_string(),
+        CqlType::Text | CqlType::Ascii => quote(&String::from_utf8_lossy(bytes)),
+        CqlType::Uuid | CqlType::TimeUuid => quote(&uuid_text(bytes)),
+        CqlType::Blob => quote(&format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )),
+        CqlType::Inet => quote(&match bytes.len() {
+            4 => std::net::Ipv4Addr::from(be::<4>(bytes)).to_string(),
+            _ => std::net::Ipv6Addr::from(be::<16>(bytes)).to_string(),
+        }),
+        CqlType::Timestamp => {
+            let millis = i64::from_be_bytes(be::<8>(bytes));
+            let (y, m, d) = civil_from_days(millis.div_euclid(86_400_000));
+            let ms = millis.rem_euclid(86_400_000);
+            quote(&format!(
+                "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}Z",
+                ms / 3_600_000,
+                ms / 60_000 % 60,
+                ms / 1000 % 60,
+                ms % 1000
+            ))
+        }
+        CqlType::Date => {
+            let days = i64::from(u32::from_be_bytes(be::<4>(bytes))) - (1i64 << 31);
+            let (y, m, d) = civil_from_days(days);
+            quote(&format!("{y:04}-{m:02}-{d:02}"))
+        }
+        CqlType::Time => {
+            let nanos = i64::from_be_bytes(be::<8>(bytes));
+            quote(&format!(
+                "{:02}:{:02}:{:02}.{:09}",
+                nanos / 3_600_000_000_000,
+                nanos / 60_000_000_000 % 60,
+                nanos / 1_000_000_000 % 60,
+                nanos % 1_000_000_000
+            ))
+        }
+        CqlType::List(element) | CqlType::Set(element) => {
+            let items: Vec<String> = elements(bytes).iter().map(|e| render(element, e)).collect();
+            format!("[{}]", items.join(", "))
+        }
+        CqlType::Map(key, value) => {
+            let parts = elements_pairs(bytes);
+            let items: Vec<String> = parts
+                .iter()
+                .map(|(k, v)| {
+                    let rendered_key = render(key, k);
+                    let key_text = if rendered_key.starts_with('"') {
+                        rendered_key
+                    } else {
+                        quote(&rendered_key)
+                    };
+                    format!("{key_text}: {}", render(value, v))
+                })
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        CqlType::Tuple(types) => {
+            let mut items = Vec::new();
+            let mut at = 0;
+            for item_ty in types {
+                let Some(len) = bytes
+                    .get(at..at + 4)
+                    .map(|b| i32::from_be_bytes(be::<4>(b)))
+                else {
+                    break;
+                };
+                at += 4;
+                if len < 0 {
+                    items.push("null".to_owned());
+                    continue;
+                }
+                let len = len as usize;
+                items.push(render(item_ty, bytes.get(at..at + len).unwrap_or_default()));
+                at += len;
+            }
+            format!("[{}]", items.join(", "))
+        }
+        CqlType::Decimal | CqlType::Duration | CqlType::Frozen(_) => quote(&format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )),
+    }
+}
+
+fn elements_pairs(bytes: &[u8]) -> Vec<(Bytes, Bytes)> {
+    let count = i32::from_be_bytes(be::<4>(bytes.get(..4).unwrap_or_default()));
+    let mut doubled = Vec::with_capacity(8 + bytes.len());
+    doubled.extend_from_slice(&(count.max(0).saturating_mul(2)).to_be_bytes());
+    doubled.extend_from_slice(bytes.get(4..).unwrap_or_default());
+    let flat = elements(&doubled);
+    flat.chunks(2)
+        .filter_map(|pair| Some((pair.first()?.clone(), pair.get(1)?.clone())))
+        .collect()
+}
+
+fn float(value: f64) -> String {
+    if value.is_finite() {
+        let text = value.to_string();
+        if text.contains('.') || text.contains('e') {
+            text
+        } else {
+            format!("{text}.0")
+        }
+    } else {
+        quote(&value.to_string())
+    }
+}
+
+/// A JSON value as a term of type `ty`.
+pub fn to_term(ty: &CqlType, value: &serde_json::Value, column: &str) -> Result<Term, CqlError> {
+    use serde_json::Value as J;
+    let lit = |l: Literal| Ok(Term::Literal(l));
+    match (ty.unfrozen(), value) {
+        (_, J::Null) => lit(Literal::Null),
+        (CqlType::Boolean, J::Bool(b)) => lit(Literal::Bool(*b)),
+        (CqlType::Boolean, J::String(s)) => lit(Literal::Bool(s.eq_ignore_ascii_case("true"))),
+        (
+            CqlType::TinyInt
+            | CqlType::SmallInt
+            | CqlType::Int
+            | CqlType::BigInt
+            | CqlType::VarInt
+            | CqlType::Timestamp
+            | CqlType::Counter,
+            J::Number(n),
+        ) => lit(Literal::Integer(n.to_string())),
+        (CqlType::Float | CqlType::Double | CqlType::Decimal, J::Number(n)) => {
+            lit(Literal::Float(n.to_string()))
+        }
+        (
+            CqlType::TinyInt | CqlType::SmallInt | CqlType::Int | CqlType::BigInt | CqlType::VarInt,
+            J::String(s),
+        ) => lit(Literal::Integer(s.clone())),
+        (CqlType::Float | CqlType::Double, J::String(s)) => lit(Literal::Float(s.clone())),
+        (CqlType::Uuid | CqlType::TimeUuid, J::String(s)) => lit(Literal::Uuid(s.clone())),
+        (CqlType::Blob, J::String(s)) => {
+            let hex = s.strip_prefix("0x").ok_or_else(|| {
+                invalid(format!(
+                    "Value '{s}' for column {column} is not a blob (0x...)"
+                ))
+            })?;
+            if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "Value '{s}' for column {column} is not valid hex"
+                )));
+            }
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect();
+            lit(Literal::Blob(bytes))
+        }
+        (_, J::String(s)) => lit(Literal::Str(s.clone())),
+        (CqlType::List(element), J::Array(items)) => Ok(Term::List(
+            items
+                .iter()
+                .map(|i| to_term(element, i, column))
+                .collect::<Result<_, _>>()?,
+        )),
+        (CqlType::Set(element), J::Array(items)) => Ok(Term::Set(
+            items
+                .iter()
+                .map(|i| to_term(element, i, column))
+                .collect::<Result<_, _>>()?,
+        )),
+        (CqlType::Tuple(types), J::Array(items)) => Ok(Term::Tuple(
+            types
+                .iter()
+                .zip(items)
+                .map(|(t, i)| to_term(t, i, column))
+                .collect::<Result<_, _>>()?,
+        )),
+        (CqlType::Map(key, val), J::Object(entries)) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let key_json = match key.unfrozen() {
+                    CqlType::Text
+                    | CqlType::Ascii
+                    | CqlType::Uuid
+                    | CqlType::TimeUuid
+                    | CqlType::Inet
+                    | CqlType::Date
+                    | CqlType::Time
+                    | CqlType::Timestamp
+                    | CqlType::Blob => J::String(k.clone()),
+                    _ => serde_json::from_str(k).unwrap_or(J::String(k.clone())),
+                };
+                out.push((to_term(key, &key_json, column)?, to_term(val, v, column)?));
+            }
+            Ok(Term::Map(out))
+        }
+        (ty, other) => Err(invalid(format!(
+            "Unable to make {ty} from JSON value {other} for column {column}"
+        ))),
+    }
+}
