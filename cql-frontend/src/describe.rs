@@ -8,7 +8,7 @@ use crate::node::{Node, Session};
 use crate::protocol::error::CqlError;
 use crate::results::{ColumnSpec, ResultBody, Rows};
 use crate::schema::{
-    canonical_keyspace_cql, resolve_keyspace, ColumnKind, TableSchema, SYSTEM_KEYSPACES,
+    canonical_keyspace_cql, quote, resolve_keyspace, ColumnKind, TableSchema, SYSTEM_KEYSPACES,
 };
 use crate::types::CqlType;
 
@@ -23,18 +23,6 @@ fn spec(name: &str) -> ColumnSpec {
 
 fn text(s: &str) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(s.as_bytes()))
-}
-
-fn quote(name: &str) -> String {
-    if name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-    {
-        name.to_owned()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }
 
 fn map_text(entries: &[(String, String)]) -> String {

@@ -2272,32 +2272,7 @@ fn materialize(
 }
 
 fn split_collection(bytes: &[u8]) -> Result<Vec<Bytes>, CqlError> {
-    let bad = || invalid("malformed list value");
-    let count = i32::from_be_bytes(
-        bytes
-            .get(..4)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?,
-    );
-    let mut at = 4;
-    let mut out = Vec::new();
-    for _ in 0..count.max(0) {
-        let len = i32::from_be_bytes(
-            bytes
-                .get(at..at + 4)
-                .ok_or_else(bad)?
-                .try_into()
-                .map_err(|_| bad())?,
-        );
-        at += 4;
-        let len = usize::try_from(len).map_err(|_| bad())?;
-        out.push(Bytes::copy_from_slice(
-            bytes.get(at..at + len).ok_or_else(bad)?,
-        ));
-        at += len;
-    }
-    Ok(out)
+    split_entries(bytes, 1)
 }
 
 /// Where the next page starts: independent of the connection, so a driver

@@ -918,7 +918,8 @@ fn write_schema_row(
         .map_err(|e| CqlError::Server(format!("cannot persist the schema: {e}")))
 }
 
-fn quote(name: &str) -> String {
+/// An identifier as CQL text: bare when it is lower-case, quoted otherwise.
+pub fn quote(name: &str) -> String {
     if name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
