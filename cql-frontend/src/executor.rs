@@ -82,12 +82,7 @@ pub fn execute_statement(
     statement: &Statement,
     params: &QueryParameters,
 ) -> Result<ResultBody, CqlError> {
-    let consistency = ConsistencyLevel::from_code(params.consistency).ok_or_else(|| {
-        CqlError::Protocol(format!(
-            "unknown consistency level {:#06x}",
-            params.consistency
-        ))
-    })?;
+    let consistency = consistency_of(params)?;
     let bindings = Bindings {
         values: &params.values,
         now_micros: now_micros(),
@@ -207,20 +202,6 @@ impl Context<'_> {
                     .map_err(|e| CqlError::Server(format!("truncate failed: {e}")))?;
                 Ok(ResultBody::Void)
             }
-            Statement::Insert {
-                if_not_exists: true,
-                ..
-            }
-            | Statement::Update {
-                has_conditions: true,
-                ..
-            }
-            | Statement::Delete {
-                has_conditions: true,
-                ..
-            } => Err(CqlError::not_yet_supported(
-                "lightweight transactions (IF conditions)",
-            )),
             Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {
                 let (table, mutation) = self.mutation(session, statement, None)?;
                 self.write(&table, mutation)?;
@@ -231,23 +212,6 @@ impl Context<'_> {
             } => {
                 let mut mutations = Vec::with_capacity(statements.len());
                 for inner in statements {
-                    if matches!(
-                        inner,
-                        Statement::Insert {
-                            if_not_exists: true,
-                            ..
-                        } | Statement::Update {
-                            has_conditions: true,
-                            ..
-                        } | Statement::Delete {
-                            has_conditions: true,
-                            ..
-                        }
-                    ) {
-                        return Err(CqlError::not_yet_supported(
-                            "lightweight transactions (IF conditions)",
-                        ));
-                    }
                     mutations.push(self.mutation(session, inner, Some(using))?);
                 }
                 for (table, mutation) in mutations {
@@ -348,6 +312,23 @@ impl Context<'_> {
         outer: Option<&Using>,
     ) -> Result<(std::sync::Arc<TableSchema>, Mutation), CqlError> {
         let now_s = self.bindings.now_micros / 1_000_000;
+        if matches!(
+            statement,
+            Statement::Insert {
+                if_not_exists: true,
+                ..
+            } | Statement::Update {
+                has_conditions: true,
+                ..
+            } | Statement::Delete {
+                has_conditions: true,
+                ..
+            }
+        ) {
+            return Err(CqlError::not_yet_supported(
+                "lightweight transactions (IF conditions)",
+            ));
+        }
         match statement {
             Statement::Insert {
                 table: name,
@@ -2331,6 +2312,16 @@ impl PagingState {
     }
 }
 
+/// The consistency level a request asks for.
+fn consistency_of(params: &QueryParameters) -> Result<ConsistencyLevel, CqlError> {
+    ConsistencyLevel::from_code(params.consistency).ok_or_else(|| {
+        CqlError::Protocol(format!(
+            "unknown consistency level {:#06x}",
+            params.consistency
+        ))
+    })
+}
+
 /// Runs the statements of a BATCH message: every mutation is built (and
 /// checked) first, then all are written.
 pub fn execute_batch(
@@ -2339,12 +2330,7 @@ pub fn execute_batch(
     statements: &[(Statement, crate::protocol::messages::BoundValues)],
     params: &QueryParameters,
 ) -> Result<ResultBody, CqlError> {
-    let consistency = ConsistencyLevel::from_code(params.consistency).ok_or_else(|| {
-        CqlError::Protocol(format!(
-            "unknown consistency level {:#06x}",
-            params.consistency
-        ))
-    })?;
+    let consistency = consistency_of(params)?;
     let now = now_micros();
     let mut mutations = Vec::with_capacity(statements.len());
     for (statement, values) in statements {
@@ -2354,23 +2340,6 @@ pub fn execute_batch(
         ) {
             return Err(invalid(
                 "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH",
-            ));
-        }
-        if matches!(
-            statement,
-            Statement::Insert {
-                if_not_exists: true,
-                ..
-            } | Statement::Update {
-                has_conditions: true,
-                ..
-            } | Statement::Delete {
-                has_conditions: true,
-                ..
-            }
-        ) {
-            return Err(CqlError::not_yet_supported(
-                "lightweight transactions (IF conditions)",
             ));
         }
         let context = Context {
