@@ -742,13 +742,7 @@ impl Catalog {
             partition_deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
             ..Default::default()
         };
-        engine
-            .apply(Mutation {
-                table: SCHEMA_TABLE,
-                key: schema_key(name),
-                update,
-            })
-            .map_err(|e| CqlError::Server(format!("cannot store the schema change: {e}")))?;
+        store_schema_update(engine, name, update)?;
         self.keyspaces.remove(name);
         self.refresh_version();
         Ok(true)
@@ -859,16 +853,14 @@ impl Catalog {
             deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
             cells: vec![],
         };
-        engine
-            .apply(Mutation {
-                table: SCHEMA_TABLE,
-                key: schema_key(&keyspace),
-                update: PartitionUpdate {
-                    rows: vec![row],
-                    ..Default::default()
-                },
-            })
-            .map_err(|e| CqlError::Server(format!("cannot store the schema change: {e}")))?;
+        store_schema_update(
+            engine,
+            &keyspace,
+            PartitionUpdate {
+                rows: vec![row],
+                ..Default::default()
+            },
+        )?;
         let _ = engine.drop_table(table.table_id());
         self.refresh_version();
         Ok(true)
@@ -905,6 +897,16 @@ fn write_schema_row(
         rows: vec![Row::new(clustering, cells)],
         ..Default::default()
     };
+    store_schema_update(engine, keyspace, update)
+}
+
+/// Writes one schema change and flushes the schema table: a schema change
+/// (creation or drop) must survive a crash even in periodic sync mode.
+fn store_schema_update(
+    engine: &Engine,
+    keyspace: &str,
+    update: PartitionUpdate,
+) -> Result<(), CqlError> {
     engine
         .apply(Mutation {
             table: SCHEMA_TABLE,
@@ -912,7 +914,6 @@ fn write_schema_row(
             update,
         })
         .map_err(|e| CqlError::Server(format!("cannot store the schema change: {e}")))?;
-    // Schema must survive a crash even in periodic sync mode.
     engine
         .flush(SCHEMA_TABLE)
         .map_err(|e| CqlError::Server(format!("cannot persist the schema: {e}")))
