@@ -221,6 +221,10 @@ impl Context<'_> {
             }
             Statement::Select { .. } => self.select(session, statement),
             Statement::Describe(target) => crate::describe::describe(self.node, session, target),
+            Statement::CreateRole { .. }
+            | Statement::AlterRole { .. }
+            | Statement::DropRole { .. }
+            | Statement::ListRoles { .. } => crate::roles::execute(self.node, session, statement),
             Statement::NotYetSupported(what) => Err(CqlError::not_yet_supported(what)),
         }
     }
@@ -856,8 +860,7 @@ impl Context<'_> {
         };
         if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) || keyspace == "system_virtual_schema" {
             let catalog = self.node.catalog.read();
-            let Some(table) = virtual_table(&keyspace, &name.name, &self.node.info, &catalog)
-            else {
+            let Some(table) = virtual_table(&keyspace, &name.name, self.node, &catalog) else {
                 return Err(invalid(format!("unconfigured table {}", name.name)));
             };
             drop(catalog);

@@ -26,6 +26,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod cql;
 pub mod describe;
 pub mod executor;
@@ -34,6 +35,7 @@ pub mod node;
 pub mod prepared;
 pub mod protocol;
 pub mod results;
+pub mod roles;
 pub mod schema;
 pub mod system_tables;
 pub mod transport;

@@ -64,6 +64,8 @@ pub struct Node {
     pub events: tokio::sync::broadcast::Sender<ClientEvent>,
     /// Statement requests running on this node, across all connections.
     pub requests_in_flight: Arc<tokio::sync::Semaphore>,
+    /// How clients prove who they are.
+    pub authenticator: crate::auth::Authenticator,
 }
 
 /// Statement requests the node runs at once; past it clients get Overloaded.
@@ -98,9 +100,15 @@ impl ClientEvent {
 }
 
 impl Node {
-    /// Loads the schema catalog from the engine.
-    pub fn open(info: NodeInfo, coordinator: Coordinator) -> Result<Arc<Node>, CqlError> {
+    /// Loads the schema catalog and sets up roles (the default superuser
+    /// on a node that has none).
+    pub fn open(
+        info: NodeInfo,
+        coordinator: Coordinator,
+        authenticator: crate::auth::Authenticator,
+    ) -> Result<Arc<Node>, CqlError> {
         let catalog = Catalog::load(coordinator.engine())?;
+        crate::auth::setup(coordinator.engine())?;
         Ok(Arc::new(Node {
             info,
             coordinator,
@@ -108,6 +116,7 @@ impl Node {
             prepared: crate::prepared::PreparedCache::default(),
             events: tokio::sync::broadcast::channel(CLIENT_EVENTS_QUEUED_MAX).0,
             requests_in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
+            authenticator,
         }))
     }
 }
@@ -116,4 +125,6 @@ impl Node {
 #[derive(Debug, Default, Clone)]
 pub struct Session {
     pub keyspace: Option<String>,
+    /// The role this connection logged in as (`None` without authentication).
+    pub user: Option<String>,
 }

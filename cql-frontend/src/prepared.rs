@@ -209,7 +209,7 @@ fn describe(
             let keyspace = resolve_keyspace(table, session.keyspace.as_deref())?;
             if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
                 let catalog = node.catalog.read();
-                let virtual_table = virtual_table(&keyspace, &table.name, &node.info, &catalog)
+                let virtual_table = virtual_table(&keyspace, &table.name, node, &catalog)
                     .ok_or_else(|| {
                         CqlError::Invalid(format!("unconfigured table {}", table.name))
                     })?;
@@ -456,10 +456,14 @@ fn global_flag(specs: &[ColumnSpec]) -> i32 {
 }
 
 /// The RESULT body of a PREPARE (kind 4, v4 layout).
-pub fn prepared_result(id: &[u8; 16], prepared: &Prepared) -> Bytes {
+pub fn prepared_result(id: &[u8; 16], prepared: &Prepared, version: u8) -> Bytes {
     let mut w = BodyWriter::new();
     w.write_int(0x0004);
     w.write_short_bytes(id);
+    if version >= 5 {
+        let columns = prepared.result_columns.as_deref().unwrap_or_default();
+        w.write_short_bytes(&crate::results::metadata_id(columns));
+    }
     // Bind variable metadata.
     w.write_int(global_flag(&prepared.binds));
     w.write_int(prepared.binds.len() as i32);

@@ -46,6 +46,44 @@ impl SchemaChange {
     }
 }
 
+/// What the client said about the metadata of rows it expects.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetadataRequest {
+    /// The client holds the metadata already (the SKIP_METADATA flag).
+    pub skip: bool,
+    /// v5 EXECUTE: the result metadata id the client holds. When it is not
+    /// the current one the full metadata is sent with the new id.
+    pub client_id: Option<Bytes>,
+}
+
+impl MetadataRequest {
+    pub fn full() -> MetadataRequest {
+        MetadataRequest::default()
+    }
+}
+
+/// A 16-byte fingerprint of some bytes (statement and metadata ids).
+pub fn fingerprint(bytes: &[u8]) -> [u8; 16] {
+    let high = replication::murmur3::murmur3_hash(bytes) as u64;
+    let mut salted = Vec::with_capacity(bytes.len() + 1);
+    salted.push(b'#');
+    salted.extend_from_slice(bytes);
+    let low = replication::murmur3::murmur3_hash(&salted) as u64;
+    (u128::from(high) << 64 | u128::from(low)).to_be_bytes()
+}
+
+/// The v5 result metadata id of rows with these columns.
+pub fn metadata_id(columns: &[ColumnSpec]) -> [u8; 16] {
+    let mut w = BodyWriter::new();
+    for column in columns {
+        w.write_string(&column.keyspace);
+        w.write_string(&column.table);
+        w.write_string(&column.name);
+        column.ty.write_option(&mut w);
+    }
+    fingerprint(&w.into_bytes())
+}
+
 /// A RESULT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResultBody {
@@ -56,12 +94,16 @@ pub enum ResultBody {
 }
 
 impl ResultBody {
-    pub fn write(&self, w: &mut BodyWriter, skip_metadata: bool) {
+    pub fn write(&self, w: &mut BodyWriter, metadata: &MetadataRequest) {
         match self {
             ResultBody::Void => w.write_int(0x0001),
             ResultBody::Rows(rows) => {
                 w.write_int(0x0002);
-                write_rows(rows, w, skip_metadata);
+                let changed = metadata.client_id.as_ref().and_then(|held| {
+                    let current = metadata_id(&rows.columns);
+                    (held.as_ref() != current).then_some(current)
+                });
+                write_rows(rows, w, metadata.skip && changed.is_none(), changed);
             }
             ResultBody::SetKeyspace(keyspace) => {
                 w.write_int(0x0003);
@@ -75,7 +117,12 @@ impl ResultBody {
     }
 }
 
-fn write_rows(rows: &Rows, w: &mut BodyWriter, skip_metadata: bool) {
+fn write_rows(
+    rows: &Rows,
+    w: &mut BodyWriter,
+    skip_metadata: bool,
+    new_metadata_id: Option<[u8; 16]>,
+) {
     let global = rows
         .columns
         .first()
@@ -95,10 +142,16 @@ fn write_rows(rows: &Rows, w: &mut BodyWriter, skip_metadata: bool) {
     if skip_metadata {
         flags |= 0x0004;
     }
+    if new_metadata_id.is_some() {
+        flags |= 0x0008;
+    }
     w.write_int(flags);
     w.write_int(rows.columns.len() as i32);
     if let Some(state) = &rows.paging_state {
         w.write_bytes(Some(state));
+    }
+    if let Some(id) = new_metadata_id {
+        w.write_short_bytes(&id);
     }
     if !skip_metadata {
         if global {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::node::NodeInfo;
+use crate::node::{Node, NodeInfo};
 use crate::results::ColumnSpec;
 use crate::schema::{format_uuid, Catalog, ColumnKind};
 use crate::types::CqlType;
@@ -153,6 +153,29 @@ fn definitions(keyspace: &str, table: &str) -> Option<(ColumnDefs, usize, usize)
             ],
             1,
             1,
+        ),
+        ("system_auth", "roles") => (
+            &[
+                ("role", "text"),
+                ("can_login", "boolean"),
+                ("is_superuser", "boolean"),
+                ("member_of", "set<text>"),
+                ("salted_hash", "text"),
+            ],
+            1,
+            0,
+        ),
+        ("system", "size_estimates") => (
+            &[
+                ("keyspace_name", "text"),
+                ("table_name", "text"),
+                ("range_start", "text"),
+                ("range_end", "text"),
+                ("mean_partition_size", "bigint"),
+                ("partitions_count", "bigint"),
+            ],
+            1,
+            3,
         ),
         ("system_schema", "keyspaces") => (
             &[
@@ -309,10 +332,12 @@ fn definitions(keyspace: &str, table: &str) -> Option<(ColumnDefs, usize, usize)
 }
 
 /// Every virtual table, for `system_schema` itself.
-const VIRTUAL_TABLES: [(&str, &str); 13] = [
+const VIRTUAL_TABLES: [(&str, &str); 15] = [
     ("system", "local"),
     ("system", "peers"),
     ("system", "peers_v2"),
+    ("system", "size_estimates"),
+    ("system_auth", "roles"),
     ("system_schema", "keyspaces"),
     ("system_schema", "tables"),
     ("system_schema", "columns"),
@@ -329,19 +354,72 @@ const VIRTUAL_TABLES: [(&str, &str); 13] = [
 pub fn virtual_table(
     keyspace: &str,
     table: &str,
-    node: &NodeInfo,
+    node: &Node,
     catalog: &Catalog,
 ) -> Option<VirtualTable> {
     let (defs, _, _) = definitions(keyspace, table)?;
     let columns = columns(keyspace, table, defs);
     let rows = match (keyspace, table) {
-        ("system", "local") => local(node, catalog),
+        ("system", "local") => local(&node.info, catalog),
+        ("system_auth", "roles") => roles(node),
+        ("system", "size_estimates") => size_estimates(node, catalog),
         ("system_schema", "keyspaces") => keyspaces(catalog),
         ("system_schema", "tables") => tables(catalog),
         ("system_schema", "columns") => schema_columns(catalog),
         _ => Vec::new(),
     };
     Some(VirtualTable { columns, rows })
+}
+
+/// `system_auth.roles`; a role table that cannot be read shows no rows
+/// (logged), as the other virtual tables never fail.
+fn roles(node: &Node) -> Vec<Vec<Option<Bytes>>> {
+    match crate::auth::list(node.coordinator.engine()) {
+        Ok(roles) => roles
+            .into_iter()
+            .map(|role| {
+                vec![
+                    text(&role.name),
+                    boolean(role.login),
+                    boolean(role.superuser),
+                    None,
+                    role.salted_hash.as_deref().and_then(text),
+                ]
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list roles for system_auth.roles");
+            Vec::new()
+        }
+    }
+}
+
+/// `system.size_estimates`: one row per user table covering the whole
+/// ring (this node owns all of it), from the engine's partition estimate
+/// and on-disk size.
+fn size_estimates(node: &Node, catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
+    let engine = node.coordinator.engine();
+    let mut rows = Vec::new();
+    for ((keyspace, name), table) in &catalog.tables {
+        let Ok(stats) = engine.stats(table.table_id()) else {
+            continue;
+        };
+        let partitions = stats.partition_count_estimate as i64;
+        let mean = if partitions > 0 {
+            (stats.live_disk_bytes as i64 + stats.memtable_bytes as i64) / partitions
+        } else {
+            0
+        };
+        rows.push(vec![
+            text(keyspace),
+            text(name),
+            text(&i64::MIN.to_string()),
+            text(&i64::MIN.to_string()),
+            Some(Bytes::copy_from_slice(&mean.to_be_bytes())),
+            Some(Bytes::copy_from_slice(&partitions.to_be_bytes())),
+        ]);
+    }
+    rows
 }
 
 fn local(node: &NodeInfo, catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
@@ -537,12 +615,25 @@ mod tests {
 
     #[test]
     fn every_row_matches_its_columns() {
-        let node = NodeInfo::for_tests();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = storage_lsm::Engine::open(storage_lsm::EngineConfig::new(
+            dir.path().join("data"),
+            dir.path().join("commitlog"),
+        ))
+        .unwrap();
+        let node = Node::open(
+            NodeInfo::for_tests(),
+            replication::Coordinator::new(std::sync::Arc::new(engine)),
+            crate::auth::Authenticator::AllowAll,
+        )
+        .unwrap();
         let catalog = Catalog::default();
         for (ks, t) in [
             ("system", "local"),
             ("system", "peers"),
             ("system", "peers_v2"),
+            ("system", "size_estimates"),
+            ("system_auth", "roles"),
             ("system_schema", "keyspaces"),
             ("system_schema", "tables"),
             ("system_schema", "columns"),

@@ -15,6 +15,13 @@
 //! [`crate::node::REQUESTS_IN_FLIGHT_MAX`] per node, past which the client
 //! gets Overloaded at once; a writer task sends replies and events through a
 //! bounded queue, so a client that stops reading slows only itself.
+//!
+//! Protocol v5 connections switch to segment framing ([`segment`]) after
+//! the server's READY or AUTHENTICATE: from then on envelopes travel inside
+//! checksummed segments both ways, and LZ4, if negotiated, applies to
+//! segments instead of envelopes. With PasswordAuthenticator, STARTUP is
+//! answered with AUTHENTICATE and no statement runs before a SASL PLAIN
+//! AUTH_RESPONSE names a role and its password.
 
 use std::time::Duration;
 
@@ -25,15 +32,20 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
+use crate::auth::{self, Authenticator};
 use crate::executor;
 use crate::node::{ClientEvent, Node, Session};
 use crate::prepared;
-use crate::protocol::compression;
+use crate::protocol::compression::{self, Compression};
 use crate::protocol::error::CqlError;
 use crate::protocol::frame::{
-    check_header, flags, HeaderCheck, ResponseFrame, FALLBACK_VERSION, HEADER_BYTES,
+    check_header, flags, FrameHeader, HeaderCheck, Opcode, ResponseFrame, FALLBACK_VERSION,
+    FRAME_BODY_BYTES_MAX, HEADER_BYTES,
 };
 use crate::protocol::messages::{BatchStatement, BoundValues, QueryParameters, Request, Response};
+use crate::protocol::primitives::ProtocolViolation;
+use crate::protocol::segment::{self, SegmentCodec};
+use crate::results::MetadataRequest;
 use std::sync::Arc;
 
 /// Longest a write of responses to a slow client may block.
@@ -46,15 +58,84 @@ const KNOWN_EVENTS: [&str; 3] = ["TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHA
 #[derive(Debug, Default)]
 struct ConnectionState {
     started: bool,
+    /// The client proved who it is (or no authenticator asks it to).
+    authenticated: bool,
     /// The protocol version of this connection (from its STARTUP).
     version: u8,
-    /// LZ4 bodies from the reply to STARTUP on.
-    compress: bool,
+    /// Compressed envelopes from the reply to STARTUP on (before v5 only;
+    /// v5 compresses segments instead).
+    compression: Option<Compression>,
     events: Vec<String>,
 }
 
 /// Statement requests one connection may have running at once.
 pub const IN_FLIGHT_PER_CONNECTION_MAX: usize = 1024;
+
+/// What the writer task is given, in order.
+#[derive(Debug)]
+enum Outbound {
+    /// One encoded envelope (a whole frame before v5).
+    Envelope(Bytes),
+    /// From here on, wrap envelopes in v5 segments.
+    StartFraming(SegmentCodec),
+}
+
+/// Bytes read from the client, and the envelopes in them.
+#[derive(Debug, Default)]
+struct Inbound {
+    raw: BytesMut,
+    /// On a v5 connection after STARTUP: the segment codec and the
+    /// envelope bytes taken out of segments so far.
+    framing: Option<(SegmentCodec, BytesMut)>,
+}
+
+/// What [`Inbound::next`] found.
+enum Next {
+    Envelope(FrameHeader, Bytes),
+    UnsupportedVersion { version: u8, stream: i16 },
+    NeedMore,
+}
+
+/// Envelope bytes a connection may hold before a whole envelope is there.
+const ENVELOPE_BUFFER_MAX: usize = HEADER_BYTES + FRAME_BODY_BYTES_MAX + segment::PAYLOAD_BYTES_MAX;
+
+impl Inbound {
+    fn next(&mut self) -> Result<Next, ProtocolViolation> {
+        loop {
+            let source = match &mut self.framing {
+                Some((_, envelopes)) => envelopes,
+                None => &mut self.raw,
+            };
+            match check_header(source)? {
+                HeaderCheck::Ok(header) if source.len() >= HEADER_BYTES + header.body_len => {
+                    let mut frame = source.split_to(HEADER_BYTES + header.body_len);
+                    let body = frame.split_off(HEADER_BYTES).freeze();
+                    return Ok(Next::Envelope(header, body));
+                }
+                HeaderCheck::Ok(header) => {
+                    source.reserve(HEADER_BYTES + header.body_len - source.len());
+                }
+                HeaderCheck::Incomplete => {}
+                HeaderCheck::UnsupportedVersion { version, stream } => {
+                    return Ok(Next::UnsupportedVersion { version, stream })
+                }
+            }
+            // Not a whole envelope yet: with framing, take the next segment.
+            let Some((codec, envelopes)) = &mut self.framing else {
+                return Ok(Next::NeedMore);
+            };
+            let Some(segment) = codec.decode(&mut self.raw)? else {
+                return Ok(Next::NeedMore);
+            };
+            if envelopes.len() + segment.payload.len() > ENVELOPE_BUFFER_MAX {
+                return Err(ProtocolViolation(format!(
+                    "segments carry more than {ENVELOPE_BUFFER_MAX} bytes without a whole envelope"
+                )));
+            }
+            envelopes.extend_from_slice(&segment.payload);
+        }
+    }
+}
 
 /// Serves one client until it disconnects, breaks the protocol, or `shutdown` fires.
 pub async fn serve_connection(
@@ -64,21 +145,23 @@ pub async fn serve_connection(
 ) {
     let peer = stream.peer_addr().ok();
     let (mut reader, writer) = stream.into_split();
-    let (out, rx) = mpsc::channel::<Bytes>(IN_FLIGHT_PER_CONNECTION_MAX + 16);
+    let (out, rx) = mpsc::channel::<Outbound>(IN_FLIGHT_PER_CONNECTION_MAX + 16);
     let writing = tokio::spawn(write_loop(writer, rx));
     let mut state = ConnectionState::default();
     let session = Arc::new(Mutex::new(Session::default()));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX));
     let mut events = node.events.subscribe();
-    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut inbound = Inbound {
+        raw: BytesMut::with_capacity(8 * 1024),
+        framing: None,
+    };
     loop {
-        let header = match check_header(&buf) {
-            Ok(HeaderCheck::Ok(header)) if buf.len() >= HEADER_BYTES + header.body_len => header,
-            Ok(HeaderCheck::Ok(header)) => {
-                buf.reserve(HEADER_BYTES + header.body_len - buf.len());
+        let (header, body) = match inbound.next() {
+            Ok(Next::Envelope(header, body)) => (header, body),
+            Ok(Next::NeedMore) => {
                 if !read_more(
                     &mut reader,
-                    &mut buf,
+                    &mut inbound.raw,
                     &mut shutdown,
                     &mut events,
                     &state,
@@ -90,72 +173,78 @@ pub async fn serve_connection(
                 }
                 continue;
             }
-            Ok(HeaderCheck::Incomplete) => {
-                if !read_more(
-                    &mut reader,
-                    &mut buf,
-                    &mut shutdown,
-                    &mut events,
-                    &state,
-                    &out,
-                )
-                .await
-                {
-                    break;
-                }
-                continue;
-            }
-            Ok(HeaderCheck::UnsupportedVersion {
+            Ok(Next::UnsupportedVersion {
                 version,
                 stream: id,
             }) => {
                 let message = format!(
-                    "Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4)"
+                    "Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4, 5/v5)"
                 );
                 let error = Response::Error(CqlError::Protocol(message));
-                let _ = out.send(encode(FALLBACK_VERSION, id, &error, false)).await;
+                let _ = out.send(encode(FALLBACK_VERSION, id, &error, None)).await;
                 break;
             }
             Err(violation) => {
                 tracing::debug!(?peer, %violation, "protocol violation; closing connection");
                 let error = Response::Error(CqlError::Protocol(violation.0));
+                let version = if state.started {
+                    state.version
+                } else {
+                    FALLBACK_VERSION
+                };
                 let _ = out
-                    .send(encode(FALLBACK_VERSION, 0, &error, state.compress))
+                    .send(encode(version, 0, &error, state.compression))
                     .await;
                 break;
             }
         };
-        let mut frame = buf.split_to(HEADER_BYTES + header.body_len);
-        let body = frame.split_off(HEADER_BYTES).freeze();
-        if header.opcode == crate::protocol::frame::Opcode::Startup {
+        if state.started && header.version != state.version {
+            let error = Response::Error(CqlError::Protocol(format!(
+                "Invalid message version. Got {} but previous messages on this connection had version {}",
+                header.version, state.version
+            )));
+            let _ = out
+                .send(encode(
+                    state.version,
+                    header.stream,
+                    &error,
+                    state.compression,
+                ))
+                .await;
+            break;
+        }
+        if header.opcode == Opcode::Startup {
             state.version = header.version;
         }
         // A reply is compressed if compression was on before its request
         // (so the READY that switches it on is not).
-        let compress_reply = state.compress;
+        let compress_reply = state.compression;
         let body = if header.flags & flags::COMPRESSION == 0 {
             Ok(body)
-        } else if state.compress {
-            compression::lz4_decompress(&body).map_err(|e| CqlError::Protocol(e.0))
+        } else if let Some(algorithm) = state.compression {
+            algorithm
+                .decompress(&body)
+                .map_err(|e| CqlError::Protocol(e.0))
         } else {
             Err(CqlError::Protocol(
                 "frame is compressed but no compression was negotiated in STARTUP".to_owned(),
             ))
         };
-        let request = match body.and_then(|body| Request::parse(header.opcode, body)) {
-            Ok(request) => request,
-            Err(error) => {
-                let _ = out
-                    .send(encode(
-                        header.version,
-                        header.stream,
-                        &Response::Error(error),
-                        compress_reply,
-                    ))
-                    .await;
-                break;
-            }
-        };
+        let request =
+            match body.and_then(|body| Request::parse(header.opcode, body, header.version)) {
+                Ok(request) => request,
+                Err(error) => {
+                    let _ = out
+                        .send(encode(
+                            header.version,
+                            header.stream,
+                            &Response::Error(error),
+                            compress_reply,
+                        ))
+                        .await;
+                    break;
+                }
+            };
         let is_statement = matches!(
             request,
             Request::Query { .. }
@@ -163,8 +252,24 @@ pub async fn serve_connection(
                 | Request::Execute { .. }
                 | Request::Batch(_)
         );
-        if !is_statement || !state.started {
-            let response = answer(&mut state, request);
+        if !is_statement || !state.started || !state.authenticated {
+            let is_startup = matches!(request, Request::Startup(_));
+            let response = match request {
+                Request::AuthResponse(token) => {
+                    authenticate(&node, &mut state, &session, token).await
+                }
+                request => answer(&node, &mut state, request),
+            };
+            // v5 frames everything after the READY or AUTHENTICATE.
+            let framing = (is_startup
+                && state.version >= 5
+                && matches!(response, Response::Ready | Response::Authenticate(_)))
+            .then(|| SegmentCodec {
+                lz4: state.compression == Some(Compression::Lz4),
+            });
+            if framing.is_some() {
+                state.compression = None;
+            }
             if out
                 .send(encode(
                     header.version,
@@ -176,6 +281,12 @@ pub async fn serve_connection(
                 .is_err()
             {
                 break;
+            }
+            if let Some(codec) = framing {
+                inbound.framing = Some((codec, BytesMut::new()));
+                if out.send(Outbound::StartFraming(codec)).await.is_err() {
+                    break;
+                }
             }
             continue;
         }
@@ -206,7 +317,7 @@ pub async fn serve_connection(
         };
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
         tokio::task::spawn_blocking(move || {
-            let response = run_statement(&node, &session, request);
+            let response = run_statement(&node, &session, request, header.version);
             let _ = out.blocking_send(encode(
                 header.version,
                 header.stream,
@@ -229,7 +340,7 @@ async fn read_more(
     shutdown: &mut watch::Receiver<bool>,
     events: &mut broadcast::Receiver<ClientEvent>,
     state: &ConnectionState,
-    out: &mpsc::Sender<Bytes>,
+    out: &mpsc::Sender<Outbound>,
 ) -> bool {
     tokio::select! {
         _ = shutdown.changed() => false,
@@ -249,10 +360,47 @@ async fn read_more(
     }
 }
 
-/// Writes encoded frames in the order they are queued.
-async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
-    while let Some(frame) = rx.recv().await {
-        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&frame)).await {
+/// Writes frames in the order they are queued; on a framed (v5)
+/// connection, envelopes waiting together share one segment.
+async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>) {
+    let mut codec: Option<SegmentCodec> = None;
+    let mut held: Option<Outbound> = None;
+    loop {
+        let item = match held.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        let bytes = match (item, codec) {
+            (Outbound::StartFraming(new_codec), _) => {
+                codec = Some(new_codec);
+                continue;
+            }
+            (Outbound::Envelope(envelope), None) => envelope,
+            (Outbound::Envelope(envelope), Some(codec)) => {
+                let mut payload = BytesMut::from(envelope.as_ref());
+                while payload.len() < segment::PAYLOAD_BYTES_MAX {
+                    match rx.try_recv() {
+                        Ok(Outbound::Envelope(next))
+                            if payload.len() + next.len() <= segment::PAYLOAD_BYTES_MAX =>
+                        {
+                            payload.extend_from_slice(&next);
+                        }
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                let mut framed = BytesMut::with_capacity(payload.len() + 64);
+                codec.encode(&payload, &mut framed);
+                framed.freeze()
+            }
+        };
+        match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&bytes)).await {
             Ok(Ok(())) => {}
             _ => return,
         }
@@ -260,34 +408,29 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
     let _ = writer.shutdown().await;
 }
 
-fn encode_event(state: &ConnectionState, event: &ClientEvent) -> Bytes {
-    let (flags, body) = if state.compress {
-        (
-            flags::COMPRESSION,
-            compression::lz4_compress(&event.encode()),
-        )
-    } else {
-        (0, event.encode())
+fn encode_event(state: &ConnectionState, event: &ClientEvent) -> Outbound {
+    let (flags, body) = match state.compression {
+        Some(algorithm) => (flags::COMPRESSION, algorithm.compress(&event.encode())),
+        None => (0, event.encode()),
     };
     let frame = ResponseFrame {
         version: state.version,
         flags,
         stream: -1,
-        opcode: crate::protocol::frame::Opcode::Event,
+        opcode: Opcode::Event,
         body,
     };
     let mut out = BytesMut::new();
     frame.encode(&mut out);
-    out.freeze()
+    Outbound::Envelope(out.freeze())
 }
 
-/// A response as frame bytes.
-fn encode(version: u8, id: i16, response: &Response, compress: bool) -> Bytes {
+/// A response as an envelope.
+fn encode(version: u8, id: i16, response: &Response, compression: Option<Compression>) -> Outbound {
     let body = response.encode_body();
-    let (flags, body) = if compress {
-        (flags::COMPRESSION, compression::lz4_compress(&body))
-    } else {
-        (0, body)
+    let (flags, body) = match compression {
+        Some(algorithm) => (flags::COMPRESSION, algorithm.compress(&body)),
+        None => (0, body),
     };
     let frame = ResponseFrame {
         version,
@@ -298,22 +441,61 @@ fn encode(version: u8, id: i16, response: &Response, compress: bool) -> Bytes {
     };
     let mut out = BytesMut::with_capacity(HEADER_BYTES + frame.body.len());
     frame.encode(&mut out);
-    out.freeze()
+    Outbound::Envelope(out.freeze())
+}
+
+/// Checks an AUTH_RESPONSE (SASL PLAIN) on a blocking thread: the password
+/// hash is deliberately slow.
+async fn authenticate(
+    node: &Arc<Node>,
+    state: &mut ConnectionState,
+    session: &Mutex<Session>,
+    token: Option<Bytes>,
+) -> Response {
+    if !state.started || state.authenticated || node.authenticator != Authenticator::Password {
+        return Response::Error(CqlError::Protocol(
+            "AUTH_RESPONSE without an authentication challenge".into(),
+        ));
+    }
+    let token = token.unwrap_or_default();
+    let checking = node.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        auth::authenticate_plain(checking.coordinator.engine(), &token)
+    })
+    .await
+    .unwrap_or_else(|e| Err(CqlError::Server(format!("authentication failed: {e}"))));
+    match outcome {
+        Ok(role) => {
+            state.authenticated = true;
+            session.lock().user = Some(role.name);
+            Response::AuthSuccess
+        }
+        Err(error) => Response::Error(error),
+    }
 }
 
 /// The answer to a control message (handled in order, on the reading task).
-fn answer(state: &mut ConnectionState, request: Request) -> Response {
+fn answer(node: &Node, state: &mut ConnectionState, request: Request) -> Response {
     match request {
         Request::Options => Response::Supported,
         Request::Startup(options) => {
-            let compress = match options.get("COMPRESSION").map(|a| a.to_ascii_lowercase()) {
-                None => false,
-                Some(algorithm) if algorithm == "lz4" => true,
-                Some(algorithm) => {
-                    return Response::Error(CqlError::Protocol(format!(
-                        "Unknown compression algorithm: {algorithm} (this node supports lz4)"
-                    )))
-                }
+            let compression = match options.get("COMPRESSION") {
+                None => None,
+                Some(name) => match Compression::from_name(name) {
+                    Some(Compression::Snappy) if state.version >= 5 => {
+                        return Response::Error(CqlError::Protocol(
+                            "Snappy compression is not available with protocol v5; use lz4"
+                                .into(),
+                        ))
+                    }
+                    Some(algorithm) => Some(algorithm),
+                    None => {
+                        return Response::Error(CqlError::Protocol(format!(
+                            "Unknown compression algorithm: {name} (this node supports {})",
+                            compression::ALGORITHMS.join(", ")
+                        )))
+                    }
+                },
             };
             if !options.contains_key("CQL_VERSION") {
                 return Response::Error(CqlError::Protocol(
@@ -321,11 +503,22 @@ fn answer(state: &mut ConnectionState, request: Request) -> Response {
                 ));
             }
             state.started = true;
-            state.compress = compress;
-            Response::Ready
+            state.compression = compression;
+            match node.authenticator {
+                Authenticator::AllowAll => {
+                    state.authenticated = true;
+                    Response::Ready
+                }
+                Authenticator::Password => {
+                    Response::Authenticate(auth::PASSWORD_AUTHENTICATOR.into())
+                }
+            }
         }
         _ if !state.started => Response::Error(CqlError::Protocol(
             "the first message must be STARTUP (or OPTIONS)".into(),
+        )),
+        _ if !state.authenticated => Response::Error(CqlError::Protocol(
+            "authentication is required: answer AUTHENTICATE with an AUTH_RESPONSE (SASL PLAIN username and password) first".into(),
         )),
         Request::Register { events } => {
             if let Some(unknown) = events.iter().find(|e| !KNOWN_EVENTS.contains(&e.as_str())) {
@@ -337,9 +530,6 @@ fn answer(state: &mut ConnectionState, request: Request) -> Response {
             state.events = events;
             Response::Ready
         }
-        Request::AuthResponse(_) => Response::Error(CqlError::Protocol(
-            "AUTH_RESPONSE without an authentication challenge (AllowAllAuthenticator)".into(),
-        )),
         statement => run_statement_unexpected(statement),
     }
 }
@@ -351,40 +541,58 @@ fn run_statement_unexpected(request: Request) -> Response {
     )))
 }
 
-/// Runs `f` on a copy of the session and keeps what it changed (`USE`).
-fn with_session<T>(session: &Mutex<Session>, f: impl FnOnce(&mut Session) -> T) -> T {
+/// Runs `f` on a copy of the session, in `keyspace` if the request names
+/// one (v5), and keeps a keyspace change (`USE`).
+fn with_session<T>(
+    session: &Mutex<Session>,
+    keyspace: Option<&String>,
+    f: impl FnOnce(&mut Session) -> T,
+) -> T {
     let mut current = session.lock().clone();
+    if let Some(keyspace) = keyspace {
+        current.keyspace = Some(keyspace.clone());
+    }
     let before = current.keyspace.clone();
     let result = f(&mut current);
     if current.keyspace != before {
-        *session.lock() = current;
+        session.lock().keyspace = current.keyspace;
     }
     result
 }
 
 /// Runs a statement request (QUERY, PREPARE, EXECUTE, BATCH) on a blocking
 /// thread: storage calls may wait on an fsync.
-fn run_statement(node: &Node, session: &Mutex<Session>, request: Request) -> Response {
+fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, version: u8) -> Response {
     match request {
         Request::Query { query, params } => {
-            let result = with_session(session, |session| {
+            let result = with_session(session, params.keyspace.as_ref(), |session| {
                 executor::execute(node, session, &query, &params)
             });
+            let metadata = MetadataRequest {
+                skip: params.skip_metadata,
+                client_id: None,
+            };
             match result {
-                Ok(body) => Response::Result(body, params.skip_metadata),
+                Ok(body) => Response::Result(body, metadata),
                 Err(error) => Response::Error(error),
             }
         }
-        Request::Prepare { query } => {
-            let current = session.lock().clone();
-            match prepared::prepare(node, &current, &query) {
+        Request::Prepare { query, keyspace } => {
+            let result = with_session(session, keyspace.as_ref(), |current| {
+                prepared::prepare(node, current, &query)
+            });
+            match result {
                 Ok((id, prepared)) => {
-                    Response::EncodedResult(prepared::prepared_result(&id, &prepared))
+                    Response::EncodedResult(prepared::prepared_result(&id, &prepared, version))
                 }
                 Err(error) => Response::Error(error),
             }
         }
-        Request::Execute { id, params } => {
+        Request::Execute {
+            id,
+            result_metadata_id,
+            params,
+        } => {
             let Some(prepared) = node.prepared.get(&id) else {
                 let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
                 return Response::Error(CqlError::Unprepared {
@@ -398,8 +606,12 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request) -> Res
             }
             let result =
                 executor::execute_statement(node, &mut current, &prepared.statement, &params);
+            let metadata = MetadataRequest {
+                skip: params.skip_metadata,
+                client_id: result_metadata_id,
+            };
             match result {
-                Ok(body) => Response::Result(body, params.skip_metadata),
+                Ok(body) => Response::Result(body, metadata),
                 Err(error) => Response::Error(error),
             }
         }
@@ -429,11 +641,11 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request) -> Res
                 serial_consistency: batch.serial_consistency,
                 ..QueryParameters::default()
             };
-            let result = with_session(session, |session| {
+            let result = with_session(session, batch.keyspace.as_ref(), |session| {
                 executor::execute_batch(node, session, &statements, &params)
             });
             match result {
-                Ok(body) => Response::Result(body, false),
+                Ok(body) => Response::Result(body, MetadataRequest::full()),
                 Err(error) => Response::Error(error),
             }
         }

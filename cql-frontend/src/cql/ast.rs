@@ -209,9 +209,38 @@ pub enum Statement {
     },
     /// Server-side `DESCRIBE` (what cqlsh sends since Cassandra 4).
     Describe(DescribeTarget),
+    /// `CREATE ROLE` / `CREATE USER`.
+    CreateRole {
+        name: String,
+        if_not_exists: bool,
+        options: RoleOptions,
+    },
+    /// `ALTER ROLE` / `ALTER USER`.
+    AlterRole {
+        name: String,
+        options: RoleOptions,
+    },
+    /// `DROP ROLE` / `DROP USER`.
+    DropRole {
+        name: String,
+        if_exists: bool,
+    },
+    /// `LIST ROLES [OF name]` / `LIST USERS`.
+    ListRoles {
+        of: Option<String>,
+        users: bool,
+    },
     /// Statements understood but not built yet (`CREATE INDEX`, roles, ...):
     /// the name of the feature.
     NotYetSupported(String),
+}
+
+/// The options of `CREATE ROLE` / `ALTER ROLE`; `None` leaves a setting as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RoleOptions {
+    pub password: Option<String>,
+    pub login: Option<bool>,
+    pub superuser: Option<bool>,
 }
 
 /// What a `DESCRIBE` asks for.

@@ -191,10 +191,11 @@ impl Parser {
             "SELECT" => self.select(),
             "BEGIN" => self.batch(),
             "DESCRIBE" | "DESC" => self.describe(),
+            "LIST" if self.list_roles_ahead() => self.list_roles(),
             "GRANT" | "REVOKE" | "LIST" => {
                 self.at = self.tokens.len();
                 Ok(Statement::NotYetSupported(format!(
-                    "{} (permissions and roles)",
+                    "{} (permissions are not enforced yet; every role may do everything)",
                     first.to_ascii_uppercase()
                 )))
             }
@@ -217,6 +218,24 @@ impl Parser {
         }
         if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
             return self.create_table();
+        }
+        if self.is_keyword("ROLE") || self.is_keyword("USER") {
+            let user = self.eat_keyword("USER");
+            if !user {
+                self.expect_keyword("ROLE")?;
+            }
+            let if_not_exists = self.if_not_exists()?;
+            let name = self.role_name()?;
+            let mut options = self.role_options(user)?;
+            if user {
+                // A user is a role that may log in.
+                options.login = Some(true);
+            }
+            return Ok(Statement::CreateRole {
+                name,
+                if_not_exists,
+                options,
+            });
         }
         let what = match self.peek_token() {
             Some(Token::Word(w)) => w.to_ascii_uppercase(),
@@ -422,6 +441,15 @@ impl Parser {
             let options = self.options()?;
             return Ok(Statement::AlterKeyspace { name, options });
         }
+        if self.is_keyword("ROLE") || self.is_keyword("USER") {
+            let user = self.eat_keyword("USER");
+            if !user {
+                self.expect_keyword("ROLE")?;
+            }
+            let name = self.role_name()?;
+            let options = self.role_options(user)?;
+            return Ok(Statement::AlterRole { name, options });
+        }
         let what = match self.peek_token() {
             Some(Token::Word(w)) => w.to_ascii_uppercase(),
             _ => return Err(self.error("KEYSPACE or TABLE")),
@@ -446,12 +474,118 @@ impl Parser {
                 name: self.qualified_name()?,
             });
         }
+        if self.eat_keyword("ROLE") || self.eat_keyword("USER") {
+            let if_exists = self.if_exists()?;
+            return Ok(Statement::DropRole {
+                if_exists,
+                name: self.role_name()?,
+            });
+        }
         let what = match self.peek_token() {
             Some(Token::Word(w)) => w.to_ascii_uppercase(),
             _ => return Err(self.error("KEYSPACE or TABLE")),
         };
         self.at = self.tokens.len();
         Ok(Statement::NotYetSupported(format!("DROP {what}")))
+    }
+
+    /// A role name: an identifier or a string.
+    fn role_name(&mut self) -> Result<String> {
+        if let Some(Token::Str(name)) = self.peek_token() {
+            let name = name.clone();
+            self.at += 1;
+            return Ok(name);
+        }
+        self.identifier()
+    }
+
+    /// `WITH PASSWORD = 'p' AND LOGIN = true AND SUPERUSER = false`, or for
+    /// users, `WITH PASSWORD 'p' [SUPERUSER | NOSUPERUSER]`.
+    fn role_options(&mut self, user: bool) -> Result<RoleOptions> {
+        let mut options = RoleOptions::default();
+        if self.eat_keyword("WITH") {
+            loop {
+                let name = self.identifier()?;
+                if user || !self.is_symbol("=") {
+                    if name != "password" {
+                        return Err(self.error("'='"));
+                    }
+                } else {
+                    self.expect_symbol("=")?;
+                }
+                match name.as_str() {
+                    "password" => match self.peek_token() {
+                        Some(Token::Str(password)) => {
+                            options.password = Some(password.clone());
+                            self.at += 1;
+                        }
+                        _ => return Err(self.error("a password string")),
+                    },
+                    "login" => options.login = Some(self.boolean_constant()?),
+                    "superuser" => options.superuser = Some(self.boolean_constant()?),
+                    "options" | "access" => {
+                        self.at = self.tokens.len();
+                        return Ok(options);
+                    }
+                    _ => {
+                        return Err(SyntaxError {
+                            line: 1,
+                            column: 1,
+                            message: format!(
+                                "unknown role option {name}; known: PASSWORD, LOGIN, SUPERUSER"
+                            ),
+                        })
+                    }
+                }
+                if !self.eat_keyword("AND") {
+                    break;
+                }
+            }
+        }
+        if user {
+            if self.eat_keyword("SUPERUSER") {
+                options.superuser = Some(true);
+            } else if self.eat_keyword("NOSUPERUSER") {
+                options.superuser = Some(false);
+            }
+        }
+        Ok(options)
+    }
+
+    fn boolean_constant(&mut self) -> Result<bool> {
+        let value = match self.peek_token() {
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("true") => true,
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("false") => false,
+            _ => return Err(self.error("true or false")),
+        };
+        self.at += 1;
+        Ok(value)
+    }
+
+    fn list_roles_ahead(&self) -> bool {
+        matches!(
+            self.tokens.get(self.at + 1).map(|s| &s.token),
+            Some(Token::Word(w)) if w.eq_ignore_ascii_case("ROLES") || w.eq_ignore_ascii_case("USERS")
+        )
+    }
+
+    /// `LIST ROLES [OF name] [NORECURSIVE]` or `LIST USERS`.
+    fn list_roles(&mut self) -> Result<Statement> {
+        self.expect_keyword("LIST")?;
+        if self.eat_keyword("USERS") {
+            return Ok(Statement::ListRoles {
+                of: None,
+                users: true,
+            });
+        }
+        self.expect_keyword("ROLES")?;
+        let of = if self.eat_keyword("OF") {
+            Some(self.role_name()?)
+        } else {
+            None
+        };
+        self.eat_keyword("NORECURSIVE");
+        Ok(Statement::ListRoles { of, users: false })
     }
 
     fn using(&mut self) -> Result<Using> {

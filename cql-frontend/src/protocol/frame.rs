@@ -1,5 +1,6 @@
-//! Frames of the native protocol, v3 to v5 before v5's segment framing:
-//! a 9-byte header `version, flags, stream (i16), opcode, length (i32)`
+//! Frames of the native protocol (v3, v4, and v5's envelopes, which travel
+//! inside segments after STARTUP: see [`crate::protocol::segment`]): a
+//! 9-byte header `version, flags, stream (i16), opcode, length (i32)`
 //! followed by `length` bytes of body (section 2 of the v4 spec).
 //!
 //! A header is checked completely before its body is read: an unknown
@@ -15,7 +16,7 @@ pub const HEADER_BYTES: usize = 9;
 /// Largest body accepted (Cassandra's `native_transport_max_frame_size`, 16 MiB).
 pub const FRAME_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Versions this node speaks.
-pub const SUPPORTED_VERSIONS: [u8; 2] = [3, 4];
+pub const SUPPORTED_VERSIONS: [u8; 3] = [3, 4, 5];
 /// The version used to answer a request in a version we do not speak.
 pub const FALLBACK_VERSION: u8 = 4;
 
@@ -172,9 +173,9 @@ mod tests {
             })
         ));
         assert!(matches!(
-            check_header(&[5, 0, 0, 9, 5, 0, 0, 0, 0]).unwrap(),
+            check_header(&[6, 0, 0, 9, 5, 0, 0, 0, 0]).unwrap(),
             HeaderCheck::UnsupportedVersion {
-                version: 5,
+                version: 6,
                 stream: 9
             }
         ));

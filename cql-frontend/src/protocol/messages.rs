@@ -31,23 +31,38 @@ pub struct QueryParameters {
     pub paging_state: Option<Bytes>,
     pub serial_consistency: Option<u16>,
     pub timestamp: Option<i64>,
+    /// v5: the keyspace the statement runs in, instead of the session's.
+    pub keyspace: Option<String>,
+    /// v5: the time the client says it is, in seconds (for TTL expiry).
+    pub now_in_seconds: Option<i32>,
+}
+
+/// Reads the flags of QUERY, EXECUTE and BATCH: a byte before v5, an int from v5.
+fn read_flags(r: &mut BodyReader, version: u8) -> Result<u32, ProtocolViolation> {
+    if version >= 5 {
+        Ok(r.read_int()? as u32)
+    } else {
+        Ok(u32::from(r.read_byte()?))
+    }
 }
 
 mod query_flags {
-    pub const VALUES: u8 = 0x01;
-    pub const SKIP_METADATA: u8 = 0x02;
-    pub const PAGE_SIZE: u8 = 0x04;
-    pub const PAGING_STATE: u8 = 0x08;
-    pub const SERIAL_CONSISTENCY: u8 = 0x10;
-    pub const DEFAULT_TIMESTAMP: u8 = 0x20;
-    pub const NAMES_FOR_VALUES: u8 = 0x40;
+    pub const VALUES: u32 = 0x01;
+    pub const SKIP_METADATA: u32 = 0x02;
+    pub const PAGE_SIZE: u32 = 0x04;
+    pub const PAGING_STATE: u32 = 0x08;
+    pub const SERIAL_CONSISTENCY: u32 = 0x10;
+    pub const DEFAULT_TIMESTAMP: u32 = 0x20;
+    pub const NAMES_FOR_VALUES: u32 = 0x40;
+    pub const WITH_KEYSPACE: u32 = 0x80;
+    pub const NOW_IN_SECONDS: u32 = 0x100;
 }
 
 impl QueryParameters {
-    pub fn read(r: &mut BodyReader) -> Result<QueryParameters, ProtocolViolation> {
+    pub fn read(r: &mut BodyReader, version: u8) -> Result<QueryParameters, ProtocolViolation> {
         use query_flags::*;
         let consistency = r.read_short()?;
-        let flags = r.read_byte()?;
+        let flags = read_flags(r, version)?;
         let mut params = QueryParameters {
             consistency,
             skip_metadata: flags & SKIP_METADATA != 0,
@@ -82,6 +97,12 @@ impl QueryParameters {
         if flags & DEFAULT_TIMESTAMP != 0 {
             params.timestamp = Some(r.read_long()?);
         }
+        if version >= 5 && flags & WITH_KEYSPACE != 0 {
+            params.keyspace = Some(r.read_string()?);
+        }
+        if version >= 5 && flags & NOW_IN_SECONDS != 0 {
+            params.now_in_seconds = Some(r.read_int()?);
+        }
         Ok(params)
     }
 }
@@ -102,10 +123,12 @@ pub struct BatchRequest {
     pub consistency: u16,
     pub serial_consistency: Option<u16>,
     pub timestamp: Option<i64>,
+    /// v5: the keyspace of unqualified names in the batch.
+    pub keyspace: Option<String>,
 }
 
 impl BatchRequest {
-    fn read(r: &mut BodyReader) -> Result<BatchRequest, ProtocolViolation> {
+    fn read(r: &mut BodyReader, version: u8) -> Result<BatchRequest, ProtocolViolation> {
         let kind = r.read_byte()?;
         if kind > 2 {
             return Err(ProtocolViolation(format!("unknown BATCH type {kind}")));
@@ -130,10 +153,10 @@ impl BatchRequest {
             statements.push((statement, values));
         }
         let consistency = r.read_short()?;
-        let flags = r.read_byte()?;
+        let flags = read_flags(r, version)?;
         if flags & query_flags::NAMES_FOR_VALUES != 0 {
             return Err(ProtocolViolation(
-                "named values in BATCH are not supported by protocol v4".into(),
+                "named values in BATCH are not supported by the protocol".into(),
             ));
         }
         let serial_consistency = if flags & query_flags::SERIAL_CONSISTENCY != 0 {
@@ -146,12 +169,21 @@ impl BatchRequest {
         } else {
             None
         };
+        let keyspace = if version >= 5 && flags & query_flags::WITH_KEYSPACE != 0 {
+            Some(r.read_string()?)
+        } else {
+            None
+        };
+        if version >= 5 && flags & query_flags::NOW_IN_SECONDS != 0 {
+            r.read_int()?;
+        }
         Ok(BatchRequest {
             kind,
             statements,
             consistency,
             serial_consistency,
             timestamp,
+            keyspace,
         })
     }
 }
@@ -167,9 +199,13 @@ pub enum Request {
     },
     Prepare {
         query: String,
+        /// v5: the keyspace of unqualified names.
+        keyspace: Option<String>,
     },
     Execute {
         id: Bytes,
+        /// v5: the id of the result metadata the client holds.
+        result_metadata_id: Option<Bytes>,
         params: QueryParameters,
     },
     Batch(BatchRequest),
@@ -181,28 +217,48 @@ pub enum Request {
 
 impl Request {
     /// Parses a request body; every byte must be accounted for.
-    pub fn parse(opcode: Opcode, body: Bytes) -> Result<Request, CqlError> {
+    pub fn parse(opcode: Opcode, body: Bytes, version: u8) -> Result<Request, CqlError> {
         let mut r = BodyReader::new(body);
-        let request = Request::parse_body(opcode, &mut r).map_err(|e| CqlError::Protocol(e.0))?;
+        let request =
+            Request::parse_body(opcode, &mut r, version).map_err(|e| CqlError::Protocol(e.0))?;
         Ok(request)
     }
 
-    fn parse_body(opcode: Opcode, r: &mut BodyReader) -> Result<Request, ProtocolViolation> {
+    fn parse_body(
+        opcode: Opcode,
+        r: &mut BodyReader,
+        version: u8,
+    ) -> Result<Request, ProtocolViolation> {
         Ok(match opcode {
             Opcode::Startup => Request::Startup(r.read_string_map()?),
             Opcode::Options => Request::Options,
             Opcode::Query => Request::Query {
                 query: r.read_long_string()?,
-                params: QueryParameters::read(r)?,
+                params: QueryParameters::read(r, version)?,
             },
-            Opcode::Prepare => Request::Prepare {
-                query: r.read_long_string()?,
-            },
-            Opcode::Execute => Request::Execute {
-                id: r.read_short_bytes()?,
-                params: QueryParameters::read(r)?,
-            },
-            Opcode::Batch => Request::Batch(BatchRequest::read(r)?),
+            Opcode::Prepare => {
+                let query = r.read_long_string()?;
+                let keyspace = if version >= 5 && r.read_int()? & 0x01 != 0 {
+                    Some(r.read_string()?)
+                } else {
+                    None
+                };
+                Request::Prepare { query, keyspace }
+            }
+            Opcode::Execute => {
+                let id = r.read_short_bytes()?;
+                let result_metadata_id = if version >= 5 {
+                    Some(r.read_short_bytes()?)
+                } else {
+                    None
+                };
+                Request::Execute {
+                    id,
+                    result_metadata_id,
+                    params: QueryParameters::read(r, version)?,
+                }
+            }
+            Opcode::Batch => Request::Batch(BatchRequest::read(r, version)?),
             Opcode::Register => Request::Register {
                 events: r.read_string_list()?,
             },
@@ -223,8 +279,10 @@ pub enum Response {
     Ready,
     Supported,
     Authenticate(String),
-    /// A RESULT; `skip_metadata` when the client asked for no column metadata.
-    Result(crate::results::ResultBody, bool),
+    /// The end of a successful SASL exchange (no final token).
+    AuthSuccess,
+    /// A RESULT; how to write the metadata of rows (section 4.2.5.2).
+    Result(crate::results::ResultBody, crate::results::MetadataRequest),
     /// A RESULT body already encoded (a PREPARE's answer).
     EncodedResult(Bytes),
 }
@@ -236,6 +294,7 @@ impl Response {
             Response::Ready => Opcode::Ready,
             Response::Supported => Opcode::Supported,
             Response::Authenticate(_) => Opcode::Authenticate,
+            Response::AuthSuccess => Opcode::AuthSuccess,
             Response::Result(..) | Response::EncodedResult(_) => Opcode::Result,
         }
     }
@@ -252,11 +311,12 @@ impl Response {
                         "COMPRESSION",
                         crate::protocol::compression::ALGORITHMS.to_vec(),
                     ),
-                    ("PROTOCOL_VERSIONS", vec!["3/v3", "4/v4"]),
+                    ("PROTOCOL_VERSIONS", vec!["3/v3", "4/v4", "5/v5"]),
                 ]);
             }
             Response::Authenticate(class) => w.write_string(class),
-            Response::Result(body, skip_metadata) => body.write(&mut w, *skip_metadata),
+            Response::AuthSuccess => w.write_bytes(None),
+            Response::Result(body, metadata) => body.write(&mut w, metadata),
             Response::EncodedResult(body) => return body.clone(),
         }
         w.into_bytes()
@@ -277,7 +337,7 @@ mod tests {
         w.write_bytes(Some(b"\x00\x00\x00\x2a"));
         w.write_int(5000);
         w.write_long(1_700_000_000_000_000);
-        let request = Request::parse(Opcode::Query, w.into_bytes()).unwrap();
+        let request = Request::parse(Opcode::Query, w.into_bytes(), 4).unwrap();
         let Request::Query { query, params } = request else {
             panic!()
         };
@@ -291,11 +351,35 @@ mod tests {
     }
 
     #[test]
+    fn v5_execute_has_int_flags_metadata_id_and_keyspace() {
+        let mut w = BodyWriter::new();
+        w.write_short_bytes(&[1; 16]);
+        w.write_short_bytes(&[2; 16]);
+        w.write_short(0x0004); // QUORUM
+        w.write_int(0x02 | 0x80 | 0x100);
+        w.write_string("ks");
+        w.write_int(1_700_000_000);
+        let request = Request::parse(Opcode::Execute, w.into_bytes(), 5).unwrap();
+        let Request::Execute {
+            result_metadata_id,
+            params,
+            ..
+        } = request
+        else {
+            panic!()
+        };
+        assert_eq!(result_metadata_id.as_deref(), Some(&[2u8; 16][..]));
+        assert!(params.skip_metadata);
+        assert_eq!(params.keyspace.as_deref(), Some("ks"));
+        assert_eq!(params.now_in_seconds, Some(1_700_000_000));
+    }
+
+    #[test]
     fn truncated_bodies_are_protocol_errors() {
         let err =
-            Request::parse(Opcode::Query, Bytes::from_static(&[0, 0, 0, 10, b'S'])).unwrap_err();
+            Request::parse(Opcode::Query, Bytes::from_static(&[0, 0, 0, 10, b'S']), 4).unwrap_err();
         assert_eq!(err.code(), 0x000A);
-        let err = Request::parse(Opcode::Result, Bytes::new()).unwrap_err();
+        let err = Request::parse(Opcode::Result, Bytes::new(), 4).unwrap_err();
         assert_eq!(err.code(), 0x000A);
     }
 }

@@ -7,3 +7,4 @@ pub mod error;
 pub mod frame;
 pub mod messages;
 pub mod primitives;
+pub mod segment;

@@ -44,13 +44,6 @@ pub fn load_config(
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %config, "starting Ilion node");
     config.check_environment()?;
-    if config.authenticator == Authenticator::Password {
-        return Err(ConfigError::Invalid {
-            key: "authenticator",
-            message: "PasswordAuthenticator is not yet supported; use AllowAllAuthenticator".into(),
-        }
-        .into());
-    }
     let engine = Arc::new(open_engine(&config).await?);
     let node = open_node(&config, engine.clone())?;
     let addr = config.native_address();
@@ -107,8 +100,12 @@ fn open_node(config: &Config, engine: Arc<Engine>) -> anyhow::Result<Arc<Node>> 
         generation,
         ilion_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
-    let node = Node::open(info, Coordinator::new(engine))
-        .map_err(|e| anyhow::anyhow!("cannot load the schema: {e}"))?;
+    let authenticator = match config.authenticator {
+        Authenticator::AllowAll => cql_frontend::auth::Authenticator::AllowAll,
+        Authenticator::Password => cql_frontend::auth::Authenticator::Password,
+    };
+    let node = Node::open(info, Coordinator::new(engine), authenticator)
+        .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
     Ok(node)
 }
 

@@ -11,7 +11,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use common::Node;
+use cql_frontend::protocol::segment::SegmentCodec;
 
 const START_LIMIT: Duration = Duration::from_secs(20);
 
@@ -192,7 +194,7 @@ fn newer_version_gets_the_downgrade_error() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(&dir.path().join("n"), &[]);
     node.wait_ready(START_LIMIT);
-    for version in [5u8, 6, 0x45] {
+    for version in [6u8, 0x42, 0x45] {
         let mut s = connect(&node);
         s.write_all(&frame(version, 0, 0x05, &[])).unwrap();
         let reply = read_reply(&mut s).unwrap();
@@ -279,19 +281,160 @@ fn garbage_closes_only_its_own_connection() {
     );
 }
 
+fn v5_query_body(query: &str) -> Vec<u8> {
+    let mut body = (query.len() as i32).to_be_bytes().to_vec();
+    body.extend_from_slice(query.as_bytes());
+    body.extend_from_slice(&1u16.to_be_bytes()); // ONE
+    body.extend_from_slice(&0i32.to_be_bytes()); // v5: flags are an int
+    body
+}
+
+/// Reads segments until one whole envelope is there; returns it.
+fn read_framed_reply(stream: &mut TcpStream, codec: SegmentCodec, raw: &mut BytesMut) -> Reply {
+    let mut envelopes = Vec::new();
+    loop {
+        if envelopes.len() >= 9 {
+            let len = i32::from_be_bytes(envelopes[5..9].try_into().unwrap()) as usize;
+            if envelopes.len() >= 9 + len {
+                let rest = envelopes.split_off(9 + len);
+                assert!(rest.is_empty(), "one envelope per reply here");
+                return Reply {
+                    version: envelopes[0],
+                    stream: i16::from_be_bytes([envelopes[2], envelopes[3]]),
+                    opcode: envelopes[4],
+                    body: envelopes[9..].to_vec(),
+                };
+            }
+        }
+        match codec.decode(raw).expect("the node's segments check out") {
+            Some(segment) => envelopes.extend_from_slice(&segment.payload),
+            None => {
+                let mut chunk = [0u8; 4096];
+                let n = stream.read(&mut chunk).unwrap();
+                assert!(n > 0, "connection closed mid-segment");
+                raw.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// Protocol v5: STARTUP and READY unframed, then checksummed (and here
+/// LZ4-compressed) segments both ways; a damaged segment is a protocol
+/// error that closes only that connection.
 #[test]
-fn password_authenticator_is_refused_honestly() {
+fn v5_segments_carry_envelopes_and_damage_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("ilion.yaml");
-    std::fs::write(&file, "authenticator: PasswordAuthenticator\n").unwrap();
-    let mut node = Node::start(&dir.path().join("n"), &["-c", file.to_str().unwrap()]);
-    let status = node.child.wait().unwrap();
-    assert_eq!(status.code(), Some(2));
-    let log = node.log_text();
-    assert!(
-        log.contains("authenticator") && log.contains("not yet supported"),
-        "{log}"
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut s = connect(&node);
+    let mut startup = 2u16.to_be_bytes().to_vec();
+    startup.extend(string("CQL_VERSION"));
+    startup.extend(string("3.4.7"));
+    startup.extend(string("COMPRESSION"));
+    startup.extend(string("lz4"));
+    s.write_all(&frame(5, 1, 0x01, &startup)).unwrap();
+    let ready = read_reply(&mut s).unwrap();
+    assert_eq!(
+        (ready.version, ready.opcode),
+        (0x85, 0x02),
+        "READY is unframed"
     );
+
+    let codec = SegmentCodec { lz4: true };
+    let mut raw = BytesMut::new();
+    // Two queries in one segment: two answers.
+    let mut payload = frame(
+        5,
+        2,
+        0x07,
+        &v5_query_body("SELECT release_version FROM system.local"),
+    );
+    payload.extend(frame(
+        5,
+        3,
+        0x07,
+        &v5_query_body("SELECT cluster_name FROM system.local"),
+    ));
+    let mut wire = BytesMut::new();
+    codec.encode(&payload, &mut wire);
+    s.write_all(&wire).unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let reply = read_framed_reply(&mut s, codec, &mut raw);
+        assert_eq!((reply.version, reply.opcode), (0x85, 0x08), "RESULT");
+        assert_eq!(&reply.body[..4], &[0, 0, 0, 2], "Rows");
+        streams.push(reply.stream);
+    }
+    streams.sort();
+    assert_eq!(streams, [2, 3]);
+
+    // A query larger than one segment, cut across several.
+    let long = format!(
+        "SELECT key FROM system.local WHERE key = '{}'",
+        "x".repeat(300_000)
+    );
+    let mut wire = BytesMut::new();
+    codec.encode(&frame(5, 4, 0x07, &v5_query_body(&long)), &mut wire);
+    s.write_all(&wire).unwrap();
+    let reply = read_framed_reply(&mut s, codec, &mut raw);
+    assert_eq!(
+        (reply.stream, reply.opcode),
+        (4, 0x08),
+        "{:?}",
+        String::from_utf8_lossy(&reply.body)
+    );
+
+    // A flipped payload byte: ProtocolError naming the checksum, then close.
+    let mut wire = BytesMut::new();
+    codec.encode(&frame(5, 5, 0x05, &[]), &mut wire);
+    let last = wire.len() - 5;
+    wire[last] ^= 0x40;
+    s.write_all(&wire).unwrap();
+    let reply = read_framed_reply(&mut s, codec, &mut raw);
+    let (code, message) = error_of(&reply);
+    assert_eq!(code, 0x000A);
+    assert!(message.contains("checksum"), "{message}");
+    assert!(closed(&mut s), "the connection is closed");
+    let mut other = connect(&node);
+    other.write_all(&frame(5, 1, 0x05, &[])).unwrap();
+    assert_eq!(
+        read_reply(&mut other).unwrap().opcode,
+        0x06,
+        "others unaffected"
+    );
+}
+
+/// Snappy, as v4 defines it: a raw Snappy block per compressed body.
+#[test]
+fn snappy_compression_on_v4() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let mut s = connect(&node);
+    let mut startup = 2u16.to_be_bytes().to_vec();
+    startup.extend(string("CQL_VERSION"));
+    startup.extend(string("3.4.7"));
+    startup.extend(string("COMPRESSION"));
+    startup.extend(string("snappy"));
+    s.write_all(&frame(4, 1, 0x01, &startup)).unwrap();
+    assert_eq!(read_reply(&mut s).unwrap().opcode, 0x02);
+    let body = snap::raw::Encoder::new()
+        .compress_vec(&query_body("SELECT * FROM system.local"))
+        .unwrap();
+    let mut request = frame(4, 2, 0x07, &body);
+    request[1] = 0x01;
+    s.write_all(&request).unwrap();
+    let mut header = [0u8; 9];
+    s.read_exact(&mut header).unwrap();
+    assert_eq!(header[1] & 0x01, 0x01, "the reply is compressed");
+    let len = i32::from_be_bytes(header[5..9].try_into().unwrap()) as usize;
+    let mut compressed = vec![0u8; len];
+    s.read_exact(&mut compressed).unwrap();
+    let body = snap::raw::Decoder::new()
+        .decompress_vec(&compressed)
+        .unwrap();
+    assert_eq!(&body[..4], &[0, 0, 0, 2], "Rows");
+    assert!(String::from_utf8_lossy(&body).contains("Murmur3Partitioner"));
 }
 
 /// A connection that registered for SCHEMA_CHANGE hears about DDL run on

@@ -149,3 +149,61 @@ fn copy_from_and_to_csv_round_trip() {
         sorted(csv)
     );
 }
+
+/// With PasswordAuthenticator, `cqlsh -u/-p` logs in with the default
+/// superuser, creates a role that then logs in itself; a wrong password is
+/// refused with cqlsh's usual message.
+#[test]
+fn login_with_username_and_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ilion.yaml");
+    std::fs::write(&config, "authenticator: PasswordAuthenticator\n").unwrap();
+    let mut node = Node::start(
+        &dir.path().join("n"),
+        &["--config", config.to_str().unwrap()],
+    );
+    node.wait_ready(Duration::from_secs(20));
+    let (ok, out) = run(
+        &node,
+        &[
+            "-u",
+            "cassandra",
+            "-p",
+            "cassandra",
+            "-e",
+            "CREATE ROLE reader WITH PASSWORD = 'pages' AND LOGIN = true; LIST ROLES",
+        ],
+    );
+    assert!(ok, "{out}\n{}", node.log_text());
+    assert!(out.contains("reader") && out.contains("cassandra"), "{out}");
+    let (ok, out) = run(
+        &node,
+        &[
+            "-u",
+            "reader",
+            "-p",
+            "pages",
+            "-e",
+            "SELECT release_version FROM system.local",
+        ],
+    );
+    assert!(ok && out.contains("5.0.0"), "{out}");
+    let (ok, out) = run(
+        &node,
+        &[
+            "-u",
+            "reader",
+            "-p",
+            "wrong",
+            "-e",
+            "SELECT now() FROM system.local",
+        ],
+    );
+    assert!(!ok, "a wrong password must fail: {out}");
+    assert!(
+        out.contains("Provided username reader and/or password are incorrect"),
+        "{out}"
+    );
+    let (ok, out) = run(&node, &["-e", "SELECT now() FROM system.local"]);
+    assert!(!ok && out.contains("requires authentication"), "{out}");
+}

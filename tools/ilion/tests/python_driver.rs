@@ -58,6 +58,20 @@ fn python_driver_full_session() {
     assert!(out.contains("all checks passed"), "{out}");
 }
 
+/// PasswordAuthenticator: the default superuser, roles, refused logins and
+/// who may manage roles; the roles survive a restart.
+#[test]
+fn python_driver_password_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ilion.yaml");
+    std::fs::write(&config, "authenticator: PasswordAuthenticator\n").unwrap();
+    let data = dir.path().join("n");
+    let mut node = Node::start(&data, &["--config", config.to_str().unwrap()]);
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["auth"]);
+    assert!(out.contains("auth: all checks passed"), "{out}");
+}
+
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();

@@ -4,6 +4,7 @@ Usage: driver_test.py PORT MODE
   MODE=full        schema, types, paging, errors, TTL, batches, deletes
   MODE=write       writes rows for the durability test (prints the count)
   MODE=read COUNT  checks that COUNT acknowledged rows are there
+  MODE=auth        PasswordAuthenticator: logins, roles, who may do what
 Exits non-zero with a message on the first failed check.
 """
 
@@ -15,20 +16,77 @@ import sys
 import time
 import uuid
 
-from cassandra import AlreadyExists, InvalidRequest, Unavailable, ConsistencyLevel
-from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT
+from cassandra import AlreadyExists, AuthenticationFailed, InvalidRequest, Unauthorized, Unavailable, ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT, NoHostAvailable
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
 from cassandra.protocol import SyntaxException
 from cassandra.query import BatchStatement, BatchType, SimpleStatement
 
 
-def connect(port):
+def connect(port, user=None, password=None):
     # Fall-through retries: errors reach the test as the server sent them.
     profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=20,
                                retry_policy=FallthroughRetryPolicy())
+    auth = PlainTextAuthProvider(username=user, password=password) if user is not None else None
     cluster = Cluster(["127.0.0.1"], port=port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      connect_timeout=10, control_connection_timeout=10)
+                      connect_timeout=10, control_connection_timeout=10, auth_provider=auth)
     return cluster, cluster.connect()
+
+
+def login_fails(port, user, password, fragment):
+    try:
+        cluster, _ = connect(port, user, password)
+        cluster.shutdown()
+    except NoHostAvailable as error:
+        causes = list(error.errors.values())
+        expect(any(isinstance(c, AuthenticationFailed) and fragment in str(c) for c in causes),
+               f"login as {user!r} should fail with {fragment!r}, got {causes}")
+        return
+    raise AssertionError(f"login as {user!r} with a wrong password must fail")
+
+
+def auth(port):
+    # No credentials at all: the node asks for them and the driver gives up.
+    try:
+        cluster, _ = connect(port)
+        cluster.shutdown()
+        raise AssertionError("a connection without credentials must be refused")
+    except NoHostAvailable as error:
+        expect("requires authentication" in str(error), f"no credentials: {error}")
+    login_fails(port, "cassandra", "wrong", "incorrect")
+    login_fails(port, "nobody", "cassandra", "incorrect")
+    admin_cluster, admin = connect(port, "cassandra", "cassandra")
+    expect(admin_cluster.protocol_version == 5, f"protocol v{admin_cluster.protocol_version}")
+    admin.execute("CREATE ROLE alice WITH PASSWORD = 'wonderland' AND LOGIN = true")
+    admin.execute("CREATE ROLE IF NOT EXISTS alice WITH PASSWORD = 'other' AND LOGIN = true")
+    expect_error(InvalidRequest, admin, "CREATE ROLE alice WITH LOGIN = true", "already exists")
+    admin.execute("CREATE USER bob WITH PASSWORD 'builder' NOSUPERUSER")
+    roles = {r.role: (r.super, r.login) for r in admin.execute("LIST ROLES")}
+    expect(roles == {"alice": (False, True), "bob": (False, True), "cassandra": (True, True)}, f"LIST ROLES: {roles}")
+    stored = {r.role: r.salted_hash for r in admin.execute("SELECT role, salted_hash FROM system_auth.roles")}
+    expect(stored["alice"].startswith("$2a$10$") and "wonderland" not in stored["alice"], f"hash: {stored['alice']}")
+
+    alice_cluster, alice = connect(port, "alice", "wonderland")
+    expect_error(Unauthorized, alice, "CREATE ROLE mallory WITH LOGIN = true", "superuser")
+    expect_error(Unauthorized, alice, "DROP ROLE bob", "superuser")
+    expect_error(Unauthorized, alice, "ALTER ROLE alice WITH SUPERUSER = true", "own superuser")
+    expect([r.role for r in alice.execute("LIST ROLES")] == ["alice"], "a plain role lists only itself")
+    alice.execute("ALTER ROLE alice WITH PASSWORD = 'looking-glass'")
+    alice_cluster.shutdown()
+    login_fails(port, "alice", "wonderland", "incorrect")
+    alice_cluster, alice = connect(port, "alice", "looking-glass")
+    alice_cluster.shutdown()
+
+    admin.execute("ALTER ROLE bob WITH LOGIN = false")
+    login_fails(port, "bob", "builder", "not permitted")
+    expect_error(InvalidRequest, admin, "DROP ROLE cassandra", "current login")
+    admin.execute("DROP ROLE bob")
+    admin.execute("DROP ROLE IF EXISTS bob")
+    expect_error(InvalidRequest, admin, "DROP ROLE bob", "doesn't exist")
+    expect_error(InvalidRequest, admin, "GRANT SELECT ON ALL KEYSPACES TO alice", "not yet supported")
+    admin_cluster.shutdown()
+    print("auth: all checks passed")
 
 
 def expect(condition, message):
@@ -48,6 +106,7 @@ def expect_error(kind, session, query, fragment=None):
 
 def full(port):
     cluster, s = connect(port)
+    expect(cluster.protocol_version == 5, f"negotiated protocol v{cluster.protocol_version}, expected v5")
     expect("system" in cluster.metadata.keyspaces, "system keyspace missing from metadata")
     # The driver switches LZ4 on by itself when the node offers it (the lz4 package is installed).
     connection = cluster.control_connection._connection
@@ -250,5 +309,7 @@ if __name__ == "__main__":
         full(port)
     elif mode == "write":
         write(port)
+    elif mode == "auth":
+        auth(port)
     else:
         read(port, int(sys.argv[3]))
