@@ -473,7 +473,11 @@ impl Context<'_> {
                 let clustering_count = table.clustering().count();
                 let mut update = PartitionUpdate::default();
                 if !columns.is_empty() {
-                    let clustering = restrictions.full_clustering(&table)?;
+                    let rows = if clustering_count > 0 {
+                        restrictions.full_clusterings(&table)?
+                    } else {
+                        vec![restrictions.full_clustering(&table)?]
+                    };
                     let mut cells = Vec::new();
                     let mut statics = Vec::new();
                     for (column, element) in columns {
@@ -495,30 +499,32 @@ impl Context<'_> {
                         }
                     }
                     if !cells.is_empty() {
-                        update.rows.push(Row::new(clustering, cells));
+                        for clustering in rows {
+                            update.rows.push(Row::new(clustering, cells.clone()));
+                        }
                     }
                     if !statics.is_empty() {
                         update.static_row = Some(Row::new(Bytes::new(), statics));
                     }
-                } else if restrictions.clustering_eq.len() == clustering_count
+                } else if restrictions.clustering_depth == clustering_count
                     && restrictions.clustering_slice.is_none()
                     && clustering_count > 0
                 {
-                    let clustering = restrictions.full_clustering(&table)?;
-                    update.rows.push(Row {
-                        clustering,
-                        deletion: Some(deletion),
-                        cells: Vec::new(),
-                    });
-                } else if restrictions.clustering_eq.is_empty()
-                    && restrictions.clustering_slice.is_none()
-                {
+                    for clustering in restrictions.full_clusterings(&table)? {
+                        update.rows.push(Row {
+                            clustering,
+                            deletion: Some(deletion),
+                            cells: Vec::new(),
+                        });
+                    }
+                } else if !restrictions.restricts_clustering() {
                     update.partition_deletion = Some(deletion);
                 } else {
-                    update.range_tombstones.push(RangeTombstone {
-                        range: restrictions.clustering_range(&table)?,
-                        deletion,
-                    });
+                    for range in restrictions.clustering_ranges(&table)? {
+                        update
+                            .range_tombstones
+                            .push(RangeTombstone { range, deletion });
+                    }
                 }
                 Ok((
                     table.clone(),
@@ -668,7 +674,8 @@ impl Context<'_> {
         relations: &[Relation],
     ) -> Result<Restrictions, CqlError> {
         let mut r = Restrictions::default();
-        let mut clustering_ops: Vec<(usize, Operator, Bytes)> = Vec::new();
+        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
+        let mut clustering_ops: Vec<ClusteringOp> = Vec::new();
         for relation in relations {
             match relation {
                 Relation::Column { column, op, value } => {
@@ -684,14 +691,13 @@ impl Context<'_> {
                             r.partition.push((schema.position as usize, values));
                         }
                         ColumnKind::Clustering => {
-                            if *op == Operator::In {
-                                return Err(CqlError::not_yet_supported(
-                                    "IN on clustering columns",
-                                ));
-                            }
-                            for v in values {
-                                clustering_ops.push((schema.position as usize, *op, v));
-                            }
+                            let tuples = values.into_iter().map(|v| vec![v]).collect();
+                            clustering_ops.push(ClusteringOp {
+                                position: schema.position as usize,
+                                width: 1,
+                                op: *op,
+                                tuples,
+                            });
                         }
                         _ => {
                             if *op != Operator::Eq {
@@ -720,50 +726,69 @@ impl Context<'_> {
                     }
                     r.has_token = true;
                 }
-                Relation::MultiColumn { .. } => {
-                    return Err(CqlError::not_yet_supported("multi-column relations"))
+                Relation::MultiColumn { columns, op, value } => {
+                    clustering_ops.push(self.multi_column_op(&clustering, columns, *op, value)?);
                 }
             }
         }
-        clustering_ops.sort_by_key(|(position, _, _)| *position);
-        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
-        for (position, op, value) in clustering_ops {
+        clustering_ops.sort_by_key(|op| op.position);
+        for op in clustering_ops {
             let column = clustering
-                .get(position)
+                .get(op.position)
                 .ok_or_else(|| invalid("bad clustering position"))?;
-            if r.clustering_slice.is_some() || position > r.clustering_eq.len() {
+            if r.clustering_slice.is_some() || op.position > r.clustering_depth {
                 let previous = clustering
-                    .get(position.saturating_sub(1))
+                    .get(op.position.saturating_sub(1))
                     .map_or("", |c| c.name.as_str());
                 return Err(invalid(format!(
                     "Clustering column \"{}\" cannot be restricted (preceding column \"{previous}\" is restricted by a non-EQ relation or not restricted)",
                     column.name
                 )));
             }
-            match op {
-                Operator::Eq if position == r.clustering_eq.len() => r.clustering_eq.push(value),
-                Operator::Eq => {
+            match op.op {
+                Operator::Eq | Operator::In if op.position == r.clustering_depth => {
+                    // Each prefix so far continues with each listed tuple.
+                    let mut next = Vec::new();
+                    for prefix in &r.clustering_prefixes {
+                        for tuple in &op.tuples {
+                            let mut longer = prefix.clone();
+                            longer.extend(tuple.iter().cloned());
+                            next.push(longer);
+                        }
+                    }
+                    if next.len() > CLUSTERING_PREFIXES_MAX {
+                        return Err(invalid(format!(
+                            "IN restrictions on clustering columns produce more than {CLUSTERING_PREFIXES_MAX} combinations"
+                        )));
+                    }
+                    r.clustering_prefixes = next;
+                    r.clustering_depth += op.width;
+                }
+                Operator::Eq | Operator::In => {
                     return Err(invalid(format!(
                         "{} cannot be restricted by more than one relation if it includes an Equal",
                         column.name
                     )))
                 }
                 Operator::Gt | Operator::Ge | Operator::Lt | Operator::Le => {
+                    let descending = column.descending;
                     let slice = r.pending_slice.get_or_insert_with(|| Slice {
-                        position,
+                        position: op.position,
+                        descending,
                         lower: None,
                         upper: None,
                     });
-                    if slice.position != position {
+                    if slice.position != op.position {
                         return Err(invalid(
                             "Only one clustering column may be restricted by a range",
                         ));
                     }
-                    match op {
-                        Operator::Gt => slice.lower = Some((value, false)),
-                        Operator::Ge => slice.lower = Some((value, true)),
-                        Operator::Lt => slice.upper = Some((value, false)),
-                        _ => slice.upper = Some((value, true)),
+                    let values = op.tuples.into_iter().next().unwrap_or_default();
+                    match op.op {
+                        Operator::Gt => slice.lower = Some((values, false)),
+                        Operator::Ge => slice.lower = Some((values, true)),
+                        Operator::Lt => slice.upper = Some((values, false)),
+                        _ => slice.upper = Some((values, true)),
                     }
                 }
                 _ => {
@@ -775,6 +800,108 @@ impl Context<'_> {
         }
         r.clustering_slice = r.pending_slice.take();
         Ok(r)
+    }
+
+    /// A `(c1, c2) op (v1, v2)` relation: consecutive clustering columns of
+    /// one order, and their values as tuples.
+    fn multi_column_op(
+        &self,
+        clustering: &[&ColumnSchema],
+        columns: &[String],
+        op: Operator,
+        value: &Term,
+    ) -> Result<ClusteringOp, CqlError> {
+        let mut schemas = Vec::with_capacity(columns.len());
+        for name in columns {
+            let schema = clustering
+                .iter()
+                .find(|c| &c.name == name)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "Multi-column relations can only be applied to clustering columns but was applied to: {name}"
+                    ))
+                })?;
+            schemas.push(*schema);
+        }
+        let first = schemas.first().map_or(0, |c| c.position as usize);
+        for (i, schema) in schemas.iter().enumerate() {
+            if schema.position as usize != first + i {
+                return Err(invalid(format!(
+                    "Clustering columns must appear in the PRIMARY KEY order in multi-column relations: ({})",
+                    columns.join(", ")
+                )));
+            }
+        }
+        if matches!(
+            op,
+            Operator::Gt | Operator::Ge | Operator::Lt | Operator::Le
+        ) && schemas
+            .iter()
+            .any(|c| c.descending != schemas[0].descending)
+        {
+            return Err(CqlError::not_yet_supported(
+                "multi-column slices over clustering columns of mixed ASC/DESC order",
+            ));
+        }
+        let tuple_type = CqlType::Tuple(schemas.iter().map(|c| c.ty.clone()).collect());
+        let label = format!("({})", columns.join(", "));
+        let one = |term: &Term| -> Result<Vec<Bytes>, CqlError> {
+            let Value::Set(bytes) = term_value(&tuple_type, term, &label, self.bindings)? else {
+                return Err(invalid(format!(
+                    "Invalid null value in condition for {label}"
+                )));
+            };
+            let parts = split_tuple(&bytes)?;
+            if parts.len() != schemas.len() {
+                return Err(invalid(format!(
+                    "Expected {} elements in value tuple for {label}, but got {}",
+                    schemas.len(),
+                    parts.len()
+                )));
+            }
+            parts
+                .into_iter()
+                .map(|part| {
+                    part.ok_or_else(|| {
+                        invalid(format!("Invalid null value in condition for {label}"))
+                    })
+                })
+                .collect()
+        };
+        let tuples = match (op, value) {
+            (Operator::In, Term::Tuple(items) | Term::List(items)) => {
+                items.iter().map(one).collect::<Result<Vec<_>, _>>()?
+            }
+            (Operator::In, Term::Bind(_)) => {
+                let list = CqlType::List(Box::new(tuple_type.clone()));
+                let Value::Set(bytes) = term_value(&list, value, &label, self.bindings)? else {
+                    return Err(invalid(format!(
+                        "Invalid null value for IN restriction on {label}"
+                    )));
+                };
+                split_collection(&bytes)?
+                    .iter()
+                    .map(|item| {
+                        split_tuple(item)?
+                            .into_iter()
+                            .map(|part| {
+                                part.ok_or_else(|| {
+                                    invalid(format!("Invalid null value in condition for {label}"))
+                                })
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            (Operator::In, _) => return Err(invalid("IN needs a list of tuples")),
+            (_, term) => vec![one(term)?],
+        };
+        Ok(ClusteringOp {
+            position: first,
+            width: schemas.len(),
+            op,
+            tuples,
+        })
     }
 
     fn relation_values(
@@ -907,48 +1034,54 @@ impl Context<'_> {
          -> Result<(Vec<PartitionRows>, Option<PagingState>), CqlError> {
             Ok(if restrictions.partition.len() == pk_count {
                 let keys = restrictions.partition_keys(&table)?;
-                let range = restrictions.clustering_range(&table)?;
-                if keys.len() > 1
-                    && page_size.is_some_and(|p| p < UNPAGED_ROWS_MAX)
-                    && state.is_some()
-                {
-                    return Err(CqlError::not_yet_supported("paging through IN queries"));
-                }
+                let ranges = restrictions.clustering_ranges(&table)?;
+                // Resume in the partition the last page ended in: after its
+                // last row, or after all of it (no clustering).
+                let start = match state {
+                    Some(state) => keys
+                        .iter()
+                        .position(|k| *k == state.key)
+                        .ok_or_else(|| invalid("the paging state does not belong to this query"))?,
+                    None => 0,
+                };
                 let mut partitions = Vec::new();
                 let mut next = None;
-                for key in keys {
-                    let query = SliceQuery {
-                        range: range.clone(),
-                        reversed,
-                        limit: page_rows,
-                        resume_after: state.and_then(|s| s.clustering.clone()),
+                let mut taken = 0;
+                for (i, key) in keys.iter().enumerate().skip(start) {
+                    let resume_after = match state {
+                        Some(state) if i == start => match &state.clustering {
+                            Some(clustering) => Some(clustering.clone()),
+                            None => continue,
+                        },
+                        _ => None,
                     };
-                    let result = self
-                        .node
-                        .coordinator
-                        .read(table.table_id(), &key, &query, placement, self.consistency)
-                        .map_err(coordinator_error)?;
-                    if let Some(rows) = result {
-                        if rows.rows.len() >= page_rows && page_rows < remaining {
-                            next = rows.rows.last().map(|r| PagingState {
+                    let want = page_rows - taken;
+                    let Some(rows) =
+                        self.read_slices(&table, key, &ranges, reversed, want, resume_after)?
+                    else {
+                        continue;
+                    };
+                    taken += rows.rows.len();
+                    let full = rows.rows.len() >= want;
+                    let last = rows.rows.last().map(|r| r.clustering.clone());
+                    partitions.push(rows);
+                    if full {
+                        if page_rows < remaining {
+                            next = Some(PagingState {
                                 key: key.clone(),
-                                clustering: Some(r.clustering.clone()),
-                                remaining: Some(remaining - rows.rows.len()),
+                                clustering: last,
+                                remaining: Some(remaining - taken),
                             });
                         }
-                        partitions.push(rows);
+                        break;
                     }
                 }
                 (partitions, next)
             } else if restrictions.partition.is_empty() {
-                if (!restrictions.clustering_eq.is_empty()
-                    || restrictions.clustering_slice.is_some())
-                    && !allow_filtering
-                {
+                if restrictions.restricts_clustering() && !allow_filtering {
                     return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
                 }
-                if !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some()
-                {
+                if restrictions.restricts_clustering() {
                     return Err(CqlError::not_yet_supported(
                         "filtering on clustering columns in a full scan",
                     ));
@@ -1000,8 +1133,7 @@ impl Context<'_> {
                 return Err(invalid(format!("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. Partition key parts: {} must be restricted as other parts are", missing.join(", "))));
             })
         };
-        let has_clustering_restriction =
-            !restrictions.clustering_eq.is_empty() || restrictions.clustering_slice.is_some();
+        let has_clustering_restriction = restrictions.restricts_clustering();
         if !group_columns.is_empty()
             || projection
                 .iter()
@@ -1116,6 +1248,49 @@ impl Context<'_> {
             rows,
             paging_state: next.map(|s| s.encode()),
         }))
+    }
+
+    /// Rows of one partition within `ranges` (disjoint, in storage order),
+    /// at most `limit`, after `resume_after` if given.
+    fn read_slices(
+        &self,
+        table: &TableSchema,
+        key: &PartitionKey,
+        ranges: &[ClusteringRange],
+        reversed: bool,
+        limit: usize,
+        resume_after: Option<Bytes>,
+    ) -> Result<Option<PartitionRows>, CqlError> {
+        let placement = self.placement(table);
+        let mut merged: Option<PartitionRows> = None;
+        let ordered: Vec<&ClusteringRange> = if reversed {
+            ranges.iter().rev().collect()
+        } else {
+            ranges.iter().collect()
+        };
+        for range in ordered {
+            let taken = merged.as_ref().map_or(0, |m| m.rows.len());
+            if taken >= limit {
+                break;
+            }
+            let query = SliceQuery {
+                range: range.clone(),
+                reversed,
+                limit: limit - taken,
+                resume_after: resume_after.clone(),
+            };
+            let result = self
+                .node
+                .coordinator
+                .read(table.table_id(), key, &query, placement, self.consistency)
+                .map_err(coordinator_error)?;
+            match (&mut merged, result) {
+                (_, None) => {}
+                (None, Some(rows)) => merged = Some(rows),
+                (Some(merged), Some(rows)) => merged.rows.extend(rows.rows),
+            }
+        }
+        Ok(merged)
     }
 
     fn reversed(
@@ -1246,15 +1421,34 @@ impl Context<'_> {
 #[derive(Debug, Clone)]
 struct Slice {
     position: usize,
-    lower: Option<(Bytes, bool)>,
-    upper: Option<(Bytes, bool)>,
+    /// The order of the first sliced column (a multi-column slice has one order).
+    descending: bool,
+    /// Values from `position` on, and whether the bound is inclusive.
+    lower: Option<(Vec<Bytes>, bool)>,
+    upper: Option<(Vec<Bytes>, bool)>,
 }
+
+/// One restriction on clustering columns, before they are combined:
+/// `width` columns from `position`, with one tuple (=, slices) or several (IN).
+struct ClusteringOp {
+    position: usize,
+    width: usize,
+    op: Operator,
+    tuples: Vec<Vec<Bytes>>,
+}
+
+/// Most clustering prefixes IN restrictions may expand to (Cassandra's
+/// `max_clustering_key_restrictions_per_query` is 100 by default).
+const CLUSTERING_PREFIXES_MAX: usize = 1_000;
 
 #[derive(Debug)]
 struct Restrictions {
     /// Per partition key position, its values (one for =, several for IN).
     partition: Vec<(usize, Vec<Bytes>)>,
-    clustering_eq: Vec<Bytes>,
+    /// The clustering prefixes restricted by = and IN (one empty prefix
+    /// when none is), all `clustering_depth` columns long.
+    clustering_prefixes: Vec<Vec<Bytes>>,
+    clustering_depth: usize,
     clustering_slice: Option<Slice>,
     pending_slice: Option<Slice>,
     filters: Vec<(ColumnSchema, Bytes)>,
@@ -1267,7 +1461,8 @@ impl Default for Restrictions {
     fn default() -> Self {
         Restrictions {
             partition: Vec::new(),
-            clustering_eq: Vec::new(),
+            clustering_prefixes: vec![Vec::new()],
+            clustering_depth: 0,
             clustering_slice: None,
             pending_slice: None,
             filters: Vec::new(),
@@ -1332,35 +1527,61 @@ impl Restrictions {
         }
     }
 
-    fn full_clustering(&self, table: &TableSchema) -> Result<Bytes, CqlError> {
+    /// Whether any clustering column is restricted.
+    fn restricts_clustering(&self) -> bool {
+        self.clustering_depth > 0 || self.clustering_slice.is_some()
+    }
+
+    /// The whole clustering of each row a modification names.
+    fn full_clusterings(&self, table: &TableSchema) -> Result<Vec<Bytes>, CqlError> {
         let clustering: Vec<&ColumnSchema> = table.clustering().collect();
-        if self.clustering_slice.is_some() || self.clustering_eq.len() != clustering.len() {
+        if self.clustering_slice.is_some() || self.clustering_depth != clustering.len() {
             let missing = clustering
-                .get(self.clustering_eq.len())
+                .get(self.clustering_depth)
                 .map_or("", |c| c.name.as_str());
             return Err(invalid(format!(
                 "Some clustering keys are missing: {missing}"
             )));
         }
-        let mut out = Vec::new();
-        for (column, value) in clustering.iter().zip(&self.clustering_eq) {
-            column
-                .ty
-                .encode_comparable(value, column.descending, &mut out)
-                .map_err(|e| invalid(e.0))?;
-        }
-        Ok(Bytes::from(out))
+        self.clustering_prefixes
+            .iter()
+            .map(|prefix| encode_prefix(&clustering, prefix).map(Bytes::from))
+            .collect()
     }
 
-    fn clustering_range(&self, table: &TableSchema) -> Result<ClusteringRange, CqlError> {
-        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
-        let mut prefix = Vec::new();
-        for (column, value) in clustering.iter().zip(&self.clustering_eq) {
-            column
-                .ty
-                .encode_comparable(value, column.descending, &mut prefix)
-                .map_err(|e| invalid(e.0))?;
+    /// The one row a modification names (IN is refused here).
+    fn full_clustering(&self, table: &TableSchema) -> Result<Bytes, CqlError> {
+        let mut rows = self.full_clusterings(table)?;
+        match (rows.pop(), rows.is_empty()) {
+            (Some(row), true) => Ok(row),
+            _ => Err(CqlError::not_yet_supported(
+                "IN on clustering columns of an UPDATE or INSERT",
+            )),
         }
+    }
+
+    /// The clustering ranges the restrictions select, in storage order.
+    fn clustering_ranges(&self, table: &TableSchema) -> Result<Vec<ClusteringRange>, CqlError> {
+        let clustering: Vec<&ColumnSchema> = table.clustering().collect();
+        let mut ranges = Vec::with_capacity(self.clustering_prefixes.len());
+        let mut prefixes: Vec<Vec<u8>> = self
+            .clustering_prefixes
+            .iter()
+            .map(|prefix| encode_prefix(&clustering, prefix))
+            .collect::<Result<_, _>>()?;
+        prefixes.sort();
+        prefixes.dedup();
+        for prefix in prefixes {
+            ranges.push(self.range_within(&clustering, prefix)?);
+        }
+        Ok(ranges)
+    }
+
+    fn range_within(
+        &self,
+        clustering: &[&ColumnSchema],
+        prefix: Vec<u8>,
+    ) -> Result<ClusteringRange, CqlError> {
         let prefix_bound = || {
             if prefix.is_empty() {
                 ClusteringBound::Unbounded
@@ -1374,15 +1595,10 @@ impl Restrictions {
                 end: prefix_bound(),
             });
         };
-        let column = clustering
-            .get(slice.position)
-            .ok_or_else(|| invalid("bad clustering slice"))?;
-        let bound = |value: &(Bytes, bool)| -> Result<ClusteringBound, CqlError> {
+        let bound = |value: &(Vec<Bytes>, bool)| -> Result<ClusteringBound, CqlError> {
             let mut key = prefix.clone();
-            column
-                .ty
-                .encode_comparable(&value.0, column.descending, &mut key)
-                .map_err(|e| invalid(e.0))?;
+            let columns = clustering.get(slice.position..).unwrap_or_default();
+            key.extend(encode_prefix(columns, &value.0)?);
             Ok(if value.1 {
                 ClusteringBound::Inclusive(Bytes::from(key))
             } else {
@@ -1402,7 +1618,7 @@ impl Restrictions {
             .transpose()?
             .unwrap_or_else(prefix_bound);
         // A DESC column stores larger values first: CQL's lower bound is the byte order's end.
-        Ok(if column.descending {
+        Ok(if slice.descending {
             ClusteringRange {
                 start: upper,
                 end: lower,
@@ -1414,6 +1630,43 @@ impl Restrictions {
             }
         })
     }
+}
+
+/// The byte-comparable encoding of values of consecutive clustering columns.
+fn encode_prefix(columns: &[&ColumnSchema], values: &[Bytes]) -> Result<Vec<u8>, CqlError> {
+    let mut out = Vec::new();
+    for (column, value) in columns.iter().zip(values) {
+        column
+            .ty
+            .encode_comparable(value, column.descending, &mut out)
+            .map_err(|e| invalid(e.0))?;
+    }
+    Ok(out)
+}
+
+/// The components of a serialized tuple (`None` for a null component).
+fn split_tuple(bytes: &[u8]) -> Result<Vec<Option<Bytes>>, CqlError> {
+    let mut parts = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((length, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(invalid("malformed tuple value"));
+        };
+        let length = i32::from_be_bytes(*length);
+        if length < 0 {
+            parts.push(None);
+            rest = tail;
+            continue;
+        }
+        let length = length as usize;
+        let (part, tail) = (tail.get(..length), tail.get(length..));
+        let (Some(part), Some(tail)) = (part, tail) else {
+            return Err(invalid("malformed tuple value"));
+        };
+        parts.push(Some(Bytes::copy_from_slice(part)));
+        rest = tail;
+    }
+    Ok(parts)
 }
 
 fn key_from_components(components: &[Bytes]) -> Result<PartitionKey, CqlError> {
@@ -1819,6 +2072,121 @@ enum Projected {
     WriteTime(ColumnSchema, String),
     /// `ttl(column)`, and its output name.
     Ttl(ColumnSchema, String),
+    /// A function of column values (`token(k)`, `toDate(ts)`, a cast), its
+    /// result type and output name.
+    Scalar(ScalarFunction, Vec<ColumnSchema>, CqlType, String),
+}
+
+/// Functions of one row's values that a selection may apply.
+#[derive(Debug, Clone, PartialEq)]
+enum ScalarFunction {
+    /// The partition's token (its arguments are the partition key columns).
+    Token,
+    ToTimestamp,
+    ToUnixTimestamp,
+    ToDate,
+    Cast,
+}
+
+/// Milliseconds since the epoch in a version 1 (time) UUID.
+fn timeuuid_millis(bytes: &[u8]) -> Option<i64> {
+    let b: [u8; 16] = bytes.try_into().ok()?;
+    let time_low = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+    let time_mid = u64::from(u16::from_be_bytes([b[4], b[5]]));
+    let time_hi = u64::from(u16::from_be_bytes([b[6], b[7]]) & 0x0fff);
+    let ticks = time_hi << 48 | time_mid << 32 | time_low;
+    // 100 ns ticks since 1582-10-15.
+    Some((ticks as i64 - 0x01b2_1dd2_1381_4000) / 10_000)
+}
+
+/// Evaluates a scalar function on its argument values.
+fn apply_scalar(
+    function: &ScalarFunction,
+    from: &CqlType,
+    to: &CqlType,
+    value: Option<Bytes>,
+    token: i64,
+) -> Option<Bytes> {
+    const DAY_MS: i64 = 86_400_000;
+    let millis = |bytes: &[u8]| -> Option<i64> {
+        match from {
+            CqlType::TimeUuid => timeuuid_millis(bytes),
+            CqlType::Timestamp => Some(i64::from_be_bytes(bytes.try_into().ok()?)),
+            CqlType::Date => {
+                let days = i64::from(u32::from_be_bytes(bytes.try_into().ok()?)) - (1 << 31);
+                Some(days * DAY_MS)
+            }
+            _ => None,
+        }
+    };
+    match function {
+        ScalarFunction::Token => Some(Bytes::copy_from_slice(&token.to_be_bytes())),
+        ScalarFunction::ToTimestamp | ScalarFunction::ToUnixTimestamp => {
+            let ms = millis(&value?)?;
+            Some(Bytes::copy_from_slice(&ms.to_be_bytes()))
+        }
+        ScalarFunction::ToDate => {
+            let days = millis(&value?)?.div_euclid(DAY_MS) + (1 << 31);
+            Some(Bytes::copy_from_slice(&(days as u32).to_be_bytes()))
+        }
+        ScalarFunction::Cast => cast_value(from, to, &value?),
+    }
+}
+
+/// `CAST(value AS to)` between numbers, and from anything to text.
+fn cast_value(from: &CqlType, to: &CqlType, bytes: &[u8]) -> Option<Bytes> {
+    if matches!(to, CqlType::Text | CqlType::Ascii) {
+        let rendered = crate::json::render(from, bytes);
+        let text = match from {
+            CqlType::Text
+            | CqlType::Ascii
+            | CqlType::Uuid
+            | CqlType::TimeUuid
+            | CqlType::Inet
+            | CqlType::Timestamp
+            | CqlType::Date
+            | CqlType::Time => serde_json::from_str::<String>(&rendered).unwrap_or(rendered),
+            _ => rendered,
+        };
+        return Some(Bytes::from(text.into_bytes()));
+    }
+    let number: f64 = match from {
+        CqlType::TinyInt => f64::from(i8::from_be_bytes(bytes.try_into().ok()?)),
+        CqlType::SmallInt => f64::from(i16::from_be_bytes(bytes.try_into().ok()?)),
+        CqlType::Int => f64::from(i32::from_be_bytes(bytes.try_into().ok()?)),
+        CqlType::BigInt | CqlType::Counter => i64::from_be_bytes(bytes.try_into().ok()?) as f64,
+        CqlType::Float => f64::from(f32::from_be_bytes(bytes.try_into().ok()?)),
+        CqlType::Double => f64::from_be_bytes(bytes.try_into().ok()?),
+        _ => return None,
+    };
+    let exact = |n: f64| n.trunc();
+    Some(match to {
+        CqlType::TinyInt => Bytes::copy_from_slice(&(exact(number) as i8).to_be_bytes()),
+        CqlType::SmallInt => Bytes::copy_from_slice(&(exact(number) as i16).to_be_bytes()),
+        CqlType::Int => Bytes::copy_from_slice(&(exact(number) as i32).to_be_bytes()),
+        CqlType::BigInt => Bytes::copy_from_slice(&(exact(number) as i64).to_be_bytes()),
+        CqlType::Float => Bytes::copy_from_slice(&(number as f32).to_be_bytes()),
+        CqlType::Double => Bytes::copy_from_slice(&number.to_be_bytes()),
+        _ => return None,
+    })
+}
+
+/// Whether `CAST(from AS to)` is one this node evaluates.
+fn castable(from: &CqlType, to: &CqlType) -> bool {
+    let numeric = |t: &CqlType| {
+        matches!(
+            t,
+            CqlType::TinyInt
+                | CqlType::SmallInt
+                | CqlType::Int
+                | CqlType::BigInt
+                | CqlType::Counter
+                | CqlType::Float
+                | CqlType::Double
+        )
+    };
+    matches!(to, CqlType::Text | CqlType::Ascii) && !from.is_multi_cell()
+        || numeric(from) && numeric(to) && !matches!(to, CqlType::Counter)
 }
 
 impl Projected {
@@ -1830,6 +2198,7 @@ impl Projected {
             ),
             Projected::WriteTime(_, name) => (name.clone(), CqlType::BigInt),
             Projected::Ttl(_, name) => (name.clone(), CqlType::Int),
+            Projected::Scalar(_, _, ty, name) => (name.clone(), ty.clone()),
             Projected::Aggregate(kind, column, name) => {
                 let ty = match (kind, column) {
                     (AggregateKind::Count, _) | (_, None) => CqlType::BigInt,
@@ -1845,6 +2214,27 @@ impl Projected {
             ty,
         })
     }
+}
+
+/// The result columns of a SELECT on a table, as a prepared statement
+/// announces them.
+pub fn result_columns(
+    table: &TableSchema,
+    selectors: &[Selector],
+    json: bool,
+) -> Result<Vec<ColumnSpec>, CqlError> {
+    if json {
+        return Ok(vec![ColumnSpec {
+            keyspace: table.keyspace.clone(),
+            table: table.name.clone(),
+            name: "[json]".into(),
+            ty: CqlType::Text,
+        }]);
+    }
+    Ok(project(table, selectors)?
+        .iter()
+        .filter_map(|p| p.spec(table))
+        .collect())
 }
 
 fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>, CqlError> {
@@ -1916,6 +2306,89 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                 }
                 let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
                 out.push(Projected::Aggregate(kind, Some(column.clone()), output));
+            }
+            Selector::Function { name, args } if name == "token" => {
+                let key: Vec<ColumnSchema> = table.partition_key().cloned().collect();
+                let given: Vec<&str> = args
+                    .iter()
+                    .filter_map(|a| match a {
+                        Selector::Column(c) => Some(c.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                let expected: Vec<&str> = key.iter().map(|c| c.name.as_str()).collect();
+                if given != expected {
+                    return Err(invalid(format!(
+                        "Invalid arguments for token(): it takes the partition key columns ({})",
+                        expected.join(", ")
+                    )));
+                }
+                let output =
+                    alias.unwrap_or_else(|| format!("system.token({})", expected.join(", ")));
+                out.push(Projected::Scalar(
+                    ScalarFunction::Token,
+                    key,
+                    CqlType::BigInt,
+                    output,
+                ));
+            }
+            Selector::Function { name, args }
+                if matches!(
+                    name.as_str(),
+                    "totimestamp" | "tounixtimestamp" | "todate" | "dateof" | "unixtimestampof"
+                ) =>
+            {
+                let [Selector::Column(column_name)] = args.as_slice() else {
+                    return Err(invalid(format!("{name}() takes one column")));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                let (function, ty) = match name.as_str() {
+                    "totimestamp" | "dateof" => (ScalarFunction::ToTimestamp, CqlType::Timestamp),
+                    "todate" => (ScalarFunction::ToDate, CqlType::Date),
+                    _ => (ScalarFunction::ToUnixTimestamp, CqlType::BigInt),
+                };
+                let accepted = match function {
+                    ScalarFunction::ToDate => {
+                        matches!(column.ty, CqlType::TimeUuid | CqlType::Timestamp)
+                    }
+                    _ => matches!(
+                        column.ty,
+                        CqlType::TimeUuid | CqlType::Timestamp | CqlType::Date
+                    ),
+                };
+                if !accepted {
+                    return Err(invalid(format!(
+                        "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
+                        column.ty
+                    )));
+                }
+                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
+                out.push(Projected::Scalar(
+                    function,
+                    vec![column.clone()],
+                    ty,
+                    output,
+                ));
+            }
+            Selector::Cast(inner, to) => {
+                let Selector::Column(column_name) = inner.as_ref() else {
+                    return Err(CqlError::not_yet_supported("CAST of anything but a column"));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                if !castable(&column.ty, to) {
+                    return Err(invalid(format!("{} cannot be cast to {to}", column.ty)));
+                }
+                let output = alias.unwrap_or_else(|| format!("cast({column_name} as {to})"));
+                out.push(Projected::Scalar(
+                    ScalarFunction::Cast,
+                    vec![column.clone()],
+                    to.clone(),
+                    output,
+                ));
             }
             Selector::Function { name, .. } => {
                 return Err(CqlError::not_yet_supported(&format!(
@@ -2227,6 +2700,16 @@ fn materialize(
                     Projected::Aggregate(_, None, _) => Some(Bytes::new()),
                     Projected::WriteTime(column, _) => {
                         cell_of(column).map(|c| Bytes::copy_from_slice(&c.timestamp.to_be_bytes()))
+                    }
+                    Projected::Scalar(function, columns, ty, _) => {
+                        let argument = columns.first();
+                        apply_scalar(
+                            function,
+                            argument.map_or(&CqlType::BigInt, |c| &c.ty),
+                            ty,
+                            argument.and_then(|c| value(c)),
+                            partition.key.token,
+                        )
                     }
                     Projected::Ttl(column, _) => cell_of(column).and_then(|c| match c.value {
                         CellValue::Expiring { expires_at_s, .. } => Some(Bytes::copy_from_slice(

@@ -204,6 +204,7 @@ fn describe(
             selectors,
             relations,
             limit,
+            json,
             ..
         } => {
             let keyspace = resolve_keyspace(table, session.keyspace.as_deref())?;
@@ -225,12 +226,7 @@ fn describe(
             } else {
                 let schema = table_of(table)?;
                 collect_relations(relations, &schema, &mut markers)?;
-                let all: Vec<ColumnSpec> = schema
-                    .columns
-                    .iter()
-                    .map(|c| spec(&schema, &c.name, c.ty.clone()))
-                    .collect();
-                result_columns = Some(select_columns(&all, selectors)?);
+                result_columns = Some(crate::executor::result_columns(&schema, selectors, *json)?);
                 table_for_keys = Some(schema);
             }
             if let Some(term) = limit {
@@ -371,8 +367,53 @@ fn collect_relations(
                 spec(table, "partition key token", CqlType::BigInt),
                 out,
             ),
-            Relation::MultiColumn { .. } => {
-                return Err(CqlError::not_yet_supported("multi-column relations"))
+            Relation::MultiColumn { columns, op, value } => {
+                let types: Vec<CqlType> = columns
+                    .iter()
+                    .map(|name| {
+                        table.column(name).map(|c| c.ty.clone()).ok_or_else(|| {
+                            CqlError::Invalid(format!("Undefined column name {name}"))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                let label = format!("({})", columns.join(","));
+                match (op, value) {
+                    (Operator::In, Term::Bind(marker)) => out.push((
+                        marker.clone(),
+                        spec(
+                            table,
+                            &format!("in{label}"),
+                            CqlType::List(Box::new(CqlType::Tuple(types))),
+                        ),
+                        None,
+                    )),
+                    (_, Term::Bind(marker)) => out.push((
+                        marker.clone(),
+                        spec(table, &label, CqlType::Tuple(types)),
+                        None,
+                    )),
+                    (_, Term::Tuple(items)) if *op != Operator::In => {
+                        for ((item, name), ty) in items.iter().zip(columns).zip(&types) {
+                            collect(item, table, name, ty, out);
+                        }
+                    }
+                    (_, Term::Tuple(tuples) | Term::List(tuples)) => {
+                        for tuple in tuples {
+                            if let Term::Tuple(items) = tuple {
+                                for ((item, name), ty) in items.iter().zip(columns).zip(&types) {
+                                    collect(item, table, name, ty, out);
+                                }
+                            } else if let Term::Bind(marker) = tuple {
+                                out.push((
+                                    marker.clone(),
+                                    spec(table, &label, CqlType::Tuple(types.clone())),
+                                    None,
+                                ));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -130,6 +130,8 @@ pub enum Selector {
     },
     /// `count(*)`
     CountAll,
+    /// `CAST(selector AS type)`
+    Cast(Box<Selector>, CqlType),
     Aliased(Box<Selector>, String),
 }
 

@@ -765,9 +765,23 @@ impl Parser {
     }
 
     fn selector(&mut self) -> Result<Selector> {
+        let selector = self.unaliased_selector()?;
+        if self.eat_keyword("AS") {
+            return Ok(Selector::Aliased(Box::new(selector), self.identifier()?));
+        }
+        Ok(selector)
+    }
+
+    fn unaliased_selector(&mut self) -> Result<Selector> {
         let name = self.identifier()?;
         let selector = if self.eat_symbol("(") {
-            if name == "count" && self.eat_symbol("*") {
+            if name == "cast" {
+                let inner = self.unaliased_selector()?;
+                self.expect_keyword("AS")?;
+                let ty = self.cql_type()?;
+                self.expect_symbol(")")?;
+                Selector::Cast(Box::new(inner), ty)
+            } else if name == "count" && self.eat_symbol("*") {
                 self.expect_symbol(")")?;
                 Selector::CountAll
             } else {
@@ -784,9 +798,6 @@ impl Parser {
         } else {
             Selector::Column(name)
         };
-        if self.eat_keyword("AS") {
-            return Ok(Selector::Aliased(Box::new(selector), self.identifier()?));
-        }
         Ok(selector)
     }
 

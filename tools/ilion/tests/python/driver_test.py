@@ -276,8 +276,72 @@ def full(port):
     rows = [(r.c, r.v) for r in s.execute("SELECT c, v FROM events WHERE p = 'batched'")]
     expect(rows == [(2, "two")], f"BATCH message: {rows}")
 
+    # IN and multi-column restrictions on clustering columns, paging through IN.
+    s.execute("CREATE TABLE grid (p int, a int, b int, v text, PRIMARY KEY (p, a, b))")
+    grid_insert = s.prepare("INSERT INTO grid (p, a, b, v) VALUES (?, ?, ?, ?)")
+    for p in range(3):
+        for a in range(5):
+            for b in range(5):
+                s.execute(grid_insert, (p, a, b, f"{p}.{a}.{b}"))
+    rows = [(r.a, r.b) for r in s.execute("SELECT a, b FROM grid WHERE p = 1 AND a IN (3, 1) AND b = 2")]
+    expect(rows == [(1, 2), (3, 2)], f"IN on a clustering column: {rows}")
+    rows = [(r.a, r.b) for r in s.execute("SELECT a, b FROM grid WHERE p = 1 AND a IN (1, 3) AND b >= 3 ORDER BY a DESC, b DESC")]
+    expect(rows == [(3, 4), (3, 3), (1, 4), (1, 3)], f"IN with a slice, reversed: {rows}")
+    rows = [(r.a, r.b) for r in s.execute("SELECT a, b FROM grid WHERE p = 0 AND (a, b) > (3, 3) AND (a, b) <= (4, 1)")]
+    expect(rows == [(3, 4), (4, 0), (4, 1)], f"multi-column slice: {rows}")
+    rows = [(r.a, r.b) for r in s.execute("SELECT a, b FROM grid WHERE p = 0 AND (a, b) IN ((4, 4), (0, 1), (9, 9))")]
+    expect(rows == [(0, 1), (4, 4)], f"multi-column IN: {rows}")
+    rows = [(r.a, r.b) for r in s.execute(s.prepare("SELECT a, b FROM grid WHERE p = ? AND (a, b) >= (?, ?) LIMIT 2"), (2, 4, 3))]
+    expect(rows == [(4, 3), (4, 4)], f"prepared multi-column slice: {rows}")
+    rows = [(r.p, r.a, r.b) for r in s.execute(SimpleStatement("SELECT p, a, b FROM grid WHERE p IN (0, 1, 2)", fetch_size=7))]
+    expect(len(rows) == 75 and len(set(rows)) == 75, f"paging through IN: {len(rows)} rows, {len(set(rows))} distinct")
+    rows = list(s.execute(SimpleStatement("SELECT p, a, b FROM grid WHERE p IN (0, 2) AND a IN (1, 2) LIMIT 13", fetch_size=4)))
+    expect(len(rows) == 13, f"LIMIT across IN pages: {len(rows)}")
+    s.execute("DELETE FROM grid WHERE p = 2 AND a IN (0, 4)")
+    s.execute("DELETE FROM grid WHERE p = 2 AND a = 1 AND b IN (0, 1, 2)")
+    count = s.execute("SELECT count(*) FROM grid WHERE p = 2").one()[0]
+    expect(count == 25 - 10 - 3, f"deletes with IN: {count}")
+    expect_error(InvalidRequest, s, "SELECT * FROM grid WHERE p = 0 AND (b, a) > (1, 1)", "PRIMARY KEY order")
+
+    # Functions and casts in selections, prepared aggregates.
+    row = s.execute("SELECT token(k), CAST(v AS text) AS vt, CAST(v AS double) AS vd, CAST(k AS bigint) FROM kv WHERE k = 7").one()
+    from cassandra.metadata import Murmur3Token
+    expect(row[0] == Murmur3Token.from_key((7).to_bytes(4, "big", signed=True)).value, f"token(): {row[0]}")
+    expect((row.vt, row.vd, row[3]) == ("14", 14.0, 7), f"casts: {row}")
+    s.execute("CREATE TABLE times (k int PRIMARY KEY, tu timeuuid, ts timestamp)")
+    tu = uuid.uuid1()
+    s.execute("INSERT INTO times (k, tu, ts) VALUES (1, %s, '2024-02-29 23:59:59+0000')", (tu,))
+    row = s.execute("SELECT toTimestamp(tu) AS t1, toDate(ts) AS d, toUnixTimestamp(ts) AS u FROM times WHERE k = 1").one()
+    from cassandra.util import datetime_from_uuid1
+    expect(abs((row.t1 - datetime_from_uuid1(tu)).total_seconds()) < 0.002, f"toTimestamp: {row.t1} vs {datetime_from_uuid1(tu)}")
+    expect(str(row.d) == "2024-02-29" and row.u == 1709251199000, f"toDate/toUnixTimestamp: {row}")
+    agg = s.prepare("SELECT max(c) AS top, count(*) FROM events WHERE p = ?")
+    row = s.execute(agg, ("a",)).one()
+    expect(row.top == 900 and row[1] == 900, f"prepared aggregate: {row}")
+
+    # 10,000 rows paged 100 at a time, in both clustering orders.
+    s.execute("CREATE TABLE big (p int, c int, v text, PRIMARY KEY (p, c))")
+    big_insert = s.prepare("INSERT INTO big (p, c, v) VALUES (0, ?, ?)")
+    from cassandra.concurrent import execute_concurrent_with_args
+    results = execute_concurrent_with_args(s, big_insert, [(c, f"v{c}") for c in range(10000)], concurrency=64)
+    expect(all(ok for ok, _ in results), "10,000 inserts")
+    forward = [r.c for r in s.execute(SimpleStatement("SELECT c FROM big WHERE p = 0", fetch_size=100))]
+    expect(forward == list(range(10000)), f"10,000 rows forward: {len(forward)}")
+    backward = [r.c for r in s.execute(SimpleStatement("SELECT c FROM big WHERE p = 0 ORDER BY c DESC", fetch_size=100))]
+    expect(backward == list(range(9999, -1, -1)), f"10,000 rows backward: {len(backward)}")
+    pages = s.execute(SimpleStatement("SELECT c FROM big WHERE p = 0", fetch_size=100))
+    expect(len(pages.current_rows) == 100 and pages.has_more_pages, "pages of 100")
+
+    cluster.refresh_schema_metadata()
     schema = cluster.metadata.keyspaces["ks"].export_as_string()
     expect("CREATE TABLE ks.events" in schema and "CLUSTERING ORDER BY (c DESC)" in schema, schema)
+    # export_as_string() re-creates the schema: run it under another name and compare.
+    recreated = schema.replace("ks.", "ks_copy.").replace("CREATE KEYSPACE ks ", "CREATE KEYSPACE ks_copy ")
+    for statement in [part.strip() for part in recreated.split(";") if part.strip()]:
+        s.execute(statement)
+    cluster.refresh_schema_metadata()
+    copy = cluster.metadata.keyspaces["ks_copy"].export_as_string()
+    expect(copy.replace("ks_copy", "ks") == schema, f"export_as_string round trip differs:\n{schema}\n---\n{copy}")
     cluster.shutdown()
     print("python driver: all checks passed")
 
