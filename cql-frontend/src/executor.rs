@@ -2707,7 +2707,7 @@ fn materialize(
                             function,
                             argument.map_or(&CqlType::BigInt, |c| &c.ty),
                             ty,
-                            argument.and_then(|c| value(c)),
+                            argument.and_then(&value),
                             partition.key.token,
                         )
                     }
