@@ -138,6 +138,14 @@ pub fn describe(
             name.to_owned(),
             canonical_keyspace_cql(keyspace),
         ]];
+        for udt in catalog.types.values().filter(|t| t.keyspace == name) {
+            rows.push([
+                name.to_owned(),
+                "type".into(),
+                udt.name.clone(),
+                crate::schema::canonical_type_cql(udt),
+            ]);
+        }
         for table in catalog.tables.values().filter(|t| t.keyspace == name) {
             rows.push([
                 name.to_owned(),
@@ -216,6 +224,39 @@ pub fn describe(
             paging_state: None,
         })),
         DescribeTarget::EmptyList => Ok(element_rows(Vec::new())),
+        DescribeTarget::Types => Ok(element_rows(
+            catalog
+                .types
+                .values()
+                .filter(|t| session.keyspace.as_ref().is_none_or(|k| *k == t.keyspace))
+                .map(|t| {
+                    [
+                        t.keyspace.clone(),
+                        "type".into(),
+                        t.name.clone(),
+                        String::new(),
+                    ]
+                })
+                .collect(),
+        )),
+        DescribeTarget::Type(name) => {
+            let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
+            let udt = catalog
+                .types
+                .get(&(keyspace.clone(), name.name.clone()))
+                .ok_or_else(|| {
+                    CqlError::Invalid(format!(
+                        "User defined type '{}' not found in '{keyspace}'",
+                        name.name
+                    ))
+                })?;
+            Ok(element_rows(vec![[
+                keyspace,
+                "type".into(),
+                udt.name.clone(),
+                crate::schema::canonical_type_cql(udt),
+            ]]))
+        }
         DescribeTarget::Name(name) => {
             if name.keyspace.is_none() && catalog.keyspace(&name.name).is_some() {
                 return Ok(element_rows(keyspace_rows(&name.name)?));

@@ -181,6 +181,37 @@ impl Context<'_> {
                     None => ResultBody::Void,
                 })
             }
+            Statement::CreateType {
+                name,
+                if_not_exists,
+                fields,
+            } => {
+                let created = self.node.catalog.write().create_type(
+                    engine,
+                    name,
+                    *if_not_exists,
+                    fields,
+                    session.keyspace.as_deref(),
+                )?;
+                Ok(match created {
+                    Some(udt) => schema_change("CREATED", "TYPE", &udt.keyspace, Some(&udt.name)),
+                    None => ResultBody::Void,
+                })
+            }
+            Statement::DropType { name, if_exists } => {
+                let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
+                let dropped = self.node.catalog.write().drop_type(
+                    engine,
+                    name,
+                    *if_exists,
+                    session.keyspace.as_deref(),
+                )?;
+                Ok(if dropped {
+                    schema_change("DROPPED", "TYPE", &keyspace, Some(&name.name))
+                } else {
+                    ResultBody::Void
+                })
+            }
             Statement::DropTable { name, if_exists } => {
                 let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
                 let dropped = self.node.catalog.write().drop_table(

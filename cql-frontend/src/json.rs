@@ -190,10 +190,35 @@ pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
             }
             format!("[{}]", items.join(", "))
         }
-        CqlType::Decimal | CqlType::Duration | CqlType::Frozen(_) => quote(&format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )),
+        CqlType::UserType(udt) => {
+            let mut items = Vec::new();
+            let mut at = 0;
+            for (name, field_ty) in &udt.fields {
+                let Some(len) = bytes
+                    .get(at..at + 4)
+                    .map(|b| i32::from_be_bytes(be::<4>(b)))
+                else {
+                    break;
+                };
+                at += 4;
+                let value = if len < 0 {
+                    "null".to_owned()
+                } else {
+                    let len = len as usize;
+                    let rendered = render(field_ty, bytes.get(at..at + len).unwrap_or_default());
+                    at += len;
+                    rendered
+                };
+                items.push(format!("{}: {value}", quote(name)));
+            }
+            format!("{{{}}}", items.join(", "))
+        }
+        CqlType::Decimal | CqlType::Duration | CqlType::Frozen(_) | CqlType::UserTypeName(_) => {
+            quote(&format!(
+                "0x{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ))
+        }
     }
 }
 
@@ -278,6 +303,22 @@ pub fn to_term(ty: &CqlType, value: &serde_json::Value, column: &str) -> Result<
                 .map(|i| to_term(element, i, column))
                 .collect::<Result<_, _>>()?,
         )),
+        (CqlType::UserType(udt), J::Object(entries)) => {
+            let mut out = Vec::with_capacity(entries.len());
+            for (k, v) in entries {
+                let Some((_, field_ty)) = udt.fields.iter().find(|(name, _)| name == k) else {
+                    return Err(CqlError::Invalid(format!(
+                        "Unknown field '{k}' in value of user defined type {}",
+                        udt.name
+                    )));
+                };
+                out.push((
+                    Term::Literal(Literal::Str(k.clone())),
+                    to_term(field_ty, v, column)?,
+                ));
+            }
+            Ok(Term::Map(out))
+        }
         (CqlType::Tuple(types), J::Array(items)) => Ok(Term::Tuple(
             types
                 .iter()

@@ -21,7 +21,7 @@ use storage_lsm::{CompactionStrategy, Engine, SliceQuery, TableOptions, TokenRan
 use crate::cql::ast::{ColumnDef, Literal, OptionValue, QualifiedName, Statement};
 use crate::cql::parser::parse;
 use crate::protocol::error::CqlError;
-use crate::types::CqlType;
+use crate::types::{CqlType, UserType};
 
 /// The engine table that stores the schema itself.
 pub const SCHEMA_TABLE: TableId = TableId(0x1110_0000_0000_0000_0000_0000_0000_0001);
@@ -240,6 +240,8 @@ pub fn format_uuid(id: u128) -> String {
 pub struct Catalog {
     pub keyspaces: BTreeMap<String, KeyspaceSchema>,
     pub tables: BTreeMap<(String, String), Arc<TableSchema>>,
+    /// User-defined types by (keyspace, name).
+    pub types: BTreeMap<(String, String), Arc<UserType>>,
     /// Digest of every definition, shown as `schema_version`.
     pub version: u128,
 }
@@ -585,6 +587,9 @@ impl Catalog {
         for keyspace in self.keyspaces.values() {
             text.push_str(&format!("{keyspace:?}"));
         }
+        for udt in self.types.values() {
+            text.push_str(&format!("{udt:?}"));
+        }
         let high = replication::murmur3::murmur3_hash(text.as_bytes()) as u64;
         let low = replication::murmur3::murmur3_hash(format!("v{text}").as_bytes()) as u64;
         // A name-based (version 3) UUID layout.
@@ -605,6 +610,15 @@ impl Catalog {
                 let keyspace = keyspace_from_options(name, options)?;
                 self.keyspaces.insert(name.clone(), keyspace);
             }
+            Statement::CreateType { name, fields, .. } => {
+                let keyspace = name
+                    .keyspace
+                    .clone()
+                    .ok_or_else(|| CqlError::Server("stored type without keyspace".into()))?;
+                let udt = self.user_type(&keyspace, &name.name, fields)?;
+                self.types
+                    .insert((keyspace, name.name.clone()), Arc::new(udt));
+            }
             Statement::CreateTable {
                 name,
                 columns,
@@ -618,6 +632,7 @@ impl Catalog {
                     .keyspace
                     .clone()
                     .ok_or_else(|| CqlError::Server("stored table without keyspace".into()))?;
+                let columns = &self.resolve_columns(&keyspace, columns)?;
                 let id = id.ok_or_else(|| {
                     CqlError::Server(format!("stored table {keyspace}.{} has no id", name.name))
                 })?;
@@ -738,6 +753,7 @@ impl Catalog {
                 let _ = engine.drop_table(table.table_id());
             }
         }
+        self.types.retain(|(ks, _), _| ks != name);
         let update = PartitionUpdate {
             partition_deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
             ..Default::default()
@@ -789,6 +805,7 @@ impl Catalog {
                 table: name.name.clone(),
             });
         }
+        let columns = &self.resolve_columns(&keyspace, columns)?;
         let id: u128 = rand_uuid_v4();
         let probe = table_from_definition(
             &keyspace,
@@ -828,6 +845,183 @@ impl Catalog {
             .insert((keyspace, name.name.clone()), table.clone());
         self.refresh_version();
         Ok(Some(table))
+    }
+
+    /// `ty` with every user-defined type name resolved in `keyspace`.
+    pub fn resolve_type(&self, keyspace: &str, ty: &CqlType) -> Result<CqlType, CqlError> {
+        let resolve = |inner: &CqlType| self.resolve_type(keyspace, inner).map(Box::new);
+        Ok(match ty {
+            CqlType::UserTypeName(name) => {
+                match self.types.get(&(keyspace.to_owned(), name.clone())) {
+                    Some(udt) => CqlType::UserType(udt.clone()),
+                    None => return Err(invalid(format!("Unknown type {keyspace}.{name}"))),
+                }
+            }
+            CqlType::List(e) => CqlType::List(resolve(e)?),
+            CqlType::Set(e) => CqlType::Set(resolve(e)?),
+            CqlType::Frozen(e) => CqlType::Frozen(resolve(e)?),
+            CqlType::Map(k, v) => CqlType::Map(resolve(k)?, resolve(v)?),
+            CqlType::Tuple(items) => CqlType::Tuple(
+                items
+                    .iter()
+                    .map(|i| self.resolve_type(keyspace, i))
+                    .collect::<Result<_, _>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    /// Column definitions with their types resolved; a user-defined type
+    /// must be frozen (non-frozen UDTs are not built yet).
+    fn resolve_columns(
+        &self,
+        keyspace: &str,
+        columns: &[ColumnDef],
+    ) -> Result<Vec<ColumnDef>, CqlError> {
+        columns
+            .iter()
+            .map(|column| {
+                let ty = self.resolve_type(keyspace, &column.ty)?;
+                check_udts_frozen(&ty, &column.name)?;
+                Ok(ColumnDef {
+                    ty,
+                    ..column.clone()
+                })
+            })
+            .collect()
+    }
+
+    fn user_type(
+        &self,
+        keyspace: &str,
+        name: &str,
+        fields: &[(String, CqlType)],
+    ) -> Result<UserType, CqlError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut resolved = Vec::with_capacity(fields.len());
+        for (field, ty) in fields {
+            if !seen.insert(field.as_str()) {
+                return Err(invalid(format!(
+                    "Duplicate field name {field} in type {name}"
+                )));
+            }
+            let ty = self.resolve_type(keyspace, ty)?;
+            check_udts_frozen(&ty, field)?;
+            if matches!(ty, CqlType::Counter) {
+                return Err(invalid("A user type cannot contain counters"));
+            }
+            resolved.push((field.clone(), ty));
+        }
+        Ok(UserType {
+            keyspace: keyspace.to_owned(),
+            name: name.to_owned(),
+            fields: resolved,
+        })
+    }
+
+    /// Creates a user-defined type; `Ok(None)` if it existed and `if_not_exists`.
+    pub fn create_type(
+        &mut self,
+        engine: &Engine,
+        name: &QualifiedName,
+        if_not_exists: bool,
+        fields: &[(String, CqlType)],
+        current_keyspace: Option<&str>,
+    ) -> Result<Option<Arc<UserType>>, CqlError> {
+        let keyspace = resolve_keyspace(name, current_keyspace)?;
+        if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
+            return Err(CqlError::Unauthorized(format!(
+                "Cannot create types in system keyspace {keyspace}"
+            )));
+        }
+        if !self.keyspaces.contains_key(&keyspace) {
+            return Err(invalid(format!("Keyspace '{keyspace}' doesn't exist")));
+        }
+        if self
+            .types
+            .contains_key(&(keyspace.clone(), name.name.clone()))
+        {
+            if if_not_exists {
+                return Ok(None);
+            }
+            return Err(invalid(format!(
+                "A user type with name '{}' already exists",
+                name.name
+            )));
+        }
+        let udt = Arc::new(self.user_type(&keyspace, &name.name, fields)?);
+        write_schema_row(
+            engine,
+            &keyspace,
+            type_clustering(&name.name),
+            &canonical_type_cql(&udt),
+            None,
+        )?;
+        self.types
+            .insert((keyspace, name.name.clone()), udt.clone());
+        self.refresh_version();
+        Ok(Some(udt))
+    }
+
+    /// Drops a user-defined type that nothing uses; `Ok(false)` if absent and `if_exists`.
+    pub fn drop_type(
+        &mut self,
+        engine: &Engine,
+        name: &QualifiedName,
+        if_exists: bool,
+        current_keyspace: Option<&str>,
+    ) -> Result<bool, CqlError> {
+        let keyspace = resolve_keyspace(name, current_keyspace)?;
+        let key = (keyspace.clone(), name.name.clone());
+        let Some(udt) = self.types.get(&key).cloned() else {
+            if if_exists {
+                return Ok(false);
+            }
+            return Err(invalid(format!(
+                "Type '{keyspace}.{}' doesn't exist",
+                name.name
+            )));
+        };
+        let uses = |ty: &CqlType| {
+            let mut found = false;
+            ty.visit(&mut |t| found |= matches!(t, CqlType::UserType(u) if **u == *udt));
+            found
+        };
+        for ((ks, table_name), table) in &self.tables {
+            if ks == &keyspace && table.columns.iter().any(|c| uses(&c.ty)) {
+                return Err(invalid(format!(
+                    "Cannot drop user type {keyspace}.{} as it is still used by table {keyspace}.{table_name}",
+                    name.name
+                )));
+            }
+        }
+        for ((ks, other), other_type) in &self.types {
+            if ks == &keyspace
+                && other != &name.name
+                && other_type.fields.iter().any(|(_, t)| uses(t))
+            {
+                return Err(invalid(format!(
+                    "Cannot drop user type {keyspace}.{} as it is still used by user type {other}",
+                    name.name
+                )));
+            }
+        }
+        let row = Row {
+            clustering: type_clustering(&name.name),
+            deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
+            cells: vec![],
+        };
+        store_schema_update(
+            engine,
+            &keyspace,
+            PartitionUpdate {
+                rows: vec![row],
+                ..Default::default()
+            },
+        )?;
+        self.types.remove(&key);
+        self.refresh_version();
+        Ok(true)
     }
 
     /// Drops a table; `Ok(false)` if absent and `if_exists`.
@@ -917,6 +1111,52 @@ fn store_schema_update(
     engine
         .flush(SCHEMA_TABLE)
         .map_err(|e| CqlError::Server(format!("cannot persist the schema: {e}")))
+}
+
+/// Where a type's definition lives in its keyspace's schema partition:
+/// before every table (table rows are keyed by their non-empty name), after
+/// the keyspace row (empty), so types load before the tables using them.
+fn type_clustering(name: &str) -> Bytes {
+    let mut key = vec![0u8];
+    key.extend_from_slice(name.as_bytes());
+    Bytes::from(key)
+}
+
+/// Refuses a user-defined type that is not frozen (as a column, or inside
+/// a collection or another type).
+fn check_udts_frozen(ty: &CqlType, what: &str) -> Result<(), CqlError> {
+    fn check(ty: &CqlType, frozen: bool, what: &str) -> Result<(), CqlError> {
+        match ty {
+            CqlType::UserType(udt) if !frozen => Err(CqlError::not_yet_supported(&format!(
+                "non-frozen user-defined types ({what} of type {}; use frozen<{}>)",
+                udt.name, udt.name
+            ))),
+            CqlType::Frozen(inner) => check(inner, true, what),
+            CqlType::List(e) | CqlType::Set(e) => check(e, frozen, what),
+            CqlType::Map(k, v) => {
+                check(k, frozen, what)?;
+                check(v, frozen, what)
+            }
+            CqlType::Tuple(items) => items.iter().try_for_each(|i| check(i, true, what)),
+            _ => Ok(()),
+        }
+    }
+    check(ty, false, what)
+}
+
+/// `CREATE TYPE` text as DESCRIBE shows it.
+pub fn canonical_type_cql(udt: &UserType) -> String {
+    let fields: Vec<String> = udt
+        .fields
+        .iter()
+        .map(|(name, ty)| format!("    {} {ty}", quote(name)))
+        .collect();
+    format!(
+        "CREATE TYPE {}.{} (\n{}\n);",
+        quote(&udt.keyspace),
+        quote(&udt.name),
+        fields.join(",\n")
+    )
 }
 
 /// An identifier as CQL text: bare when it is lower-case, quoted otherwise.

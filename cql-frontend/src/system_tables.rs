@@ -366,9 +366,29 @@ pub fn virtual_table(
         ("system_schema", "keyspaces") => keyspaces(catalog),
         ("system_schema", "tables") => tables(catalog),
         ("system_schema", "columns") => schema_columns(catalog),
+        ("system_schema", "types") => types(catalog),
         _ => Vec::new(),
     };
     Some(VirtualTable { columns, rows })
+}
+
+/// `system_schema.types`: each user-defined type's fields, in order.
+fn types(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
+    catalog
+        .types
+        .values()
+        .map(|udt| {
+            let names: Vec<&[u8]> = udt.fields.iter().map(|(n, _)| n.as_bytes()).collect();
+            let types: Vec<String> = udt.fields.iter().map(|(_, t)| t.to_string()).collect();
+            let type_bytes: Vec<&[u8]> = types.iter().map(|t| t.as_bytes()).collect();
+            vec![
+                text(&udt.keyspace),
+                text(&udt.name),
+                elements(&names),
+                elements(&type_bytes),
+            ]
+        })
+        .collect()
 }
 
 /// `system_auth.roles`; a role table that cannot be read shows no rows

@@ -39,6 +39,36 @@ pub enum CqlType {
     Map(Box<CqlType>, Box<CqlType>),
     Tuple(Vec<CqlType>),
     Frozen(Box<CqlType>),
+    /// A user-defined type, resolved against its keyspace.
+    UserType(std::sync::Arc<UserType>),
+    /// A type name as written, before the schema resolves it to a
+    /// [`CqlType::UserType`].
+    UserTypeName(String),
+}
+
+/// The definition of a user-defined type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UserType {
+    pub keyspace: String,
+    pub name: String,
+    pub fields: Vec<(String, CqlType)>,
+}
+
+impl CqlType {
+    /// Calls `f` on this type and every type inside it.
+    pub fn visit(&self, f: &mut impl FnMut(&CqlType)) {
+        f(self);
+        match self {
+            CqlType::List(e) | CqlType::Set(e) | CqlType::Frozen(e) => e.visit(f),
+            CqlType::Map(k, v) => {
+                k.visit(f);
+                v.visit(f);
+            }
+            CqlType::Tuple(items) => items.iter().for_each(|i| i.visit(f)),
+            CqlType::UserType(udt) => udt.fields.iter().for_each(|(_, t)| t.visit(f)),
+            _ => {}
+        }
+    }
 }
 
 /// A type name that does not parse.
@@ -104,7 +134,8 @@ impl CqlType {
             CqlType::Map(_, _) => 0x0021,
             CqlType::Set(_) => 0x0022,
             CqlType::Tuple(_) => 0x0031,
-            CqlType::Frozen(_) => 0x0000,
+            CqlType::UserType(_) => 0x0030,
+            CqlType::Frozen(_) | CqlType::UserTypeName(_) => 0x0000,
         }
     }
 
@@ -121,6 +152,15 @@ impl CqlType {
                 w.write_short(items.len() as u16);
                 for item in items {
                     item.write_option(w);
+                }
+            }
+            CqlType::UserType(udt) => {
+                w.write_string(&udt.keyspace);
+                w.write_string(&udt.name);
+                w.write_short(udt.fields.len() as u16);
+                for (name, ty) in &udt.fields {
+                    w.write_string(name);
+                    ty.write_option(w);
                 }
             }
             _ => {}
@@ -318,6 +358,8 @@ impl fmt::Display for CqlType {
                 write!(f, ">")
             }
             CqlType::Frozen(inner) => write!(f, "frozen<{inner}>"),
+            CqlType::UserType(udt) => write!(f, "{}", crate::schema::quote(&udt.name)),
+            CqlType::UserTypeName(name) => write!(f, "{}", crate::schema::quote(name)),
         }
     }
 }
@@ -413,11 +455,7 @@ impl TypeParser<'_> {
                 CqlType::Tuple(items)
             }
             "" => return Err(TypeError(format!("expected a type in {:?}", self.text))),
-            other => {
-                return Err(TypeError(format!(
-                    "unknown type {other:?} (user-defined types are not yet supported)"
-                )))
-            }
+            other => CqlType::UserTypeName(other.to_owned()),
         })
     }
 }
@@ -438,10 +476,11 @@ mod tests {
         }
         assert_eq!(CqlType::parse("VARCHAR").unwrap(), CqlType::Text);
         assert!(CqlType::parse("map<int>").is_err());
-        assert!(CqlType::parse("address")
-            .unwrap_err()
-            .0
-            .contains("not yet supported"));
+        // Other names are user-defined types, resolved later by the schema.
+        assert_eq!(
+            CqlType::parse("frozen<Address>").unwrap(),
+            CqlType::Frozen(Box::new(CqlType::UserTypeName("address".into())))
+        );
     }
 
     fn comparable(ty: &CqlType, value: &[u8], desc: bool) -> Vec<u8> {

@@ -77,6 +77,12 @@ pub fn term_value(
                 &encoded.iter().map(|b| vec![b.clone()]).collect::<Vec<_>>(),
             )))
         }
+        Term::Map(entries) if matches!(ty.unfrozen(), CqlType::UserType(_)) => {
+            let CqlType::UserType(udt) = ty.unfrozen() else {
+                return Err(invalid("internal error: not a user type"));
+            };
+            user_type_value(udt, entries, column, bindings)
+        }
         Term::Map(entries) => {
             let (key_ty, value_ty) = match ty.unfrozen() {
                 CqlType::Map(k, v) => (k, v),
@@ -473,6 +479,49 @@ fn parse_timestamp_ms(text: &str) -> Option<i64> {
         millis_of_day = ((h * 60 + m) * 60 + s) * 1000 + ms;
     }
     Some(days * 86_400_000 + millis_of_day - offset_minutes * 60_000)
+}
+
+/// A user-defined type literal `{field: value, ...}`: every field in
+/// declaration order, absent ones null.
+fn user_type_value(
+    udt: &crate::types::UserType,
+    entries: &[(Term, Term)],
+    column: &str,
+    bindings: Bindings,
+) -> Result<Value, CqlError> {
+    let mut values: Vec<Option<Bytes>> = vec![None; udt.fields.len()];
+    for (key, value) in entries {
+        let Term::Literal(Literal::Str(name)) = key else {
+            return Err(invalid(format!(
+                "Invalid user type literal for {column}: field names must be identifiers"
+            )));
+        };
+        let Some(index) = udt.fields.iter().position(|(field, _)| field == name) else {
+            return Err(invalid(format!(
+                "Unknown field '{name}' in value of user defined type {}",
+                udt.name
+            )));
+        };
+        let Some((_, field_ty)) = udt.fields.get(index) else {
+            continue;
+        };
+        if let Value::Set(bytes) = term_value(field_ty, value, column, bindings)? {
+            if let Some(slot) = values.get_mut(index) {
+                *slot = Some(bytes);
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    for value in values {
+        match value {
+            Some(bytes) => {
+                out.put_i32(bytes.len() as i32);
+                out.put_slice(&bytes);
+            }
+            None => out.put_i32(-1),
+        }
+    }
+    Ok(Value::Set(out.freeze()))
 }
 
 #[cfg(test)]

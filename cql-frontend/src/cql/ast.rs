@@ -211,6 +211,17 @@ pub enum Statement {
     },
     /// Server-side `DESCRIBE` (what cqlsh sends since Cassandra 4).
     Describe(DescribeTarget),
+    /// `CREATE TYPE`
+    CreateType {
+        name: QualifiedName,
+        if_not_exists: bool,
+        fields: Vec<(String, CqlType)>,
+    },
+    /// `DROP TYPE`
+    DropType {
+        name: QualifiedName,
+        if_exists: bool,
+    },
     /// `CREATE ROLE` / `CREATE USER`.
     CreateRole {
         name: String,
@@ -254,8 +265,10 @@ pub enum DescribeTarget {
     Table(QualifiedName),
     Schema,
     Cluster,
-    /// TYPES, FUNCTIONS, AGGREGATES: lists of kinds of object we have none of.
+    /// FUNCTIONS, AGGREGATES: lists of kinds of object we have none of.
     EmptyList,
+    Types,
+    Type(QualifiedName),
     /// `DESCRIBE name`: a keyspace, or else a table of the current keyspace.
     Name(QualifiedName),
 }

@@ -219,6 +219,25 @@ impl Parser {
         if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
             return self.create_table();
         }
+        if self.eat_keyword("TYPE") {
+            let if_not_exists = self.if_not_exists()?;
+            let name = self.qualified_name()?;
+            self.expect_symbol("(")?;
+            let mut fields = Vec::new();
+            loop {
+                let field = self.identifier()?;
+                fields.push((field, self.cql_type()?));
+                if self.eat_symbol(")") {
+                    break;
+                }
+                self.expect_symbol(",")?;
+            }
+            return Ok(Statement::CreateType {
+                name,
+                if_not_exists,
+                fields,
+            });
+        }
         if self.is_keyword("ROLE") || self.is_keyword("USER") {
             let user = self.eat_keyword("USER");
             if !user {
@@ -470,6 +489,13 @@ impl Parser {
         if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
             let if_exists = self.if_exists()?;
             return Ok(Statement::DropTable {
+                if_exists,
+                name: self.qualified_name()?,
+            });
+        }
+        if self.eat_keyword("TYPE") {
+            let if_exists = self.if_exists()?;
+            return Ok(Statement::DropType {
                 if_exists,
                 name: self.qualified_name()?,
             });
@@ -894,12 +920,13 @@ impl Parser {
             DescribeTarget::Schema
         } else if self.eat_keyword("CLUSTER") {
             DescribeTarget::Cluster
-        } else if self.eat_keyword("TYPES")
-            || self.eat_keyword("FUNCTIONS")
-            || self.eat_keyword("AGGREGATES")
-        {
+        } else if self.eat_keyword("TYPES") {
+            DescribeTarget::Types
+        } else if self.eat_keyword("TYPE") {
+            DescribeTarget::Type(self.qualified_name()?)
+        } else if self.eat_keyword("FUNCTIONS") || self.eat_keyword("AGGREGATES") {
             DescribeTarget::EmptyList
-        } else if ["TYPE", "FUNCTION", "AGGREGATE", "INDEX", "MATERIALIZED"]
+        } else if ["FUNCTION", "AGGREGATE", "INDEX", "MATERIALIZED"]
             .iter()
             .any(|k| self.is_keyword(k))
         {
@@ -1048,7 +1075,7 @@ impl Parser {
             Token::Symbol("(") => {
                 // A cast `(type) value` or a tuple `(a, b)`.
                 if let Some(Token::Word(w)) = self.peek_token() {
-                    if CqlType::parse(w).is_ok()
+                    if CqlType::parse(w).is_ok_and(|t| !matches!(t, CqlType::UserTypeName(_)))
                         && matches!(
                             self.tokens.get(self.at + 1).map(|t| &t.token),
                             Some(Token::Symbol(")"))
@@ -1093,15 +1120,32 @@ impl Parser {
         })
     }
 
+    /// A field name of a user-defined type literal (`{street: 'x'}`).
+    fn field_key(&mut self) -> Result<Term> {
+        let is_field = matches!(
+            self.peek_token(),
+            Some(Token::Word(w)) if !["true", "false", "null", "nan", "infinity"].iter().any(|k| w.eq_ignore_ascii_case(k))
+        ) || matches!(self.peek_token(), Some(Token::Quoted(_)));
+        if is_field
+            && matches!(
+                self.tokens.get(self.at + 1).map(|t| &t.token),
+                Some(Token::Symbol(":"))
+            )
+        {
+            return Ok(Term::Literal(Literal::Str(self.identifier()?)));
+        }
+        self.term()
+    }
+
     fn set_or_map(&mut self) -> Result<Term> {
         if self.eat_symbol("}") {
             return Ok(Term::Map(Vec::new()));
         }
-        let first = self.term()?;
+        let first = self.field_key()?;
         if self.eat_symbol(":") {
             let mut entries = vec![(first, self.term()?)];
             while self.eat_symbol(",") {
-                let key = self.term()?;
+                let key = self.field_key()?;
                 self.expect_symbol(":")?;
                 entries.push((key, self.term()?));
             }
@@ -1196,8 +1240,8 @@ mod tests {
             err.message.contains("FORM") && err.message.contains("FROM"),
             "{err}"
         );
-        let err = parse("CREATE TABLE t (k int PRIMARY KEY, v whatever)").unwrap_err();
-        assert!(err.message.contains("whatever"), "{err}");
+        let err = parse("CREATE TABLE t (k int PRIMARY KEY, v list<>)").unwrap_err();
+        assert!(err.message.contains("expected a type"), "{err}");
         let err = parse("INSERT INTO t (k) VALUES (1").unwrap_err();
         assert!(err.message.contains("end of statement"), "{err}");
         assert!(matches!(

@@ -319,6 +319,37 @@ def full(port):
     row = s.execute(agg, ("a",)).one()
     expect(row.top == 900 and row[1] == 900, f"prepared aggregate: {row}")
 
+    # User-defined types (frozen), in columns, collections and clustering keys.
+    s.execute("CREATE TYPE address (street text, zip int, tags frozen<set<text>>)")
+    s.execute("CREATE TYPE IF NOT EXISTS address (street text)")
+    expect_error(InvalidRequest, s, "CREATE TYPE address (x int)", "already exists")
+    s.execute("CREATE TABLE people (id int, home frozen<address>, past list<frozen<address>>, note text, PRIMARY KEY (id, home))")
+    expect_error(InvalidRequest, s, "CREATE TABLE bad (id int PRIMARY KEY, a nosuchtype)", "Unknown type ks.nosuchtype")
+    expect_error(InvalidRequest, s, "CREATE TABLE bad (id int PRIMARY KEY, a address)", "not yet supported")
+    cluster.refresh_schema_metadata()
+    udt = cluster.metadata.keyspaces["ks"].user_types["address"]
+    expect(udt.field_names == ["street", "zip", "tags"] and udt.field_types == ["text", "int", "frozen<set<text>>"], f"UDT metadata: {udt.field_names} {udt.field_types}")
+    expect(cluster.metadata.keyspaces["ks"].tables["people"].columns["home"].cql_type == "frozen<address>", "UDT column type")
+    s.execute("INSERT INTO people (id, home, past) VALUES (1, {street: 'Main St', zip: 12345}, [{street: 'Old Rd', zip: 1, tags: {'x'}}])")
+    s.execute("INSERT INTO people (id, home, note) VALUES (%s, %s, %s)", (1, {"street": "Elm", "zip": 7}, "dict literal"))
+    rows = list(s.execute("SELECT home, past, note FROM people WHERE id = 1"))
+    expect([(r.home.street, r.home.zip, r.home.tags) for r in rows] == [("Elm", 7, None), ("Main St", 12345, None)], f"UDT rows: {rows}")
+    expect(rows[1].past[0].street == "Old Rd" and set(rows[1].past[0].tags) == {"x"}, f"UDT in a list: {rows[1].past}")
+    udt_insert = s.prepare("INSERT INTO people (id, home, note) VALUES (?, ?, ?)")
+    class Address:
+        def __init__(self, street, zip, tags):
+            self.street, self.zip, self.tags = street, zip, tags
+    s.execute(udt_insert, (2, Address("Bound Ave", 99, {"b"}), "prepared"))
+    row = s.execute("SELECT home FROM people WHERE id = 2").one()
+    expect((row.home.street, row.home.zip, set(row.home.tags)) == ("Bound Ave", 99, {"b"}), f"prepared UDT: {row}")
+    back = json.loads(s.execute("SELECT JSON home FROM people WHERE id = 2").one()[0])
+    expect(back == {"home": {"street": "Bound Ave", "zip": 99, "tags": ["b"]}}, f"UDT as JSON: {back}")
+    expect_error(InvalidRequest, s, "INSERT INTO people (id, home) VALUES (3, {nope: 1})", "Unknown field")
+    expect_error(InvalidRequest, s, "DROP TYPE address", "still used by table ks.people")
+    s.execute("CREATE TYPE unused (a int)")
+    s.execute("DROP TYPE unused")
+    expect_error(InvalidRequest, s, "DROP TYPE unused", "doesn't exist")
+
     # 10,000 rows paged 100 at a time, in both clustering orders.
     s.execute("CREATE TABLE big (p int, c int, v text, PRIMARY KEY (p, c))")
     big_insert = s.prepare("INSERT INTO big (p, c, v) VALUES (0, ?, ?)")
