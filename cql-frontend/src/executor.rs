@@ -473,6 +473,19 @@ impl Context<'_> {
                             "PRIMARY KEY part {column} found in SET part"
                         )));
                     }
+                    if let Some(cells) = self.list_update(
+                        &table,
+                        &key,
+                        &clustering,
+                        schema,
+                        assignment,
+                        timestamp,
+                        ttl,
+                        now_s,
+                    )? {
+                        assigned.push((schema, cells));
+                        continue;
+                    }
                     let write = self.column_write(schema, assignment)?;
                     assigned.push((schema, column_cells(schema, &write, timestamp, ttl, now_s)?));
                 }
@@ -517,7 +530,27 @@ impl Context<'_> {
                             .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
                         let mut tombstone = Cell::tombstone(schema.id, timestamp, now_s);
                         if let Some(element) = element {
-                            tombstone.path = Some(self.element_path(schema, element)?);
+                            tombstone.path = Some(match schema.ty {
+                                CqlType::List(_) => {
+                                    let clustering = match schema.kind {
+                                        ColumnKind::Static => Bytes::new(),
+                                        _ => restrictions.full_clustering(&table)?,
+                                    };
+                                    let elements =
+                                        self.list_elements(&table, &key, &clustering, schema)?;
+                                    let index = self.list_index(element, schema)?;
+                                    elements
+                                        .get(index)
+                                        .map(|(path, _)| path.clone())
+                                        .ok_or_else(|| {
+                                            invalid(format!(
+                                                "Attempted to delete an element from a list which is null or has fewer than {} elements",
+                                                index + 1
+                                            ))
+                                        })?
+                                }
+                                _ => self.element_path(schema, element)?,
+                            });
                         }
                         match schema.kind {
                             ColumnKind::PartitionKey | ColumnKind::Clustering => {
@@ -627,6 +660,130 @@ impl Context<'_> {
             }
         }
         Ok((columns, values))
+    }
+
+    /// The live elements (cell path, value) of a non-frozen list in one
+    /// row, in list order: what index and by-value operations need.
+    fn list_elements(
+        &self,
+        table: &TableSchema,
+        key: &PartitionKey,
+        clustering: &Bytes,
+        column: &ColumnSchema,
+    ) -> Result<Vec<(Bytes, Bytes)>, CqlError> {
+        let point = if clustering.is_empty() {
+            ClusteringRange::all()
+        } else {
+            ClusteringRange {
+                start: ClusteringBound::Inclusive(clustering.clone()),
+                end: ClusteringBound::Inclusive(clustering.clone()),
+            }
+        };
+        let Some(partition) =
+            self.read_slices(table, key, std::slice::from_ref(&point), false, 1, None)?
+        else {
+            return Ok(Vec::new());
+        };
+        let row = match column.kind {
+            ColumnKind::Static => partition.static_row.as_ref(),
+            _ => partition.rows.first(),
+        };
+        let mut elements: Vec<(Bytes, Bytes)> = row
+            .map(|row| {
+                row.cells
+                    .iter()
+                    .filter(|c| c.column == column.id)
+                    .filter_map(|c| Some((c.path.clone()?, c.value_bytes()?.clone())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        elements.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(elements)
+    }
+
+    fn list_index(&self, term: &Term, column: &ColumnSchema) -> Result<usize, CqlError> {
+        match term_value(&CqlType::Int, term, &column.name, self.bindings)? {
+            Value::Set(bytes) => {
+                let index = i32::from_be_bytes(
+                    bytes
+                        .as_ref()
+                        .try_into()
+                        .map_err(|_| invalid("a list index is an int"))?,
+                );
+                usize::try_from(index)
+                    .map_err(|_| invalid(format!("Invalid negative list index {index}")))
+            }
+            _ => Err(invalid(format!(
+                "Invalid null value for list index of {}",
+                column.name
+            ))),
+        }
+    }
+
+    /// `l[i] = v` and `l = l - [v, ...]` on a non-frozen list: cells that
+    /// overwrite or delete existing elements, found by reading the row
+    /// first (as Cassandra does). `None` for every other assignment.
+    #[allow(clippy::too_many_arguments)]
+    fn list_update(
+        &self,
+        table: &TableSchema,
+        key: &PartitionKey,
+        clustering: &Bytes,
+        column: &ColumnSchema,
+        assignment: &Assignment,
+        timestamp: i64,
+        ttl: i64,
+        now_s: i64,
+    ) -> Result<Option<Vec<Cell>>, CqlError> {
+        let CqlType::List(element_ty) = &column.ty else {
+            return Ok(None);
+        };
+        let row_clustering = match column.kind {
+            ColumnKind::Static => Bytes::new(),
+            _ => clustering.clone(),
+        };
+        match assignment {
+            Assignment::SetElement(index, value) => {
+                let index = self.list_index(index, column)?;
+                let elements = self.list_elements(table, key, &row_clustering, column)?;
+                let Some((path, _)) = elements.get(index) else {
+                    return Err(invalid(format!(
+                        "List index {index} out of bound, list has size {}",
+                        elements.len()
+                    )));
+                };
+                let value = match term_value(element_ty, value, &column.name, self.bindings)? {
+                    Value::Set(bytes) => Some(bytes),
+                    Value::Null => None,
+                    Value::NotSet => return Ok(Some(Vec::new())),
+                };
+                Ok(Some(vec![element_cell(
+                    column.id,
+                    path.clone(),
+                    timestamp,
+                    ttl,
+                    now_s,
+                    value,
+                )]))
+            }
+            Assignment::Remove(values) => {
+                let Value::Set(bytes) =
+                    term_value(&column.ty, values, &column.name, self.bindings)?
+                else {
+                    return Ok(Some(Vec::new()));
+                };
+                let doomed = split_collection(&bytes)?;
+                let elements = self.list_elements(table, key, &row_clustering, column)?;
+                Ok(Some(
+                    elements
+                        .into_iter()
+                        .filter(|(_, value)| doomed.contains(value))
+                        .map(|(path, _)| element_cell(column.id, path, timestamp, 0, now_s, None))
+                        .collect(),
+                ))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The cell path of one collection element named in a statement.

@@ -264,6 +264,14 @@ def full(port):
     expect(set(s.execute("SELECT tags FROM coll WHERE k = 1").one().tags) == {"z"}, "collection overwrite")
     s.execute(s.prepare("UPDATE coll SET attrs = attrs + ? WHERE k = ?"), ({"p": 9}, 1))
     expect(dict(s.execute("SELECT attrs FROM coll WHERE k = 1").one().attrs) == {"p": 9, "y": 2}, "prepared map add")
+    # Lists by index and by value (read before write, as in Cassandra).
+    s.execute("UPDATE coll SET events = ['a', 'b', 'c', 'b'] WHERE k = 1")
+    s.execute("UPDATE coll SET events[1] = 'B' WHERE k = 1")
+    s.execute("DELETE events[0] FROM coll WHERE k = 1")
+    expect(list(s.execute("SELECT events FROM coll WHERE k = 1").one().events) == ["B", "c", "b"], "list index set/delete")
+    s.execute("UPDATE coll SET events = events - ['b', 'zz'] WHERE k = 1")
+    expect(list(s.execute("SELECT events FROM coll WHERE k = 1").one().events) == ["B", "c"], "list removal by value")
+    expect_error(InvalidRequest, s, "UPDATE coll SET events[7] = 'x' WHERE k = 1", "out of bound")
     s.execute("UPDATE coll SET tags = null WHERE k = 1")
     expect(s.execute("SELECT tags FROM coll WHERE k = 1").one().tags is None, "collection deleted")
 
