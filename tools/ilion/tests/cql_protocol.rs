@@ -289,20 +289,29 @@ fn v5_query_body(query: &str) -> Vec<u8> {
     body
 }
 
-/// Reads segments until one whole envelope is there; returns it.
-fn read_framed_reply(stream: &mut TcpStream, codec: SegmentCodec, raw: &mut BytesMut) -> Reply {
-    let mut envelopes = Vec::new();
+/// The bytes read from a v5 connection: raw segments, and envelope bytes
+/// taken out of them (one segment may carry several replies).
+#[derive(Default)]
+struct Framed {
+    raw: BytesMut,
+    envelopes: Vec<u8>,
+}
+
+/// Reads segments until one whole envelope is there; returns it and keeps
+/// whatever follows it for the next call.
+fn read_framed_reply(stream: &mut TcpStream, codec: SegmentCodec, framed: &mut Framed) -> Reply {
+    let Framed { raw, envelopes } = framed;
     loop {
         if envelopes.len() >= 9 {
             let len = i32::from_be_bytes(envelopes[5..9].try_into().unwrap()) as usize;
             if envelopes.len() >= 9 + len {
                 let rest = envelopes.split_off(9 + len);
-                assert!(rest.is_empty(), "one envelope per reply here");
+                let envelope = std::mem::replace(envelopes, rest);
                 return Reply {
-                    version: envelopes[0],
-                    stream: i16::from_be_bytes([envelopes[2], envelopes[3]]),
-                    opcode: envelopes[4],
-                    body: envelopes[9..].to_vec(),
+                    version: envelope[0],
+                    stream: i16::from_be_bytes([envelope[2], envelope[3]]),
+                    opcode: envelope[4],
+                    body: envelope[9..].to_vec(),
                 };
             }
         }
@@ -341,7 +350,7 @@ fn v5_segments_carry_envelopes_and_damage_is_refused() {
     );
 
     let codec = SegmentCodec { lz4: true };
-    let mut raw = BytesMut::new();
+    let mut raw = Framed::default();
     // Two queries in one segment: two answers.
     let mut payload = frame(
         5,
