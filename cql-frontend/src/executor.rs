@@ -31,7 +31,7 @@ use crate::schema::{
 };
 use crate::system_tables::virtual_table;
 use crate::types::CqlType;
-use crate::values::{term_value, Bindings};
+use crate::values::{split_tuple, term_value, Bindings};
 
 /// Longest TTL Cassandra accepts (20 years).
 const TTL_MAX_S: i64 = 630_720_000;
@@ -920,11 +920,12 @@ impl Context<'_> {
             }
         }
         clustering_ops.sort_by_key(|op| op.position);
+        let mut slice_so_far: Option<Slice> = None;
         for op in clustering_ops {
             let column = clustering
                 .get(op.position)
                 .ok_or_else(|| invalid("bad clustering position"))?;
-            if r.clustering_slice.is_some() || op.position > r.clustering_depth {
+            if op.position > r.clustering_depth {
                 let previous = clustering
                     .get(op.position.saturating_sub(1))
                     .map_or("", |c| c.name.as_str());
@@ -960,7 +961,7 @@ impl Context<'_> {
                 }
                 Operator::Gt | Operator::Ge | Operator::Lt | Operator::Le => {
                     let descending = column.descending;
-                    let slice = r.pending_slice.get_or_insert_with(|| Slice {
+                    let slice = slice_so_far.get_or_insert_with(|| Slice {
                         position: op.position,
                         descending,
                         lower: None,
@@ -986,7 +987,7 @@ impl Context<'_> {
                 }
             }
         }
-        r.clustering_slice = r.pending_slice.take();
+        r.clustering_slice = slice_so_far;
         Ok(r)
     }
 
@@ -1638,7 +1639,6 @@ struct Restrictions {
     clustering_prefixes: Vec<Vec<Bytes>>,
     clustering_depth: usize,
     clustering_slice: Option<Slice>,
-    pending_slice: Option<Slice>,
     filters: Vec<(ColumnSchema, Bytes)>,
     token_start: Bound<i64>,
     token_end: Bound<i64>,
@@ -1652,7 +1652,6 @@ impl Default for Restrictions {
             clustering_prefixes: vec![Vec::new()],
             clustering_depth: 0,
             clustering_slice: None,
-            pending_slice: None,
             filters: Vec::new(),
             token_start: Bound::Unbounded,
             token_end: Bound::Unbounded,
@@ -1830,31 +1829,6 @@ fn encode_prefix(columns: &[&ColumnSchema], values: &[Bytes]) -> Result<Vec<u8>,
             .map_err(|e| invalid(e.0))?;
     }
     Ok(out)
-}
-
-/// The components of a serialized tuple (`None` for a null component).
-fn split_tuple(bytes: &[u8]) -> Result<Vec<Option<Bytes>>, CqlError> {
-    let mut parts = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let Some((length, tail)) = rest.split_first_chunk::<4>() else {
-            return Err(invalid("malformed tuple value"));
-        };
-        let length = i32::from_be_bytes(*length);
-        if length < 0 {
-            parts.push(None);
-            rest = tail;
-            continue;
-        }
-        let length = length as usize;
-        let (part, tail) = (tail.get(..length), tail.get(length..));
-        let (Some(part), Some(tail)) = (part, tail) else {
-            return Err(invalid("malformed tuple value"));
-        };
-        parts.push(Some(Bytes::copy_from_slice(part)));
-        rest = tail;
-    }
-    Ok(parts)
 }
 
 fn key_from_components(components: &[Bytes]) -> Result<PartitionKey, CqlError> {

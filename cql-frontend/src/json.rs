@@ -114,10 +114,7 @@ pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
         CqlType::Boolean => (bytes.first().copied().unwrap_or(0) != 0).to_string(),
         CqlType::Text | CqlType::Ascii => quote(&String::from_utf8_lossy(bytes)),
         CqlType::Uuid | CqlType::TimeUuid => quote(&uuid_text(bytes)),
-        CqlType::Blob => quote(&format!(
-            "0x{}",
-            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        )),
+        CqlType::Blob => hex(bytes),
         CqlType::Inet => quote(&match bytes.len() {
             4 => std::net::Ipv4Addr::from(be::<4>(bytes)).to_string(),
             _ => std::net::Ipv6Addr::from(be::<16>(bytes)).to_string(),
@@ -170,56 +167,43 @@ pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
             format!("{{{}}}", items.join(", "))
         }
         CqlType::Tuple(types) => {
-            let mut items = Vec::new();
-            let mut at = 0;
-            for item_ty in types {
-                let Some(len) = bytes
-                    .get(at..at + 4)
-                    .map(|b| i32::from_be_bytes(be::<4>(b)))
-                else {
-                    break;
-                };
-                at += 4;
-                if len < 0 {
-                    items.push("null".to_owned());
-                    continue;
-                }
-                let len = len as usize;
-                items.push(render(item_ty, bytes.get(at..at + len).unwrap_or_default()));
-                at += len;
-            }
+            let Ok(parts) = crate::values::split_tuple(bytes) else {
+                return hex(bytes);
+            };
+            let items: Vec<String> = types
+                .iter()
+                .zip(&parts)
+                .map(|(ty, part)| part.as_ref().map_or("null".to_owned(), |p| render(ty, p)))
+                .collect();
             format!("[{}]", items.join(", "))
         }
         CqlType::UserType(udt) => {
-            let mut items = Vec::new();
-            let mut at = 0;
-            for (name, field_ty) in &udt.fields {
-                let Some(len) = bytes
-                    .get(at..at + 4)
-                    .map(|b| i32::from_be_bytes(be::<4>(b)))
-                else {
-                    break;
-                };
-                at += 4;
-                let value = if len < 0 {
-                    "null".to_owned()
-                } else {
-                    let len = len as usize;
-                    let rendered = render(field_ty, bytes.get(at..at + len).unwrap_or_default());
-                    at += len;
-                    rendered
-                };
-                items.push(format!("{}: {value}", quote(name)));
-            }
+            let Ok(parts) = crate::values::split_tuple(bytes) else {
+                return hex(bytes);
+            };
+            let items: Vec<String> = udt
+                .fields
+                .iter()
+                .zip(&parts)
+                .map(|((name, ty), part)| {
+                    let value = part.as_ref().map_or("null".to_owned(), |p| render(ty, p));
+                    format!("{}: {value}", quote(name))
+                })
+                .collect();
             format!("{{{}}}", items.join(", "))
         }
         CqlType::Decimal | CqlType::Duration | CqlType::Frozen(_) | CqlType::UserTypeName(_) => {
-            quote(&format!(
-                "0x{}",
-                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-            ))
+            hex(bytes)
         }
     }
+}
+
+/// Bytes as a quoted `0x...` JSON string.
+fn hex(bytes: &[u8]) -> String {
+    quote(&format!(
+        "0x{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ))
 }
 
 fn elements_pairs(bytes: &[u8]) -> Vec<(Bytes, Bytes)> {

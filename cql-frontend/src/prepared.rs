@@ -37,6 +37,8 @@ pub struct Prepared {
     pub binds: Vec<ColumnSpec>,
     pub partition_key_indexes: Vec<u16>,
     pub result_columns: Option<Vec<ColumnSpec>>,
+    /// The v5 result metadata id of `result_columns`, computed once here.
+    pub result_metadata_id: [u8; 16],
 }
 
 /// A cached statement and when it was last used.
@@ -84,9 +86,7 @@ impl PreparedCache {
 /// The id of a query text in a keyspace.
 fn statement_id(keyspace: Option<&str>, query: &str) -> [u8; 16] {
     let text = format!("{}\u{0}{query}", keyspace.unwrap_or(""));
-    let high = replication::murmur3::murmur3_hash(text.as_bytes()) as u64;
-    let low = replication::murmur3::murmur3_hash(format!("#{text}").as_bytes()) as u64;
-    (u128::from(high) << 64 | u128::from(low)).to_be_bytes()
+    crate::results::fingerprint(text.as_bytes())
 }
 
 /// Prepares `query`; returns its id and description.
@@ -107,6 +107,9 @@ pub fn prepare(
         statement,
         binds,
         partition_key_indexes,
+        result_metadata_id: crate::results::metadata_id(
+            result_columns.as_deref().unwrap_or_default(),
+        ),
         result_columns,
     };
     Ok((id, node.prepared.insert(id, prepared)))
@@ -502,8 +505,7 @@ pub fn prepared_result(id: &[u8; 16], prepared: &Prepared, version: u8) -> Bytes
     w.write_int(0x0004);
     w.write_short_bytes(id);
     if version >= 5 {
-        let columns = prepared.result_columns.as_deref().unwrap_or_default();
-        w.write_short_bytes(&crate::results::metadata_id(columns));
+        w.write_short_bytes(&prepared.result_metadata_id);
     }
     // Bind variable metadata.
     w.write_int(global_flag(&prepared.binds));

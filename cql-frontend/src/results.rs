@@ -46,14 +46,14 @@ impl SchemaChange {
     }
 }
 
-/// What the client said about the metadata of rows it expects.
+/// How the metadata of rows is written back.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MetadataRequest {
     /// The client holds the metadata already (the SKIP_METADATA flag).
     pub skip: bool,
-    /// v5 EXECUTE: the result metadata id the client holds. When it is not
-    /// the current one the full metadata is sent with the new id.
-    pub client_id: Option<Bytes>,
+    /// v5 EXECUTE: the client's result metadata id was not the statement's
+    /// current one, so the full metadata goes back with this new id.
+    pub changed_id: Option<[u8; 16]>,
 }
 
 impl MetadataRequest {
@@ -99,10 +99,7 @@ impl ResultBody {
             ResultBody::Void => w.write_int(0x0001),
             ResultBody::Rows(rows) => {
                 w.write_int(0x0002);
-                let changed = metadata.client_id.as_ref().and_then(|held| {
-                    let current = metadata_id(&rows.columns);
-                    (held.as_ref() != current).then_some(current)
-                });
+                let changed = metadata.changed_id;
                 write_rows(rows, w, metadata.skip && changed.is_none(), changed);
             }
             ResultBody::SetKeyspace(keyspace) => {

@@ -12,6 +12,7 @@ use crate::cql::ast::{RoleOptions, Statement};
 use crate::node::{Node, Session};
 use crate::protocol::error::CqlError;
 use crate::results::{ColumnSpec, ResultBody, Rows};
+use crate::system_tables::{boolean, text};
 use crate::types::CqlType;
 
 fn invalid(message: impl Into<String>) -> CqlError {
@@ -138,14 +139,6 @@ fn spec(name: &str, ty: CqlType) -> ColumnSpec {
         name: name.into(),
         ty,
     }
-}
-
-fn boolean(value: bool) -> Option<Bytes> {
-    Some(Bytes::copy_from_slice(&[u8::from(value)]))
-}
-
-fn text(value: &str) -> Option<Bytes> {
-    Some(Bytes::copy_from_slice(value.as_bytes()))
 }
 
 fn list(

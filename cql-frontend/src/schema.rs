@@ -590,11 +590,10 @@ impl Catalog {
         for udt in self.types.values() {
             text.push_str(&format!("{udt:?}"));
         }
-        let high = replication::murmur3::murmur3_hash(text.as_bytes()) as u64;
-        let low = replication::murmur3::murmur3_hash(format!("v{text}").as_bytes()) as u64;
         // A name-based (version 3) UUID layout.
-        let id =
-            (u128::from(high) << 64 | u128::from(low)) & !(0xf000u128 << 64) | (0x3000u128 << 64);
+        let id = u128::from_be_bytes(crate::results::fingerprint(text.as_bytes()))
+            & !(0xf000u128 << 64)
+            | (0x3000u128 << 64);
         self.version = id & !(0xc000u128 << 48) | (0x8000u128 << 48);
     }
 
@@ -783,15 +782,7 @@ impl Catalog {
         else {
             return Err(CqlError::Server("not a CREATE TABLE".into()));
         };
-        let keyspace = resolve_keyspace(name, current_keyspace)?;
-        if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
-            return Err(CqlError::Unauthorized(format!(
-                "Cannot create tables in system keyspace {keyspace}"
-            )));
-        }
-        if !self.keyspaces.contains_key(&keyspace) {
-            return Err(invalid(format!("Keyspace '{keyspace}' doesn't exist")));
-        }
+        let keyspace = self.keyspace_for_new(name, current_keyspace, "tables")?;
         if self
             .tables
             .contains_key(&(keyspace.clone(), name.name.clone()))
@@ -845,6 +836,26 @@ impl Catalog {
             .insert((keyspace, name.name.clone()), table.clone());
         self.refresh_version();
         Ok(Some(table))
+    }
+
+    /// The keyspace a new table or type named `name` goes into: an existing
+    /// keyspace that is not a system one.
+    fn keyspace_for_new(
+        &self,
+        name: &QualifiedName,
+        current_keyspace: Option<&str>,
+        kind: &str,
+    ) -> Result<String, CqlError> {
+        let keyspace = resolve_keyspace(name, current_keyspace)?;
+        if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
+            return Err(CqlError::Unauthorized(format!(
+                "Cannot create {kind} in system keyspace {keyspace}"
+            )));
+        }
+        if !self.keyspaces.contains_key(&keyspace) {
+            return Err(invalid(format!("Keyspace '{keyspace}' doesn't exist")));
+        }
+        Ok(keyspace)
     }
 
     /// `ty` with every user-defined type name resolved in `keyspace`.
@@ -928,15 +939,7 @@ impl Catalog {
         fields: &[(String, CqlType)],
         current_keyspace: Option<&str>,
     ) -> Result<Option<Arc<UserType>>, CqlError> {
-        let keyspace = resolve_keyspace(name, current_keyspace)?;
-        if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
-            return Err(CqlError::Unauthorized(format!(
-                "Cannot create types in system keyspace {keyspace}"
-            )));
-        }
-        if !self.keyspaces.contains_key(&keyspace) {
-            return Err(invalid(format!("Keyspace '{keyspace}' doesn't exist")));
-        }
+        let keyspace = self.keyspace_for_new(name, current_keyspace, "types")?;
         if self
             .types
             .contains_key(&(keyspace.clone(), name.name.clone()))
@@ -1006,19 +1009,7 @@ impl Catalog {
                 )));
             }
         }
-        let row = Row {
-            clustering: type_clustering(&name.name),
-            deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
-            cells: vec![],
-        };
-        store_schema_update(
-            engine,
-            &keyspace,
-            PartitionUpdate {
-                rows: vec![row],
-                ..Default::default()
-            },
-        )?;
+        delete_schema_row(engine, &keyspace, type_clustering(&name.name))?;
         self.types.remove(&key);
         self.refresh_version();
         Ok(true)
@@ -1042,18 +1033,10 @@ impl Catalog {
                 name.name
             )));
         };
-        let row = Row {
-            clustering: Bytes::from(name.name.clone().into_bytes()),
-            deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
-            cells: vec![],
-        };
-        store_schema_update(
+        delete_schema_row(
             engine,
             &keyspace,
-            PartitionUpdate {
-                rows: vec![row],
-                ..Default::default()
-            },
+            Bytes::from(name.name.clone().into_bytes()),
         )?;
         let _ = engine.drop_table(table.table_id());
         self.refresh_version();
@@ -1089,6 +1072,21 @@ fn write_schema_row(
     }
     let update = PartitionUpdate {
         rows: vec![Row::new(clustering, cells)],
+        ..Default::default()
+    };
+    store_schema_update(engine, keyspace, update)
+}
+
+/// Deletes one definition (a table's or a type's row) from its keyspace's
+/// schema partition.
+fn delete_schema_row(engine: &Engine, keyspace: &str, clustering: Bytes) -> Result<(), CqlError> {
+    let row = Row {
+        clustering,
+        deletion: Some(DeletionTime::new(now_micros(), now_micros() / 1_000_000)),
+        cells: vec![],
+    };
+    let update = PartitionUpdate {
+        rows: vec![row],
         ..Default::default()
     };
     store_schema_update(engine, keyspace, update)

@@ -18,7 +18,7 @@ pub struct VirtualTable {
     pub rows: Vec<Vec<Option<Bytes>>>,
 }
 
-fn text(s: &str) -> Option<Bytes> {
+pub(crate) fn text(s: &str) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(s.as_bytes()))
 }
 
@@ -30,7 +30,7 @@ fn double(v: f64) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(&v.to_be_bytes()))
 }
 
-fn boolean(v: bool) -> Option<Bytes> {
+pub(crate) fn boolean(v: bool) -> Option<Bytes> {
     Some(Bytes::copy_from_slice(&[u8::from(v)]))
 }
 

@@ -570,7 +570,7 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, versio
             });
             let metadata = MetadataRequest {
                 skip: params.skip_metadata,
-                client_id: None,
+                changed_id: None,
             };
             match result {
                 Ok(body) => Response::Result(body, metadata),
@@ -606,9 +606,12 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, versio
             }
             let result =
                 executor::execute_statement(node, &mut current, &prepared.statement, &params);
+            let current = prepared.result_metadata_id;
             let metadata = MetadataRequest {
                 skip: params.skip_metadata,
-                client_id: result_metadata_id,
+                changed_id: result_metadata_id
+                    .filter(|held| held.as_ref() != current)
+                    .map(|_| current),
             };
             match result {
                 Ok(body) => Response::Result(body, metadata),

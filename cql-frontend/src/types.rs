@@ -389,7 +389,7 @@ impl TypeParser<'_> {
         rest[..len].to_ascii_lowercase()
     }
 
-    fn expect(&mut self, c: char) -> Result<(), TypeError> {
+    fn expect_char(&mut self, c: char) -> Result<(), TypeError> {
         self.skip_space();
         if self.text[self.at..].starts_with(c) {
             self.at += c.len_utf8();
@@ -423,9 +423,9 @@ impl TypeParser<'_> {
             "uuid" => CqlType::Uuid,
             "varint" => CqlType::VarInt,
             "list" | "set" | "frozen" => {
-                self.expect('<')?;
+                self.expect_char('<')?;
                 let inner = self.parse_type()?;
-                self.expect('>')?;
+                self.expect_char('>')?;
                 match name.as_str() {
                     "list" => CqlType::List(Box::new(inner)),
                     "set" => CqlType::Set(Box::new(inner)),
@@ -433,15 +433,15 @@ impl TypeParser<'_> {
                 }
             }
             "map" => {
-                self.expect('<')?;
+                self.expect_char('<')?;
                 let key = self.parse_type()?;
-                self.expect(',')?;
+                self.expect_char(',')?;
                 let value = self.parse_type()?;
-                self.expect('>')?;
+                self.expect_char('>')?;
                 CqlType::Map(Box::new(key), Box::new(value))
             }
             "tuple" => {
-                self.expect('<')?;
+                self.expect_char('<')?;
                 let mut items = vec![self.parse_type()?];
                 loop {
                     self.skip_space();
@@ -449,7 +449,7 @@ impl TypeParser<'_> {
                         self.at += 1;
                         break;
                     }
-                    self.expect(',')?;
+                    self.expect_char(',')?;
                     items.push(self.parse_type()?);
                 }
                 CqlType::Tuple(items)

@@ -77,15 +77,10 @@ pub fn term_value(
                 &encoded.iter().map(|b| vec![b.clone()]).collect::<Vec<_>>(),
             )))
         }
-        Term::Map(entries) if matches!(ty.unfrozen(), CqlType::UserType(_)) => {
-            let CqlType::UserType(udt) = ty.unfrozen() else {
-                return Err(invalid("internal error: not a user type"));
-            };
-            user_type_value(udt, entries, column, bindings)
-        }
         Term::Map(entries) => {
             let (key_ty, value_ty) = match ty.unfrozen() {
                 CqlType::Map(k, v) => (k, v),
+                CqlType::UserType(udt) => return user_type_value(udt, entries, column, bindings),
                 // `{}` parses as an empty map; it is also an empty set.
                 CqlType::Set(_) if entries.is_empty() => return Ok(Value::Set(collection(&[]))),
                 other => {
@@ -479,6 +474,31 @@ fn parse_timestamp_ms(text: &str) -> Option<i64> {
         millis_of_day = ((h * 60 + m) * 60 + s) * 1000 + ms;
     }
     Some(days * 86_400_000 + millis_of_day - offset_minutes * 60_000)
+}
+
+/// The components of a serialized tuple (`None` for a null component).
+pub fn split_tuple(bytes: &[u8]) -> Result<Vec<Option<Bytes>>, CqlError> {
+    let mut parts = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let Some((length, tail)) = rest.split_first_chunk::<4>() else {
+            return Err(invalid("malformed tuple value"));
+        };
+        let length = i32::from_be_bytes(*length);
+        if length < 0 {
+            parts.push(None);
+            rest = tail;
+            continue;
+        }
+        let length = length as usize;
+        let (part, tail) = (tail.get(..length), tail.get(length..));
+        let (Some(part), Some(tail)) = (part, tail) else {
+            return Err(invalid("malformed tuple value"));
+        };
+        parts.push(Some(Bytes::copy_from_slice(part)));
+        rest = tail;
+    }
+    Ok(parts)
 }
 
 /// A user-defined type literal `{field: value, ...}`: every field in

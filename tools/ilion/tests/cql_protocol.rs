@@ -46,6 +46,16 @@ fn startup_body() -> Vec<u8> {
     body
 }
 
+/// STARTUP options asking for `algorithm` compression.
+fn compressed_startup_body(algorithm: &str) -> Vec<u8> {
+    let mut body = 2u16.to_be_bytes().to_vec();
+    body.extend(string("CQL_VERSION"));
+    body.extend(string("3.4.7"));
+    body.extend(string("COMPRESSION"));
+    body.extend(string(algorithm));
+    body
+}
+
 fn query_body(query: &str) -> Vec<u8> {
     let mut body = (query.len() as i32).to_be_bytes().to_vec();
     body.extend_from_slice(query.as_bytes());
@@ -336,12 +346,8 @@ fn v5_segments_carry_envelopes_and_damage_is_refused() {
     let mut node = Node::start(&dir.path().join("n"), &[]);
     node.wait_ready(START_LIMIT);
     let mut s = connect(&node);
-    let mut startup = 2u16.to_be_bytes().to_vec();
-    startup.extend(string("CQL_VERSION"));
-    startup.extend(string("3.4.7"));
-    startup.extend(string("COMPRESSION"));
-    startup.extend(string("lz4"));
-    s.write_all(&frame(5, 1, 0x01, &startup)).unwrap();
+    s.write_all(&frame(5, 1, 0x01, &compressed_startup_body("lz4")))
+        .unwrap();
     let ready = read_reply(&mut s).unwrap();
     assert_eq!(
         (ready.version, ready.opcode),
@@ -420,12 +426,8 @@ fn snappy_compression_on_v4() {
     let mut node = Node::start(&dir.path().join("n"), &[]);
     node.wait_ready(START_LIMIT);
     let mut s = connect(&node);
-    let mut startup = 2u16.to_be_bytes().to_vec();
-    startup.extend(string("CQL_VERSION"));
-    startup.extend(string("3.4.7"));
-    startup.extend(string("COMPRESSION"));
-    startup.extend(string("snappy"));
-    s.write_all(&frame(4, 1, 0x01, &startup)).unwrap();
+    s.write_all(&frame(4, 1, 0x01, &compressed_startup_body("snappy")))
+        .unwrap();
     assert_eq!(read_reply(&mut s).unwrap().opcode, 0x02);
     let body = snap::raw::Encoder::new()
         .compress_vec(&query_body("SELECT * FROM system.local"))
