@@ -10,7 +10,9 @@
 use std::ops::Bound;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use replication::{ConsistencyLevel, CoordinatorError, Placement};
+use std::time::Instant;
+
+use replication::{ConsistencyLevel, CoordinatorError, Placement, ReadTerms, WriteType};
 use storage_lsm::model::{
     Cell, CellValue, ClusteringBound, ClusteringRange, DeletionTime, Mutation, PartitionKey,
     PartitionUpdate, RangeTombstone, Row,
@@ -60,6 +62,30 @@ fn coordinator_error(error: CoordinatorError) -> CqlError {
             required: required as i32,
             alive: alive as i32,
         },
+        CoordinatorError::WriteTimeout {
+            consistency,
+            received,
+            required,
+            write_type,
+        } => CqlError::WriteTimeout {
+            message: format!("Operation timed out - received only {received} responses."),
+            consistency: consistency.code(),
+            received: received as i32,
+            block_for: required as i32,
+            write_type: write_type.name(),
+        },
+        CoordinatorError::ReadTimeout {
+            consistency,
+            received,
+            required,
+            data_present,
+        } => CqlError::ReadTimeout {
+            message: format!("Operation timed out - received only {received} responses."),
+            consistency: consistency.code(),
+            received: received as i32,
+            block_for: required as i32,
+            data_present,
+        },
         CoordinatorError::Storage(error) => CqlError::Server(format!("storage error: {error}")),
     }
 }
@@ -92,6 +118,7 @@ pub fn execute_statement(
         params,
         consistency,
         bindings,
+        started: Instant::now(),
     };
     let result = context.run(session, statement);
     if let Ok(ResultBody::SchemaChange(change)) = &result {
@@ -108,6 +135,8 @@ struct Context<'a> {
     params: &'a QueryParameters,
     consistency: ConsistencyLevel,
     bindings: Bindings<'a>,
+    /// When the request arrived: its deadlines count from here.
+    started: Instant,
 }
 
 impl Context<'_> {
@@ -212,6 +241,46 @@ impl Context<'_> {
                     ResultBody::Void
                 })
             }
+            Statement::AlterTable {
+                name,
+                if_exists,
+                change,
+            } => {
+                let altered = self.node.catalog.write().alter_table(
+                    engine,
+                    name,
+                    *if_exists,
+                    change,
+                    session.keyspace.as_deref(),
+                )?;
+                // Prepared statements describe the old columns: drivers
+                // prepare again when told Unprepared.
+                self.node.prepared.clear();
+                Ok(match altered {
+                    Some(table) => {
+                        schema_change("UPDATED", "TABLE", &table.keyspace, Some(&table.name))
+                    }
+                    None => ResultBody::Void,
+                })
+            }
+            Statement::AlterType {
+                name,
+                if_exists,
+                change,
+            } => {
+                let altered = self.node.catalog.write().alter_type(
+                    engine,
+                    name,
+                    *if_exists,
+                    change,
+                    session.keyspace.as_deref(),
+                )?;
+                self.node.prepared.clear();
+                Ok(match altered {
+                    Some(udt) => schema_change("UPDATED", "TYPE", &udt.keyspace, Some(&udt.name)),
+                    None => ResultBody::Void,
+                })
+            }
             Statement::DropTable { name, if_exists } => {
                 let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
                 let dropped = self.node.catalog.write().drop_table(
@@ -235,19 +304,24 @@ impl Context<'_> {
             }
             Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {
                 let (table, mutation) = self.mutation(session, statement, None)?;
-                self.write(&table, mutation)?;
+                self.write(&table, mutation, WriteType::Simple)?;
                 Ok(ResultBody::Void)
             }
             Statement::Batch {
-                using, statements, ..
+                using,
+                statements,
+                logged,
             } => {
+                let write_type = if *logged {
+                    WriteType::Batch
+                } else {
+                    WriteType::UnloggedBatch
+                };
                 let mut mutations = Vec::with_capacity(statements.len());
                 for inner in statements {
                     mutations.push(self.mutation(session, inner, Some(using))?);
                 }
-                for (table, mutation) in mutations {
-                    self.write(&table, mutation)?;
-                }
+                self.write_all(mutations, write_type)?;
                 Ok(ResultBody::Void)
             }
             Statement::Select { .. } => self.select(session, statement),
@@ -283,11 +357,54 @@ impl Context<'_> {
         Placement { replication_factor }
     }
 
-    fn write(&self, table: &TableSchema, mutation: Mutation) -> Result<(), CqlError> {
+    fn write(
+        &self,
+        table: &TableSchema,
+        mutation: Mutation,
+        write_type: WriteType,
+    ) -> Result<(), CqlError> {
+        let deadline = self.started + self.node.coordinator.timeouts().write;
         self.node
             .coordinator
-            .write(mutation, self.placement(table), self.consistency)
+            .write(
+                mutation,
+                self.placement(table),
+                self.consistency,
+                write_type,
+                deadline,
+            )
             .map_err(coordinator_error)
+    }
+
+    /// Writes every mutation of a batch. A timeout does not stop the batch
+    /// half way (the rest would be lost for no reason): all are sent, and
+    /// the first timeout is the answer.
+    fn write_all(
+        &self,
+        mutations: Vec<(std::sync::Arc<TableSchema>, Mutation)>,
+        write_type: WriteType,
+    ) -> Result<(), CqlError> {
+        let mut timed_out = None;
+        for (table, mutation) in mutations {
+            match self.write(&table, mutation, write_type) {
+                Ok(()) => {}
+                Err(error @ CqlError::WriteTimeout { .. }) => {
+                    timed_out.get_or_insert(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        timed_out.map_or(Ok(()), Err)
+    }
+
+    /// When a single-partition read must have finished.
+    fn read_deadline(&self) -> Instant {
+        self.started + self.node.coordinator.timeouts().read
+    }
+
+    /// When a token-range read must have finished.
+    fn range_deadline(&self) -> Instant {
+        self.started + self.node.coordinator.timeouts().range
     }
 
     fn int_option(&self, term: &Term, what: &str) -> Result<i64, CqlError> {
@@ -870,15 +987,29 @@ impl Context<'_> {
                     let schema = table
                         .column(column)
                         .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
+                    if *op == Operator::Ne {
+                        return Err(invalid(format!(
+                            "Unsupported \"!=\" relation on column {column}"
+                        )));
+                    }
                     let values = self.relation_values(schema, *op, value)?;
                     match schema.kind {
-                        ColumnKind::PartitionKey => {
-                            if !matches!(op, Operator::Eq | Operator::In) {
-                                return Err(invalid("Only EQ and IN relation are supported on the partition key (unless you use the token() function)"));
-                            }
+                        ColumnKind::PartitionKey if matches!(op, Operator::Eq | Operator::In) => {
+                            r.partition_relations
+                                .push(Filter::new(schema, *op, values.clone())?);
                             r.partition.push((schema.position as usize, values));
                         }
+                        ColumnKind::PartitionKey => {
+                            r.filters.push(Filter::new(schema, *op, values)?);
+                        }
+                        ColumnKind::Clustering
+                            if matches!(op, Operator::Contains | Operator::ContainsKey) =>
+                        {
+                            r.filters.push(Filter::new(schema, *op, values)?);
+                        }
                         ColumnKind::Clustering => {
+                            r.clustering_relations
+                                .push(Filter::new(schema, *op, values.clone())?);
                             let tuples = values.into_iter().map(|v| vec![v]).collect();
                             clustering_ops.push(ClusteringOp {
                                 position: schema.position as usize,
@@ -887,16 +1018,7 @@ impl Context<'_> {
                                 tuples,
                             });
                         }
-                        _ => {
-                            if *op != Operator::Eq {
-                                return Err(CqlError::not_yet_supported(
-                                    "filtering on regular columns with operators other than =",
-                                ));
-                            }
-                            for v in values {
-                                r.filters.push((schema.clone(), v));
-                            }
-                        }
+                        _ => r.filters.push(Filter::new(schema, *op, values)?),
                     }
                 }
                 Relation::Token { op, value, .. } => {
@@ -915,6 +1037,7 @@ impl Context<'_> {
                     r.has_token = true;
                 }
                 Relation::MultiColumn { columns, op, value } => {
+                    r.has_multi_column = true;
                     clustering_ops.push(self.multi_column_op(&clustering, columns, *op, value)?);
                 }
             }
@@ -1099,8 +1222,17 @@ impl Context<'_> {
         op: Operator,
         term: &Term,
     ) -> Result<Vec<Bytes>, CqlError> {
+        // CONTAINS compares with an element, CONTAINS KEY with a key.
+        let ty = match (op, column.ty.unfrozen()) {
+            (
+                Operator::Contains,
+                CqlType::List(item) | CqlType::Set(item) | CqlType::Map(_, item),
+            ) => item.as_ref(),
+            (Operator::ContainsKey, CqlType::Map(key, _)) => key.as_ref(),
+            _ => &column.ty,
+        };
         let one = |term: &Term| -> Result<Bytes, CqlError> {
-            match term_value(&column.ty, term, &column.name, self.bindings)? {
+            match term_value(ty, term, &column.name, self.bindings)? {
                 Value::Set(bytes) => Ok(bytes),
                 _ => Err(invalid(format!(
                     "Invalid null value in condition for column {}",
@@ -1113,7 +1245,7 @@ impl Context<'_> {
                 items.iter().map(one).collect()
             }
             (Operator::In, Term::Bind(_)) => match term_value(
-                &CqlType::List(Box::new(column.ty.clone())),
+                &CqlType::List(Box::new(ty.clone())),
                 term,
                 &column.name,
                 self.bindings,
@@ -1183,7 +1315,8 @@ impl Context<'_> {
             return self.select_virtual(table, selectors, relations, limit);
         }
         let table = self.table(name, session)?;
-        let restrictions = self.restrictions(&table, relations)?;
+        let mut restrictions = self.restrictions(&table, relations)?;
+        restrictions.scan_with_filters(&table)?;
         if !restrictions.filters.is_empty() && !allow_filtering {
             return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
         }
@@ -1294,8 +1427,11 @@ impl Context<'_> {
                         &range,
                         resume.as_ref(),
                         page_rows,
-                        placement,
-                        self.consistency,
+                        ReadTerms {
+                            placement,
+                            consistency: self.consistency,
+                            deadline: self.range_deadline(),
+                        },
                     )
                     .map_err(coordinator_error)?;
                 let returned: usize = page.partitions.iter().map(|p| p.rows.len().max(1)).sum();
@@ -1471,7 +1607,16 @@ impl Context<'_> {
             let result = self
                 .node
                 .coordinator
-                .read(table.table_id(), key, &query, placement, self.consistency)
+                .read(
+                    table.table_id(),
+                    key,
+                    &query,
+                    ReadTerms {
+                        placement,
+                        consistency: self.consistency,
+                        deadline: self.read_deadline(),
+                    },
+                )
                 .map_err(coordinator_error)?;
             match (&mut merged, result) {
                 (_, None) => {}
@@ -1619,6 +1764,106 @@ struct Slice {
 
 /// One restriction on clustering columns, before they are combined:
 /// `width` columns from `position`, with one tuple (=, slices) or several (IN).
+/// A restriction checked on each row: `column op value` (several values
+/// for IN).
+#[derive(Debug, Clone)]
+struct Filter {
+    column: ColumnSchema,
+    op: Operator,
+    values: Vec<Bytes>,
+}
+
+impl Filter {
+    fn new(column: &ColumnSchema, op: Operator, values: Vec<Bytes>) -> Result<Filter, CqlError> {
+        let collection = matches!(
+            column.ty.unfrozen(),
+            CqlType::List(_) | CqlType::Set(_) | CqlType::Map(..)
+        );
+        match op {
+            Operator::Contains if !collection => Err(invalid(format!(
+                "Cannot use CONTAINS on non-collection column {}",
+                column.name
+            ))),
+            Operator::ContainsKey if !matches!(column.ty.unfrozen(), CqlType::Map(..)) => {
+                Err(invalid(format!(
+                    "Cannot use CONTAINS KEY on non-map column {}",
+                    column.name
+                )))
+            }
+            Operator::Lt | Operator::Le | Operator::Gt | Operator::Ge
+                if column.ty.is_multi_cell() =>
+            {
+                Err(invalid(format!(
+                    "Slice restrictions are not supported on non-frozen collection column {}",
+                    column.name
+                )))
+            }
+            _ => Ok(Filter {
+                column: column.clone(),
+                op,
+                values,
+            }),
+        }
+    }
+
+    /// Whether a row whose column holds `value` passes (a null never does).
+    fn matches(&self, value: Option<&Bytes>) -> bool {
+        let Some(value) = value else {
+            return false;
+        };
+        let ty = &self.column.ty;
+        let comparable = |ty: &CqlType, bytes: &[u8]| {
+            let mut out = Vec::new();
+            ty.encode_comparable(bytes, false, &mut out)
+                .ok()
+                .map(|()| out)
+        };
+        match self.op {
+            Operator::Contains | Operator::ContainsKey => {
+                let (element_ty, entries) = match (ty.unfrozen(), self.op) {
+                    (CqlType::Map(key, _), Operator::ContainsKey) => (
+                        key.as_ref(),
+                        split_entries(value, 2)
+                            .map(|e| e.into_iter().step_by(2).collect::<Vec<_>>()),
+                    ),
+                    (CqlType::Map(_, item), _) => (
+                        item.as_ref(),
+                        split_entries(value, 2).map(|e| e.into_iter().skip(1).step_by(2).collect()),
+                    ),
+                    (CqlType::List(item) | CqlType::Set(item), _) => {
+                        (item.as_ref(), split_collection(value))
+                    }
+                    _ => return false,
+                };
+                let Ok(entries) = entries else { return false };
+                self.values.iter().all(|wanted| {
+                    let wanted = comparable(element_ty, wanted);
+                    entries
+                        .iter()
+                        .any(|e| wanted.is_some() && comparable(element_ty, e) == wanted)
+                })
+            }
+            op => {
+                let Some(actual) = comparable(ty, value) else {
+                    return false;
+                };
+                self.values.iter().any(|wanted| {
+                    let Some(wanted) = comparable(ty, wanted) else {
+                        return false;
+                    };
+                    match op {
+                        Operator::Lt => actual < wanted,
+                        Operator::Le => actual <= wanted,
+                        Operator::Gt => actual > wanted,
+                        Operator::Ge => actual >= wanted,
+                        _ => actual == wanted,
+                    }
+                })
+            }
+        }
+    }
+}
+
 struct ClusteringOp {
     position: usize,
     width: usize,
@@ -1639,7 +1884,15 @@ struct Restrictions {
     clustering_prefixes: Vec<Vec<Bytes>>,
     clustering_depth: usize,
     clustering_slice: Option<Slice>,
-    filters: Vec<(ColumnSchema, Bytes)>,
+    /// Restrictions checked row by row (they need ALLOW FILTERING).
+    filters: Vec<Filter>,
+    /// The partition key relations (=, IN), kept to become filters when
+    /// the key is not restricted whole.
+    partition_relations: Vec<Filter>,
+    /// The single-column clustering relations, kept to become filters in a
+    /// scan.
+    clustering_relations: Vec<Filter>,
+    has_multi_column: bool,
     token_start: Bound<i64>,
     token_end: Bound<i64>,
     has_token: bool,
@@ -1653,6 +1906,9 @@ impl Default for Restrictions {
             clustering_depth: 0,
             clustering_slice: None,
             filters: Vec::new(),
+            partition_relations: Vec::new(),
+            clustering_relations: Vec::new(),
+            has_multi_column: false,
             token_start: Bound::Unbounded,
             token_end: Bound::Unbounded,
             has_token: false,
@@ -1661,6 +1917,27 @@ impl Default for Restrictions {
 }
 
 impl Restrictions {
+    /// When the partition key is not restricted whole, the read is a scan:
+    /// the key and clustering relations it has become row filters (which
+    /// need ALLOW FILTERING, as in Cassandra).
+    fn scan_with_filters(&mut self, table: &TableSchema) -> Result<(), CqlError> {
+        if self.partition.len() == table.partition_key().count() {
+            return Ok(());
+        }
+        if self.has_multi_column {
+            return Err(CqlError::not_yet_supported(
+                "multi-column relations without the whole partition key",
+            ));
+        }
+        self.partition.clear();
+        self.filters.append(&mut self.partition_relations);
+        self.filters.append(&mut self.clustering_relations);
+        self.clustering_prefixes = vec![Vec::new()];
+        self.clustering_depth = 0;
+        self.clustering_slice = None;
+        Ok(())
+    }
+
     fn partition_keys(&self, table: &TableSchema) -> Result<Vec<PartitionKey>, CqlError> {
         let mut combos: Vec<Vec<Bytes>> = vec![Vec::new()];
         for column in table.partition_key() {
@@ -2797,7 +3074,7 @@ fn materialize(
     partition: &PartitionRows,
     projection: &[Projected],
     shape: &Shape,
-    filters: &[(ColumnSchema, Bytes)],
+    filters: &[Filter],
     out: &mut Vec<Vec<Option<Bytes>>>,
 ) -> Result<(), CqlError> {
     let has_clustering_restriction = shape.has_clustering_restriction;
@@ -2838,7 +3115,7 @@ fn materialize(
         };
         if filters
             .iter()
-            .any(|(column, expected)| value(column).as_ref() != Some(expected))
+            .any(|filter| !filter.matches(value(&filter.column).as_ref()))
         {
             return Ok(());
         }
@@ -2890,9 +3167,28 @@ fn materialize(
         }
         return Ok(());
     }
+    // After ALTER TABLE DROP, a row may hold only cells of dropped
+    // columns: it no longer exists.
+    let columns = table
+        .columns
+        .iter()
+        .filter(|c| matches!(c.kind, ColumnKind::Regular | ColumnKind::Static))
+        .count();
+    let dropped_any = table.next_column_id as usize > columns + 1;
+    let exists = |row: &&Row| {
+        !dropped_any
+            || row.cells.iter().any(|cell| {
+                cell.column == ROW_MARKER
+                    || table
+                        .columns
+                        .iter()
+                        .any(|c| c.id == cell.column && c.kind == ColumnKind::Regular)
+            })
+    };
     for row in partition
         .rows
         .iter()
+        .filter(exists)
         .take(shape.per_partition_limit.unwrap_or(usize::MAX))
     {
         emit(Some(row))?;
@@ -2977,7 +3273,9 @@ pub fn execute_batch(
     session: &mut Session,
     statements: &[(Statement, crate::protocol::messages::BoundValues)],
     params: &QueryParameters,
+    write_type: WriteType,
 ) -> Result<ResultBody, CqlError> {
+    let started = Instant::now();
     let consistency = consistency_of(params)?;
     let now = now_micros();
     let mut mutations = Vec::with_capacity(statements.len());
@@ -2998,6 +3296,7 @@ pub fn execute_batch(
                 values,
                 now_micros: now,
             },
+            started,
         };
         mutations.push(context.mutation(session, statement, None)?);
     }
@@ -3010,9 +3309,8 @@ pub fn execute_batch(
         params,
         consistency,
         bindings,
+        started,
     };
-    for (table, mutation) in mutations {
-        context.write(&table, mutation)?;
-    }
+    context.write_all(mutations, write_type)?;
     Ok(ResultBody::Void)
 }

@@ -64,6 +64,12 @@ impl PreparedCache {
         })
     }
 
+    /// Forgets every statement (after a schema change that alters what
+    /// they describe); clients get Unprepared and prepare again.
+    pub fn clear(&self) {
+        self.entries.lock().0.clear();
+    }
+
     fn insert(&self, id: [u8; 16], prepared: Prepared) -> std::sync::Arc<Prepared> {
         let mut guard = self.entries.lock();
         let (map, clock) = &mut *guard;
@@ -356,6 +362,15 @@ fn collect_relations(
                     .column(column)
                     .map(|c| c.ty.clone())
                     .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
+                // CONTAINS binds an element, CONTAINS KEY a key.
+                let ty = match (op, ty.unfrozen()) {
+                    (
+                        Operator::Contains,
+                        CqlType::List(item) | CqlType::Set(item) | CqlType::Map(_, item),
+                    ) => item.as_ref().clone(),
+                    (Operator::ContainsKey, CqlType::Map(key, _)) => key.as_ref().clone(),
+                    _ => ty,
+                };
                 match (op, value) {
                     (Operator::In, Term::Bind(marker)) => out.push((
                         marker.clone(),

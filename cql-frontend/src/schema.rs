@@ -18,7 +18,9 @@ use storage_lsm::model::{
 };
 use storage_lsm::{CompactionStrategy, Engine, SliceQuery, TableOptions, TokenRange};
 
-use crate::cql::ast::{ColumnDef, Literal, OptionValue, QualifiedName, Statement};
+use crate::cql::ast::{
+    AlterTable, AlterType, ColumnDef, Literal, OptionValue, QualifiedName, Statement,
+};
 use crate::cql::parser::parse;
 use crate::protocol::error::CqlError;
 use crate::types::{CqlType, UserType};
@@ -29,6 +31,8 @@ pub const SCHEMA_TABLE: TableId = TableId(0x1110_0000_0000_0000_0000_0000_0000_0
 const CELL_CQL: u32 = 1;
 /// Cell holding a table's id (16 bytes).
 const CELL_ID: u32 = 2;
+/// Cell holding a table's column ids (see [`encode_column_ids`]).
+const CELL_COLUMN_IDS: u32 = 3;
 
 /// Keyspaces that exist on every node and cannot be changed.
 pub const SYSTEM_KEYSPACES: [&str; 5] = [
@@ -148,6 +152,9 @@ pub struct TableSchema {
     pub comment: String,
     pub compaction: Vec<(String, String)>,
     pub create_cql: String,
+    /// The id the next added column gets: ids of dropped columns are never
+    /// given again, so their old cells stay invisible.
+    pub next_column_id: u32,
 }
 
 impl TableSchema {
@@ -252,7 +259,11 @@ fn invalid(message: impl Into<String>) -> CqlError {
 
 fn literal_text(literal: &Literal) -> String {
     match literal {
-        Literal::Str(s) | Literal::Integer(s) | Literal::Float(s) | Literal::Uuid(s) => s.clone(),
+        Literal::Str(s)
+        | Literal::Integer(s)
+        | Literal::Float(s)
+        | Literal::Uuid(s)
+        | Literal::Duration(s) => s.clone(),
         Literal::Bool(b) => b.to_string(),
         Literal::Blob(_) => String::new(),
         Literal::Null => "null".into(),
@@ -413,6 +424,7 @@ pub fn table_from_definition(
         .filter(|c| !partition_key.contains(&c.name) && !clustering.contains(&c.name))
         .collect();
     others.sort_by(|a, b| a.name.cmp(&b.name));
+    let next_column_id = others.len() as u32 + 1;
     for (i, def) in others.into_iter().enumerate() {
         if def.is_static && clustering.is_empty() {
             return Err(invalid(format!(
@@ -459,7 +471,17 @@ pub fn table_from_definition(
             ("min_threshold".into(), "4".into()),
         ],
         create_cql: create_cql.to_owned(),
+        next_column_id,
     };
+    apply_table_options(&mut table, options)?;
+    Ok(table)
+}
+
+/// Sets a table's `WITH` options (from `CREATE TABLE` or `ALTER TABLE`).
+fn apply_table_options(
+    table: &mut TableSchema,
+    options: &[(String, OptionValue)],
+) -> Result<(), CqlError> {
     for (key, value) in options {
         let number = |value: &OptionValue| match value {
             OptionValue::Literal(l) => literal_text(l)
@@ -519,7 +541,64 @@ pub fn table_from_definition(
             other => return Err(invalid(format!("Unknown property '{other}'"))),
         }
     }
-    Ok(table)
+    Ok(())
+}
+
+/// A table's column ids as stored: `[u32 next id]` then per regular or
+/// static column `[u32 id][u16 name length][name]`.
+fn encode_column_ids(table: &TableSchema) -> Vec<u8> {
+    let mut out = table.next_column_id.to_be_bytes().to_vec();
+    for column in table
+        .columns
+        .iter()
+        .filter(|c| matches!(c.kind, ColumnKind::Regular | ColumnKind::Static))
+    {
+        out.extend_from_slice(&column.id.to_be_bytes());
+        out.extend_from_slice(&(column.name.len() as u16).to_be_bytes());
+        out.extend_from_slice(column.name.as_bytes());
+    }
+    out
+}
+
+/// Gives a table loaded from its `CREATE` text the column ids it had.
+fn apply_column_ids(table: &mut TableSchema, stored: &[u8]) -> Result<(), CqlError> {
+    let bad = || {
+        CqlError::Server(format!(
+            "stored column ids of table {}.{} are damaged",
+            table.keyspace, table.name
+        ))
+    };
+    let take = |at: &mut usize, n: usize| -> Result<&[u8], CqlError> {
+        let part = stored.get(*at..*at + n).ok_or_else(bad)?;
+        *at += n;
+        Ok(part)
+    };
+    let mut at = 0;
+    let next = u32::from_be_bytes(take(&mut at, 4)?.try_into().map_err(|_| bad())?);
+    let mut ids = std::collections::HashMap::new();
+    while at < stored.len() {
+        let id = u32::from_be_bytes(take(&mut at, 4)?.try_into().map_err(|_| bad())?);
+        let len = u16::from_be_bytes(take(&mut at, 2)?.try_into().map_err(|_| bad())?);
+        let name = String::from_utf8_lossy(take(&mut at, usize::from(len))?).into_owned();
+        ids.insert(name, id);
+    }
+    for column in table
+        .columns
+        .iter_mut()
+        .filter(|c| matches!(c.kind, ColumnKind::Regular | ColumnKind::Static))
+    {
+        column.id = *ids.get(&column.name).ok_or_else(|| {
+            CqlError::Server(format!(
+                "stored schema of table {}.{} has no id for column {}",
+                table.keyspace, table.name, column.name
+            ))
+        })?;
+        if column.id >= next {
+            return Err(bad());
+        }
+    }
+    table.next_column_id = next;
+    Ok(())
 }
 
 fn schema_key(keyspace: &str) -> PartitionKey {
@@ -550,28 +629,36 @@ impl Catalog {
         for partition in page.partitions {
             let mut rows = partition.rows;
             rows.sort_by(|a, b| a.clustering.cmp(&b.clustering)); // the keyspace row (empty clustering) first
+                                                                  // Types may use types stored after them: those wait for a later round.
+            let mut waiting_types = Vec::new();
             for row in rows {
-                let cql = row
-                    .cells
-                    .iter()
-                    .find(|c| c.column == CELL_CQL)
-                    .and_then(|c| c.value_bytes())
-                    .cloned();
-                let id = row
-                    .cells
-                    .iter()
-                    .find(|c| c.column == CELL_ID)
-                    .and_then(|c| c.value_bytes())
-                    .cloned();
-                let Some(cql) = cql else { continue };
+                let cell = |column: u32| {
+                    row.cells
+                        .iter()
+                        .find(|c| c.column == column)
+                        .and_then(|c| c.value_bytes())
+                        .cloned()
+                };
+                let Some(cql) = cell(CELL_CQL) else { continue };
                 let text = String::from_utf8_lossy(&cql).into_owned();
                 let statement = parse(&text).map_err(|e| {
                     CqlError::Server(format!("stored schema does not parse ({e}): {text}"))
                 })?;
-                let id = id
+                let id = cell(CELL_ID)
                     .and_then(|b| <[u8; 16]>::try_from(b.as_ref()).ok())
                     .map(u128::from_be_bytes);
-                catalog.apply_definition(&statement, id, &text)?;
+                let ids = cell(CELL_COLUMN_IDS);
+                if matches!(statement, Statement::CreateType { .. }) {
+                    waiting_types.push((statement, text));
+                    continue;
+                }
+                if !waiting_types.is_empty() {
+                    catalog.apply_types(std::mem::take(&mut waiting_types))?;
+                }
+                catalog.apply_definition(&statement, id, ids.as_deref(), &text)?;
+            }
+            if !waiting_types.is_empty() {
+                catalog.apply_types(waiting_types)?;
             }
         }
         catalog.refresh_version();
@@ -597,11 +684,36 @@ impl Catalog {
         self.version = id & !(0xc000u128 << 48) | (0x8000u128 << 48);
     }
 
+    /// Adds stored types, each once the types it uses are known.
+    fn apply_types(&mut self, mut waiting: Vec<(Statement, String)>) -> Result<(), CqlError> {
+        while !waiting.is_empty() {
+            let before = waiting.len();
+            let mut last_error = None;
+            let mut still = Vec::new();
+            for (statement, text) in waiting {
+                match self.apply_definition(&statement, None, None, &text) {
+                    Ok(()) => {}
+                    Err(error) => {
+                        last_error = Some(error);
+                        still.push((statement, text));
+                    }
+                }
+            }
+            if still.len() == before {
+                return Err(last_error
+                    .unwrap_or_else(|| CqlError::Server("stored types do not resolve".into())));
+            }
+            waiting = still;
+        }
+        Ok(())
+    }
+
     /// Adds a keyspace or table from its `CREATE` statement (no persistence).
     fn apply_definition(
         &mut self,
         statement: &Statement,
         id: Option<u128>,
+        column_ids: Option<&[u8]>,
         text: &str,
     ) -> Result<(), CqlError> {
         match statement {
@@ -635,7 +747,7 @@ impl Catalog {
                 let id = id.ok_or_else(|| {
                     CqlError::Server(format!("stored table {keyspace}.{} has no id", name.name))
                 })?;
-                let table = table_from_definition(
+                let mut table = table_from_definition(
                     &keyspace,
                     &name.name,
                     id,
@@ -646,6 +758,9 @@ impl Catalog {
                     options,
                     text,
                 )?;
+                if let Some(stored) = column_ids {
+                    apply_column_ids(&mut table, stored)?;
+                }
                 self.tables
                     .insert((keyspace, name.name.clone()), Arc::new(table));
             }
@@ -824,13 +939,7 @@ impl Catalog {
         engine
             .create_table(table.table_id(), table.engine_options())
             .map_err(|e| CqlError::Server(format!("cannot create table storage: {e}")))?;
-        write_schema_row(
-            engine,
-            &keyspace,
-            Bytes::from(name.name.clone().into_bytes()),
-            &canonical,
-            Some(id),
-        )?;
+        write_table_row(engine, &table)?;
         let table = Arc::new(table);
         self.tables
             .insert((keyspace, name.name.clone()), table.clone());
@@ -1015,6 +1124,226 @@ impl Catalog {
         Ok(true)
     }
 
+    /// Changes a table's columns or options; `Ok(None)` if it is absent
+    /// and `if_exists` was given.
+    pub fn alter_table(
+        &mut self,
+        engine: &Engine,
+        name: &QualifiedName,
+        if_exists: bool,
+        change: &AlterTable,
+        current_keyspace: Option<&str>,
+    ) -> Result<Option<Arc<TableSchema>>, CqlError> {
+        let keyspace = resolve_keyspace(name, current_keyspace)?;
+        if SYSTEM_KEYSPACES.contains(&keyspace.as_str()) {
+            return Err(CqlError::Unauthorized(format!(
+                "Cannot alter tables of system keyspace {keyspace}"
+            )));
+        }
+        let key = (keyspace.clone(), name.name.clone());
+        let Some(current) = self.tables.get(&key).cloned() else {
+            if if_exists {
+                return Ok(None);
+            }
+            return Err(invalid(format!(
+                "Table '{keyspace}.{}' doesn't exist",
+                name.name
+            )));
+        };
+        let mut table = (*current).clone();
+        match change {
+            AlterTable::Add {
+                if_not_exists,
+                columns,
+            } => {
+                for def in columns {
+                    if table.column(&def.name).is_some() {
+                        if *if_not_exists {
+                            continue;
+                        }
+                        return Err(invalid(format!(
+                            "Column with name '{}' already exists",
+                            def.name
+                        )));
+                    }
+                    let ty = self.resolve_type(&keyspace, &def.ty)?;
+                    check_udts_frozen(&ty, &def.name)?;
+                    if matches!(ty, CqlType::Counter) {
+                        return Err(CqlError::not_yet_supported("counters"));
+                    }
+                    if def.is_static && table.clustering().next().is_none() {
+                        return Err(invalid(format!(
+                            "Static column {} cannot be added to a table without clustering columns",
+                            def.name
+                        )));
+                    }
+                    table.columns.push(ColumnSchema {
+                        name: def.name.clone(),
+                        ty,
+                        kind: if def.is_static {
+                            ColumnKind::Static
+                        } else {
+                            ColumnKind::Regular
+                        },
+                        position: -1,
+                        id: table.next_column_id,
+                        descending: false,
+                    });
+                    table.next_column_id += 1;
+                }
+            }
+            AlterTable::Drop { if_exists, columns } => {
+                for column in columns {
+                    let Some(found) = table.column(column) else {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(invalid(format!(
+                            "Column {column} was not found in table {}",
+                            table.name
+                        )));
+                    };
+                    if matches!(
+                        found.kind,
+                        ColumnKind::PartitionKey | ColumnKind::Clustering
+                    ) {
+                        return Err(invalid(format!("Cannot drop PRIMARY KEY column {column}")));
+                    }
+                    table.columns.retain(|c| c.name != *column);
+                }
+            }
+            AlterTable::Rename { if_exists, pairs } => {
+                for (from, to) in pairs {
+                    let Some(found) = table.column(from) else {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(invalid(format!(
+                            "Column {from} was not found in table {}",
+                            table.name
+                        )));
+                    };
+                    if !matches!(
+                        found.kind,
+                        ColumnKind::PartitionKey | ColumnKind::Clustering
+                    ) {
+                        return Err(invalid(format!(
+                            "Cannot rename non PRIMARY KEY column {from}"
+                        )));
+                    }
+                    if table.column(to).is_some() {
+                        return Err(invalid(format!(
+                            "Cannot rename column {from} to {to} in table {}; another column with that name already exists",
+                            table.name
+                        )));
+                    }
+                    for column in table.columns.iter_mut().filter(|c| c.name == *from) {
+                        column.name = to.clone();
+                    }
+                }
+            }
+            AlterTable::With(options) => {
+                apply_table_options(&mut table, options)?;
+                engine
+                    .alter_table(table.table_id(), table.engine_options())
+                    .map_err(|e| CqlError::Server(format!("cannot change table storage: {e}")))?;
+            }
+        }
+        let (key_columns, others): (Vec<ColumnSchema>, Vec<ColumnSchema>) = table
+            .columns
+            .into_iter()
+            .partition(|c| matches!(c.kind, ColumnKind::PartitionKey | ColumnKind::Clustering));
+        let mut others = others;
+        others.sort_by(|a, b| a.name.cmp(&b.name));
+        table.columns = key_columns.into_iter().chain(others).collect();
+        table.create_cql = table_cql(&table);
+        write_table_row(engine, &table)?;
+        let table = Arc::new(table);
+        self.tables.insert(key, table.clone());
+        self.refresh_version();
+        Ok(Some(table))
+    }
+
+    /// Adds or renames fields of a type; `Ok(None)` if it is absent and
+    /// `if_exists` was given. Tables and types using it see the change.
+    pub fn alter_type(
+        &mut self,
+        engine: &Engine,
+        name: &QualifiedName,
+        if_exists: bool,
+        change: &AlterType,
+        current_keyspace: Option<&str>,
+    ) -> Result<Option<Arc<UserType>>, CqlError> {
+        let keyspace = resolve_keyspace(name, current_keyspace)?;
+        let key = (keyspace.clone(), name.name.clone());
+        let Some(current) = self.types.get(&key).cloned() else {
+            if if_exists {
+                return Ok(None);
+            }
+            return Err(invalid(format!(
+                "Type '{keyspace}.{}' doesn't exist",
+                name.name
+            )));
+        };
+        let mut udt = (*current).clone();
+        match change {
+            AlterType::Add {
+                if_not_exists,
+                field,
+                ty,
+            } => {
+                if udt.fields.iter().any(|(f, _)| f == field) {
+                    if *if_not_exists {
+                        return Ok(Some(current));
+                    }
+                    return Err(invalid(format!(
+                        "Cannot add new field {field} to type {}: a field with name {field} already exists",
+                        udt.name
+                    )));
+                }
+                let ty = self.resolve_type(&keyspace, ty)?;
+                check_udts_frozen(&ty, field)?;
+                if matches!(&ty, CqlType::UserType(u) if u.name == udt.name) {
+                    return Err(invalid(format!("Type {} cannot refer to itself", udt.name)));
+                }
+                udt.fields.push((field.clone(), ty));
+            }
+            AlterType::Rename { if_exists, pairs } => {
+                for (from, to) in pairs {
+                    if !udt.fields.iter().any(|(f, _)| f == from) {
+                        if *if_exists {
+                            continue;
+                        }
+                        return Err(invalid(format!(
+                            "Unknown field {from} in user type {}",
+                            udt.name
+                        )));
+                    }
+                    if udt.fields.iter().any(|(f, _)| f == to) {
+                        return Err(invalid(format!(
+                            "Duplicate field name {to} in type {}",
+                            udt.name
+                        )));
+                    }
+                    for (field, _) in udt.fields.iter_mut().filter(|(f, _)| f == from) {
+                        field.clone_from(to);
+                    }
+                }
+            }
+        }
+        write_schema_row(
+            engine,
+            &keyspace,
+            type_clustering(&name.name),
+            &canonical_type_cql(&udt),
+            None,
+        )?;
+        // Tables and types hold the type resolved: build them again from
+        // the stored definitions, which name it.
+        *self = Catalog::load(engine)?;
+        Ok(self.types.get(&key).cloned())
+    }
+
     /// Drops a table; `Ok(false)` if absent and `if_exists`.
     pub fn drop_table(
         &mut self,
@@ -1075,6 +1404,24 @@ fn write_schema_row(
         ..Default::default()
     };
     store_schema_update(engine, keyspace, update)
+}
+
+/// Stores a table's definition: its `CREATE` text, id and column ids.
+fn write_table_row(engine: &Engine, table: &TableSchema) -> Result<(), CqlError> {
+    let timestamp = now_micros();
+    let cells = vec![
+        Cell::live(CELL_CQL, timestamp, table.create_cql.as_bytes().to_vec()),
+        Cell::live(CELL_ID, timestamp, table.id.to_be_bytes().to_vec()),
+        Cell::live(CELL_COLUMN_IDS, timestamp, encode_column_ids(table)),
+    ];
+    let update = PartitionUpdate {
+        rows: vec![Row::new(
+            Bytes::from(table.name.clone().into_bytes()),
+            cells,
+        )],
+        ..Default::default()
+    };
+    store_schema_update(engine, &table.keyspace, update)
 }
 
 /// Deletes one definition (a table's or a type's row) from its keyspace's
@@ -1253,6 +1600,54 @@ fn canonical_table_cql(
     }
     cql.push(';');
     cql
+}
+
+/// The `CREATE TABLE` text of a table as it is now (after `ALTER TABLE`).
+fn table_cql(table: &TableSchema) -> String {
+    let columns: Vec<ColumnDef> = table
+        .columns
+        .iter()
+        .map(|c| ColumnDef {
+            name: c.name.clone(),
+            ty: c.ty.clone(),
+            is_static: c.kind == ColumnKind::Static,
+        })
+        .collect();
+    let partition_key: Vec<String> = table.partition_key().map(|c| c.name.clone()).collect();
+    let clustering: Vec<String> = table.clustering().map(|c| c.name.clone()).collect();
+    let clustering_order: Vec<(String, bool)> = table
+        .clustering()
+        .map(|c| (c.name.clone(), c.descending))
+        .collect();
+    let number = |n: i64| OptionValue::Literal(Literal::Integer(n.to_string()));
+    let mut options = vec![
+        (
+            "compaction".to_owned(),
+            OptionValue::Map(table.compaction.clone()),
+        ),
+        (
+            "default_time_to_live".to_owned(),
+            number(table.default_time_to_live),
+        ),
+        (
+            "gc_grace_seconds".to_owned(),
+            number(table.gc_grace_seconds),
+        ),
+    ];
+    if !table.comment.is_empty() {
+        options.push((
+            "comment".to_owned(),
+            OptionValue::Literal(Literal::Str(table.comment.clone())),
+        ));
+    }
+    canonical_table_cql(
+        table,
+        &columns,
+        &partition_key,
+        &clustering,
+        &clustering_order,
+        &options,
+    )
 }
 
 /// Reads a keyspace's stored rows (for tests and repair of the catalog).

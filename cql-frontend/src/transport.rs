@@ -638,6 +638,11 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, versio
                     },
                 }
             }
+            let write_type = match batch.kind {
+                0 => replication::WriteType::Batch,
+                2 => replication::WriteType::Counter,
+                _ => replication::WriteType::UnloggedBatch,
+            };
             let params = QueryParameters {
                 consistency: batch.consistency,
                 timestamp: batch.timestamp,
@@ -645,7 +650,7 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, versio
                 ..QueryParameters::default()
             };
             let result = with_session(session, batch.keyspace.as_ref(), |session| {
-                executor::execute_batch(node, session, &statements, &params)
+                executor::execute_batch(node, session, &statements, &params, write_type)
             });
             match result {
                 Ok(body) => Response::Result(body, MetadataRequest::full()),

@@ -264,7 +264,12 @@ pub fn literal_value(ty: &CqlType, literal: &Literal, column: &str) -> Result<By
             Ok(IpAddr::V6(v6)) => v6.octets().to_vec(),
             Err(_) => return Err(invalid(format!("Unable to make inet address from '{s}' for \"{column}\""))),
         },
-        (CqlType::Duration, _) => return Err(CqlError::not_yet_supported("duration literals")),
+        (CqlType::Duration, Literal::Duration(text)) => {
+            let (months, days, nanos) = parse_duration(text).ok_or_else(|| {
+                invalid(format!("Unable to convert '{text}' to a duration for \"{column}\""))
+            })?;
+            encode_duration(months, days, nanos)
+        }
         _ => return Err(mismatch()),
     };
     Ok(Bytes::from(bytes))
@@ -273,7 +278,9 @@ pub fn literal_value(ty: &CqlType, literal: &Literal, column: &str) -> Result<By
 fn literal_display(literal: &Literal) -> String {
     match literal {
         Literal::Str(s) => format!("'{s}'"),
-        Literal::Integer(s) | Literal::Float(s) | Literal::Uuid(s) => s.clone(),
+        Literal::Integer(s) | Literal::Float(s) | Literal::Uuid(s) | Literal::Duration(s) => {
+            s.clone()
+        }
         Literal::Bool(b) => b.to_string(),
         Literal::Blob(b) => format!(
             "0x{}",
@@ -544,9 +551,183 @@ fn user_type_value(
     Ok(Value::Set(out.freeze()))
 }
 
+/// A duration literal as (months, days, nanoseconds): `1y2mo3w4d5h6m7s8ms9us10ns`
+/// (units in any case, `µs` too), ISO 8601 `P1Y2M3DT4H5M6S` or `P2W`, with
+/// an optional leading `-`. `None` if the text is not one.
+pub fn parse_duration(text: &str) -> Option<(i32, i32, i64)> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let lower = body.to_ascii_lowercase();
+    let (months, days, nanos) = if let Some(iso) = lower.strip_prefix('p') {
+        parse_iso_duration(iso)?
+    } else {
+        parse_unit_duration(&lower)?
+    };
+    let sign = if negative { -1 } else { 1 };
+    Some((
+        i32::try_from(months).ok()? * sign,
+        i32::try_from(days).ok()? * sign,
+        nanos.checked_mul(sign as i64)?,
+    ))
+}
+
+const NANOS_PER_SECOND: i64 = 1_000_000_000;
+
+/// `(number, unit)` pairs of a duration text, numbers first.
+fn duration_parts(text: &str) -> Option<Vec<(i64, String)>> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    while chars.peek().is_some() {
+        let mut digits = String::new();
+        while let Some(c) = chars.peek().filter(|c| c.is_ascii_digit()) {
+            digits.push(*c);
+            chars.next();
+        }
+        let mut unit = String::new();
+        while let Some(c) = chars.peek().filter(|c| !c.is_ascii_digit()) {
+            unit.push(*c);
+            chars.next();
+        }
+        if digits.is_empty() || unit.is_empty() {
+            return None;
+        }
+        parts.push((digits.parse().ok()?, unit));
+    }
+    (!parts.is_empty()).then_some(parts)
+}
+
+fn parse_unit_duration(text: &str) -> Option<(i64, i64, i64)> {
+    let (mut months, mut days, mut nanos) = (0i64, 0i64, 0i64);
+    for (n, unit) in duration_parts(text)? {
+        match unit.as_str() {
+            "y" => months = months.checked_add(n.checked_mul(12)?)?,
+            "mo" => months = months.checked_add(n)?,
+            "w" => days = days.checked_add(n.checked_mul(7)?)?,
+            "d" => days = days.checked_add(n)?,
+            other => {
+                let per = match other {
+                    "h" => 3600 * NANOS_PER_SECOND,
+                    "m" => 60 * NANOS_PER_SECOND,
+                    "s" => NANOS_PER_SECOND,
+                    "ms" => 1_000_000,
+                    "us" | "µs" => 1_000,
+                    "ns" => 1,
+                    _ => return None,
+                };
+                nanos = nanos.checked_add(n.checked_mul(per)?)?;
+            }
+        }
+    }
+    Some((months, days, nanos))
+}
+
+fn parse_iso_duration(text: &str) -> Option<(i64, i64, i64)> {
+    let (date, time) = match text.split_once('t') {
+        Some((date, time)) => (date, Some(time)),
+        None => (text, None),
+    };
+    let (mut months, mut days, mut nanos) = (0i64, 0i64, 0i64);
+    if !date.is_empty() {
+        for (n, unit) in duration_parts(date)? {
+            match unit.as_str() {
+                "y" => months = months.checked_add(n.checked_mul(12)?)?,
+                "m" => months = months.checked_add(n)?,
+                "w" => days = days.checked_add(n.checked_mul(7)?)?,
+                "d" => days = days.checked_add(n)?,
+                _ => return None,
+            }
+        }
+    }
+    if let Some(time) = time {
+        for (n, unit) in duration_parts(time)? {
+            let per = match unit.as_str() {
+                "h" => 3600 * NANOS_PER_SECOND,
+                "m" => 60 * NANOS_PER_SECOND,
+                "s" => NANOS_PER_SECOND,
+                _ => return None,
+            };
+            nanos = nanos.checked_add(n.checked_mul(per)?)?;
+        }
+    }
+    if date.is_empty() && time.is_none() {
+        return None;
+    }
+    Some((months, days, nanos))
+}
+
+/// A duration value as the protocol sends it: three zig-zag vints.
+pub fn encode_duration(months: i32, days: i32, nanos: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(12);
+    for value in [i64::from(months), i64::from(days), nanos] {
+        write_unsigned_vint(((value << 1) ^ (value >> 63)) as u64, &mut out);
+    }
+    out
+}
+
+/// Cassandra's unsigned vint: the count of leading 1 bits of the first
+/// byte is the count of bytes that follow.
+fn write_unsigned_vint(value: u64, out: &mut Vec<u8>) {
+    let magnitude = (value | 1).leading_zeros() as usize;
+    let size = (639 - magnitude * 9) >> 6;
+    if size == 1 {
+        out.push(value as u8);
+        return;
+    }
+    let bytes = value.to_be_bytes();
+    let mut encoded = bytes[8 - size.min(8)..].to_vec();
+    if size == 9 {
+        encoded.insert(0, 0xff);
+    } else {
+        encoded[0] |= !(0xffu8 >> (size - 1));
+    }
+    out.extend_from_slice(&encoded);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_literals_in_every_form() {
+        let nanos = |h: i64, m: i64, sec: i64| (h * 3600 + m * 60 + sec) * 1_000_000_000;
+        assert_eq!(parse_duration("1h30m"), Some((0, 0, nanos(1, 30, 0))));
+        assert_eq!(parse_duration("-2d"), Some((0, -2, 0)));
+        assert_eq!(parse_duration("1Y2MO"), Some((14, 0, 0)));
+        assert_eq!(parse_duration("3ms4us5ns"), Some((0, 0, 3_004_005)));
+        assert_eq!(
+            parse_duration("P1Y2M3DT4H5M6S"),
+            Some((14, 3, nanos(4, 5, 6)))
+        );
+        assert_eq!(parse_duration("PT1M"), Some((0, 0, nanos(0, 1, 0))));
+        assert_eq!(parse_duration("P2W"), Some((0, 14, 0)));
+        for bad in [
+            "",
+            "h",
+            "1",
+            "1parsec",
+            "P",
+            "PT",
+            "P1H",
+            "1h1",
+            "99999999999999999999y",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_encode_as_zigzag_vints() {
+        assert_eq!(encode_duration(0, 0, 0), vec![0, 0, 0]);
+        assert_eq!(encode_duration(1, -1, 63), vec![2, 1, 126]);
+        // 64 zig-zags to 128: two bytes, the first marked 10xxxxxx.
+        assert_eq!(encode_duration(0, 0, 64), vec![0, 0, 0x80, 0x80]);
+        // i64::MIN zig-zags to u64::MAX: nine bytes.
+        let long = encode_duration(0, 0, i64::MIN);
+        assert_eq!(long.len(), 2 + 9);
+        assert!(long[2..].iter().all(|b| *b == 0xff));
+    }
 
     #[test]
     fn literals_serialize_as_the_protocol_does() {

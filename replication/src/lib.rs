@@ -17,4 +17,6 @@ pub mod coordinator;
 pub mod murmur3;
 
 pub use consistency::ConsistencyLevel;
-pub use coordinator::{Coordinator, CoordinatorError, Placement};
+pub use coordinator::{
+    Coordinator, CoordinatorError, Placement, ReadTerms, RequestTimeouts, WriteType,
+};

@@ -19,6 +19,8 @@ pub enum Literal {
     Bool(bool),
     Uuid(String),
     Blob(Vec<u8>),
+    /// `1h30m`, `-2d`, `P1DT2H` (a duration literal, checked by the parser).
+    Duration(String),
     Null,
 }
 
@@ -104,6 +106,44 @@ pub struct ColumnDef {
     pub name: String,
     pub ty: CqlType,
     pub is_static: bool,
+}
+
+/// What an `ALTER TABLE` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterTable {
+    /// `ADD [IF NOT EXISTS] c type [static]` or `ADD (c type, ...)`
+    Add {
+        if_not_exists: bool,
+        columns: Vec<ColumnDef>,
+    },
+    /// `DROP [IF EXISTS] c` or `DROP (c, ...)`
+    Drop {
+        if_exists: bool,
+        columns: Vec<String>,
+    },
+    /// `RENAME [IF EXISTS] a TO b AND c TO d`
+    Rename {
+        if_exists: bool,
+        pairs: Vec<(String, String)>,
+    },
+    /// `WITH option = value AND ...`
+    With(Vec<(String, OptionValue)>),
+}
+
+/// What an `ALTER TYPE` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterType {
+    /// `ADD [IF NOT EXISTS] field type`
+    Add {
+        if_not_exists: bool,
+        field: String,
+        ty: CqlType,
+    },
+    /// `RENAME [IF EXISTS] a TO b AND c TO d`
+    Rename {
+        if_exists: bool,
+        pairs: Vec<(String, String)>,
+    },
 }
 
 /// `USING TTL ... AND TIMESTAMP ...`
@@ -211,6 +251,18 @@ pub enum Statement {
     },
     /// Server-side `DESCRIBE` (what cqlsh sends since Cassandra 4).
     Describe(DescribeTarget),
+    /// `ALTER TABLE`
+    AlterTable {
+        name: QualifiedName,
+        if_exists: bool,
+        change: AlterTable,
+    },
+    /// `ALTER TYPE`
+    AlterType {
+        name: QualifiedName,
+        if_exists: bool,
+        change: AlterType,
+    },
     /// `CREATE TYPE`
     CreateType {
         name: QualifiedName,

@@ -229,9 +229,14 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, LexError> {
                         } else {
                             (Token::Integer(plain), len)
                         }
-                    } else if plain.chars().take_while(|c| c.is_ascii_digit()).count() > 0
-                        && plain.to_ascii_lowercase().contains('e')
-                    {
+                    } else if plain.to_ascii_lowercase().split_once('e').is_some_and(
+                        |(mantissa, exponent)| {
+                            !mantissa.is_empty()
+                                && !exponent.is_empty()
+                                && mantissa.chars().all(|c| c.is_ascii_digit())
+                                && exponent.chars().all(|c| c.is_ascii_digit())
+                        },
+                    ) {
                         (Token::Float(plain), len)
                     } else {
                         (Token::Word(plain), len)

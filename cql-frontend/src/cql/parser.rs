@@ -469,12 +469,123 @@ impl Parser {
             let options = self.role_options(user)?;
             return Ok(Statement::AlterRole { name, options });
         }
+        if self.eat_keyword("TABLE") || self.eat_keyword("COLUMNFAMILY") {
+            return self.alter_table();
+        }
+        if self.eat_keyword("TYPE") {
+            return self.alter_type();
+        }
         let what = match self.peek_token() {
             Some(Token::Word(w)) => w.to_ascii_uppercase(),
-            _ => return Err(self.error("KEYSPACE or TABLE")),
+            _ => return Err(self.error("KEYSPACE, TABLE, TYPE, ROLE or USER")),
         };
         self.at = self.tokens.len();
         Ok(Statement::NotYetSupported(format!("ALTER {what}")))
+    }
+
+    fn alter_table(&mut self) -> Result<Statement> {
+        let if_exists = self.if_exists()?;
+        let name = self.qualified_name()?;
+        let change = if self.eat_keyword("ADD") {
+            let if_not_exists = self.if_not_exists()?;
+            let mut columns = Vec::new();
+            let grouped = self.eat_symbol("(");
+            loop {
+                let column = self.identifier()?;
+                let ty = self.cql_type()?;
+                let is_static = self.eat_keyword("STATIC");
+                columns.push(ColumnDef {
+                    name: column,
+                    ty,
+                    is_static,
+                });
+                if !grouped || !self.eat_symbol(",") {
+                    break;
+                }
+            }
+            if grouped {
+                self.expect_symbol(")")?;
+            }
+            AlterTable::Add {
+                if_not_exists,
+                columns,
+            }
+        } else if self.eat_keyword("DROP") {
+            let if_exists = self.if_exists()?;
+            let mut columns = Vec::new();
+            if self.eat_symbol("(") {
+                columns.push(self.identifier()?);
+                while self.eat_symbol(",") {
+                    columns.push(self.identifier()?);
+                }
+                self.expect_symbol(")")?;
+            } else {
+                columns.push(self.identifier()?);
+            }
+            AlterTable::Drop { if_exists, columns }
+        } else if self.eat_keyword("RENAME") {
+            let if_exists = self.if_exists()?;
+            AlterTable::Rename {
+                if_exists,
+                pairs: self.rename_pairs()?,
+            }
+        } else if self.eat_keyword("WITH") {
+            AlterTable::With(self.options()?)
+        } else if self.is_keyword("ALTER") {
+            self.at = self.tokens.len();
+            return Ok(Statement::NotYetSupported(
+                "changing a column's type (Cassandra 4 and later refuse it too)".into(),
+            ));
+        } else {
+            return Err(self.error("ADD, DROP, RENAME or WITH"));
+        };
+        Ok(Statement::AlterTable {
+            name,
+            if_exists,
+            change,
+        })
+    }
+
+    fn alter_type(&mut self) -> Result<Statement> {
+        let if_exists = self.if_exists()?;
+        let name = self.qualified_name()?;
+        let change = if self.eat_keyword("ADD") {
+            let if_not_exists = self.if_not_exists()?;
+            let field = self.identifier()?;
+            let ty = self.cql_type()?;
+            AlterType::Add {
+                if_not_exists,
+                field,
+                ty,
+            }
+        } else if self.eat_keyword("RENAME") {
+            let if_exists = self.if_exists()?;
+            AlterType::Rename {
+                if_exists,
+                pairs: self.rename_pairs()?,
+            }
+        } else {
+            return Err(self.error("ADD or RENAME"));
+        };
+        Ok(Statement::AlterType {
+            name,
+            if_exists,
+            change,
+        })
+    }
+
+    /// `a TO b AND c TO d`
+    fn rename_pairs(&mut self) -> Result<Vec<(String, String)>> {
+        let mut pairs = Vec::new();
+        loop {
+            let from = self.identifier()?;
+            self.expect_keyword("TO")?;
+            let to = self.identifier()?;
+            pairs.push((from, to));
+            if !self.eat_keyword("AND") {
+                return Ok(pairs);
+            }
+        }
     }
 
     fn drop(&mut self) -> Result<Statement> {
@@ -1044,6 +1155,9 @@ impl Parser {
                     Term::Literal(Literal::Integer(format!("-{n}")))
                 }
                 Term::Literal(Literal::Float(f)) => Term::Literal(Literal::Float(format!("-{f}"))),
+                Term::Literal(Literal::Duration(d)) => {
+                    Term::Literal(Literal::Duration(format!("-{d}")))
+                }
                 Term::Literal(Literal::Str(w)) if w == "Infinity" => {
                     Term::Literal(Literal::Float("-Infinity".into()))
                 }
@@ -1101,6 +1215,9 @@ impl Parser {
                     "null" => Term::Literal(Literal::Null),
                     "nan" => Term::Literal(Literal::Float("NaN".into())),
                     "infinity" => Term::Literal(Literal::Float("Infinity".into())),
+                    _ if crate::values::parse_duration(w).is_some() => {
+                        Term::Literal(Literal::Duration(w.clone()))
+                    }
                     _ if self.is_symbol("(") => {
                         self.at += 1;
                         let mut args = Vec::new();

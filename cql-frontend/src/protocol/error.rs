@@ -21,6 +21,22 @@ pub enum CqlError {
     },
     #[error("{0}")]
     Overloaded(String),
+    #[error("{message}")]
+    WriteTimeout {
+        message: String,
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        write_type: &'static str,
+    },
+    #[error("{message}")]
+    ReadTimeout {
+        message: String,
+        consistency: u16,
+        received: i32,
+        block_for: i32,
+        data_present: bool,
+    },
     #[error("{0}")]
     Syntax(String),
     #[error("{0}")]
@@ -50,6 +66,8 @@ impl CqlError {
             CqlError::BadCredentials(_) => 0x0100,
             CqlError::Unavailable { .. } => 0x1000,
             CqlError::Overloaded(_) => 0x1001,
+            CqlError::WriteTimeout { .. } => 0x1100,
+            CqlError::ReadTimeout { .. } => 0x1200,
             CqlError::Syntax(_) => 0x2000,
             CqlError::Unauthorized(_) => 0x2100,
             CqlError::Invalid(_) => 0x2200,
@@ -72,6 +90,30 @@ impl CqlError {
                 w.write_short(*consistency);
                 w.write_int(*required);
                 w.write_int(*alive);
+            }
+            CqlError::WriteTimeout {
+                consistency,
+                received,
+                block_for,
+                write_type,
+                ..
+            } => {
+                w.write_short(*consistency);
+                w.write_int(*received);
+                w.write_int(*block_for);
+                w.write_string(write_type);
+            }
+            CqlError::ReadTimeout {
+                consistency,
+                received,
+                block_for,
+                data_present,
+                ..
+            } => {
+                w.write_short(*consistency);
+                w.write_int(*received);
+                w.write_int(*block_for);
+                w.write_byte(u8::from(*data_present));
             }
             CqlError::AlreadyExists {
                 keyspace, table, ..

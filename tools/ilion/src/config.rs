@@ -80,6 +80,12 @@ pub struct RawConfig {
     /// A duration: `10000ms`, `10s`, or a bare number of milliseconds.
     pub commitlog_sync_period: Option<DurationValue>,
     pub commitlog_sync_period_in_ms: Option<u64>,
+    /// How long a coordinator waits for a single-partition read.
+    pub read_request_timeout: Option<DurationValue>,
+    /// How long a coordinator waits for a token-range read.
+    pub range_request_timeout: Option<DurationValue>,
+    /// How long a coordinator waits for a write.
+    pub write_request_timeout: Option<DurationValue>,
     pub endpoint_snitch: Option<String>,
     /// Data center of this node (Cassandra keeps it in cassandra-rackdc.properties).
     pub dc: Option<String>,
@@ -224,6 +230,9 @@ impl RawConfig {
             commitlog_sync_period_in_ms: other
                 .commitlog_sync_period_in_ms
                 .or(self.commitlog_sync_period_in_ms),
+            read_request_timeout: other.read_request_timeout.or(self.read_request_timeout),
+            range_request_timeout: other.range_request_timeout.or(self.range_request_timeout),
+            write_request_timeout: other.write_request_timeout.or(self.write_request_timeout),
             endpoint_snitch: other.endpoint_snitch.or(self.endpoint_snitch),
             dc: other.dc.or(self.dc),
             rack: other.rack.or(self.rack),
@@ -323,6 +332,7 @@ pub struct Config {
     pub commitlog_directory: PathBuf,
     pub hints_directory: PathBuf,
     pub commitlog_sync: CommitlogSync,
+    pub request_timeouts: replication::RequestTimeouts,
     pub endpoint_snitch: Snitch,
     pub dc: String,
     pub rack: String,
@@ -367,6 +377,7 @@ impl Config {
             Some(dirs) => dirs.into_iter().map(PathBuf::from).collect(),
             None => vec![data_root.join("data")],
         };
+        let defaults = replication::RequestTimeouts::default();
         let config = Config {
             cluster_name: non_empty("cluster_name", raw.cluster_name, defaults::CLUSTER_NAME)?,
             num_tokens: resolve_num_tokens(raw.num_tokens)?,
@@ -395,6 +406,23 @@ impl Config {
                 raw.commitlog_sync_period.as_ref(),
                 raw.commitlog_sync_period_in_ms,
             )?,
+            request_timeouts: replication::RequestTimeouts {
+                read: timeout(
+                    "read_request_timeout",
+                    raw.read_request_timeout.as_ref(),
+                    defaults.read,
+                )?,
+                range: timeout(
+                    "range_request_timeout",
+                    raw.range_request_timeout.as_ref(),
+                    defaults.range,
+                )?,
+                write: timeout(
+                    "write_request_timeout",
+                    raw.write_request_timeout.as_ref(),
+                    defaults.write,
+                )?,
+            },
             endpoint_snitch: resolve_snitch(raw.endpoint_snitch.as_deref())?,
             dc: non_empty("dc", raw.dc, defaults::DC)?,
             rack: non_empty("rack", raw.rack, defaults::RACK)?,
@@ -560,6 +588,22 @@ fn resolve_seeds(
         ));
     }
     Ok(seeds)
+}
+
+/// A request timeout: a positive duration.
+fn timeout(
+    key: &'static str,
+    value: Option<&DurationValue>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let duration = value.parse().map_err(|message| invalid(key, message))?;
+    if duration.is_zero() {
+        return Err(invalid(key, "must be greater than zero"));
+    }
+    Ok(duration)
 }
 
 fn resolve_commitlog_sync(

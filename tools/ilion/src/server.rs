@@ -104,8 +104,12 @@ fn open_node(config: &Config, engine: Arc<Engine>) -> anyhow::Result<Arc<Node>> 
         Authenticator::AllowAll => cql_frontend::auth::Authenticator::AllowAll,
         Authenticator::Password => cql_frontend::auth::Authenticator::Password,
     };
-    let node = Node::open(info, Coordinator::new(engine), authenticator)
-        .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
+    let node = Node::open(
+        info,
+        Coordinator::with_timeouts(engine, config.request_timeouts),
+        authenticator,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
     Ok(node)
 }
 

@@ -72,6 +72,44 @@ fn python_driver_password_authentication() {
     assert!(out.contains("auth: all checks passed"), "{out}");
 }
 
+/// Schema changes on live tables and types, filtering, duration literals.
+#[test]
+fn python_driver_alter_filtering_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("n");
+    let mut node = Node::start(&data, &[]);
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["alter"]);
+    assert!(out.contains("alter: all checks passed"), "{out}");
+    // The altered schema (column ids, types, options) survives a restart.
+    node.signal_and_wait(libc::SIGKILL, Duration::from_secs(5))
+        .expect("SIGKILL ends the process");
+    let mut node = Node::start(&data, &[]);
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["query", "SELECT * FROM ks.t WHERE k = 1"]);
+    assert_eq!(out.trim(), "1|1|one|None|1.5|new|SortedSet([3])");
+}
+
+/// With 1 ms write and range timeouts, a big batch is a WriteTimeout and a
+/// filtering scan a ReadTimeout, with the counts drivers read.
+#[test]
+fn python_driver_request_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ilion.yaml");
+    std::fs::write(
+        &config,
+        "write_request_timeout: 1ms\nrange_request_timeout: 1ms\n",
+    )
+    .unwrap();
+    let mut node = Node::start(
+        &dir.path().join("n"),
+        &["--config", config.to_str().unwrap()],
+    );
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["timeouts"]);
+    assert!(out.contains("timeouts: all checks passed"), "{out}");
+}
+
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,9 @@ Usage: driver_test.py PORT MODE
   MODE=write       writes rows for the durability test (prints the count)
   MODE=read COUNT  checks that COUNT acknowledged rows are there
   MODE=auth        PasswordAuthenticator: logins, roles, who may do what
+  MODE=alter       ALTER TABLE / ALTER TYPE, filtering, duration literals
+  MODE=query CQL    prints the rows of one query, values joined by |
+  MODE=timeouts    WriteTimeout and ReadTimeout (node started with 1 ms timeouts)
 Exits non-zero with a message on the first failed check.
 """
 
@@ -17,6 +20,8 @@ import time
 import uuid
 
 from cassandra import AlreadyExists, AuthenticationFailed, InvalidRequest, Unauthorized, Unavailable, ConsistencyLevel
+from cassandra import ReadTimeout, WriteTimeout, WriteType
+from cassandra.util import Duration
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT, NoHostAvailable
 from cassandra.policies import FallthroughRetryPolicy, RoundRobinPolicy
@@ -385,6 +390,145 @@ def full(port):
     print("python driver: all checks passed")
 
 
+def alter(port):
+    cluster, s = connect(port)
+    s.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+    s.execute("USE ks")
+    s.execute("CREATE TABLE t (k int, c int, a text, b int, PRIMARY KEY (k, c))")
+    s.execute("INSERT INTO t (k, c, a, b) VALUES (1, 1, 'one', 10)")
+    s.execute("UPDATE t SET b = 20 WHERE k = 1 AND c = 2")  # a row with no row marker, only b
+    select_all = s.prepare("SELECT * FROM t WHERE k = 1")
+    expect([tuple(r) for r in s.execute(select_all)] == [(1, 1, "one", 10), (1, 2, None, 20)], "before ALTER")
+
+    # ADD: new columns are null in old rows, writable, and in SELECT * (prepared too).
+    s.execute("ALTER TABLE t ADD d double")
+    s.execute("ALTER TABLE t ADD (e text, f set<int>)")
+    s.execute("ALTER TABLE t ADD IF NOT EXISTS d double")
+    expect_error(InvalidRequest, s, "ALTER TABLE t ADD d int", "already exists")
+    s.execute("UPDATE t SET d = 1.5, e = 'new', f = f + {3} WHERE k = 1 AND c = 1")
+    cluster.refresh_schema_metadata()
+    columns = list(cluster.metadata.keyspaces["ks"].tables["t"].columns)
+    expect(columns == ["k", "c", "a", "b", "d", "e", "f"], f"columns after ADD: {columns}")
+    rows = [tuple(r) for r in s.execute(select_all)]
+    expect(rows == [(1, 1, "one", 10, 1.5, "new", {3}), (1, 2, None, 20, None, None, None)], f"SELECT * after ADD (prepared): {rows}")
+
+    # DROP: the column's data disappears and does not come back when re-added.
+    s.execute("ALTER TABLE t DROP b")
+    expect_error(InvalidRequest, s, "ALTER TABLE t DROP c", "Cannot drop PRIMARY KEY column c")
+    expect_error(InvalidRequest, s, "ALTER TABLE t DROP nope", "was not found")
+    s.execute("ALTER TABLE t DROP IF EXISTS nope")
+    rows = [tuple(r) for r in s.execute("SELECT * FROM t WHERE k = 1")]
+    expect(rows == [(1, 1, "one", 1.5, "new", {3})], f"after DROP b the row holding only b is gone: {rows}")
+    s.execute("ALTER TABLE t ADD b int")
+    rows = [tuple(r) for r in s.execute("SELECT k, c, b FROM t WHERE k = 1")]
+    expect(rows == [(1, 1, None)], f"re-added b shows no old data: {rows}")
+
+    # RENAME (primary key columns only) and WITH options.
+    s.execute("ALTER TABLE t RENAME c TO cc")
+    expect_error(InvalidRequest, s, "ALTER TABLE t RENAME a TO aa", "non PRIMARY KEY")
+    expect([tuple(r) for r in s.execute("SELECT cc, a FROM t WHERE k = 1 AND cc = 1")] == [(1, "one")], "renamed clustering column")
+    s.execute("ALTER TABLE t WITH comment = 'altered' AND gc_grace_seconds = 3600 AND compaction = {'class': 'LeveledCompactionStrategy'}")
+    cluster.refresh_schema_metadata()
+    options = cluster.metadata.keyspaces["ks"].tables["t"].options
+    expect(options["comment"] == "altered" and options["gc_grace_seconds"] == 3600, f"options: {options}")
+    expect("LeveledCompactionStrategy" in options["compaction"]["class"], f"compaction: {options['compaction']}")
+    expect_error(InvalidRequest, s, "ALTER TABLE nosuch ADD x int", "doesn't exist")
+    expect_error(Unauthorized, s, "ALTER TABLE system.local ADD x int")
+
+    # ALTER TYPE: add and rename fields; stored values keep their fields.
+    s.execute("CREATE TYPE addr (street text, zip int)")
+    s.execute("CREATE TABLE homes (id int PRIMARY KEY, a frozen<addr>)")
+    s.execute("INSERT INTO homes (id, a) VALUES (1, {street: 'Main', zip: 1})")
+    s.execute("ALTER TYPE addr ADD city text")
+    s.execute("ALTER TYPE addr RENAME zip TO postcode")
+    s.execute("INSERT INTO homes (id, a) VALUES (2, {street: 'Elm', postcode: 2, city: 'Oslo'})")
+    cluster.refresh_schema_metadata()
+    udt = cluster.metadata.keyspaces["ks"].user_types["addr"]
+    expect(udt.field_names == ["street", "postcode", "city"], f"fields after ALTER TYPE: {udt.field_names}")
+    rows = {r.id: r.a for r in s.execute("SELECT id, a FROM homes")}
+    expect((rows[1].street, rows[1].postcode, rows[1].city) == ("Main", 1, None), f"old UDT value: {rows[1]}")
+    expect((rows[2].street, rows[2].postcode, rows[2].city) == ("Elm", 2, "Oslo"), f"new UDT value: {rows[2]}")
+    expect_error(InvalidRequest, s, "ALTER TYPE addr ADD city int", "already exists")
+    expect_error(InvalidRequest, s, "ALTER TYPE addr RENAME nope TO x", "Unknown field")
+
+    # Filtering with ALLOW FILTERING: slices, IN, CONTAINS, CONTAINS KEY; on
+    # regular, clustering and partition key columns; refused without it.
+    s.execute("CREATE TABLE f (k int, c int, v int, tags set<text>, attrs map<text, int>, PRIMARY KEY (k, c))")
+    ins = s.prepare("INSERT INTO f (k, c, v, tags, attrs) VALUES (?, ?, ?, ?, ?)")
+    for k in range(4):
+        for c in range(5):
+            s.execute(ins, (k, c, k * 10 + c, {f"t{c}", "all"}, {f"a{k}": c}))
+    def ks(query, *args):
+        return sorted((r.k, r.c) for r in s.execute(query, args or None))
+    expect_error(InvalidRequest, s, "SELECT * FROM f WHERE v > 5", "ALLOW FILTERING")
+    expect(ks("SELECT k, c FROM f WHERE v > 31 ALLOW FILTERING") == [(3, 2), (3, 3), (3, 4)], "v > 31")
+    expect(ks("SELECT k, c FROM f WHERE v >= 12 AND v < 14 ALLOW FILTERING") == [(1, 2), (1, 3)], "12 <= v < 14")
+    expect(ks("SELECT k, c FROM f WHERE v IN (0, 22, 99) ALLOW FILTERING") == [(0, 0), (2, 2)], "v IN")
+    expect(ks("SELECT k, c FROM f WHERE tags CONTAINS 't4' ALLOW FILTERING") == [(k, 4) for k in range(4)], "CONTAINS")
+    expect(ks("SELECT k, c FROM f WHERE attrs CONTAINS KEY 'a2' AND attrs CONTAINS 3 ALLOW FILTERING") == [(2, 3)], "CONTAINS KEY")
+    expect(ks("SELECT k, c FROM f WHERE c = 1 ALLOW FILTERING") == [(k, 1) for k in range(4)], "clustering = in a scan")
+    expect(ks("SELECT k, c FROM f WHERE k > 2 AND c < 2 ALLOW FILTERING") == [(3, 0), (3, 1)], "partition key slice")
+    expect(ks("SELECT k, c FROM f WHERE k = 1 AND v > 12 ALLOW FILTERING") == [(1, 3), (1, 4)], "filter in a partition")
+    expect(ks("SELECT k, c FROM f WHERE v > %s ALLOW FILTERING", 32) == [(3, 3), (3, 4)], "bound filter")
+    contains = s.prepare("SELECT k, c FROM f WHERE tags CONTAINS ? ALLOW FILTERING")
+    expect(sorted((r.k, r.c) for r in s.execute(contains, ["t0"])) == [(k, 0) for k in range(4)], "prepared CONTAINS")
+    expect_error(InvalidRequest, s, "SELECT * FROM f WHERE v CONTAINS 1 ALLOW FILTERING", "non-collection")
+    expect_error(InvalidRequest, s, "SELECT * FROM f WHERE v != 1 ALLOW FILTERING", "!=")
+    paged = [r.v for r in s.execute(SimpleStatement("SELECT v FROM f WHERE v > 5 ALLOW FILTERING", fetch_size=3))]
+    expect(sorted(paged) == sorted(k * 10 + c for k in range(4) for c in range(5) if k * 10 + c > 5), f"filtered paging: {paged}")
+
+    # Duration literals.
+    s.execute("CREATE TABLE d (k int PRIMARY KEY, v duration)")
+    cases = {
+        1: ("1h30m", Duration(0, 0, 5400 * 10**9)),
+        2: ("-2d", Duration(0, -2, 0)),
+        3: ("1y2mo3w4d5h6m7s8ms9us10ns", Duration(14, 25, (5 * 3600 + 6 * 60 + 7) * 10**9 + 8 * 10**6 + 9000 + 10)),
+        4: ("P1Y2M3DT4H5M6S", Duration(14, 3, (4 * 3600 + 5 * 60 + 6) * 10**9)),
+        5: ("P2W", Duration(0, 14, 0)),
+    }
+    for k, (literal, _) in cases.items():
+        s.execute(f"INSERT INTO d (k, v) VALUES ({k}, {literal})")
+    got = {r.k: r.v for r in s.execute("SELECT k, v FROM d")}
+    for k, (literal, wanted) in cases.items():
+        expect(got[k] == wanted, f"duration {literal}: got {got[k]}, expected {wanted}")
+    s.execute("INSERT INTO d (k, v) VALUES (%s, %s)", (6, Duration(1, 2, 3)))
+    expect(s.execute("SELECT v FROM d WHERE k = 6").one().v == Duration(1, 2, 3), "bound duration")
+    expect_error(SyntaxException, s, "INSERT INTO d (k, v) VALUES (7, 1parsec)")
+    cluster.shutdown()
+    print("alter: all checks passed")
+
+
+def timeouts(port):
+    cluster, s = connect(port)
+    s.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+    s.execute("CREATE TABLE ks.t (k int, c int, v text, PRIMARY KEY (k, c))")
+    # A batch of 3,000 rows cannot be applied within 1 ms: WriteTimeout, BATCH.
+    batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    insert = s.prepare("INSERT INTO ks.t (k, c, v) VALUES (?, ?, ?)")
+    for c in range(3000):
+        batch.add(insert, (c % 7, c, "x" * 100))
+    try:
+        s.execute(batch)
+        raise AssertionError("a 3,000-row batch within 1 ms should time out")
+    except WriteTimeout as error:
+        expect(error.write_type == WriteType.UNLOGGED_BATCH, f"write type: {error.write_type}")
+        expect(error.required_responses == 1 and error.received_responses == 0, f"counts: {error}")
+        expect("timed out" in str(error), str(error))
+    # Every row was applied all the same (a timeout is an unknown outcome,
+    # and a batch is never cut short by one).
+    count = s.execute("SELECT count(*) FROM ks.t WHERE k IN (0, 1, 2, 3, 4, 5, 6)").one()[0]
+    expect(count == 3000, f"rows applied by the timed-out batch: {count}")
+    # A full scan of the table, filtering everything out, takes more than 1 ms: ReadTimeout.
+    try:
+        list(s.execute("SELECT * FROM ks.t WHERE v = 'none' ALLOW FILTERING"))
+        raise AssertionError("a filtering scan within 1 ms should time out")
+    except ReadTimeout as error:
+        expect(error.required_responses == 1 and error.received_responses == 0, f"counts: {error}")
+        expect(not error.data_retrieved, "data_present")
+    cluster.shutdown()
+    print("timeouts: all checks passed")
+
+
 def write(port):
     cluster, s = connect(port)
     s.execute("CREATE KEYSPACE IF NOT EXISTS dur WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
@@ -414,5 +558,14 @@ if __name__ == "__main__":
         write(port)
     elif mode == "auth":
         auth(port)
+    elif mode == "query":
+        cluster, s = connect(port)
+        for row in s.execute(sys.argv[3]):
+            print("|".join(str(v) for v in row))
+        cluster.shutdown()
+    elif mode == "alter":
+        alter(port)
+    elif mode == "timeouts":
+        timeouts(port)
     else:
         read(port, int(sys.argv[3]))
