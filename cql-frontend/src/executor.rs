@@ -23,6 +23,7 @@ use crate::cql::ast::{
     Assignment, Operator, QualifiedName, Relation, Selector, Statement, Term, Using,
 };
 use crate::cql::parser::parse;
+use crate::metrics::Operation;
 use crate::node::{Node, Session};
 use crate::protocol::error::CqlError;
 use crate::protocol::messages::QueryParameters;
@@ -113,14 +114,25 @@ pub fn execute_statement(
         values: &params.values,
         now_micros: now_micros(),
     };
+    let started = Instant::now();
     let context = Context {
         node,
         params,
         consistency,
         bindings,
-        started: Instant::now(),
+        started,
     };
     let result = context.run(session, statement);
+    let operation = match statement {
+        Statement::Select { .. } => Operation::Read,
+        Statement::Insert { .. }
+        | Statement::Update { .. }
+        | Statement::Delete { .. }
+        | Statement::Batch { .. } => Operation::Write,
+        _ => Operation::Other,
+    };
+    node.metrics
+        .record(operation, started.elapsed(), result.as_ref().err());
     if let Ok(ResultBody::SchemaChange(change)) = &result {
         // No receivers is fine: nobody registered.
         let _ = node
@@ -3311,6 +3323,8 @@ pub fn execute_batch(
         bindings,
         started,
     };
-    context.write_all(mutations, write_type)?;
-    Ok(ResultBody::Void)
+    let result = context.write_all(mutations, write_type);
+    node.metrics
+        .record(Operation::Write, started.elapsed(), result.as_ref().err());
+    result.map(|()| ResultBody::Void)
 }

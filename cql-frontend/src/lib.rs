@@ -31,6 +31,7 @@ pub mod cql;
 pub mod describe;
 pub mod executor;
 pub mod json;
+pub mod metrics;
 pub mod node;
 pub mod prepared;
 pub mod protocol;

@@ -66,6 +66,8 @@ pub struct Node {
     pub requests_in_flight: Arc<tokio::sync::Semaphore>,
     /// How clients prove who they are.
     pub authenticator: crate::auth::Authenticator,
+    /// Client request and connection metrics.
+    pub metrics: crate::metrics::ClientMetrics,
 }
 
 /// Statement requests the node runs at once; past it clients get Overloaded.
@@ -117,6 +119,7 @@ impl Node {
             events: tokio::sync::broadcast::channel(CLIENT_EVENTS_QUEUED_MAX).0,
             requests_in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
             authenticator,
+            metrics: crate::metrics::ClientMetrics::default(),
         }))
     }
 }

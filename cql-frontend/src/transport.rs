@@ -144,6 +144,8 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
+    let metrics_node = node.clone();
+    let _open = metrics_node.metrics.connection();
     let (mut reader, writer) = stream.into_split();
     let (out, rx) = mpsc::channel::<Outbound>(IN_FLIGHT_PER_CONNECTION_MAX + 16);
     let writing = tokio::spawn(write_loop(writer, rx));
@@ -297,6 +299,7 @@ pub async fn serve_connection(
             .ok()
             .zip(node.requests_in_flight.clone().try_acquire_owned().ok());
         let Some(permits) = permits else {
+            node.metrics.overloaded();
             let error = Response::Error(CqlError::Overloaded(format!(
                 "too many requests in flight (at most {IN_FLIGHT_PER_CONNECTION_MAX} per connection and {} per node); retry later",
                 crate::node::REQUESTS_IN_FLIGHT_MAX

@@ -5,11 +5,13 @@
 //! - [`cli`]: the clap definitions of every subcommand and its flags;
 //! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
 //!   validated [`config::Config`];
+//! - [`http`]: the metrics and probes HTTP port;
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
 //! - [`server`]: assembles a node from its configuration and runs it until
 //!   SIGTERM/SIGINT.
 
 pub mod cli;
 pub mod config;
+pub mod http;
 pub mod logging;
 pub mod server;

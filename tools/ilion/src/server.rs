@@ -55,11 +55,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 addr,
                 source,
             })?;
+    let metrics_addr = std::net::SocketAddr::new(config.listen_address, config.metrics_port);
+    let metrics_listener =
+        TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|source| ConfigError::PortUnavailable {
+                key: "metrics_port",
+                addr: metrics_addr,
+                source,
+            })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let readiness = Arc::new(crate::http::Readiness::default());
+    tokio::spawn(crate::http::serve(
+        metrics_listener,
+        node.clone(),
+        readiness.clone(),
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(%metrics_addr, "serving metrics and probes over HTTP");
     tracing::info!(%addr, "listening for CQL clients");
     let accept = tokio::spawn(accept_loop(listener, node, shutdown_rx));
+    readiness
+        .serving_cql
+        .store(true, std::sync::atomic::Ordering::Release);
     let signal = wait_for_shutdown_signal().await?;
     tracing::info!(signal, "shutting down");
+    readiness
+        .draining
+        .store(true, std::sync::atomic::Ordering::Release);
     let _ = shutdown_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, accept).await {
         Ok(joined) => joined.context("accept loop failed")?,

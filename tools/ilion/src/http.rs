@@ -1,0 +1,151 @@
+//! The node's HTTP port (9180 by default): Prometheus metrics at
+//! `/metrics`, and the probes orchestrators use: `/probes/live` (the
+//! process answers) and `/probes/ready` (the node serves CQL and sees itself
+//! UP), each 200 or 503.
+//!
+//! Only `GET` (and `HEAD`) of those paths is served, one request per
+//! connection; a request head is read with a size and time limit, so a slow
+//! or hostile client holds nothing for long.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cql_frontend::node::Node;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// Longest request head accepted.
+const REQUEST_HEAD_MAX: usize = 8 * 1024;
+/// Time a client has to send its request and read the answer.
+const REQUEST_TIME_MAX: Duration = Duration::from_secs(5);
+/// Connections served at once; more wait in the kernel's backlog.
+const CONNECTIONS_MAX: usize = 64;
+
+/// What the readiness probe reports.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// The CQL port accepts clients.
+    pub serving_cql: AtomicBool,
+    /// The node is shutting down (drained): no longer ready.
+    pub draining: AtomicBool,
+}
+
+impl Readiness {
+    fn ready(&self) -> bool {
+        // On a one-node ring the node always sees itself UP in gossip.
+        self.serving_cql.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+/// Serves HTTP until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    readiness: Arc<Readiness>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Ok(permit) = permits.clone().acquire_owned().await else { return };
+                let (node, readiness) = (node.clone(), readiness.clone());
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(
+                        REQUEST_TIME_MAX,
+                        answer(stream, &node, &readiness),
+                    )
+                    .await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+async fn answer(mut stream: TcpStream, node: &Arc<Node>, readiness: &Readiness) {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+        if head.len() > REQUEST_HEAD_MAX {
+            let _ = respond(
+                &mut stream,
+                431,
+                "text/plain",
+                "request head too large\n",
+                true,
+            )
+            .await;
+            return;
+        }
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let with_body = method != "HEAD";
+    if method != "GET" && method != "HEAD" {
+        let _ = respond(&mut stream, 405, "text/plain", "only GET is served\n", true).await;
+        return;
+    }
+    let path = path.split('?').next().unwrap_or("");
+    let (status, content_type, body) = match path {
+        "/metrics" => {
+            let node = node.clone();
+            match tokio::task::spawn_blocking(move || cql_frontend::metrics::render(&node)).await {
+                Ok(text) => (200, "text/plain; version=0.0.4; charset=utf-8", text),
+                Err(_) => (500, "text/plain", "metrics could not be gathered\n".into()),
+            }
+        }
+        "/probes/live" => (200, "text/plain", "live\n".into()),
+        "/probes/ready" if readiness.ready() => (200, "text/plain", "ready\n".into()),
+        "/probes/ready" => (
+            503,
+            "text/plain",
+            "not ready: the node is starting, or draining\n".into(),
+        ),
+        _ => (
+            404,
+            "text/plain",
+            "not found: try /metrics, /probes/live or /probes/ready\n".into(),
+        ),
+    };
+    let _ = respond(&mut stream, status, content_type, &body, with_body).await;
+}
+
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    with_body: bool,
+) -> std::io::Result<()> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if with_body {
+        response.push_str(body);
+    }
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
