@@ -27,8 +27,8 @@ pub enum Command {
     Shell(NotBuiltArgs),
     /// nodetool-style operations client (not yet built: issue 5).
     Nodetool(NotBuiltArgs),
-    /// cassandra-stress-style load generator (not yet built: issue 5).
-    Stress(NotBuiltArgs),
+    /// cassandra-stress-style load generator against any CQL server.
+    Stress(crate::stress::StressArgs),
     /// ccm-style local cluster launcher (not yet built: issue 5).
     Cluster(NotBuiltArgs),
 }

@@ -7,6 +7,7 @@
 //!   validated [`config::Config`];
 //! - [`http`]: the metrics and probes HTTP port;
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
+//! - [`stress`]: `ilion stress`, the load generator (a CQL client only);
 //! - [`server`]: assembles a node from its configuration and runs it until
 //!   SIGTERM/SIGINT.
 
@@ -15,3 +16,4 @@ pub mod config;
 pub mod http;
 pub mod logging;
 pub mod server;
+pub mod stress;

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         Command::Server(args) => run_server(&args),
         Command::Shell(_) => not_built("ilion shell", "issue 5"),
         Command::Nodetool(_) => not_built("ilion nodetool", "issue 5"),
-        Command::Stress(_) => not_built("ilion stress", "issue 5"),
+        Command::Stress(args) => run_stress(args),
         Command::Cluster(_) => not_built("ilion cluster", "issue 5"),
     }
 }
@@ -42,6 +42,26 @@ fn run_server(args: &ilion::cli::ServerArgs) -> ExitCode {
             tracing::error!("{error:#}");
             eprintln!("ilion: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn run_stress(args: ilion::stress::StressArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ilion stress: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ilion::stress::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ilion stress: {error:#}");
+            ExitCode::from(1)
         }
     }
 }
