@@ -68,6 +68,11 @@ pub struct Node {
     pub authenticator: crate::auth::Authenticator,
     /// Client request and connection metrics.
     pub metrics: crate::metrics::ClientMetrics,
+    /// Whether single-partition prepared statements run on the async
+    /// workers instead of the blocking pool. Worth it (a thread hand-off
+    /// per request costs more than the work) only when a write never waits
+    /// for an fsync: the server turns it on in periodic commitlog mode.
+    pub inline_execution: std::sync::atomic::AtomicBool,
 }
 
 /// Statement requests the node runs at once; past it clients get Overloaded.
@@ -120,6 +125,7 @@ impl Node {
             requests_in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
             authenticator,
             metrics: crate::metrics::ClientMetrics::default(),
+            inline_execution: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }

@@ -36,6 +36,10 @@ pub struct Prepared {
     pub statement: Statement,
     pub binds: Vec<ColumnSpec>,
     pub partition_key_indexes: Vec<u16>,
+    /// A read or write of one partition named whole by bind markers: short
+    /// work, which a node may run on its async workers (see
+    /// [`crate::node::Node::inline_execution`]).
+    pub single_partition: bool,
     pub result_columns: Option<Vec<ColumnSpec>>,
     /// The v5 result metadata id of `result_columns`, computed once here.
     pub result_metadata_id: [u8; 16],
@@ -107,7 +111,16 @@ pub fn prepare(
     }
     let (binds, partition_key_indexes, result_columns) = describe(node, session, &statement)?;
     let id = statement_id(session.keyspace.as_deref(), query);
+    let single_partition = !partition_key_indexes.is_empty()
+        && matches!(
+            statement,
+            Statement::Insert { .. }
+                | Statement::Update { .. }
+                | Statement::Delete { .. }
+                | Statement::Select { .. }
+        );
     let prepared = Prepared {
+        single_partition,
         query: query.to_owned(),
         keyspace: session.keyspace.clone(),
         statement,

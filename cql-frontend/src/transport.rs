@@ -318,7 +318,27 @@ pub async fn serve_connection(
             }
             continue;
         };
+        let inline = node
+            .inline_execution
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && matches!(&request, Request::Execute { id, .. }
+                if node.prepared.get(id).is_some_and(|p| p.single_partition));
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
+        if inline {
+            tokio::spawn(async move {
+                let response = run_statement(&node, &session, request, header.version);
+                let _ = out
+                    .send(encode(
+                        header.version,
+                        header.stream,
+                        &response,
+                        compress_reply,
+                    ))
+                    .await;
+                drop(permits);
+            });
+            continue;
+        }
         tokio::task::spawn_blocking(move || {
             let response = run_statement(&node, &session, request, header.version);
             let _ = out.blocking_send(encode(

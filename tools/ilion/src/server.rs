@@ -46,6 +46,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     config.check_environment()?;
     let engine = Arc::new(open_engine(&config).await?);
     let node = open_node(&config, engine.clone())?;
+    node.inline_execution.store(
+        matches!(config.commitlog_sync, CommitlogSync::Periodic { .. }),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let addr = config.native_address();
     let listener =
         TcpListener::bind(addr)

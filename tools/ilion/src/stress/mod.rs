@@ -3,9 +3,12 @@
 //! routing), so it measures any CQL server the same way.
 //!
 //! Each operation has a number; with `--rate` it also has an intended start
-//! time (`start + number / rate`), and its latency counts from then, not
-//! from when a worker got to it: a stalled server shows in the tail instead
-//! of slowing the clock (no coordinated omission).
+//! time (`start + number / rate`). A worker that reaches an operation late
+//! (because the server was slow) counts its latency from the intended
+//! start, not from when it got to it: a stalled server shows in the tail
+//! instead of slowing the clock (no coordinated omission). A worker that is
+//! early sleeps, and counts from when it wakes (timer lateness is the
+//! client's, not the server's).
 //!
 //! Layout: [`distribution`] picks keys, [`profile`] holds the statements and
 //! makes bind values, [`report`] keeps the histograms and prints.
@@ -353,9 +356,9 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
     for worker in workers {
         worker.await.context("a stress worker failed")?;
     }
-    plan.stop.store(true, Ordering::Release);
-    let _ = progress.await;
     let elapsed = started.elapsed();
+    plan.stop.store(true, Ordering::Release);
+    progress.abort();
     let summary = plan.recorder.summary(elapsed);
     print!("{}", summary.text());
     if let Some(path) = &args.json {
@@ -391,8 +394,15 @@ async fn work(plan: Arc<Plan>, worker: u64) {
                 if plan.until.is_some_and(|until| at >= until) {
                     return;
                 }
-                tokio::time::sleep_until(at.into()).await;
-                at
+                if at > Instant::now() {
+                    // Ahead of schedule: the worker was idle, so the timer's
+                    // own lateness (up to a millisecond) is not the server's.
+                    tokio::time::sleep_until(at.into()).await;
+                    Instant::now()
+                } else {
+                    // Behind schedule: the wait counts (no coordinated omission).
+                    at
+                }
             }
             None => Instant::now(),
         };
