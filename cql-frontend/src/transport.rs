@@ -583,8 +583,10 @@ fn with_session<T>(
     result
 }
 
-/// Runs a statement request (QUERY, PREPARE, EXECUTE, BATCH) on a blocking
-/// thread: storage calls may wait on an fsync.
+/// Runs a statement request (QUERY, PREPARE, EXECUTE, BATCH). Called on a
+/// blocking thread (storage calls may wait on an fsync), or on an async
+/// worker for single-partition prepared statements when the node allows it
+/// ([`Node::inline_execution`]).
 fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, version: u8) -> Response {
     match request {
         Request::Query { query, params } => {
