@@ -182,7 +182,6 @@ impl Context<'_> {
                     name,
                     *if_not_exists,
                     options,
-                    "",
                 )?;
                 Ok(if created {
                     schema_change("CREATED", "KEYSPACE", name, None)
@@ -215,12 +214,9 @@ impl Context<'_> {
                     statement,
                     session.keyspace.as_deref(),
                 )?;
-                Ok(match created {
-                    Some(table) => {
-                        schema_change("CREATED", "TABLE", &table.keyspace, Some(&table.name))
-                    }
-                    None => ResultBody::Void,
-                })
+                Ok(created.map_or(ResultBody::Void, |table| {
+                    schema_change("CREATED", "TABLE", &table.keyspace, Some(&table.name))
+                }))
             }
             Statement::CreateType {
                 name,
@@ -234,10 +230,9 @@ impl Context<'_> {
                     fields,
                     session.keyspace.as_deref(),
                 )?;
-                Ok(match created {
-                    Some(udt) => schema_change("CREATED", "TYPE", &udt.keyspace, Some(&udt.name)),
-                    None => ResultBody::Void,
-                })
+                Ok(created.map_or(ResultBody::Void, |udt| {
+                    schema_change("CREATED", "TYPE", &udt.keyspace, Some(&udt.name))
+                }))
             }
             Statement::DropType { name, if_exists } => {
                 let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
@@ -268,12 +263,9 @@ impl Context<'_> {
                 // Prepared statements describe the old columns: drivers
                 // prepare again when told Unprepared.
                 self.node.prepared.clear();
-                Ok(match altered {
-                    Some(table) => {
-                        schema_change("UPDATED", "TABLE", &table.keyspace, Some(&table.name))
-                    }
-                    None => ResultBody::Void,
-                })
+                Ok(altered.map_or(ResultBody::Void, |table| {
+                    schema_change("UPDATED", "TABLE", &table.keyspace, Some(&table.name))
+                }))
             }
             Statement::AlterType {
                 name,
@@ -288,10 +280,9 @@ impl Context<'_> {
                     session.keyspace.as_deref(),
                 )?;
                 self.node.prepared.clear();
-                Ok(match altered {
-                    Some(udt) => schema_change("UPDATED", "TYPE", &udt.keyspace, Some(&udt.name)),
-                    None => ResultBody::Void,
-                })
+                Ok(altered.map_or(ResultBody::Void, |udt| {
+                    schema_change("UPDATED", "TYPE", &udt.keyspace, Some(&udt.name))
+                }))
             }
             Statement::DropTable { name, if_exists } => {
                 let keyspace = resolve_keyspace(name, session.keyspace.as_deref())?;
@@ -1234,15 +1225,7 @@ impl Context<'_> {
         op: Operator,
         term: &Term,
     ) -> Result<Vec<Bytes>, CqlError> {
-        // CONTAINS compares with an element, CONTAINS KEY with a key.
-        let ty = match (op, column.ty.unfrozen()) {
-            (
-                Operator::Contains,
-                CqlType::List(item) | CqlType::Set(item) | CqlType::Map(_, item),
-            ) => item.as_ref(),
-            (Operator::ContainsKey, CqlType::Map(key, _)) => key.as_ref(),
-            _ => &column.ty,
-        };
+        let ty = operand_type(&column.ty, op);
         let one = |term: &Term| -> Result<Bytes, CqlError> {
             match term_value(ty, term, &column.name, self.bindings)? {
                 Value::Set(bytes) => Ok(bytes),
@@ -1776,6 +1759,18 @@ struct Slice {
 
 /// One restriction on clustering columns, before they are combined:
 /// `width` columns from `position`, with one tuple (=, slices) or several (IN).
+/// The type of the value a relation on a column of type `ty` compares
+/// with: an element for CONTAINS, a key for CONTAINS KEY, else `ty`.
+pub(crate) fn operand_type(ty: &CqlType, op: Operator) -> &CqlType {
+    match (op, ty.unfrozen()) {
+        (Operator::Contains, CqlType::List(item) | CqlType::Set(item) | CqlType::Map(_, item)) => {
+            item
+        }
+        (Operator::ContainsKey, CqlType::Map(key, _)) => key,
+        _ => ty,
+    }
+}
+
 /// A restriction checked on each row: `column op value` (several values
 /// for IN).
 #[derive(Debug, Clone)]
@@ -3181,12 +3176,7 @@ fn materialize(
     }
     // After ALTER TABLE DROP, a row may hold only cells of dropped
     // columns: it no longer exists.
-    let columns = table
-        .columns
-        .iter()
-        .filter(|c| matches!(c.kind, ColumnKind::Regular | ColumnKind::Static))
-        .count();
-    let dropped_any = table.next_column_id as usize > columns + 1;
+    let dropped_any = table.has_dropped_columns();
     let exists = |row: &&Row| {
         !dropped_any
             || row.cells.iter().any(|cell| {

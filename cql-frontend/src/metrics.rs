@@ -59,16 +59,13 @@ struct OperationMetrics {
 }
 
 impl OperationMetrics {
-    #[allow(clippy::expect_used)] // constant bounds, checked by the tests
-    fn new() -> OperationMetrics {
-        let histogram = Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)
-            .expect("1 µs..60 s at 3 digits is a valid histogram");
-        OperationMetrics {
-            latency_us: Mutex::new(histogram),
+    fn new() -> Result<OperationMetrics, hdrhistogram::CreationError> {
+        Ok(OperationMetrics {
+            latency_us: Mutex::new(Histogram::new_with_bounds(1, LATENCY_MAX_US, 3)?),
             timeouts: AtomicU64::new(0),
             unavailables: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-        }
+        })
     }
 }
 
@@ -82,22 +79,20 @@ pub struct ClientMetrics {
     overloaded: AtomicU64,
 }
 
-impl Default for ClientMetrics {
-    fn default() -> Self {
-        ClientMetrics {
+impl ClientMetrics {
+    pub fn new() -> Result<ClientMetrics, hdrhistogram::CreationError> {
+        Ok(ClientMetrics {
             operations: [
-                OperationMetrics::new(),
-                OperationMetrics::new(),
-                OperationMetrics::new(),
+                OperationMetrics::new()?,
+                OperationMetrics::new()?,
+                OperationMetrics::new()?,
             ],
             connections: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             overloaded: AtomicU64::new(0),
-        }
+        })
     }
-}
 
-impl ClientMetrics {
     /// Records one finished request.
     pub fn record(&self, operation: Operation, elapsed: Duration, error: Option<&CqlError>) {
         let metrics = &self.operations[operation.index()];
@@ -151,6 +146,12 @@ impl Drop for ConnectionGuard<'_> {
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Writes a family of one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// Escapes a label value for the text format.
@@ -236,56 +237,46 @@ pub fn render(node: &Node) -> String {
             );
         }
     }
-    family(
-        &mut out,
-        "ilion_dropped_requests_total",
-        "counter",
-        "Requests refused with Overloaded because too many were in flight.",
-    );
-    let _ = writeln!(
-        out,
-        "ilion_dropped_requests_total {}",
-        metrics.overloaded.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "ilion_client_connections",
-        "gauge",
-        "Open CQL client connections.",
-    );
-    let _ = writeln!(
-        out,
-        "ilion_client_connections {}",
-        metrics.connections.load(Ordering::Relaxed)
-    );
-    family(
-        &mut out,
-        "ilion_client_connections_total",
-        "counter",
-        "CQL client connections accepted since start.",
-    );
-    let _ = writeln!(
-        out,
-        "ilion_client_connections_total {}",
-        metrics.connections_total.load(Ordering::Relaxed)
-    );
+    for (name, kind, help, value) in [
+        (
+            "ilion_dropped_requests_total",
+            "counter",
+            "Requests refused with Overloaded because too many were in flight.",
+            &metrics.overloaded,
+        ),
+        (
+            "ilion_client_connections",
+            "gauge",
+            "Open CQL client connections.",
+            &metrics.connections,
+        ),
+        (
+            "ilion_client_connections_total",
+            "counter",
+            "CQL client connections accepted since start.",
+            &metrics.connections_total,
+        ),
+    ] {
+        single(&mut out, name, kind, help, value.load(Ordering::Relaxed));
+    }
 
     render_storage(node, &mut out);
 
-    family(
+    // On a one-node ring the only endpoint is this node, and it is UP.
+    single(
         &mut out,
         "ilion_gossip_live_endpoints",
         "gauge",
         "Endpoints this node sees UP in gossip (itself included).",
+        1,
     );
-    let _ = writeln!(out, "ilion_gossip_live_endpoints 1");
-    family(
+    single(
         &mut out,
         "ilion_gossip_unreachable_endpoints",
         "gauge",
         "Endpoints this node sees DOWN in gossip.",
+        0,
     );
-    let _ = writeln!(out, "ilion_gossip_unreachable_endpoints 0");
     out
 }
 
@@ -354,27 +345,19 @@ fn render_storage(node: &Node, out: &mut String) {
             );
         }
     }
-    family(
+    single(
         out,
         "ilion_commitlog_segments",
         "gauge",
         "Commitlog segments on disk (active and waiting for flushes).",
+        engine.commitlog_segments() as u64,
     );
-    let _ = writeln!(
-        out,
-        "ilion_commitlog_segments {}",
-        engine.commitlog_segments()
-    );
-    family(
+    single(
         out,
         "ilion_compaction_throughput_bytes_per_second",
         "gauge",
         "The compaction throughput limit (0: unlimited).",
-    );
-    let _ = writeln!(
-        out,
-        "ilion_compaction_throughput_bytes_per_second {}",
-        engine.compaction_throughput()
+        engine.compaction_throughput(),
     );
 }
 
@@ -383,8 +366,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_latencies_errors_and_connections() {
-        let metrics = ClientMetrics::default();
+    fn records_latencies_errors_and_connections() -> Result<(), hdrhistogram::CreationError> {
+        let metrics = ClientMetrics::new()?;
         metrics.record(Operation::Read, Duration::from_micros(300), None);
         metrics.record(
             Operation::Write,
@@ -401,6 +384,7 @@ mod tests {
         }
         assert_eq!(metrics.connections.load(Ordering::Relaxed), 0);
         assert_eq!(metrics.connections_total.load(Ordering::Relaxed), 2);
+        Ok(())
     }
 
     #[test]

@@ -124,7 +124,8 @@ impl Node {
             events: tokio::sync::broadcast::channel(CLIENT_EVENTS_QUEUED_MAX).0,
             requests_in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
             authenticator,
-            metrics: crate::metrics::ClientMetrics::default(),
+            metrics: crate::metrics::ClientMetrics::new()
+                .map_err(|e| CqlError::Server(format!("cannot set up metrics: {e}")))?,
             inline_execution: std::sync::atomic::AtomicBool::new(false),
         }))
     }

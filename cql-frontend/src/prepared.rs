@@ -375,15 +375,7 @@ fn collect_relations(
                     .column(column)
                     .map(|c| c.ty.clone())
                     .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
-                // CONTAINS binds an element, CONTAINS KEY a key.
-                let ty = match (op, ty.unfrozen()) {
-                    (
-                        Operator::Contains,
-                        CqlType::List(item) | CqlType::Set(item) | CqlType::Map(_, item),
-                    ) => item.as_ref().clone(),
-                    (Operator::ContainsKey, CqlType::Map(key, _)) => key.as_ref().clone(),
-                    _ => ty,
-                };
+                let ty = crate::executor::operand_type(&ty, *op).clone();
                 match (op, value) {
                     (Operator::In, Term::Bind(marker)) => out.push((
                         marker.clone(),
@@ -489,42 +481,8 @@ fn select_columns(all: &[ColumnSpec], selectors: &[Selector]) -> Result<Vec<Colu
     Ok(out)
 }
 
-fn write_specs(w: &mut BodyWriter, specs: &[ColumnSpec]) {
-    let global = specs
-        .first()
-        .map(|first| {
-            specs
-                .iter()
-                .all(|c| c.keyspace == first.keyspace && c.table == first.table)
-        })
-        .unwrap_or(true);
-    if global {
-        let (keyspace, table) = specs
-            .first()
-            .map_or(("", ""), |c| (c.keyspace.as_str(), c.table.as_str()));
-        w.write_string(keyspace);
-        w.write_string(table);
-    }
-    for spec in specs {
-        if !global {
-            w.write_string(&spec.keyspace);
-            w.write_string(&spec.table);
-        }
-        w.write_string(&spec.name);
-        spec.ty.write_option(w);
-    }
-}
-
 fn global_flag(specs: &[ColumnSpec]) -> i32 {
-    let global = specs
-        .first()
-        .map(|first| {
-            specs
-                .iter()
-                .all(|c| c.keyspace == first.keyspace && c.table == first.table)
-        })
-        .unwrap_or(true);
-    i32::from(global)
+    i32::from(crate::results::one_table(specs))
 }
 
 /// The RESULT body of a PREPARE (kind 4, v4 layout).
@@ -542,13 +500,13 @@ pub fn prepared_result(id: &[u8; 16], prepared: &Prepared, version: u8) -> Bytes
     for index in &prepared.partition_key_indexes {
         w.write_short(*index);
     }
-    write_specs(&mut w, &prepared.binds);
+    crate::results::write_specs(&mut w, &prepared.binds);
     // Result metadata.
     match &prepared.result_columns {
         Some(columns) => {
             w.write_int(global_flag(columns));
             w.write_int(columns.len() as i32);
-            write_specs(&mut w, columns);
+            crate::results::write_specs(&mut w, columns);
         }
         None => {
             w.write_int(0x0004);

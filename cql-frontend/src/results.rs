@@ -114,21 +114,42 @@ impl ResultBody {
     }
 }
 
+/// Whether every column is of one table (the metadata's global table spec).
+pub(crate) fn one_table(specs: &[ColumnSpec]) -> bool {
+    specs.first().is_none_or(|first| {
+        specs
+            .iter()
+            .all(|c| c.keyspace == first.keyspace && c.table == first.table)
+    })
+}
+
+/// Column specs: the table once when all share it, else per column.
+pub(crate) fn write_specs(w: &mut BodyWriter, specs: &[ColumnSpec]) {
+    let global = one_table(specs);
+    if global {
+        let (keyspace, table) = specs
+            .first()
+            .map_or(("", ""), |c| (c.keyspace.as_str(), c.table.as_str()));
+        w.write_string(keyspace);
+        w.write_string(table);
+    }
+    for spec in specs {
+        if !global {
+            w.write_string(&spec.keyspace);
+            w.write_string(&spec.table);
+        }
+        w.write_string(&spec.name);
+        spec.ty.write_option(w);
+    }
+}
+
 fn write_rows(
     rows: &Rows,
     w: &mut BodyWriter,
     skip_metadata: bool,
     new_metadata_id: Option<[u8; 16]>,
 ) {
-    let global = rows
-        .columns
-        .first()
-        .map(|first| {
-            rows.columns
-                .iter()
-                .all(|c| c.keyspace == first.keyspace && c.table == first.table)
-        })
-        .unwrap_or(true);
+    let global = one_table(&rows.columns);
     let mut flags = 0;
     if global {
         flags |= 0x0001;
@@ -151,22 +172,7 @@ fn write_rows(
         w.write_short_bytes(&id);
     }
     if !skip_metadata {
-        if global {
-            let (keyspace, table) = rows
-                .columns
-                .first()
-                .map_or(("", ""), |c| (c.keyspace.as_str(), c.table.as_str()));
-            w.write_string(keyspace);
-            w.write_string(table);
-        }
-        for column in &rows.columns {
-            if !global {
-                w.write_string(&column.keyspace);
-                w.write_string(&column.table);
-            }
-            w.write_string(&column.name);
-            column.ty.write_option(w);
-        }
+        write_specs(w, &rows.columns);
     }
     w.write_int(rows.rows.len() as i32);
     for row in &rows.rows {

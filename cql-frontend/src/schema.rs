@@ -162,6 +162,17 @@ impl TableSchema {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// Whether `ALTER TABLE DROP` ever removed a column: ids run from 1
+    /// with none skipped otherwise.
+    pub fn has_dropped_columns(&self) -> bool {
+        let stored = self
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, ColumnKind::Regular | ColumnKind::Static))
+            .count();
+        self.next_column_id as usize > stored + 1
+    }
+
     pub fn partition_key(&self) -> impl Iterator<Item = &ColumnSchema> {
         self.columns
             .iter()
@@ -790,7 +801,6 @@ impl Catalog {
         name: &str,
         if_not_exists: bool,
         options: &[(String, OptionValue)],
-        text: &str,
     ) -> Result<bool, CqlError> {
         if SYSTEM_KEYSPACES.contains(&name) || self.keyspaces.contains_key(name) {
             if if_not_exists {
@@ -803,9 +813,7 @@ impl Catalog {
             });
         }
         let keyspace = keyspace_from_options(name, options)?;
-        let canonical = canonical_keyspace_cql(&keyspace);
-        let _ = text;
-        write_schema_row(engine, name, Bytes::new(), &canonical, None)?;
+        write_keyspace_row(engine, &keyspace)?;
         self.keyspaces.insert(name.to_owned(), keyspace);
         self.refresh_version();
         Ok(true)
@@ -826,13 +834,7 @@ impl Catalog {
             return Err(invalid(format!("Keyspace '{name}' does not exist")));
         }
         let keyspace = keyspace_from_options(name, options)?;
-        write_schema_row(
-            engine,
-            name,
-            Bytes::new(),
-            &canonical_keyspace_cql(&keyspace),
-            None,
-        )?;
+        write_keyspace_row(engine, &keyspace)?;
         self.keyspaces.insert(name.to_owned(), keyspace);
         self.refresh_version();
         Ok(())
@@ -1062,13 +1064,7 @@ impl Catalog {
             )));
         }
         let udt = Arc::new(self.user_type(&keyspace, &name.name, fields)?);
-        write_schema_row(
-            engine,
-            &keyspace,
-            type_clustering(&name.name),
-            &canonical_type_cql(&udt),
-            None,
-        )?;
+        write_type_row(engine, &udt)?;
         self.types
             .insert((keyspace, name.name.clone()), udt.clone());
         self.refresh_version();
@@ -1331,13 +1327,7 @@ impl Catalog {
                 }
             }
         }
-        write_schema_row(
-            engine,
-            &keyspace,
-            type_clustering(&name.name),
-            &canonical_type_cql(&udt),
-            None,
-        )?;
+        write_type_row(engine, &udt)?;
         // Tables and types hold the type resolved: build them again from
         // the stored definitions, which name it.
         *self = Catalog::load(engine)?;
@@ -1387,18 +1377,19 @@ fn rand_uuid_v4() -> u128 {
     (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48) | (0x8000u128 << 48)
 }
 
+/// Writes one row of a keyspace's schema partition, every cell with the
+/// same timestamp.
 fn write_schema_row(
     engine: &Engine,
     keyspace: &str,
     clustering: Bytes,
-    cql: &str,
-    id: Option<u128>,
+    cells: Vec<(u32, Vec<u8>)>,
 ) -> Result<(), CqlError> {
     let timestamp = now_micros();
-    let mut cells = vec![Cell::live(CELL_CQL, timestamp, cql.as_bytes().to_vec())];
-    if let Some(id) = id {
-        cells.push(Cell::live(CELL_ID, timestamp, id.to_be_bytes().to_vec()));
-    }
+    let cells = cells
+        .into_iter()
+        .map(|(column, value)| Cell::live(column, timestamp, value))
+        .collect();
     let update = PartitionUpdate {
         rows: vec![Row::new(clustering, cells)],
         ..Default::default()
@@ -1406,22 +1397,40 @@ fn write_schema_row(
     store_schema_update(engine, keyspace, update)
 }
 
+/// Stores a keyspace's definition (the row with empty clustering).
+fn write_keyspace_row(engine: &Engine, keyspace: &KeyspaceSchema) -> Result<(), CqlError> {
+    let cql = canonical_keyspace_cql(keyspace);
+    write_schema_row(
+        engine,
+        &keyspace.name,
+        Bytes::new(),
+        vec![(CELL_CQL, cql.into_bytes())],
+    )
+}
+
+/// Stores a type's definition.
+fn write_type_row(engine: &Engine, udt: &UserType) -> Result<(), CqlError> {
+    let cql = canonical_type_cql(udt);
+    write_schema_row(
+        engine,
+        &udt.keyspace,
+        type_clustering(&udt.name),
+        vec![(CELL_CQL, cql.into_bytes())],
+    )
+}
+
 /// Stores a table's definition: its `CREATE` text, id and column ids.
 fn write_table_row(engine: &Engine, table: &TableSchema) -> Result<(), CqlError> {
-    let timestamp = now_micros();
-    let cells = vec![
-        Cell::live(CELL_CQL, timestamp, table.create_cql.as_bytes().to_vec()),
-        Cell::live(CELL_ID, timestamp, table.id.to_be_bytes().to_vec()),
-        Cell::live(CELL_COLUMN_IDS, timestamp, encode_column_ids(table)),
-    ];
-    let update = PartitionUpdate {
-        rows: vec![Row::new(
-            Bytes::from(table.name.clone().into_bytes()),
-            cells,
-        )],
-        ..Default::default()
-    };
-    store_schema_update(engine, &table.keyspace, update)
+    write_schema_row(
+        engine,
+        &table.keyspace,
+        Bytes::from(table.name.clone().into_bytes()),
+        vec![
+            (CELL_CQL, table.create_cql.clone().into_bytes()),
+            (CELL_ID, table.id.to_be_bytes().to_vec()),
+            (CELL_COLUMN_IDS, encode_column_ids(table)),
+        ],
+    )
 }
 
 /// Deletes one definition (a table's or a type's row) from its keyspace's

@@ -125,31 +125,35 @@ impl DurationValue {
     fn parse(&self) -> Result<Duration, String> {
         match self {
             DurationValue::Millis(ms) => Ok(Duration::from_millis(*ms)),
-            DurationValue::Text(text) => parse_duration(text),
+            DurationValue::Text(text) => parse_duration(text, Duration::from_millis(1)),
         }
     }
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// A duration written `250ms`, `10s`, `2m` or `1h`; a bare number counts
+/// in `bare_unit` (milliseconds in configuration files, as in Cassandra).
+pub fn parse_duration(text: &str, bare_unit: Duration) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let amount: u64 = digits
+    let amount: u32 = digits
         .parse()
         .map_err(|_| format!("expected a duration such as 10000ms or 10s, got {text:?}"))?;
-    let millis = match unit.trim() {
-        "" | "ms" => amount,
-        "s" => amount.saturating_mul(1000),
-        "m" => amount.saturating_mul(60_000),
+    let unit = match unit.trim() {
+        "" => bare_unit,
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
         other => {
             return Err(format!(
-                "unknown duration unit {other:?} in {text:?}; use ms, s or m"
+                "unknown duration unit {other:?} in {text:?}; use ms, s, m or h"
             ))
         }
     };
-    Ok(Duration::from_millis(millis))
+    Ok(unit.saturating_mul(amount))
 }
 
 impl RawConfig {

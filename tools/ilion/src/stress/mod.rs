@@ -116,25 +116,7 @@ pub struct StressArgs {
 
 /// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("expected a duration such as 30s, got {text:?}"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?}; use ms, s, m or h"
-            ))
-        }
-    })
+    crate::config::parse_duration(text, Duration::from_secs(1))
 }
 
 /// `ratio(write=1,read=3)` → (1, 3).
@@ -347,7 +329,7 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
         started,
         next: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-        recorder: Recorder::new(),
+        recorder: Recorder::new()?,
     });
     let workers: Vec<_> = (0..args.concurrency)
         .map(|worker| tokio::spawn(work(plan.clone(), worker as u64)))

@@ -39,11 +39,6 @@ impl OpKind {
     }
 }
 
-#[allow(clippy::expect_used)] // constant bounds: valid by construction
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, LATENCY_MAX_US, 3).expect("valid histogram bounds")
-}
-
 /// Histograms per kind: the whole run, and the current second.
 struct Histograms {
     total: [Histogram<u64>; 2],
@@ -58,23 +53,19 @@ pub struct Recorder {
     first_error: Mutex<Option<String>>,
 }
 
-impl Default for Recorder {
-    fn default() -> Self {
-        Recorder::new()
-    }
-}
-
 impl Recorder {
-    pub fn new() -> Recorder {
-        Recorder {
+    pub fn new() -> Result<Recorder, hdrhistogram::CreationError> {
+        let empty = Histogram::<u64>::new_with_bounds(1, LATENCY_MAX_US, 3)?;
+        let like = || Histogram::new_from(&empty);
+        Ok(Recorder {
             histograms: Mutex::new(Histograms {
-                total: [histogram(), histogram()],
-                interval: [histogram(), histogram()],
+                total: [like(), like()],
+                interval: [like(), like()],
             }),
             errors: AtomicU64::new(0),
             interval_errors: AtomicU64::new(0),
             first_error: Mutex::new(None),
-        }
+        })
     }
 
     pub fn record(&self, kind: OpKind, latency: Duration) {
@@ -100,7 +91,7 @@ impl Recorder {
     /// The current second's histogram (both kinds merged) and errors; starts the next.
     fn take_interval(&self) -> (Histogram<u64>, u64) {
         let mut histograms = self.histograms.lock();
-        let mut merged = histogram();
+        let mut merged = Histogram::new_from(&histograms.interval[0]);
         for h in histograms.interval.iter_mut() {
             let _ = merged.add(&*h);
             h.reset();
@@ -110,7 +101,7 @@ impl Recorder {
 
     pub fn summary(&self, elapsed: Duration) -> Summary {
         let histograms = self.histograms.lock();
-        let mut all = histogram();
+        let mut all = Histogram::new_from(&histograms.total[0]);
         for h in &histograms.total {
             let _ = all.add(h);
         }
@@ -303,7 +294,7 @@ mod tests {
 
     #[test]
     fn summary_counts_and_percentiles() {
-        let recorder = Recorder::new();
+        let recorder = Recorder::new().unwrap();
         for ms in 1..=100u64 {
             recorder.record(OpKind::Write, Duration::from_millis(ms));
         }
@@ -327,7 +318,7 @@ mod tests {
 
     #[test]
     fn the_hdr_log_is_readable_back() {
-        let recorder = Recorder::new();
+        let recorder = Recorder::new().unwrap();
         recorder.record(OpKind::Read, Duration::from_micros(700));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.hlog");
