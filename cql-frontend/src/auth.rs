@@ -239,24 +239,26 @@ pub fn authenticate_plain(engine: &Engine, token: &[u8]) -> Result<Role, CqlErro
 mod tests {
     use super::*;
 
-    fn engine() -> (tempfile::TempDir, Engine) {
-        let dir = tempfile::tempdir().unwrap();
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn engine() -> Result<(tempfile::TempDir, Engine), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
         let engine = Engine::open(storage_lsm::EngineConfig::new(
             dir.path().join("data"),
             dir.path().join("commitlog"),
-        ))
-        .unwrap();
-        (dir, engine)
+        ))?;
+        Ok((dir, engine))
     }
 
     #[test]
-    fn default_superuser_logs_in_and_wrong_passwords_do_not() {
-        let (_dir, engine) = engine();
-        setup(&engine).unwrap();
-        let role = authenticate_plain(&engine, b"\0cassandra\0cassandra").unwrap();
+    fn default_superuser_logs_in_and_wrong_passwords_do_not() -> TestResult {
+        let (_dir, engine) = engine()?;
+        setup(&engine)?;
+        let role = authenticate_plain(&engine, b"\0cassandra\0cassandra")?;
         assert!(role.superuser && role.login);
-        let stored = get(&engine, "cassandra").unwrap().unwrap();
-        let hash = stored.salted_hash.unwrap();
+        let stored = get(&engine, "cassandra")?.ok_or("no cassandra role")?;
+        let hash = stored.salted_hash.ok_or("no password hash")?;
         assert!(hash.starts_with("$2a$10$"), "{hash}");
         assert!(!hash.contains("cassandra"));
         for token in [
@@ -268,39 +270,39 @@ mod tests {
             let error = authenticate_plain(&engine, token).unwrap_err();
             assert_eq!(error.code(), 0x0100, "{error}");
         }
+        Ok(())
     }
 
     #[test]
-    fn roles_are_created_altered_dropped_and_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
+    fn roles_are_created_altered_dropped_and_survive_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
         {
             let engine = Engine::open(storage_lsm::EngineConfig::new(
                 dir.path().join("data"),
                 dir.path().join("commitlog"),
-            ))
-            .unwrap();
-            setup(&engine).unwrap();
+            ))?;
+            setup(&engine)?;
             let mut alice = Role {
                 name: "alice".into(),
-                salted_hash: Some(hash_password("s3cret").unwrap()),
+                salted_hash: Some(hash_password("s3cret")?),
                 superuser: false,
                 login: true,
             };
-            put(&engine, &alice).unwrap();
+            put(&engine, &alice)?;
             alice.login = false;
-            put(&engine, &alice).unwrap();
-            drop_role(&engine, "cassandra").unwrap();
-            engine.shutdown().unwrap();
+            put(&engine, &alice)?;
+            drop_role(&engine, "cassandra")?;
+            engine.shutdown()?;
         }
         let engine = Engine::open(storage_lsm::EngineConfig::new(
             dir.path().join("data"),
             dir.path().join("commitlog"),
-        ))
-        .unwrap();
-        setup(&engine).unwrap();
-        let names: Vec<String> = list(&engine).unwrap().into_iter().map(|r| r.name).collect();
+        ))?;
+        setup(&engine)?;
+        let names: Vec<String> = list(&engine)?.into_iter().map(|r| r.name).collect();
         assert_eq!(names, ["alice"], "the default role is not re-created");
         let error = authenticate_plain(&engine, b"\0alice\0s3cret").unwrap_err();
         assert!(error.to_string().contains("not permitted"), "{error}");
+        Ok(())
     }
 }

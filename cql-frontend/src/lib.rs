@@ -24,7 +24,7 @@
 //! supported`): v5 framing, Snappy, authentication, LWT, indexes, views,
 //! UDTs, counters.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod auth;
 pub mod cql;

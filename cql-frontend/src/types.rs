@@ -464,55 +464,59 @@ impl TypeParser<'_> {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn parses_and_prints_types() {
+    fn parses_and_prints_types() -> TestResult {
         for text in [
             "int",
             "frozen<map<text, list<int>>>",
             "tuple<int, text>",
             "set<uuid>",
         ] {
-            assert_eq!(CqlType::parse(text).unwrap().to_string(), text);
+            assert_eq!(CqlType::parse(text)?.to_string(), text);
         }
-        assert_eq!(CqlType::parse("VARCHAR").unwrap(), CqlType::Text);
+        assert_eq!(CqlType::parse("VARCHAR")?, CqlType::Text);
         assert!(CqlType::parse("map<int>").is_err());
         // Other names are user-defined types, resolved later by the schema.
         assert_eq!(
-            CqlType::parse("frozen<Address>").unwrap(),
+            CqlType::parse("frozen<Address>")?,
             CqlType::Frozen(Box::new(CqlType::UserTypeName("address".into())))
         );
+        Ok(())
     }
 
-    fn comparable(ty: &CqlType, value: &[u8], desc: bool) -> Vec<u8> {
+    fn comparable(ty: &CqlType, value: &[u8], desc: bool) -> Result<Vec<u8>, TypeError> {
         let mut out = Vec::new();
-        ty.encode_comparable(value, desc, &mut out).unwrap();
-        out
+        ty.encode_comparable(value, desc, &mut out)?;
+        Ok(out)
     }
 
     #[test]
-    fn comparable_encoding_orders_like_cql() {
+    fn comparable_encoding_orders_like_cql() -> TestResult {
         let ints: Vec<i32> = vec![i32::MIN, -5, -1, 0, 1, 7, i32::MAX];
         let enc: Vec<Vec<u8>> = ints
             .iter()
             .map(|i| comparable(&CqlType::Int, &i.to_be_bytes(), false))
-            .collect();
+            .collect::<Result<_, _>>()?;
         assert!(enc.windows(2).all(|w| w[0] < w[1]));
         let desc: Vec<Vec<u8>> = ints
             .iter()
             .map(|i| comparable(&CqlType::Int, &i.to_be_bytes(), true))
-            .collect();
+            .collect::<Result<_, _>>()?;
         assert!(desc.windows(2).all(|w| w[0] > w[1]));
         let doubles = [f64::NEG_INFINITY, -2.5, -0.0, 0.0, 1e-9, 3.0, f64::INFINITY];
         let enc: Vec<Vec<u8>> = doubles
             .iter()
             .map(|d| comparable(&CqlType::Double, &d.to_be_bytes(), false))
-            .collect();
+            .collect::<Result<_, _>>()?;
         assert!(enc.windows(2).all(|w| w[0] <= w[1]));
         let texts = ["", "a", "a\0", "a\0b", "ab", "b"];
         let enc: Vec<Vec<u8>> = texts
             .iter()
             .map(|t| comparable(&CqlType::Text, t.as_bytes(), false))
-            .collect();
+            .collect::<Result<_, _>>()?;
         assert!(enc.windows(2).all(|w| w[0] < w[1]), "{enc:?}");
         for (ty, value) in [
             (CqlType::Text, &b"a\0b"[..]),
@@ -520,10 +524,11 @@ mod tests {
             (CqlType::BigInt, &(-9i64).to_be_bytes()[..]),
         ] {
             for desc in [false, true] {
-                let bytes = comparable(&ty, value, desc);
-                let (back, used) = ty.decode_comparable(&bytes, desc).unwrap();
+                let bytes = comparable(&ty, value, desc)?;
+                let (back, used) = ty.decode_comparable(&bytes, desc)?;
                 assert_eq!((back.as_slice(), used), (value, bytes.len()));
             }
         }
+        Ok(())
     }
 }

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(ConsistencyLevel::All.block_for(3), 3);
         assert_eq!(ConsistencyLevel::Two.block_for(1), 2);
         for code in 0..=0x0A {
-            assert_eq!(ConsistencyLevel::from_code(code).unwrap().code(), code);
+            assert_eq!(
+                ConsistencyLevel::from_code(code).map(|c| c.code()),
+                Some(code)
+            );
         }
         assert!(ConsistencyLevel::from_code(0x0B).is_none());
     }

@@ -10,7 +10,7 @@
 //! NetworkTopologyStrategy, the snitch, hints, read repair, range scans
 //! across nodes.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod consistency;
 pub mod coordinator;

@@ -30,7 +30,8 @@ pub const BYTES_LEN_MAX: u64 = 256 * 1024 * 1024;
 pub const LIST_LEN_MAX: u64 = 16 * 1024 * 1024;
 
 /// Bytes that do not decode, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} at offset {offset}")]
 pub struct DecodeError {
     pub offset: usize,
     pub reason: &'static str,
@@ -404,17 +405,21 @@ fn range_from_positions(
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn varints_round_trip() {
+    fn varints_round_trip() -> TestResult {
         for value in [0i64, 1, -1, 63, -64, 64, i64::MAX, i64::MIN, 1 << 40] {
             let mut w = Writer::new();
             w.signed(value);
-            assert_eq!(Reader::new(&w.buf).signed().unwrap(), value);
+            assert_eq!(Reader::new(&w.buf).signed()?, value);
         }
+        Ok(())
     }
 
     #[test]
-    fn mutation_round_trips() {
+    fn mutation_round_trips() -> TestResult {
         let mutation = Mutation {
             table: TableId(7),
             key: PartitionKey::new(-5, &b"pk"[..]),
@@ -450,11 +455,12 @@ mod tests {
         let mut w = Writer::new();
         w.mutation(&mutation);
         let mut r = Reader::new(&w.buf);
-        assert_eq!(r.mutation().unwrap(), mutation);
+        assert_eq!(r.mutation()?, mutation);
         assert!(r.is_empty());
         // Every truncation fails cleanly instead of panicking.
         for len in 0..w.buf.len() {
             assert!(Reader::new(&w.buf[..len]).mutation().is_err());
         }
+        Ok(())
     }
 }

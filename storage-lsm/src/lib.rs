@@ -21,7 +21,7 @@
 //! create tables, `apply` [`model::Mutation`]s, `read` partitions with a
 //! [`table::SliceQuery`], `scan` token ranges with paging.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod clock;
 pub mod codec;

@@ -320,6 +320,9 @@ mod tests {
     use super::*;
     use crate::model::Cell;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     fn marker(prefix: &'static [u8], before: Option<i64>, after: Option<i64>) -> Atom {
         Atom::Marker(RangeMarker {
             position: ClusteringPosition::before(prefix),
@@ -333,19 +336,20 @@ mod tests {
     }
 
     #[test]
-    fn range_deletion_in_one_source_shadows_rows_of_another() {
+    fn range_deletion_in_one_source_shadows_rows_of_another() -> TestResult {
         let a = VecSource::new(vec![row(b"a", 1), row(b"c", 1), row(b"e", 1)]);
         let b = VecSource::new(vec![
             marker(b"b", None, Some(5)),
             marker(b"d", Some(5), None),
         ]);
-        let merge = MergeIterator::new(vec![Box::new(a), Box::new(b)], false, None).unwrap();
+        let merge = MergeIterator::new(vec![Box::new(a), Box::new(b)], false, None)?;
         let mut live = LiveRows::new(merge, 0, usize::MAX);
         let mut keys = Vec::new();
-        while let Some(r) = live.next_row().unwrap() {
+        while let Some(r) = live.next_row()? {
             keys.push(r.clustering.clone());
         }
         assert_eq!(keys, vec![&b"a"[..], &b"e"[..]]);
         assert_eq!(live.counters.tombstones_scanned, 2);
+        Ok(())
     }
 }

@@ -43,7 +43,8 @@ pub struct Spanned {
 }
 
 /// Text that is not CQL, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}:{column}: {message}")]
 pub struct LexError {
     pub line: usize,
     pub column: usize,
@@ -272,9 +273,12 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, LexError> {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn tokens_with_positions() {
-        let tokens = tokenize("SELECT a, \"B\" FROM ks.t\n WHERE k = 'it''s' AND u = 123e4567-e89b-12d3-a456-426614174000 AND f >= -1.5e3 -- c").unwrap();
+    fn tokens_with_positions() -> TestResult {
+        let tokens = tokenize("SELECT a, \"B\" FROM ks.t\n WHERE k = 'it''s' AND u = 123e4567-e89b-12d3-a456-426614174000 AND f >= -1.5e3 -- c")?;
         let texts: Vec<String> = tokens.iter().map(|t| t.token.to_string()).collect();
         assert_eq!(
             texts,
@@ -304,6 +308,7 @@ mod tests {
         );
         let where_token = &tokens[8];
         assert_eq!((where_token.line, where_token.column), (2, 2));
+        Ok(())
     }
 
     #[test]

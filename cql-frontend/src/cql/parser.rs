@@ -1282,12 +1282,15 @@ impl Parser {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn create_table_with_compound_key_and_order() {
+    fn create_table_with_compound_key_and_order() -> TestResult {
         let statement = parse(
             "CREATE TABLE IF NOT EXISTS ks.events (\n  tenant text, day date, at timestamp, id uuid,\n  tags set<text>, meta frozen<map<text, int>>, note text STATIC,\n  PRIMARY KEY ((tenant, day), at, id)\n) WITH CLUSTERING ORDER BY (at DESC, id ASC) AND gc_grace_seconds = 3600\n  AND compaction = {'class': 'LeveledCompactionStrategy', 'sstable_size_in_mb': 160};",
         )
-        .unwrap();
+        ?;
         let Statement::CreateTable {
             name,
             if_not_exists,
@@ -1298,7 +1301,7 @@ mod tests {
             options,
         } = statement
         else {
-            panic!()
+            return Err("unexpected statement".into());
         };
         assert_eq!(name.keyspace.as_deref(), Some("ks"));
         assert!(if_not_exists);
@@ -1312,17 +1315,18 @@ mod tests {
         assert!(columns[6].is_static);
         assert_eq!(columns[5].ty.to_string(), "frozen<map<text, int>>");
         assert_eq!(options.len(), 2);
+        Ok(())
     }
 
     #[test]
-    fn dml_statements() {
-        let statement =
-            parse("INSERT INTO t (k, v, l) VALUES (?, 'x', [1, 2]) USING TTL 60 AND TIMESTAMP 123")
-                .unwrap();
+    fn dml_statements() -> TestResult {
+        let statement = parse(
+            "INSERT INTO t (k, v, l) VALUES (?, 'x', [1, 2]) USING TTL 60 AND TIMESTAMP 123",
+        )?;
         assert!(
             matches!(statement, Statement::Insert { ref using, .. } if using.ttl.is_some() && using.timestamp.is_some())
         );
-        let statement = parse("SELECT k, count(*) AS n, writetime(v) FROM ks.t WHERE k IN (1, 2) AND c >= -5 AND (c, d) > (1, 2) AND token(k) > 0 ORDER BY c DESC PER PARTITION LIMIT 2 LIMIT 10 ALLOW FILTERING").unwrap();
+        let statement = parse("SELECT k, count(*) AS n, writetime(v) FROM ks.t WHERE k IN (1, 2) AND c >= -5 AND (c, d) > (1, 2) AND token(k) > 0 ORDER BY c DESC PER PARTITION LIMIT 2 LIMIT 10 ALLOW FILTERING")?;
         let Statement::Select {
             selectors,
             relations,
@@ -1332,25 +1336,26 @@ mod tests {
             ..
         } = statement
         else {
-            panic!()
+            return Err("unexpected statement".into());
         };
         assert_eq!(selectors.len(), 3);
         assert_eq!(relations.len(), 4);
         assert_eq!(order_by, vec![("c".into(), true)]);
         assert!(limit.is_some() && allow_filtering);
         assert!(matches!(
-            parse("DELETE v FROM t USING TIMESTAMP 5 WHERE k = :key").unwrap(),
+            parse("DELETE v FROM t USING TIMESTAMP 5 WHERE k = :key")?,
             Statement::Delete { .. }
         ));
         assert!(matches!(
-            parse("UPDATE t SET m = {'a': 1}, s = {1, 2} WHERE k = 1").unwrap(),
+            parse("UPDATE t SET m = {'a': 1}, s = {1, 2} WHERE k = 1")?,
             Statement::Update { .. }
         ));
-        assert!(matches!(parse("BEGIN UNLOGGED BATCH INSERT INTO t (k) VALUES (1); DELETE FROM t WHERE k = 2; APPLY BATCH").unwrap(), Statement::Batch { logged: false, .. }));
+        assert!(matches!(parse("BEGIN UNLOGGED BATCH INSERT INTO t (k) VALUES (1); DELETE FROM t WHERE k = 2; APPLY BATCH")?, Statement::Batch { logged: false, .. }));
+        Ok(())
     }
 
     #[test]
-    fn errors_say_where_and_what() {
+    fn errors_say_where_and_what() -> TestResult {
         let err = parse("SELECT * FORM t").unwrap_err();
         assert_eq!((err.line, err.column), (1, 10));
         assert!(
@@ -1362,8 +1367,9 @@ mod tests {
         let err = parse("INSERT INTO t (k) VALUES (1").unwrap_err();
         assert!(err.message.contains("end of statement"), "{err}");
         assert!(matches!(
-            parse("CREATE INDEX ON t (v)").unwrap(),
+            parse("CREATE INDEX ON t (v)")?,
             Statement::NotYetSupported(_)
         ));
+        Ok(())
     }
 }

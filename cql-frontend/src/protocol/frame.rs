@@ -160,10 +160,13 @@ impl ResponseFrame {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn headers_are_checked_before_bodies() {
-        assert_eq!(check_header(&[4, 0, 0]).unwrap(), HeaderCheck::Incomplete);
-        let ok = check_header(&[4, 0, 0, 1, 5, 0, 0, 0, 0]).unwrap();
+    fn headers_are_checked_before_bodies() -> TestResult {
+        assert_eq!(check_header(&[4, 0, 0])?, HeaderCheck::Incomplete);
+        let ok = check_header(&[4, 0, 0, 1, 5, 0, 0, 0, 0])?;
         assert!(matches!(
             ok,
             HeaderCheck::Ok(FrameHeader {
@@ -173,7 +176,7 @@ mod tests {
             })
         ));
         assert!(matches!(
-            check_header(&[6, 0, 0, 9, 5, 0, 0, 0, 0]).unwrap(),
+            check_header(&[6, 0, 0, 9, 5, 0, 0, 0, 0])?,
             HeaderCheck::UnsupportedVersion {
                 version: 6,
                 stream: 9
@@ -195,5 +198,6 @@ mod tests {
             check_header(&[0x84, 0, 0, 1, 7, 0, 0, 0, 0]).is_err(),
             "response bit"
         );
+        Ok(())
     }
 }

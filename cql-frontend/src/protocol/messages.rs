@@ -327,8 +327,11 @@ impl Response {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn query_with_positional_values_and_paging() {
+    fn query_with_positional_values_and_paging() -> TestResult {
         let mut w = BodyWriter::new();
         w.write_long_string("SELECT * FROM ks.t WHERE k = ?");
         w.write_short(0x0001); // ONE
@@ -337,9 +340,9 @@ mod tests {
         w.write_bytes(Some(b"\x00\x00\x00\x2a"));
         w.write_int(5000);
         w.write_long(1_700_000_000_000_000);
-        let request = Request::parse(Opcode::Query, w.into_bytes(), 4).unwrap();
+        let request = Request::parse(Opcode::Query, w.into_bytes(), 4)?;
         let Request::Query { query, params } = request else {
-            panic!()
+            return Err("parsed as another request".into());
         };
         assert!(query.starts_with("SELECT"));
         assert_eq!(params.page_size, Some(5000));
@@ -348,10 +351,11 @@ mod tests {
             params.values,
             BoundValues::Positional(vec![Value::Set(Bytes::from_static(b"\x00\x00\x00\x2a"))])
         );
+        Ok(())
     }
 
     #[test]
-    fn v5_execute_has_int_flags_metadata_id_and_keyspace() {
+    fn v5_execute_has_int_flags_metadata_id_and_keyspace() -> TestResult {
         let mut w = BodyWriter::new();
         w.write_short_bytes(&[1; 16]);
         w.write_short_bytes(&[2; 16]);
@@ -359,19 +363,20 @@ mod tests {
         w.write_int(0x02 | 0x80 | 0x100);
         w.write_string("ks");
         w.write_int(1_700_000_000);
-        let request = Request::parse(Opcode::Execute, w.into_bytes(), 5).unwrap();
+        let request = Request::parse(Opcode::Execute, w.into_bytes(), 5)?;
         let Request::Execute {
             result_metadata_id,
             params,
             ..
         } = request
         else {
-            panic!()
+            return Err("parsed as another request".into());
         };
         assert_eq!(result_metadata_id.as_deref(), Some(&[2u8; 16][..]));
         assert!(params.skip_metadata);
         assert_eq!(params.keyspace.as_deref(), Some("ks"));
         assert_eq!(params.now_in_seconds, Some(1_700_000_000));
+        Ok(())
     }
 
     #[test]

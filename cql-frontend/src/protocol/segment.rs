@@ -188,8 +188,11 @@ impl SegmentCodec {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn round_trips_small_and_large_payloads() {
+    fn round_trips_small_and_large_payloads() -> TestResult {
         for lz4 in [false, true] {
             let codec = SegmentCodec { lz4 };
             for payload in [
@@ -201,7 +204,7 @@ mod tests {
                 codec.encode(&payload, &mut wire);
                 let mut back = Vec::new();
                 let mut contained = Vec::new();
-                while let Some(segment) = codec.decode(&mut wire).unwrap() {
+                while let Some(segment) = codec.decode(&mut wire)? {
                     back.extend_from_slice(&segment.payload);
                     contained.push(segment.self_contained);
                 }
@@ -210,21 +213,23 @@ mod tests {
                 assert_eq!(contained.len() == 1, contained.iter().all(|c| *c));
             }
         }
+        Ok(())
     }
 
     #[test]
-    fn partial_segments_wait_and_damage_is_refused() {
+    fn partial_segments_wait_and_damage_is_refused() -> TestResult {
         let codec = SegmentCodec { lz4: false };
         let mut wire = BytesMut::new();
         codec.encode(b"hello envelopes", &mut wire);
         let whole = wire.clone();
         let mut partial = BytesMut::from(&whole[..whole.len() - 1]);
-        assert_eq!(codec.decode(&mut partial).unwrap(), None);
+        assert_eq!(codec.decode(&mut partial)?, None);
         for position in [0, 4, 8, whole.len() - 1] {
             let mut damaged = whole.clone();
             damaged[position] ^= 0x10;
             assert!(codec.decode(&mut damaged).is_err(), "byte {position}");
         }
+        Ok(())
     }
 
     #[test]

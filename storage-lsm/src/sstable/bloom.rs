@@ -119,8 +119,11 @@ impl BloomFilter {
 mod tests {
     use super::*;
 
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn no_false_negatives_and_few_false_positives() {
+    fn no_false_negatives_and_few_false_positives() -> TestResult {
         let mut filter = BloomFilter::with_capacity(10_000);
         let key = |i: u64| {
             PartitionKey::new(
@@ -131,7 +134,8 @@ mod tests {
         for i in 0..10_000 {
             filter.insert(&key(i));
         }
-        let decoded = BloomFilter::decode(&filter.encode()).unwrap();
+        let decoded = BloomFilter::decode(&filter.encode())
+            .map_err(|(offset, reason)| format!("{reason} at {offset}"))?;
         assert!((0..10_000).all(|i| decoded.may_contain(&key(i))));
         let false_positives = (10_000..110_000)
             .filter(|&i| decoded.may_contain(&key(i)))
@@ -140,6 +144,7 @@ mod tests {
             false_positives < 2_500,
             "{false_positives} false positives in 100k"
         );
+        Ok(())
     }
 
     #[test]
