@@ -34,9 +34,9 @@ pub enum Operation {
 }
 
 impl Operation {
-    const ALL: [Operation; 3] = [Operation::Read, Operation::Write, Operation::Other];
+    pub const ALL: [Operation; 3] = [Operation::Read, Operation::Write, Operation::Other];
 
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Operation::Read => "read",
             Operation::Write => "write",
@@ -128,6 +128,21 @@ impl ClientMetrics {
     /// Requests served so far, per operation (for tests and nodetool).
     pub fn requests(&self, operation: Operation) -> u64 {
         self.operations[operation.index()].latency_us.lock().len()
+    }
+
+    /// Latency percentiles of one operation, in µs (`nodetool proxyhistograms`).
+    pub fn latency_us(&self, operation: Operation) -> storage_lsm::stats::Percentiles {
+        storage_lsm::stats::Percentiles::of(&self.operations[operation.index()].latency_us.lock())
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused with Overloaded so far.
+    pub fn overloaded_total(&self) -> u64 {
+        self.overloaded.load(Ordering::Relaxed)
     }
 }
 

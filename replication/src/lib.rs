@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`murmur3`]: Cassandra's Murmur3Partitioner token function, bit for bit;
 //! - [`consistency`]: consistency levels and their replica arithmetic;
+//! - [`ring`]: how much of the token ring each endpoint owns;
 //! - [`coordinator`]: the path of every client read and write (one-node
 //!   ring today).
 //!
@@ -15,6 +16,7 @@
 pub mod consistency;
 pub mod coordinator;
 pub mod murmur3;
+pub mod ring;
 
 pub use consistency::ConsistencyLevel;
 pub use coordinator::{

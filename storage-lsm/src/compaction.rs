@@ -45,6 +45,32 @@ pub struct CompactionTask {
     pub output_size_bytes: Option<u64>,
 }
 
+/// A running compaction as `nodetool compactionstats` shows it: bytes of
+/// data written against the inputs' uncompressed size.
+#[derive(Debug)]
+pub struct CompactionProgress {
+    pub table: crate::model::TableId,
+    /// "Compaction" (strategy-chosen) or "Major compaction".
+    pub kind: &'static str,
+    pub total_bytes: u64,
+    pub done_bytes: AtomicU64,
+}
+
+impl CompactionProgress {
+    pub fn new(table: &Table, task: &CompactionTask, kind: &'static str) -> CompactionProgress {
+        CompactionProgress {
+            table: table.id,
+            kind,
+            total_bytes: task
+                .inputs
+                .iter()
+                .map(|s| s.stats.uncompressed_size_bytes)
+                .sum(),
+            done_bytes: AtomicU64::new(0),
+        }
+    }
+}
+
 /// Shared compaction throughput limit, in bytes per second (0 = unlimited).
 #[derive(Debug, Default)]
 pub struct Throttle {
@@ -324,7 +350,13 @@ type InputCursor = (
 );
 
 /// Runs one compaction of `table` and publishes its outputs.
-pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle) -> Result<()> {
+pub fn run(
+    table: &Table,
+    task: &CompactionTask,
+    now_s: i64,
+    throttle: &Throttle,
+    progress: &CompactionProgress,
+) -> Result<()> {
     let started = Instant::now();
     let gc_grace = table.options().gc_grace_seconds;
     let view = table.view();
@@ -423,6 +455,7 @@ pub fn run(table: &Table, task: &CompactionTask, now_s: i64, throttle: &Throttle
             writer.add_partition(&key, &header, &mut source)?;
             written += writer.uncompressed_len() - before;
         }
+        progress.done_bytes.store(written, Ordering::Relaxed);
         throttle.pace(written, started);
     }
     for writer in outputs {

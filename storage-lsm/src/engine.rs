@@ -104,6 +104,8 @@ struct Shared {
     unavailable: HashMap<TableId, String>,
     commitlog: CommitLog,
     throttle: Throttle,
+    /// Compactions running now (for `compactionstats`).
+    active_compactions: Mutex<Vec<Arc<compaction::CompactionProgress>>>,
     shutdown: AtomicBool,
     /// Memtables waiting for the flusher.
     flush_queue: Mutex<Vec<QueuedFlush>>,
@@ -127,6 +129,41 @@ impl std::fmt::Debug for Engine {
             .field("data_dir", &self.shared.config.data_dir)
             .finish()
     }
+}
+
+/// One snapshot of one table, as `nodetool listsnapshots` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotInfo {
+    pub table: TableId,
+    pub name: String,
+    /// Bytes of every file in the snapshot.
+    pub size_bytes: u64,
+    /// Bytes only the snapshot holds (files no live SSTable links to).
+    pub true_size_bytes: u64,
+}
+
+fn check_snapshot_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return Err(Error::InvalidArgument(format!(
+            "bad snapshot name {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// (all bytes, bytes of files with no other hard link) of a snapshot directory.
+fn snapshot_sizes(dir: &Path) -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let (mut all, mut own) = (0, 0);
+    for entry in std::fs::read_dir(dir).map_err(Error::io(dir))? {
+        let path = entry.map_err(Error::io(dir))?.path();
+        let meta = std::fs::metadata(&path).map_err(Error::io(&path))?;
+        all += meta.len();
+        if meta.nlink() <= 1 {
+            own += meta.len();
+        }
+    }
+    Ok((all, own))
 }
 
 fn options_path(dir: &Path) -> PathBuf {
@@ -209,6 +246,7 @@ impl Engine {
         }
         let shared = Arc::new(Shared {
             throttle: Throttle::new(config.compaction_bytes_per_s),
+            active_compactions: Mutex::new(Vec::new()),
             config,
             tables: RwLock::new(tables),
             unavailable,
@@ -493,9 +531,7 @@ impl Engine {
         let table = self.table(id)?;
         let mut done = 0;
         while let Some(task) = reserve(&table) {
-            let result = compaction::run(&table, &task, self.now_s(), &self.shared.throttle);
-            release(&table, &task);
-            result?;
+            run_compaction(&self.shared, &table, &task, "Compaction")?;
             done += 1;
         }
         Ok(done)
@@ -526,9 +562,12 @@ impl Engine {
             .compacting
             .lock()
             .extend(task.inputs.iter().map(|s| s.generation()));
-        let result = compaction::run(&table, &task, self.now_s(), &self.shared.throttle);
-        release(&table, &task);
-        result
+        run_compaction(&self.shared, &table, &task, "Major compaction")
+    }
+
+    /// The compactions running now, with their progress.
+    pub fn active_compactions(&self) -> Vec<Arc<compaction::CompactionProgress>> {
+        self.shared.active_compactions.lock().clone()
     }
 
     /// Sets the compaction throughput limit (0 = unlimited).
@@ -546,15 +585,29 @@ impl Engine {
     /// Hard-links every SSTable of every table into
     /// `<table dir>/snapshots/<name>/`, after flushing.
     pub fn snapshot(&self, name: &str) -> Result<Vec<PathBuf>> {
-        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        self.snapshot_tables(name, &self.table_ids())
+    }
+
+    /// Snapshots the given tables (flushed first) under one name. A name
+    /// already used by one of them is refused, as Cassandra does.
+    pub fn snapshot_tables(&self, name: &str, ids: &[TableId]) -> Result<Vec<PathBuf>> {
+        check_snapshot_name(name)?;
+        let tables = ids
+            .iter()
+            .map(|id| self.table(*id))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(table) = tables
+            .iter()
+            .find(|t| t.dir.join("snapshots").join(name).exists())
+        {
             return Err(Error::InvalidArgument(format!(
-                "bad snapshot name {name:?}"
+                "snapshot {name} already exists (in {})",
+                table.dir.display()
             )));
         }
-        self.flush_all()?;
         let mut dirs = Vec::new();
-        for id in self.table_ids() {
-            let table = self.table(id)?;
+        for table in tables {
+            self.flush(table.id)?;
             let dir = table.dir.join("snapshots").join(name);
             fs::create_dir_all(&dir)?;
             for sstable in table.view().sstables {
@@ -572,6 +625,53 @@ impl Engine {
             dirs.push(dir);
         }
         Ok(dirs)
+    }
+
+    /// Every snapshot of every table, by table then name.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        let mut found = Vec::new();
+        for id in self.table_ids() {
+            let root = self.table(id)?.dir.join("snapshots");
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry.map_err(Error::io(&root))?;
+                let (size_bytes, true_size_bytes) = snapshot_sizes(&entry.path())?;
+                found.push(SnapshotInfo {
+                    table: id,
+                    name: entry.file_name().to_string_lossy().into_owned(),
+                    size_bytes,
+                    true_size_bytes,
+                });
+            }
+        }
+        found.sort_by(|a, b| (a.table, &a.name).cmp(&(b.table, &b.name)));
+        Ok(found)
+    }
+
+    /// Removes the named snapshot (or, with `None`, every snapshot) of the
+    /// given tables. Returns how many snapshot directories were removed.
+    pub fn clear_snapshots(&self, name: Option<&str>, ids: &[TableId]) -> Result<usize> {
+        if let Some(name) = name {
+            check_snapshot_name(name)?;
+        }
+        let mut removed = 0;
+        for id in ids {
+            let root = self.table(*id)?.dir.join("snapshots");
+            let Ok(entries) = std::fs::read_dir(&root) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry.map_err(Error::io(&root))?;
+                if name.is_none_or(|n| entry.file_name().to_string_lossy() == n) {
+                    let path = entry.path();
+                    std::fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     pub fn stats(&self, id: TableId) -> Result<TableStats> {
@@ -654,6 +754,26 @@ fn reserve(table: &Table) -> Option<compaction::CompactionTask> {
     Some(task)
 }
 
+/// Runs a reserved compaction, visible in [`Engine::active_compactions`]
+/// while it runs, and releases its inputs afterwards.
+fn run_compaction(
+    shared: &Shared,
+    table: &Table,
+    task: &compaction::CompactionTask,
+    kind: &'static str,
+) -> Result<()> {
+    let progress = Arc::new(compaction::CompactionProgress::new(table, task, kind));
+    shared.active_compactions.lock().push(progress.clone());
+    let now_s = shared.config.clock.now_s();
+    let result = compaction::run(table, task, now_s, &shared.throttle, &progress);
+    shared
+        .active_compactions
+        .lock()
+        .retain(|p| !Arc::ptr_eq(p, &progress));
+    release(table, task);
+    result
+}
+
 fn release(table: &Table, task: &compaction::CompactionTask) {
     table
         .compacting
@@ -710,11 +830,9 @@ fn compactor(shared: &Shared) {
                 return;
             }
             if let Some(task) = reserve(&table) {
-                let now_s = shared.config.clock.now_s();
-                if let Err(error) = compaction::run(&table, &task, now_s, &shared.throttle) {
+                if let Err(error) = run_compaction(shared, &table, &task, "Compaction") {
                     tracing::error!(table = ?table.id, %error, "compaction failed");
                 }
-                release(&table, &task);
                 did_work = true;
             }
         }

@@ -40,7 +40,7 @@ pub mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commitlog::SyncMode;
-pub use engine::{Engine, EngineConfig, TableStats};
+pub use engine::{Engine, EngineConfig, SnapshotInfo, TableStats};
 pub use error::{Error, Result};
 pub use table::{
     CompactionStrategy, PartitionRows, ScanPage, ScanResume, SliceQuery, TableOptions, TokenRange,

@@ -45,25 +45,43 @@ impl Default for TableMetrics {
     }
 }
 
-/// Percentiles of a histogram, in its unit.
+/// Percentiles of a histogram, in its unit: the rows `nodetool
+/// tablehistograms` prints, and the mean `tablestats` prints.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Percentiles {
     pub count: u64,
+    pub mean: f64,
+    pub min: u64,
     pub p50: u64,
+    pub p75: u64,
     pub p95: u64,
+    pub p98: u64,
     pub p99: u64,
     pub max: u64,
 }
 
-fn percentiles(histogram: &Mutex<Histogram<u64>>) -> Percentiles {
-    let h = histogram.lock();
-    Percentiles {
-        count: h.len(),
-        p50: h.value_at_quantile(0.50),
-        p95: h.value_at_quantile(0.95),
-        p99: h.value_at_quantile(0.99),
-        max: h.max(),
+impl Percentiles {
+    /// The percentiles of a histogram (all zero when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            mean: h.mean(),
+            min: h.min(),
+            p50: h.value_at_quantile(0.50),
+            p75: h.value_at_quantile(0.75),
+            p95: h.value_at_quantile(0.95),
+            p98: h.value_at_quantile(0.98),
+            p99: h.value_at_quantile(0.99),
+            max: h.max(),
+        }
     }
+}
+
+fn percentiles(histogram: &Mutex<Histogram<u64>>) -> Percentiles {
+    Percentiles::of(&histogram.lock())
 }
 
 impl TableMetrics {

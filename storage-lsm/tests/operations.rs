@@ -70,12 +70,35 @@ fn snapshot_is_hard_links_that_outlive_compaction() {
         std::fs::metadata(data).unwrap().nlink() >= 2,
         "snapshot must hard-link, not copy"
     );
+    let listed = engine.list_snapshots().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].table, listed[0].name.as_str()),
+        (TABLE, "before-upgrade")
+    );
+    assert!(listed[0].size_bytes > 0);
+    let shared_true_size = listed[0].true_size_bytes;
+    assert!(
+        shared_true_size < 100,
+        "only the options file is the snapshot's own while the SSTables live"
+    );
+    assert!(
+        engine.snapshot("before-upgrade").is_err(),
+        "a snapshot name is used once"
+    );
     engine.compact_all(TABLE).unwrap();
     assert!(
         data.exists() && std::fs::metadata(data).unwrap().nlink() == 1,
         "snapshot keeps the compacted-away file"
     );
+    assert!(engine.list_snapshots().unwrap()[0].true_size_bytes > shared_true_size + 1_000);
     assert!(engine.snapshot("../escape").is_err());
+    engine.snapshot("second").unwrap();
+    assert_eq!(engine.clear_snapshots(Some("second"), &[TABLE]).unwrap(), 1);
+    assert_eq!(engine.list_snapshots().unwrap().len(), 1);
+    assert_eq!(engine.clear_snapshots(None, &[TABLE]).unwrap(), 1);
+    assert!(engine.list_snapshots().unwrap().is_empty());
+    assert!(engine.active_compactions().is_empty());
 }
 
 #[test]

@@ -25,8 +25,8 @@ pub enum Command {
     Server(ServerArgs),
     /// cqlsh-style interactive shell (not yet built: issue 5).
     Shell(NotBuiltArgs),
-    /// nodetool-style operations client (not yet built: issue 5).
-    Nodetool(NotBuiltArgs),
+    /// nodetool-style operations client of a node's admin API (port 7199).
+    Nodetool(crate::nodetool::NodetoolArgs),
     /// cassandra-stress-style load generator against any CQL server.
     Stress(crate::stress::StressArgs),
     /// ccm-style local cluster launcher (not yet built: issue 5).

@@ -71,6 +71,9 @@ pub struct RawConfig {
     pub storage_port: Option<u16>,
     /// Ilion's admin gRPC port (Cassandra's JMX port number).
     pub admin_port: Option<u16>,
+    /// Address of the admin gRPC service (default: listen_address when it is
+    /// a loopback address, else 127.0.0.1; nodetool is local by default).
+    pub admin_address: Option<String>,
     /// Ilion's HTTP port for Prometheus metrics and health probes.
     pub metrics_port: Option<u16>,
     pub data_file_directories: Option<Vec<String>>,
@@ -225,6 +228,7 @@ impl RawConfig {
             native_transport_port: other.native_transport_port.or(self.native_transport_port),
             storage_port: other.storage_port.or(self.storage_port),
             admin_port: other.admin_port.or(self.admin_port),
+            admin_address: other.admin_address.or(self.admin_address),
             metrics_port: other.metrics_port.or(self.metrics_port),
             data_file_directories: other.data_file_directories.or(self.data_file_directories),
             commitlog_directory: other.commitlog_directory.or(self.commitlog_directory),
@@ -306,6 +310,18 @@ pub enum Snitch {
     GossipingPropertyFile,
 }
 
+impl Snitch {
+    /// The snitch's name as Cassandra spells it.
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Snitch::Simple => "org.apache.cassandra.locator.SimpleSnitch",
+            Snitch::GossipingPropertyFile => {
+                "org.apache.cassandra.locator.GossipingPropertyFileSnitch"
+            }
+        }
+    }
+}
+
 /// How clients prove who they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authenticator {
@@ -330,6 +346,7 @@ pub struct Config {
     pub rpc_address: IpAddr,
     pub native_transport_port: u16,
     pub storage_port: u16,
+    pub admin_address: IpAddr,
     pub admin_port: u16,
     pub metrics_port: u16,
     pub data_file_directories: Vec<PathBuf>,
@@ -370,6 +387,11 @@ impl Config {
             Some(text) => parse_address("rpc_address", text)?,
             None => listen_address,
         };
+        let admin_address = match &raw.admin_address {
+            Some(text) => parse_address("admin_address", text)?,
+            None if listen_address.is_loopback() => listen_address,
+            None => loopback,
+        };
         let data_root = PathBuf::from(defaults::DATA_ROOT);
         let data_file_directories = match raw.data_file_directories {
             Some(dirs) if dirs.is_empty() => {
@@ -394,6 +416,7 @@ impl Config {
                 defaults::NATIVE_TRANSPORT_PORT,
             )?,
             storage_port: port("storage_port", raw.storage_port, defaults::STORAGE_PORT)?,
+            admin_address,
             admin_port: port("admin_port", raw.admin_port, defaults::ADMIN_PORT)?,
             metrics_port: port("metrics_port", raw.metrics_port, defaults::METRICS_PORT)?,
             data_file_directories,
@@ -705,6 +728,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static str> {
         ("native_transport_port", "CQL port (default 9042)"),
         ("storage_port", "internode port (default 7000)"),
         ("admin_port", "admin gRPC port (default 7199)"),
+        (
+            "admin_address",
+            "admin gRPC address (default: listen_address if loopback, else 127.0.0.1)",
+        ),
         ("metrics_port", "Prometheus/probes HTTP port (default 9180)"),
         ("data_file_directories", "where SSTables live"),
         ("commitlog_directory", "where commitlog segments live"),
@@ -804,6 +831,24 @@ endpoint_snitch: org.apache.cassandra.locator.GossipingPropertyFileSnitch
         assert_eq!(config.rpc_address.to_string(), "127.0.0.2");
         assert_eq!(config.commitlog_sync, CommitlogSync::Batch);
         assert_eq!(config.endpoint_snitch, Snitch::GossipingPropertyFile);
+        assert_eq!(
+            config.admin_address.to_string(),
+            "127.0.0.2",
+            "admin follows a loopback listen_address"
+        );
+    }
+
+    #[test]
+    fn admin_stays_on_loopback_unless_configured() {
+        let raw = RawConfig::from_yaml("listen_address: 10.1.2.3\n").unwrap();
+        let config = Config::resolve(raw).unwrap();
+        assert_eq!(config.admin_address.to_string(), "127.0.0.1");
+        let raw =
+            RawConfig::from_yaml("listen_address: 10.1.2.3\nadmin_address: 10.1.2.3\n").unwrap();
+        assert_eq!(
+            Config::resolve(raw).unwrap().admin_address.to_string(),
+            "10.1.2.3"
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => run_server(&args),
         Command::Shell(_) => not_built("ilion shell", "issue 5"),
-        Command::Nodetool(_) => not_built("ilion nodetool", "issue 5"),
+        Command::Nodetool(args) => run_nodetool(args),
         Command::Stress(args) => run_stress(args),
         Command::Cluster(_) => not_built("ilion cluster", "issue 5"),
     }
@@ -67,6 +67,29 @@ fn run_stress(args: ilion::stress::StressArgs) -> ExitCode {
         Err(error) => {
             eprintln!("ilion stress: {error:#}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn run_nodetool(args: ilion::nodetool::NodetoolArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("nodetool: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(ilion::nodetool::run(args)) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("nodetool: {}", failure.message);
+            ExitCode::FAILURE
         }
     }
 }

@@ -68,8 +68,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 addr: metrics_addr,
                 source,
             })?;
+    let admin_addr = std::net::SocketAddr::new(config.admin_address, config.admin_port);
+    let admin_listener =
+        TcpListener::bind(admin_addr)
+            .await
+            .map_err(|source| ConfigError::PortUnavailable {
+                key: "admin_port",
+                addr: admin_addr,
+                source,
+            })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Stops the CQL port: at shutdown, or earlier by `nodetool drain`.
+    let (stop_clients_tx, stop_clients_rx) = watch::channel(false);
     let readiness = Arc::new(crate::http::Readiness::default());
+    let admin = crate::admin::AdminService::new(
+        node.clone(),
+        readiness.clone(),
+        config.endpoint_snitch.class_name(),
+        stop_clients_tx.clone(),
+    );
+    tokio::spawn(crate::admin::serve(
+        admin_listener,
+        admin,
+        shutdown_rx.clone(),
+    ));
+    tracing::info!(%admin_addr, "serving the admin API (nodetool) over gRPC");
     tokio::spawn(crate::http::serve(
         metrics_listener,
         node.clone(),
@@ -78,7 +101,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(%metrics_addr, "serving metrics and probes over HTTP");
     tracing::info!(%addr, "listening for CQL clients");
-    let accept = tokio::spawn(accept_loop(listener, node, shutdown_rx));
+    let accept = tokio::spawn(accept_loop(listener, node, stop_clients_rx));
     readiness
         .serving_cql
         .store(true, std::sync::atomic::Ordering::Release);
@@ -87,6 +110,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     readiness
         .draining
         .store(true, std::sync::atomic::Ordering::Release);
+    let _ = stop_clients_tx.send(true);
     let _ = shutdown_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, accept).await {
         Ok(joined) => joined.context("accept loop failed")?,

@@ -1,0 +1,100 @@
+//! Token ring arithmetic: which share of the Murmur3 ring each endpoint owns.
+//!
+//! A token `t` owns the range (previous token, t]; the lowest token also owns
+//! the wrap-around range past the highest one. Effective ownership counts a
+//! range for every endpoint that replicates it, walking the ring clockwise to
+//! the next `replication_factor` distinct endpoints (SimpleStrategy's rule;
+//! NetworkTopologyStrategy with one data center and one rack places the same
+//! way).
+
+/// Size of the whole token space (2^64) as a float.
+const RING_SIZE: f64 = 18_446_744_073_709_551_616.0;
+
+/// `(token, endpoint index)` of every endpoint's tokens, sorted by token.
+fn sorted_tokens(tokens_by_endpoint: &[Vec<i64>]) -> Vec<(i64, usize)> {
+    let mut ring: Vec<(i64, usize)> = tokens_by_endpoint
+        .iter()
+        .enumerate()
+        .flat_map(|(endpoint, tokens)| tokens.iter().map(move |t| (*t, endpoint)))
+        .collect();
+    ring.sort_unstable();
+    ring
+}
+
+/// Width of the range a token owns, given the token before it on the ring.
+fn range_width(previous: i64, token: i64) -> f64 {
+    let width = token.wrapping_sub(previous) as u64;
+    if width == 0 {
+        // A lone token owns the whole ring.
+        RING_SIZE
+    } else {
+        width as f64
+    }
+}
+
+/// Fraction of the ring (0..=1) each endpoint replicates with
+/// `replication_factor` replicas per range (1 = primary ownership).
+pub fn ownership(tokens_by_endpoint: &[Vec<i64>], replication_factor: usize) -> Vec<f64> {
+    let ring = sorted_tokens(tokens_by_endpoint);
+    let mut owned = vec![0.0; tokens_by_endpoint.len()];
+    let Some(&(last, _)) = ring.last() else {
+        return owned;
+    };
+    let mut previous = last;
+    for (position, &(token, _)) in ring.iter().enumerate() {
+        let width = range_width(previous, token) / RING_SIZE;
+        let mut replicas: Vec<usize> = Vec::with_capacity(replication_factor);
+        for &(_, endpoint) in ring.iter().cycle().skip(position).take(ring.len()) {
+            if replicas.len() == replication_factor {
+                break;
+            }
+            if !replicas.contains(&endpoint) {
+                replicas.push(endpoint);
+            }
+        }
+        for endpoint in replicas {
+            if let Some(share) = owned.get_mut(endpoint) {
+                *share += width;
+            }
+        }
+        previous = token;
+    }
+    owned
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    #[test]
+    fn one_endpoint_owns_everything() {
+        assert_eq!(ownership(&[vec![42]], 1), vec![1.0]);
+        assert_eq!(ownership(&[vec![-5, 7, 100]], 3), vec![1.0]);
+    }
+
+    #[test]
+    fn halves_and_quarters() {
+        // Tokens at 0 and i64::MIN split the ring in two equal halves.
+        let owned = ownership(&[vec![0], vec![i64::MIN]], 1);
+        assert!(close(owned[0], 0.5) && close(owned[1], 0.5), "{owned:?}");
+        // a owns (MIN, MIN/2]: a quarter; b owns the other three quarters.
+        let owned = ownership(&[vec![i64::MIN / 2], vec![i64::MIN]], 1);
+        assert!(close(owned[0], 0.25) && close(owned[1], 0.75), "{owned:?}");
+    }
+
+    #[test]
+    fn replication_factor_adds_up() {
+        let endpoints = vec![vec![-100, 5_000], vec![3, 9_000_000], vec![i64::MAX - 1]];
+        let primary = ownership(&endpoints, 1);
+        assert!(close(primary.iter().sum::<f64>(), 1.0), "{primary:?}");
+        let two = ownership(&endpoints, 2);
+        assert!(close(two.iter().sum::<f64>(), 2.0), "{two:?}");
+        // More replicas than endpoints: every endpoint holds everything.
+        assert_eq!(ownership(&endpoints, 5), vec![1.0, 1.0, 1.0]);
+        assert!(ownership(&[], 1).is_empty());
+    }
+}
