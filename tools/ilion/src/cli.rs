@@ -29,8 +29,8 @@ pub enum Command {
     Nodetool(crate::nodetool::NodetoolArgs),
     /// cassandra-stress-style load generator against any CQL server.
     Stress(crate::stress::StressArgs),
-    /// ccm-style local cluster launcher (not yet built: issue 5).
-    Cluster(NotBuiltArgs),
+    /// ccm-style local cluster launcher (nodes on 127.0.0.1, .2, …).
+    Cluster(crate::cluster::ClusterArgs),
 }
 
 /// Arguments of a tool that is not built yet: accepted so that the error can

@@ -3,6 +3,7 @@
 //!
 //! Layout:
 //! - [`admin`]: the node's admin gRPC service (what `nodetool` asks);
+//! - [`cluster`]: `ilion cluster`, the ccm-style local cluster launcher;
 //! - [`cli`]: the clap definitions of every subcommand and its flags;
 //! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
 //!   validated [`config::Config`];
@@ -10,14 +11,17 @@
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
 //! - [`nodetool`]: `ilion nodetool`, the admin API's command-line client;
 //! - [`stress`]: `ilion stress`, the load generator (a CQL client only);
+//! - [`text`]: aligned plain-text tables;
 //! - [`server`]: assembles a node from its configuration and runs it until
 //!   SIGTERM/SIGINT.
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod logging;
 pub mod nodetool;
 pub mod server;
 pub mod stress;
+pub mod text;

@@ -18,7 +18,16 @@ fn main() -> ExitCode {
         Command::Shell(_) => not_built("ilion shell", "issue 5"),
         Command::Nodetool(args) => run_nodetool(args),
         Command::Stress(args) => run_stress(args),
-        Command::Cluster(_) => not_built("ilion cluster", "issue 5"),
+        Command::Cluster(args) => match ilion::cluster::run(args) {
+            Ok(output) => {
+                print!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ilion cluster: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::text::columns;
+
 use crate::admin::proto::{
     ClusterReply, CompactionStatsReply, Endpoint, GossipInfoReply, InfoReply, ListSnapshotsReply,
     Percentiles, ProxyHistogramsReply, TableStats,
@@ -21,30 +23,6 @@ pub fn file_size(bytes: u64) -> String {
         || format!("{bytes} bytes"),
         |(unit, size)| format!("{:.2} {unit}", value / size),
     )
-}
-
-/// Left-aligned columns separated by two spaces (nodetool's tables).
-fn columns(rows: &[Vec<String>]) -> String {
-    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..width)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:<width$}  ");
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 fn percent(fraction: f64) -> String {

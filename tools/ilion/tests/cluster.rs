@@ -1,0 +1,158 @@
+//! Goal: `ilion cluster` runs a local cluster the way ccm does: `start -n 3`
+//! brings up three real nodes on their own loopback addresses and returns
+//! once they serve CQL; `status`, `kill`, `start node`, `logs`, `stop` and
+//! `clear` do what they say, and clients and nodetool reach every node.
+//!
+//! Addresses: this test owns 127.0.11.x.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::ilion_bin;
+use scylla::client::session_builder::SessionBuilder;
+
+/// Runs `ilion cluster --dir <dir> <args>`; returns (exit code, stdout, stderr).
+fn cluster(dir: &Path, args: &str) -> (i32, String, String) {
+    let output = Command::new(ilion_bin())
+        .arg("cluster")
+        .arg("--dir")
+        .arg(dir)
+        .args(args.split_whitespace())
+        .output()
+        .expect("run ilion cluster");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn ok(dir: &Path, args: &str) -> String {
+    let (code, out, err) = cluster(dir, args);
+    assert_eq!(code, 0, "ilion cluster {args} failed: {err}");
+    out
+}
+
+/// The state column of a node's line in `ilion cluster status`.
+fn state(status: &str, node: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("{node} ")))
+        .and_then(|l| l.split_whitespace().nth(5))
+        .unwrap_or_else(|| panic!("no {node} in:\n{status}"))
+        .to_owned()
+}
+
+/// Kills whatever the test started, even when an assertion failed.
+struct Cleanup<'a>(&'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = cluster(self.0, "clear");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_launcher_starts_kills_and_clears_nodes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let _cleanup = Cleanup(&dir);
+
+    let (code, _, err) = cluster(&dir, "status");
+    assert_eq!(code, 1);
+    assert!(err.contains("no cluster in"), "{err}");
+
+    let started = ok(
+        &dir,
+        "start -n 3 --base-address 127.0.11.1 --wait-seconds 60",
+    );
+    for (node, address) in [
+        ("node1", "127.0.11.1"),
+        ("node2", "127.0.11.2"),
+        ("node3", "127.0.11.3"),
+    ] {
+        assert_eq!(state(&started, node), "UP", "{started}");
+        assert!(started.contains(address), "{started}");
+    }
+    assert!(
+        started.contains("Connect with: ilion shell 127.0.11.1 9042"),
+        "{started}"
+    );
+
+    // Every node serves CQL on its own address, and nodetool reaches it.
+    for address in ["127.0.11.1", "127.0.11.2", "127.0.11.3"] {
+        let session = SessionBuilder::new()
+            .known_node(format!("{address}:9042"))
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
+        let (rpc,): (std::net::IpAddr,) = session
+            .query_unpaged("SELECT rpc_address FROM system.local", &[])
+            .await
+            .unwrap()
+            .into_rows_result()
+            .unwrap()
+            .single_row()
+            .unwrap();
+        assert_eq!(rpc.to_string(), address);
+        let output = Command::new(ilion_bin())
+            .args(["nodetool", "-h", address, "status"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(text.contains(&format!("UN  {address}")), "{text}");
+    }
+
+    // A crash, then a restart of that node alone.
+    assert!(ok(&dir, "kill node2").starts_with("node2 killed"));
+    let status = ok(&dir, "status");
+    assert_eq!(state(&status, "node2"), "STOPPED", "{status}");
+    assert_eq!(state(&status, "node1"), "UP", "{status}");
+    let restarted = ok(&dir, "start node2");
+    assert_eq!(state(&restarted, "node2"), "UP", "{restarted}");
+    assert!(
+        ok(&dir, "logs node2")
+            .matches("listening for CQL clients")
+            .count()
+            == 2,
+        "the log keeps both runs"
+    );
+    let tail = ok(&dir, "logs node1 --tail 1");
+    assert_eq!(tail.lines().count(), 1, "{tail}");
+    assert!(
+        !tail.contains('\u{1b}'),
+        "no terminal colours in a log file: {tail}"
+    );
+
+    // Refusals.
+    let (code, _, err) = cluster(&dir, "stop node9");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no node node9; the nodes are node1, node2, node3"),
+        "{err}"
+    );
+    let (code, _, err) = cluster(&dir, "start -n 5");
+    assert_eq!(code, 1);
+    assert!(err.contains("holds a cluster of 3 nodes"), "{err}");
+
+    // A clean stop flushes: node3's log says so.
+    let stopped = ok(&dir, "stop");
+    assert_eq!(stopped.lines().count(), 3, "{stopped}");
+    let status = ok(&dir, "status");
+    for node in ["node1", "node2", "node3"] {
+        assert_eq!(state(&status, node), "STOPPED", "{status}");
+    }
+    assert!(ok(&dir, "logs node3").contains("shutdown complete"));
+
+    assert!(ok(&dir, "clear").contains("removed"));
+    assert!(!dir.exists());
+    // Nothing listens any more.
+    assert!(std::net::TcpStream::connect_timeout(
+        &"127.0.11.1:9042".parse().unwrap(),
+        Duration::from_millis(500)
+    )
+    .is_err());
+}
