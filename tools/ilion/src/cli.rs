@@ -23,22 +23,14 @@ pub struct Cli {
 pub enum Command {
     /// Run a node (CQL on 127.0.0.1:9042, data under ./data by default).
     Server(ServerArgs),
-    /// cqlsh-style interactive shell (not yet built: issue 5).
-    Shell(NotBuiltArgs),
+    /// cqlsh-style shell: `ilion shell [host [port]]`, cqlsh's flags.
+    Shell(crate::shell::ShellArgs),
     /// nodetool-style operations client of a node's admin API (port 7199).
     Nodetool(crate::nodetool::NodetoolArgs),
     /// cassandra-stress-style load generator against any CQL server.
     Stress(crate::stress::StressArgs),
     /// ccm-style local cluster launcher (nodes on 127.0.0.1, .2, …).
     Cluster(crate::cluster::ClusterArgs),
-}
-
-/// Arguments of a tool that is not built yet: accepted so that the error can
-/// say what is missing instead of complaining about the arguments.
-#[derive(Debug, Args)]
-pub struct NotBuiltArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
 }
 
 /// `ilion server` flags. Each overrides the YAML key of the same name and its

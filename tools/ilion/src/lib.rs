@@ -5,11 +5,13 @@
 //! - [`admin`]: the node's admin gRPC service (what `nodetool` asks);
 //! - [`cluster`]: `ilion cluster`, the ccm-style local cluster launcher;
 //! - [`cli`]: the clap definitions of every subcommand and its flags;
+//! - [`consistency`]: consistency level names for the CQL clients;
 //! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
 //!   validated [`config::Config`];
 //! - [`http`]: the metrics and probes HTTP port;
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
 //! - [`nodetool`]: `ilion nodetool`, the admin API's command-line client;
+//! - [`shell`]: `ilion shell`, the cqlsh-style shell;
 //! - [`stress`]: `ilion stress`, the load generator (a CQL client only);
 //! - [`text`]: aligned plain-text tables;
 //! - [`server`]: assembles a node from its configuration and runs it until
@@ -19,9 +21,11 @@ pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod consistency;
 pub mod http;
 pub mod logging;
 pub mod nodetool;
 pub mod server;
+pub mod shell;
 pub mod stress;
 pub mod text;

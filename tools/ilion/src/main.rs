@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => run_server(&args),
-        Command::Shell(_) => not_built("ilion shell", "issue 5"),
+        Command::Shell(args) => run_shell(args),
         Command::Nodetool(args) => run_nodetool(args),
         Command::Stress(args) => run_stress(args),
         Command::Cluster(args) => match ilion::cluster::run(args) {
@@ -80,6 +80,22 @@ fn run_stress(args: ilion::stress::StressArgs) -> ExitCode {
     }
 }
 
+fn run_shell(args: ilion::shell::ShellArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ilion shell: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(ilion::shell::run(args));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
 fn run_nodetool(args: ilion::nodetool::NodetoolArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,9 +117,4 @@ fn run_nodetool(args: ilion::nodetool::NodetoolArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn not_built(what: &str, issue: &str) -> ExitCode {
-    eprintln!("ilion: not yet supported: {what} is not built yet ({issue})");
-    ExitCode::from(2)
 }

@@ -152,17 +152,11 @@ pub fn parse_ratio(text: &str) -> Result<(u64, u64), String> {
 }
 
 fn parse_consistency(text: &str) -> anyhow::Result<Consistency> {
-    Ok(match text.to_ascii_uppercase().as_str() {
-        "ANY" => Consistency::Any,
-        "ONE" => Consistency::One,
-        "TWO" => Consistency::Two,
-        "THREE" => Consistency::Three,
-        "QUORUM" => Consistency::Quorum,
-        "ALL" => Consistency::All,
-        "LOCAL_QUORUM" => Consistency::LocalQuorum,
-        "EACH_QUORUM" => Consistency::EachQuorum,
-        "LOCAL_ONE" => Consistency::LocalOne,
-        other => bail!("unknown consistency level {other:?}; use ONE, QUORUM, ALL, ..."),
+    crate::consistency::parse(text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown consistency level {text:?}; use one of {}",
+            crate::consistency::names()
+        )
     })
 }
 
