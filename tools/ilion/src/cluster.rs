@@ -220,9 +220,10 @@ impl NodeDir<'_> {
             .with_context(|| format!("cannot write {}", self.config().display()))
     }
 
-    fn start(&self) -> anyhow::Result<()> {
+    /// Starts the node unless it runs; returns the new process.
+    fn start(&self) -> anyhow::Result<Option<std::process::Child>> {
         if self.running_pid().is_some() {
-            return Ok(());
+            return Ok(None);
         }
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -243,7 +244,7 @@ impl NodeDir<'_> {
             .with_context(|| format!("cannot start {}", self.spec.name))?;
         std::fs::write(self.pid_file(), format!("{}\n", child.id()))
             .with_context(|| format!("cannot write {}", self.pid_file().display()))?;
-        Ok(())
+        Ok(Some(child))
     }
 
     fn signal(&self, signal: rustix::process::Signal) -> anyhow::Result<Option<i32>> {
@@ -489,16 +490,24 @@ fn run_start(dir: &Path, args: &StartArgs) -> anyhow::Result<String> {
         }
     };
     let nodes = cluster.select(args.node.as_deref())?;
+    let mut children = Vec::new();
     for node in &nodes {
-        node.start()?;
+        children.push(node.start()?);
     }
     let deadline = Instant::now() + Duration::from_secs(args.wait_seconds);
-    for node in &nodes {
+    for (node, child) in nodes.iter().zip(&mut children) {
         loop {
             if node.ready() {
                 break;
             }
-            if node.running_pid().is_none() {
+            // A process we just started is judged by its exit status (its
+            // command line is the launcher's until it execs); one already
+            // running by its pid file.
+            let exited = match child {
+                Some(child) => child.try_wait().ok().flatten().is_some(),
+                None => node.running_pid().is_none(),
+            };
+            if exited {
                 bail!(
                     "{} exited while starting; the end of {}:\n{}",
                     node.spec.name,
