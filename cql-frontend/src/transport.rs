@@ -318,15 +318,20 @@ pub async fn serve_connection(
             }
             continue;
         };
+        // An EXECUTE's statement is looked up once, here: it decides where
+        // the request runs, and run_statement uses it.
+        let prepared = match &request {
+            Request::Execute { id, .. } => node.prepared.get(id),
+            _ => None,
+        };
         let inline = node
             .inline_execution
             .load(std::sync::atomic::Ordering::Relaxed)
-            && matches!(&request, Request::Execute { id, .. }
-                if node.prepared.get(id).is_some_and(|p| p.single_partition));
+            && prepared.as_ref().is_some_and(|p| p.single_partition);
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
         if inline {
             tokio::spawn(async move {
-                let response = run_statement(&node, &session, request, header.version);
+                let response = run_statement(&node, &session, request, prepared, header.version);
                 let _ = out
                     .send(encode(
                         header.version,
@@ -340,7 +345,7 @@ pub async fn serve_connection(
             continue;
         }
         tokio::task::spawn_blocking(move || {
-            let response = run_statement(&node, &session, request, header.version);
+            let response = run_statement(&node, &session, request, prepared, header.version);
             let _ = out.blocking_send(encode(
                 header.version,
                 header.stream,
@@ -586,8 +591,15 @@ fn with_session<T>(
 /// Runs a statement request (QUERY, PREPARE, EXECUTE, BATCH). Called on a
 /// blocking thread (storage calls may wait on an fsync), or on an async
 /// worker for single-partition prepared statements when the node allows it
-/// ([`Node::inline_execution`]).
-fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, version: u8) -> Response {
+/// ([`Node::inline_execution`]). `prepared` is the statement an EXECUTE
+/// names, as the caller found it in the cache (None: not prepared here).
+fn run_statement(
+    node: &Node,
+    session: &Mutex<Session>,
+    request: Request,
+    prepared: Option<std::sync::Arc<crate::prepared::Prepared>>,
+    version: u8,
+) -> Response {
     match request {
         Request::Query { query, params } => {
             let result = with_session(session, params.keyspace.as_ref(), |session| {
@@ -618,7 +630,7 @@ fn run_statement(node: &Node, session: &Mutex<Session>, request: Request, versio
             result_metadata_id,
             params,
         } => {
-            let Some(prepared) = node.prepared.get(&id) else {
+            let Some(prepared) = prepared else {
                 let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
                 return Response::Error(CqlError::Unprepared {
                     message: format!("Prepared query with ID {hex} not found (either the query was not prepared on this host (maybe the host has been restarted?) or you have prepared too many queries and it has been evicted from the internal cache)"),

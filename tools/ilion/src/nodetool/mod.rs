@@ -257,11 +257,7 @@ pub async fn run(args: NodetoolArgs) -> Result<String, Failure> {
                 })
                 .await?
                 .into_inner();
-            let which = if keyspaces.is_empty() {
-                "[all keyspaces]".to_owned()
-            } else {
-                format!("[{}]", keyspaces.join(", "))
-            };
+            let which = keyspaces_label(&keyspaces);
             format!(
                 "Requested creating snapshot(s) for {which} with snapshot name [{}] and options {{skipFlush=false}}\nSnapshot directory: {}\n",
                 reply.tag, reply.tag
@@ -283,11 +279,7 @@ pub async fn run(args: NodetoolArgs) -> Result<String, Failure> {
                     keyspaces: keyspaces.clone(),
                 })
                 .await?;
-            let which = if keyspaces.is_empty() {
-                "[all keyspaces]".to_owned()
-            } else {
-                format!("[{}]", keyspaces.join(", "))
-            };
+            let which = keyspaces_label(&keyspaces);
             if all {
                 format!("Requested clearing snapshot(s) for {which} with [all snapshots]\n")
             } else {
@@ -330,6 +322,15 @@ pub async fn run(args: NodetoolArgs) -> Result<String, Failure> {
             String::new()
         }
     })
+}
+
+/// `[all keyspaces]` or `[ks1, ks2]`, as nodetool echoes a request.
+fn keyspaces_label(keyspaces: &[String]) -> String {
+    if keyspaces.is_empty() {
+        "[all keyspaces]".to_owned()
+    } else {
+        format!("[{}]", keyspaces.join(", "))
+    }
 }
 
 fn cluster_request(keyspace: &Option<String>) -> ClusterRequest {

@@ -438,7 +438,8 @@ async fn copy_from(
     let seconds = progress.seconds();
     let files = if command.file.is_some() { 1 } else { 0 };
     let summary = format!(
-        "{imported} rows imported from {files} files in {seconds:.3} seconds ({} skipped).",
+        "{imported} rows imported from {files} files in {seconds:.3} seconds ({:.0} rows/s; {} skipped).",
+        imported as f64 / seconds.max(1e-9),
         failures.len()
     );
     if failures.is_empty() {
