@@ -278,20 +278,6 @@ pub fn render(node: &Node) -> String {
     render_storage(node, &mut out);
 
     // On a one-node ring the only endpoint is this node, and it is UP.
-    single(
-        &mut out,
-        "ilion_gossip_live_endpoints",
-        "gauge",
-        "Endpoints this node sees UP in gossip (itself included).",
-        1,
-    );
-    single(
-        &mut out,
-        "ilion_gossip_unreachable_endpoints",
-        "gauge",
-        "Endpoints this node sees DOWN in gossip.",
-        0,
-    );
     out
 }
 

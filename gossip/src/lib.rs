@@ -1,8 +1,20 @@
 //! Cluster membership for Ilion.
 //!
-//! Owns endpoint state (generation, versioned application states), the
-//! SYN/ACK/ACK2 exchange with seeds and live peers, and phi-accrual failure
-//! detection. The protocol core is a plain struct driven by `tick(now)` and
-//! incoming messages; only a thin service module touches the network.
-//!
-//! Status: not built yet (issue 6). Nothing here is used by a running node.
+//! - [`state`]: endpoint state (generation, heartbeat, versioned
+//!   application states) and digests;
+//! - [`detector`]: phi-accrual failure detection;
+//! - [`core`]: the protocol as a plain state machine driven by `tick(now)`
+//!   and the SYN/ACK/ACK2 messages (tested with an in-memory simulation);
+//! - [`service`]: the tonic service on the internode port and the task
+//!   that gossips once a second, every call under a timeout.
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod core;
+pub mod detector;
+pub mod service;
+pub mod state;
+
+pub use crate::core::{EndpointView, Event, GossipConfig, GossipError, Gossiper};
+pub use service::{GossipHandle, ROUND};
+pub use state::{keys, Endpoint, EndpointState};

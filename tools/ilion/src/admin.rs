@@ -2,10 +2,9 @@
 //! default): what `ilion nodetool` asks. Replies carry numbers; the client
 //! formats them (see `nodetool/`).
 //!
-//! The endpoints this node knows come from [`AdminService::endpoints`]: the
-//! node alone today; the gossip crate's view once the cluster issue lands.
+//! The endpoints this node knows come from gossip ([`AdminService::endpoints`]).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +15,7 @@ use tonic::{Request, Response, Status};
 use cql_frontend::metrics::Operation;
 use cql_frontend::node::Node;
 use cql_frontend::schema::format_uuid;
+use gossip::keys;
 use storage_lsm::model::TableId;
 
 use crate::http::Readiness;
@@ -26,7 +26,7 @@ pub mod proto {
     tonic::include_proto!("ilion.admin.v1");
 }
 
-use proto::admin_server::{Admin, AdminServer};
+use proto::admin_server::Admin;
 use proto::*;
 
 const PARTITIONER: &str = "org.apache.cassandra.dht.Murmur3Partitioner";
@@ -53,6 +53,7 @@ struct NamedTable {
 /// What the admin service needs of the running node.
 pub struct AdminService {
     node: Arc<Node>,
+    gossip: gossip::GossipHandle,
     readiness: Arc<Readiness>,
     snitch: String,
     started: Instant,
@@ -64,12 +65,14 @@ pub struct AdminService {
 impl AdminService {
     pub fn new(
         node: Arc<Node>,
+        gossip: gossip::GossipHandle,
         readiness: Arc<Readiness>,
         snitch: &str,
         stop_clients: watch::Sender<bool>,
     ) -> AdminService {
         AdminService {
             node,
+            gossip,
             readiness,
             snitch: snitch.to_owned(),
             started: Instant::now(),
@@ -142,14 +145,12 @@ impl AdminService {
             .collect())
     }
 
-    fn name_of(&self, id: TableId) -> (String, String) {
+    /// (keyspace, table) by engine id, for replies that name many tables.
+    fn names_by_id(&self) -> HashMap<TableId, (String, String)> {
         self.all_tables(true)
             .into_iter()
-            .find(|t| t.id == id)
-            .map_or_else(
-                || ("?".to_owned(), format_uuid(id.0)),
-                |t| (t.keyspace, t.table),
-            )
+            .map(|t| (t.id, (t.keyspace, t.table)))
+            .collect()
     }
 
     /// Bytes of live SSTables and of memtables over every table.
@@ -164,25 +165,64 @@ impl AdminService {
             })
     }
 
-    /// The endpoints this node knows, itself first.
+    /// The endpoints gossip knows, this node first, with ownership for
+    /// `replication_factor` replicas per range.
     fn endpoints(&self, replication_factor: usize) -> Vec<Endpoint> {
-        let info = &self.node.info;
-        let tokens = vec![info.tokens.clone()];
+        let views = self.gossip.endpoints();
+        let tokens: Vec<Vec<i64>> = views
+            .iter()
+            .map(|v| {
+                v.state
+                    .value(keys::TOKENS)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|t| t.trim().parse().ok())
+                    .collect()
+            })
+            .collect();
         let owned = replication::ring::ownership(&tokens, replication_factor);
-        vec![Endpoint {
-            address: info.listen_address.to_string(),
-            host_id: format_uuid(info.host_id),
-            data_center: info.data_center.clone(),
-            rack: info.rack.clone(),
-            up: true,
-            state: "NORMAL".to_owned(),
-            load_bytes: self.load().0,
-            tokens: info.tokens.clone(),
-            ownership: owned.first().copied().unwrap_or(0.0),
-            schema_version: format_uuid(self.node.catalog.read().version),
-            release_version: cql_frontend::node::RELEASE_VERSION.to_owned(),
-        }]
+        views
+            .into_iter()
+            .zip(tokens)
+            .zip(owned)
+            .map(|((view, tokens), ownership)| {
+                let text = |key: &str| view.state.value(key).unwrap_or_default().to_owned();
+                // This node's own figures are read live; peers' come from gossip.
+                let (load_bytes, schema_version) = if view.is_local {
+                    (self.load().0, format_uuid(self.node.catalog.read().version))
+                } else {
+                    (text(keys::LOAD).parse().unwrap_or(0), text(keys::SCHEMA))
+                };
+                Endpoint {
+                    address: view.endpoint.ip().to_string(),
+                    host_id: text(keys::HOST_ID),
+                    data_center: text(keys::DC),
+                    rack: text(keys::RACK),
+                    up: view.up,
+                    state: match text(keys::STATUS).as_str() {
+                        "LEAVING" => "LEAVING",
+                        "JOINING" => "JOINING",
+                        "MOVING" => "MOVING",
+                        _ => "NORMAL",
+                    }
+                    .to_owned(),
+                    load_bytes,
+                    tokens,
+                    ownership,
+                    schema_version,
+                    release_version: text(keys::RELEASE_VERSION),
+                }
+            })
+            .collect()
     }
+}
+
+/// The names of a table, or its id when the catalog no longer has it.
+fn name_of(names: &HashMap<TableId, (String, String)>, id: TableId) -> (String, String) {
+    names
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| ("?".to_owned(), format_uuid(id.0)))
 }
 
 /// Runs a blocking engine call off the async workers, as a gRPC status.
@@ -257,7 +297,7 @@ impl Admin for AdminService {
             memtable_bytes,
             resident_memory_bytes: resident_memory_bytes(),
             native_transport_active: !self.drained.load(Ordering::Acquire),
-            gossip_active: false,
+            gossip_active: self.gossip.is_running(),
             commitlog_segments: self.engine().commitlog_segments() as u64,
             client_connections: self.node.metrics.open_connections(),
             tokens: info.tokens.clone(),
@@ -292,47 +332,31 @@ impl Admin for AdminService {
     }
 
     async fn gossip_info(&self, _: Request<Empty>) -> Result<Response<GossipInfoReply>, Status> {
-        let info = &self.node.info;
-        let endpoint = self.endpoints(1).into_iter().next();
-        let load = endpoint.as_ref().map_or(0, |e| e.load_bytes);
-        let schema = endpoint.map(|e| e.schema_version).unwrap_or_default();
-        let first_token = info.tokens.first().copied().unwrap_or_default();
-        // The node's own application states, numbered in the order a node
-        // sets them at start, as gossip versions them.
-        let states = [
-            ("STATUS", format!("NORMAL,{first_token}")),
-            ("LOAD", format!("{load}.0")),
-            ("SCHEMA", schema),
-            ("DC", info.data_center.clone()),
-            ("RACK", info.rack.clone()),
-            (
-                "RELEASE_VERSION",
-                cql_frontend::node::RELEASE_VERSION.to_owned(),
-            ),
-            ("RPC_ADDRESS", info.rpc_address.to_string()),
-            ("NATIVE_PORT", info.native_port.to_string()),
-            ("HOST_ID", format_uuid(info.host_id)),
-            (
-                "RPC_READY",
-                (!self.drained.load(Ordering::Acquire)).to_string(),
-            ),
-            ("TOKENS", "<hidden>".to_owned()),
-        ];
         Ok(Response::new(GossipInfoReply {
-            endpoints: vec![EndpointState {
-                address: info.listen_address.to_string(),
-                generation: info.generation,
-                heartbeat: self.started.elapsed().as_secs(),
-                states: states
-                    .into_iter()
-                    .zip(1..)
-                    .map(|((name, value), version)| ApplicationState {
-                        name: name.to_owned(),
-                        version,
-                        value,
-                    })
-                    .collect(),
-            }],
+            endpoints: self
+                .gossip
+                .endpoints()
+                .into_iter()
+                .map(|view| EndpointState {
+                    address: view.endpoint.ip().to_string(),
+                    generation: view.state.generation,
+                    heartbeat: view.state.heartbeat,
+                    states: view
+                        .state
+                        .states
+                        .iter()
+                        .map(|(name, v)| ApplicationState {
+                            name: name.clone(),
+                            version: v.version,
+                            value: if name == keys::TOKENS {
+                                "<hidden>".to_owned()
+                            } else {
+                                v.value.clone()
+                            },
+                        })
+                        .collect(),
+                })
+                .collect(),
         }))
     }
 
@@ -390,6 +414,7 @@ impl Admin for AdminService {
         _: Request<Empty>,
     ) -> Result<Response<CompactionStatsReply>, Status> {
         let engine = self.engine();
+        let names = self.names_by_id();
         let mut pending = Vec::new();
         for table in self.all_tables(true) {
             let count = engine.stats(table.id).map_or(0, |s| s.pending_compactions) as u64;
@@ -406,7 +431,7 @@ impl Admin for AdminService {
             .iter()
             .zip(1..)
             .map(|(progress, n): (_, u32)| {
-                let (keyspace, table) = self.name_of(progress.table);
+                let (keyspace, table) = name_of(&names, progress.table);
                 ActiveCompaction {
                     id: format!("{n}"),
                     kind: progress.kind.to_owned(),
@@ -472,6 +497,9 @@ impl Admin for AdminService {
         self.drained.store(true, Ordering::Release);
         self.readiness.draining.store(true, Ordering::Release);
         let _ = self.stop_clients.send(true);
+        if self.gossip.is_running() {
+            self.gossip.stop().await;
+        }
         let engine = self.engine().clone();
         blocking(move || engine.flush_all()).await?;
         tracing::info!("drained");
@@ -533,11 +561,12 @@ impl Admin for AdminService {
     ) -> Result<Response<ListSnapshotsReply>, Status> {
         let engine = self.engine().clone();
         let found = blocking(move || engine.list_snapshots()).await?;
+        let names = self.names_by_id();
         Ok(Response::new(ListSnapshotsReply {
             snapshots: found
                 .into_iter()
                 .map(|s| {
-                    let (keyspace, table) = self.name_of(s.table);
+                    let (keyspace, table) = name_of(&names, s.table);
                     SnapshotEntry {
                         tag: s.name,
                         keyspace,
@@ -638,24 +667,5 @@ impl Admin for AdminService {
 
     async fn repair(&self, _: Request<TablesRequest>) -> Result<Response<Empty>, Status> {
         Err(not_yet("repair"))
-    }
-}
-
-/// Serves the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    service: AdminService,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let addr: Option<SocketAddr> = listener.local_addr().ok();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
-        .add_service(AdminServer::new(service))
-        .serve_with_incoming_shutdown(incoming, async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-    if let Err(error) = result {
-        tracing::error!(?addr, %error, "admin service stopped");
     }
 }

@@ -90,6 +90,7 @@ pub struct RawConfig {
     /// How long a coordinator waits for a write.
     pub write_request_timeout: Option<DurationValue>,
     pub endpoint_snitch: Option<String>,
+    pub phi_convict_threshold: Option<f64>,
     /// Data center of this node (Cassandra keeps it in cassandra-rackdc.properties).
     pub dc: Option<String>,
     /// Rack of this node (Cassandra keeps it in cassandra-rackdc.properties).
@@ -242,6 +243,7 @@ impl RawConfig {
             range_request_timeout: other.range_request_timeout.or(self.range_request_timeout),
             write_request_timeout: other.write_request_timeout.or(self.write_request_timeout),
             endpoint_snitch: other.endpoint_snitch.or(self.endpoint_snitch),
+            phi_convict_threshold: other.phi_convict_threshold.or(self.phi_convict_threshold),
             dc: other.dc.or(self.dc),
             rack: other.rack.or(self.rack),
             authenticator: other.authenticator.or(self.authenticator),
@@ -341,7 +343,11 @@ pub enum LogFormat {
 pub struct Config {
     pub cluster_name: String,
     pub num_tokens: u32,
-    pub seeds: Vec<IpAddr>,
+    /// Internode addresses of the seeds (a seed without a port uses this
+    /// node's storage_port).
+    pub seeds: Vec<SocketAddr>,
+    /// Phi above which gossip convicts a silent peer (Cassandra's 8).
+    pub phi_convict_threshold: f64,
     pub listen_address: IpAddr,
     pub rpc_address: IpAddr,
     pub native_transport_port: u16,
@@ -373,6 +379,7 @@ pub mod defaults {
     pub const COMMITLOG_SYNC_PERIOD_MS: u64 = 10_000;
     pub const DC: &str = "datacenter1";
     pub const RACK: &str = "rack1";
+    pub const PHI_CONVICT_THRESHOLD: f64 = 8.0;
 }
 
 impl Config {
@@ -387,6 +394,7 @@ impl Config {
             Some(text) => parse_address("rpc_address", text)?,
             None => listen_address,
         };
+        let storage_port = port("storage_port", raw.storage_port, defaults::STORAGE_PORT)?;
         let admin_address = match &raw.admin_address {
             Some(text) => parse_address("admin_address", text)?,
             None if listen_address.is_loopback() => listen_address,
@@ -407,7 +415,8 @@ impl Config {
         let config = Config {
             cluster_name: non_empty("cluster_name", raw.cluster_name, defaults::CLUSTER_NAME)?,
             num_tokens: resolve_num_tokens(raw.num_tokens)?,
-            seeds: resolve_seeds(raw.seed_provider.as_deref(), listen_address)?,
+            seeds: resolve_seeds(raw.seed_provider.as_deref(), listen_address, storage_port)?,
+            phi_convict_threshold: resolve_phi(raw.phi_convict_threshold)?,
             listen_address,
             rpc_address,
             native_transport_port: port(
@@ -415,7 +424,7 @@ impl Config {
                 raw.native_transport_port,
                 defaults::NATIVE_TRANSPORT_PORT,
             )?,
-            storage_port: port("storage_port", raw.storage_port, defaults::STORAGE_PORT)?,
+            storage_port,
             admin_address,
             admin_port: port("admin_port", raw.admin_port, defaults::ADMIN_PORT)?,
             metrics_port: port("metrics_port", raw.metrics_port, defaults::METRICS_PORT)?,
@@ -576,12 +585,27 @@ fn resolve_num_tokens(value: Option<u32>) -> Result<u32, ConfigError> {
     }
 }
 
+/// Phi threshold: Cassandra's default 8; sensible values are 5 to 16.
+fn resolve_phi(value: Option<f64>) -> Result<f64, ConfigError> {
+    match value {
+        None => Ok(defaults::PHI_CONVICT_THRESHOLD),
+        Some(phi) if (1.0..=100.0).contains(&phi) => Ok(phi),
+        Some(phi) => Err(invalid(
+            "phi_convict_threshold",
+            format!(
+                "{phi} is out of range; use a value from 1 to 100 (default 8, 5 to 16 is usual)"
+            ),
+        )),
+    }
+}
+
 fn resolve_seeds(
     providers: Option<&[SeedProviderEntry]>,
     listen_address: IpAddr,
-) -> Result<Vec<IpAddr>, ConfigError> {
+    storage_port: u16,
+) -> Result<Vec<SocketAddr>, ConfigError> {
     let Some(providers) = providers else {
-        return Ok(vec![listen_address]);
+        return Ok(vec![SocketAddr::new(listen_address, storage_port)]);
     };
     let mut seeds = Vec::new();
     for provider in providers {
@@ -602,9 +626,12 @@ fn resolve_seeds(
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
             {
-                // Cassandra accepts `host:port`; the port is the storage port, so drop it.
-                let host = seed.rsplit_once(':').map_or(seed, |(h, _)| h);
-                seeds.push(parse_address("seed_provider", host)?);
+                // `host` or `host:port` (the seed's storage port).
+                let seed_addr = match seed.parse::<SocketAddr>() {
+                    Ok(addr) => addr,
+                    Err(_) => SocketAddr::new(parse_address("seed_provider", seed)?, storage_port),
+                };
+                seeds.push(seed_addr);
             }
         }
     }
@@ -729,6 +756,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static str> {
         ("storage_port", "internode port (default 7000)"),
         ("admin_port", "admin gRPC port (default 7199)"),
         (
+            "phi_convict_threshold",
+            "gossip failure detector sensitivity (default 8)",
+        ),
+        (
             "admin_address",
             "admin gRPC address (default: listen_address if loopback, else 127.0.0.1)",
         ),
@@ -776,7 +807,7 @@ mod tests {
             vec![PathBuf::from("data/data")]
         );
         assert_eq!(config.commitlog_directory, PathBuf::from("data/commitlog"));
-        assert_eq!(config.seeds, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+        assert_eq!(config.seeds, vec![SocketAddr::from(([127, 0, 0, 1], 7000))]);
         assert_eq!(
             config.commitlog_sync,
             CommitlogSync::Periodic {

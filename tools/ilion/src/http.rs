@@ -7,6 +7,7 @@
 //! connection; a request head is read with a size and time limit, so a slow
 //! or hostile client holds nothing for long.
 
+use gossip::GossipHandle;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,18 +25,44 @@ const REQUEST_TIME_MAX: Duration = Duration::from_secs(5);
 const CONNECTIONS_MAX: usize = 64;
 
 /// What the readiness probe reports.
-#[derive(Debug, Default)]
 pub struct Readiness {
     /// The CQL port accepts clients.
     pub serving_cql: AtomicBool,
     /// The node is shutting down (drained): no longer ready.
     pub draining: AtomicBool,
+    gossip: GossipHandle,
 }
 
 impl Readiness {
+    pub fn new(gossip: GossipHandle) -> Readiness {
+        Readiness {
+            serving_cql: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            gossip,
+        }
+    }
+
+    /// Serving CQL, not draining, and UP in gossip (gossiping at all: a
+    /// node always sees itself UP while it gossips).
     fn ready(&self) -> bool {
-        // On a one-node ring the node always sees itself UP in gossip.
-        self.serving_cql.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+        self.serving_cql.load(Ordering::Acquire)
+            && !self.draining.load(Ordering::Acquire)
+            && self.gossip.is_running()
+    }
+
+    /// The gossip metrics, appended to the node's own.
+    fn render_gossip(&self) -> String {
+        let endpoints = self.gossip.endpoints();
+        let live = endpoints.iter().filter(|e| e.up).count();
+        format!(
+            "# HELP ilion_gossip_live_endpoints Endpoints this node sees UP in gossip (itself included).\n\
+             # TYPE ilion_gossip_live_endpoints gauge\n\
+             ilion_gossip_live_endpoints {live}\n\
+             # HELP ilion_gossip_unreachable_endpoints Endpoints this node sees DOWN in gossip.\n\
+             # TYPE ilion_gossip_unreachable_endpoints gauge\n\
+             ilion_gossip_unreachable_endpoints {}\n",
+            endpoints.len() - live
+        )
     }
 }
 
@@ -104,7 +131,11 @@ async fn answer(mut stream: TcpStream, node: &Arc<Node>, readiness: &Readiness) 
         "/metrics" => {
             let node = node.clone();
             match tokio::task::spawn_blocking(move || cql_frontend::metrics::render(&node)).await {
-                Ok(text) => (200, "text/plain; version=0.0.4; charset=utf-8", text),
+                Ok(text) => (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    text + &readiness.render_gossip(),
+                ),
                 Err(_) => (500, "text/plain", "metrics could not be gathered\n".into()),
             }
         }

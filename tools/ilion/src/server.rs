@@ -18,6 +18,8 @@ use crate::config::{Authenticator, CommitlogSync, Config, ConfigError, RawConfig
 use std::sync::Arc;
 
 use cql_frontend::node::{Node, NodeInfo};
+use cql_frontend::schema::format_uuid;
+use gossip::{keys, GossipConfig, GossipHandle};
 use replication::Coordinator;
 use storage_lsm::{Engine, EngineConfig, SyncMode};
 
@@ -78,19 +80,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 source,
             })?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let gossip = start_gossip(&config, &node, shutdown_rx.clone()).await?;
     // Stops the CQL port: at shutdown, or earlier by `nodetool drain`.
     let (stop_clients_tx, stop_clients_rx) = watch::channel(false);
-    let readiness = Arc::new(crate::http::Readiness::default());
+    let readiness = Arc::new(crate::http::Readiness::new(gossip.clone()));
     let admin = crate::admin::AdminService::new(
         node.clone(),
+        gossip.clone(),
         readiness.clone(),
         config.endpoint_snitch.class_name(),
         stop_clients_tx.clone(),
     );
-    tokio::spawn(crate::admin::serve(
+    tokio::spawn(serve_grpc(
         admin_listener,
-        admin,
+        tonic::transport::Server::builder()
+            .add_service(crate::admin::proto::admin_server::AdminServer::new(admin)),
         shutdown_rx.clone(),
+        "admin",
     ));
     tracing::info!(%admin_addr, "serving the admin API (nodetool) over gRPC");
     tokio::spawn(crate::http::serve(
@@ -111,6 +117,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .draining
         .store(true, std::sync::atomic::Ordering::Release);
     let _ = stop_clients_tx.send(true);
+    if gossip.is_running() {
+        gossip.stop().await;
+    }
     let _ = shutdown_tx.send(true);
     match tokio::time::timeout(SHUTDOWN_GRACE, accept).await {
         Ok(joined) => joined.context("accept loop failed")?,
@@ -126,6 +135,114 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Binds the internode port (listen_address:storage_port), serves gossip on
+/// it, publishes this node's application states and starts the rounds.
+async fn start_gossip(
+    config: &Config,
+    node: &Arc<Node>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<GossipHandle> {
+    let addr = std::net::SocketAddr::new(config.listen_address, config.storage_port);
+    let listener =
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ConfigError::PortUnavailable {
+                key: "storage_port",
+                addr,
+                source,
+            })?;
+    let gossip = GossipHandle::new(GossipConfig {
+        cluster_name: config.cluster_name.clone(),
+        local: addr,
+        generation: node.info.generation,
+        seeds: config.seeds.clone(),
+        phi_convict_threshold: config.phi_convict_threshold,
+    });
+    let info = &node.info;
+    let tokens: Vec<String> = info.tokens.iter().map(i64::to_string).collect();
+    for (key, value) in [
+        (keys::STATUS, "NORMAL".to_owned()),
+        (keys::TOKENS, tokens.join(",")),
+        (keys::HOST_ID, format_uuid(info.host_id)),
+        (keys::DC, info.data_center.clone()),
+        (keys::RACK, info.rack.clone()),
+        (keys::RPC_ADDRESS, info.rpc_address.to_string()),
+        (keys::NATIVE_PORT, info.native_port.to_string()),
+        (
+            keys::RELEASE_VERSION,
+            cql_frontend::node::RELEASE_VERSION.to_owned(),
+        ),
+        (keys::RPC_READY, "true".to_owned()),
+    ] {
+        gossip.set_local(key, value);
+    }
+    tokio::spawn(serve_grpc(
+        listener,
+        tonic::transport::Server::builder().add_service(gossip.service()),
+        shutdown.clone(),
+        "internode",
+    ));
+    gossip.start();
+    tokio::spawn(publish_changing_states(
+        gossip.clone(),
+        node.clone(),
+        shutdown,
+    ));
+    tracing::info!(%addr, seeds = ?config.seeds, "gossiping on the internode port");
+    Ok(gossip)
+}
+
+/// Keeps SCHEMA (each second) and LOAD (every ten) current in gossip.
+async fn publish_changing_states(
+    gossip: GossipHandle,
+    node: Arc<Node>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    let mut count: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = ticks.tick() => {}
+        }
+        let version = node.catalog.read().version;
+        gossip.set_local(keys::SCHEMA, format_uuid(version));
+        if count.is_multiple_of(10) {
+            let engine = node.coordinator.engine().clone();
+            let load = tokio::task::spawn_blocking(move || {
+                engine
+                    .table_ids()
+                    .into_iter()
+                    .filter_map(|id| engine.stats(id).ok())
+                    .map(|s| s.live_disk_bytes)
+                    .sum::<u64>()
+            })
+            .await
+            .unwrap_or(0);
+            gossip.set_local(keys::LOAD, load.to_string());
+        }
+        count += 1;
+    }
+}
+
+/// Serves a gRPC router on `listener` until `shutdown` turns true.
+async fn serve_grpc(
+    listener: TcpListener,
+    router: tonic::transport::server::Router,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+) {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = router
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(error) = result {
+        tracing::error!(service = name, %error, "gRPC service stopped");
+    }
 }
 
 /// The CQL layer's view of this node: identity, schema, coordinator.

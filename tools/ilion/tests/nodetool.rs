@@ -122,7 +122,18 @@ async fn nodetool_reads_and_operates_a_live_node() {
     );
     let gossip = ok(admin, "gossipinfo");
     assert!(gossip.starts_with("/127.0.0.1\n"), "{gossip}");
-    assert!(gossip.contains(&format!("HOST_ID:9:{host_id}")), "{gossip}");
+    assert!(
+        gossip
+            .lines()
+            .any(|l| l.starts_with("  HOST_ID:") && l.ends_with(&format!(":{host_id}"))),
+        "{gossip}"
+    );
+    assert!(
+        gossip
+            .lines()
+            .any(|l| l.starts_with("  STATUS:") && l.ends_with(":NORMAL")),
+        "{gossip}"
+    );
     assert!(ok(admin, "version").starts_with("ReleaseVersion: "));
 
     let stats = ok(admin, "tablestats ops.t");

@@ -1,0 +1,147 @@
+//! Goal: three real nodes started by `ilion cluster` find each other by
+//! gossip: each sees all three UP within 10 s; a SIGKILLed node is seen
+//! DOWN within 15 s and UP again within 15 s of its restart; a node stopped
+//! cleanly is seen DOWN at once; `nodetool status` shows all of it.
+//!
+//! Addresses: this test owns 127.0.12.x.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::ilion_bin;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(ilion_bin())
+        .args(args)
+        .output()
+        .expect("run ilion");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn cluster(dir: &Path, args: &str) -> String {
+    let mut all = vec!["cluster", "--dir", dir.to_str().unwrap_or_default()];
+    all.extend(args.split_whitespace());
+    let (code, out, err) = run(&all);
+    assert_eq!(code, 0, "ilion cluster {args}: {err}");
+    out
+}
+
+/// The two-letter state `nodetool status` on `on` shows for `address`.
+fn state_seen(on: &str, address: &str) -> Option<String> {
+    let (code, out, _) = run(&["nodetool", "-h", on, "status"]);
+    if code != 0 {
+        return None;
+    }
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(address))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// Waits until every observer sees `address` in `state`; returns how long it took.
+fn wait_for(observers: &[&str], address: &str, state: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if observers
+            .iter()
+            .all(|on| state_seen(on, address).as_deref() == Some(state))
+        {
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            let views: Vec<String> = observers
+                .iter()
+                .map(|on| {
+                    let (_, out, err) = run(&["nodetool", "-h", on, "status"]);
+                    format!("{on}:\n{out}{err}")
+                })
+                .collect();
+            panic!(
+                "{address} not {state} within {limit:?}:\n{}",
+                views.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+struct Cleanup<'a>(&'a Path);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let _ = run(&[
+            "cluster",
+            "--dir",
+            self.0.to_str().unwrap_or_default(),
+            "clear",
+        ]);
+    }
+}
+
+#[test]
+fn gossip_sees_nodes_come_and_go() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let _cleanup = Cleanup(&dir);
+    let nodes = ["127.0.12.1", "127.0.12.2", "127.0.12.3"];
+    cluster(&dir, "start -n 3 --base-address 127.0.12.1");
+
+    for address in nodes {
+        let took = wait_for(&nodes, address, "UN", Duration::from_secs(10));
+        eprintln!("{address} seen UP by all after {took:?}");
+    }
+    let (_, status, _) = run(&["nodetool", "-h", nodes[0], "status"]);
+    let owned: f64 = status
+        .lines()
+        .filter(|l| l.starts_with("UN"))
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter_map(|p| p.trim_end_matches('%').parse::<f64>().ok())
+        .sum();
+    assert!(
+        (owned - 100.0).abs() < 0.5,
+        "ownership adds up to the ring: {status}"
+    );
+    let (_, gossip, _) = run(&["nodetool", "-h", nodes[1], "gossipinfo"]);
+    for address in nodes {
+        assert!(gossip.contains(&format!("/{address}\n")), "{gossip}");
+    }
+    let (_, described, _) = run(&["nodetool", "-h", nodes[2], "describecluster"]);
+    assert!(described.contains("\tLive: 3\n"), "{described}");
+
+    // A crash: seen DOWN within 15 s, UP within 15 s of the restart.
+    cluster(&dir, "kill node2");
+    let took = wait_for(
+        &[nodes[0], nodes[2]],
+        nodes[1],
+        "DN",
+        Duration::from_secs(15),
+    );
+    eprintln!("killed node seen DOWN after {took:?}");
+    cluster(&dir, "start node2");
+    let took = wait_for(
+        &[nodes[0], nodes[2]],
+        nodes[1],
+        "UN",
+        Duration::from_secs(15),
+    );
+    eprintln!("restarted node seen UP after {took:?}");
+    let (_, described, _) = run(&["nodetool", "-h", nodes[0], "describecluster"]);
+    assert!(described.contains("\tUnreachable: 0\n"), "{described}");
+
+    // A clean stop announces itself: DOWN at once, not after conviction.
+    cluster(&dir, "stop node3");
+    let took = wait_for(
+        &[nodes[0], nodes[1]],
+        nodes[2],
+        "DN",
+        Duration::from_secs(3),
+    );
+    eprintln!("stopped node seen DOWN after {took:?}");
+}
