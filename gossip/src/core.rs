@@ -319,6 +319,10 @@ impl Gossiper {
         }
     }
 
+    pub fn has_other_seeds(&self) -> bool {
+        self.config.seeds.iter().any(|s| *s != self.config.local)
+    }
+
     pub fn generation(&self) -> i32 {
         self.local.generation
     }

@@ -75,6 +75,12 @@ impl GossipHandle {
         self.inner.events.subscribe()
     }
 
+    /// Whether a seed other than this node is configured (a node that is
+    /// its own only seed starts a new cluster).
+    pub fn has_other_seeds(&self) -> bool {
+        self.inner.core.lock().has_other_seeds()
+    }
+
     pub fn is_running(&self) -> bool {
         !self.inner.stopped.load(Ordering::Acquire)
     }

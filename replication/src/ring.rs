@@ -62,9 +62,92 @@ pub fn ownership(tokens_by_endpoint: &[Vec<i64>], replication_factor: usize) -> 
     owned
 }
 
+/// Tokens for a node joining a ring where `existing` endpoints own these
+/// tokens, so that every endpoint ends with about the same share.
+///
+/// Each new token takes a piece of the largest range of the endpoint that
+/// owns most right now, sized so that the newcomer's tokens add up to
+/// 1/(endpoints + 1) of the ring. An empty ring gets `count` evenly spaced
+/// tokens starting at `offset`.
+pub fn allocate_tokens(existing: &[Vec<i64>], count: usize, offset: i64) -> Vec<i64> {
+    let count = count.max(1);
+    let mut ring = sorted_tokens(existing);
+    if ring.is_empty() {
+        let step = (RING_SIZE / count as f64) as u64;
+        return (0..count as u64)
+            .map(|i| offset.wrapping_add(i.wrapping_mul(step) as i64))
+            .collect();
+    }
+    let newcomer = existing.len();
+    let per_token = RING_SIZE / ((existing.len() + 1) * count) as f64;
+    let mut owned: Vec<f64> = {
+        let mut shares = ownership(existing, 1);
+        shares.iter_mut().for_each(|s| *s *= RING_SIZE);
+        shares.push(0.0);
+        shares
+    };
+    let mut tokens = Vec::with_capacity(count);
+    for _ in 0..count {
+        // The endpoint owning most (not the newcomer), then its largest range.
+        let Some(richest) = (0..newcomer).max_by(|a, b| owned[*a].total_cmp(&owned[*b])) else {
+            break;
+        };
+        let mut best: Option<(f64, i64)> = None;
+        for (position, &(token, endpoint)) in ring.iter().enumerate() {
+            if endpoint != richest {
+                continue;
+            }
+            let previous = if position == 0 {
+                ring.last().map_or(token, |(t, _)| *t)
+            } else {
+                ring[position - 1].0
+            };
+            let width = range_width(previous, token);
+            if best.is_none_or(|(w, _)| width > w) {
+                best = Some((width, previous));
+            }
+        }
+        let Some((width, start)) = best else {
+            break;
+        };
+        // Leave the old owner some of its range even when it is narrow.
+        let take = per_token.min(width * 0.9).max(1.0);
+        let token = start.wrapping_add(take as u64 as i64);
+        if ring.iter().any(|(t, _)| *t == token) {
+            continue;
+        }
+        owned[richest] -= take;
+        owned[newcomer] += take;
+        tokens.push(token);
+        ring.push((token, newcomer));
+        ring.sort_unstable();
+    }
+    tokens.sort_unstable();
+    tokens
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn joining_nodes_end_balanced() {
+        let mut endpoints: Vec<Vec<i64>> = Vec::new();
+        for n in 1..=6 {
+            let tokens = allocate_tokens(&endpoints, 16, 12_345);
+            assert_eq!(tokens.len(), 16, "node {n}");
+            endpoints.push(tokens);
+            let shares = ownership(&endpoints, 1);
+            let fair = 1.0 / n as f64;
+            for share in &shares {
+                assert!((share - fair).abs() < 0.02, "{n} nodes: {shares:?}");
+            }
+            let mut all: Vec<i64> = endpoints.iter().flatten().copied().collect();
+            all.sort_unstable();
+            all.dedup();
+            assert_eq!(all.len(), 16 * n, "tokens are distinct");
+        }
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9

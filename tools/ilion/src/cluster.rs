@@ -490,42 +490,12 @@ fn run_start(dir: &Path, args: &StartArgs) -> anyhow::Result<String> {
         }
     };
     let nodes = cluster.select(args.node.as_deref())?;
-    let mut children = Vec::new();
-    for node in &nodes {
-        children.push(node.start()?);
-    }
+    // One at a time, as ccm does: a new node chooses its tokens against the
+    // ring of the nodes already up.
     let deadline = Instant::now() + Duration::from_secs(args.wait_seconds);
-    for (node, child) in nodes.iter().zip(&mut children) {
-        loop {
-            if node.ready() {
-                break;
-            }
-            // A process we just started is judged by its exit status (its
-            // command line is the launcher's until it execs); one already
-            // running by its pid file.
-            let exited = match child {
-                Some(child) => child.try_wait().ok().flatten().is_some(),
-                None => node.running_pid().is_none(),
-            };
-            if exited {
-                bail!(
-                    "{} exited while starting; the end of {}:\n{}",
-                    node.spec.name,
-                    node.log().display(),
-                    node.log_tail(20)
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{} did not serve CQL within {} s; the end of {}:\n{}",
-                    node.spec.name,
-                    args.wait_seconds,
-                    node.log().display(),
-                    node.log_tail(20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    for node in &nodes {
+        let child = node.start()?;
+        wait_until_serving(node, child, deadline, args.wait_seconds)?;
     }
     let first = nodes.first().context("the cluster has no nodes")?;
     Ok(format!(
@@ -534,6 +504,45 @@ fn run_start(dir: &Path, args: &StartArgs) -> anyhow::Result<String> {
         first.spec.address,
         cluster.spec.ports.native
     ))
+}
+
+/// Waits until `node` serves CQL; fails with the end of its log if it exits
+/// or the deadline passes.
+fn wait_until_serving(
+    node: &NodeDir<'_>,
+    mut child: Option<std::process::Child>,
+    deadline: Instant,
+    wait_seconds: u64,
+) -> anyhow::Result<()> {
+    loop {
+        if node.ready() {
+            return Ok(());
+        }
+        // A process we just started is judged by its exit status (its
+        // command line is the launcher's until it execs); one already
+        // running by its pid file.
+        let exited = match &mut child {
+            Some(child) => child.try_wait().ok().flatten().is_some(),
+            None => node.running_pid().is_none(),
+        };
+        if exited {
+            bail!(
+                "{} exited while starting; the end of {}:\n{}",
+                node.spec.name,
+                node.log().display(),
+                node.log_tail(20)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not serve CQL within {wait_seconds} s; the end of {}:\n{}",
+                node.spec.name,
+                node.log().display(),
+                node.log_tail(20)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn status(cluster: &Cluster) -> String {

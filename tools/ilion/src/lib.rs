@@ -8,6 +8,7 @@
 //! - [`consistency`]: consistency level names for the CQL clients;
 //! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
 //!   validated [`config::Config`];
+//! - [`identity`]: the host id and tokens, kept in the data directory;
 //! - [`http`]: the metrics and probes HTTP port;
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
 //! - [`nodetool`]: `ilion nodetool`, the admin API's command-line client;
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod config;
 pub mod consistency;
 pub mod http;
+pub mod identity;
 pub mod logging;
 pub mod nodetool;
 pub mod server;

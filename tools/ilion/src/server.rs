@@ -47,7 +47,34 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), %config, "starting Ilion node");
     config.check_environment()?;
     let engine = Arc::new(open_engine(&config).await?);
-    let node = open_node(&config, engine.clone())?;
+    let data_dir = config
+        .data_file_directories
+        .first()
+        .context("no data directory configured")?;
+    let (host_id, new_node) = crate::identity::load_or_create_host_id(data_dir)?;
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i32);
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let gossip = start_gossip(&config, host_id, generation, shutdown_rx.clone()).await?;
+    let tokens =
+        crate::identity::tokens(data_dir, &gossip, config.num_tokens, host_id, new_node).await?;
+    let token_list: Vec<String> = tokens.iter().map(i64::to_string).collect();
+    gossip.set_local(keys::TOKENS, token_list.join(","));
+    let node = open_node(
+        &config,
+        engine.clone(),
+        Identity {
+            host_id,
+            generation,
+            tokens,
+        },
+    )?;
+    tokio::spawn(publish_changing_states(
+        gossip.clone(),
+        node.clone(),
+        shutdown_rx.clone(),
+    ));
     node.inline_execution.store(
         matches!(config.commitlog_sync, CommitlogSync::Periodic { .. }),
         std::sync::atomic::Ordering::Relaxed,
@@ -79,8 +106,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 addr: admin_addr,
                 source,
             })?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let gossip = start_gossip(&config, &node, shutdown_rx.clone()).await?;
     // Stops the CQL port: at shutdown, or earlier by `nodetool drain`.
     let (stop_clients_tx, stop_clients_rx) = watch::channel(false);
     let readiness = Arc::new(crate::http::Readiness::new(gossip.clone()));
@@ -141,7 +166,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 /// it, publishes this node's application states and starts the rounds.
 async fn start_gossip(
     config: &Config,
-    node: &Arc<Node>,
+    host_id: u128,
+    generation: i32,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<GossipHandle> {
     let addr = std::net::SocketAddr::new(config.listen_address, config.storage_port);
@@ -156,20 +182,17 @@ async fn start_gossip(
     let gossip = GossipHandle::new(GossipConfig {
         cluster_name: config.cluster_name.clone(),
         local: addr,
-        generation: node.info.generation,
+        generation,
         seeds: config.seeds.clone(),
         phi_convict_threshold: config.phi_convict_threshold,
     });
-    let info = &node.info;
-    let tokens: Vec<String> = info.tokens.iter().map(i64::to_string).collect();
     for (key, value) in [
         (keys::STATUS, "NORMAL".to_owned()),
-        (keys::TOKENS, tokens.join(",")),
-        (keys::HOST_ID, format_uuid(info.host_id)),
-        (keys::DC, info.data_center.clone()),
-        (keys::RACK, info.rack.clone()),
-        (keys::RPC_ADDRESS, info.rpc_address.to_string()),
-        (keys::NATIVE_PORT, info.native_port.to_string()),
+        (keys::HOST_ID, format_uuid(host_id)),
+        (keys::DC, config.dc.clone()),
+        (keys::RACK, config.rack.clone()),
+        (keys::RPC_ADDRESS, config.rpc_address.to_string()),
+        (keys::NATIVE_PORT, config.native_transport_port.to_string()),
         (
             keys::RELEASE_VERSION,
             cql_frontend::node::RELEASE_VERSION.to_owned(),
@@ -181,15 +204,10 @@ async fn start_gossip(
     tokio::spawn(serve_grpc(
         listener,
         tonic::transport::Server::builder().add_service(gossip.service()),
-        shutdown.clone(),
+        shutdown,
         "internode",
     ));
     gossip.start();
-    tokio::spawn(publish_changing_states(
-        gossip.clone(),
-        node.clone(),
-        shutdown,
-    ));
     tracing::info!(%addr, seeds = ?config.seeds, "gossiping on the internode port");
     Ok(gossip)
 }
@@ -245,16 +263,24 @@ async fn serve_grpc(
     }
 }
 
+/// Who this node is in the ring.
+struct Identity {
+    host_id: u128,
+    generation: i32,
+    tokens: Vec<i64>,
+}
+
 /// The CQL layer's view of this node: identity, schema, coordinator.
-fn open_node(config: &Config, engine: Arc<Engine>) -> anyhow::Result<Arc<Node>> {
-    let data_dir = config
-        .data_file_directories
-        .first()
-        .context("no data directory configured")?;
-    let host_id = load_or_create_host_id(data_dir)?;
-    let generation = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i32);
+fn open_node(
+    config: &Config,
+    engine: Arc<Engine>,
+    identity: Identity,
+) -> anyhow::Result<Arc<Node>> {
+    let Identity {
+        host_id,
+        generation,
+        tokens,
+    } = identity;
     let info = NodeInfo {
         cluster_name: config.cluster_name.clone(),
         listen_address: config.listen_address,
@@ -264,7 +290,7 @@ fn open_node(config: &Config, engine: Arc<Engine>) -> anyhow::Result<Arc<Node>> 
         data_center: config.dc.clone(),
         rack: config.rack.clone(),
         host_id,
-        tokens: tokens_for(host_id, config.num_tokens),
+        tokens,
         generation,
         ilion_version: env!("CARGO_PKG_VERSION").to_owned(),
     };
@@ -279,31 +305,6 @@ fn open_node(config: &Config, engine: Arc<Engine>) -> anyhow::Result<Arc<Node>> 
     )
     .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
     Ok(node)
-}
-
-/// The node's host id, created once and kept in the data directory.
-fn load_or_create_host_id(data_dir: &std::path::Path) -> anyhow::Result<u128> {
-    let path = data_dir.join("host_id");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let hex: String = text.trim().chars().filter(|c| *c != '-').collect();
-        return u128::from_str_radix(&hex, 16)
-            .with_context(|| format!("{} does not hold a host id", path.display()));
-    }
-    let random: u128 = rand::random();
-    let host_id = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
-        | (0x8000u128 << 48);
-    std::fs::write(&path, format!("{host_id:032x}\n"))
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(host_id)
-}
-
-/// `num_tokens` tokens spread evenly around the ring, offset by the host id.
-fn tokens_for(host_id: u128, num_tokens: u32) -> Vec<i64> {
-    let step = u64::MAX / u64::from(num_tokens.max(1));
-    let offset = (host_id as u64) % step.max(1);
-    (0..u64::from(num_tokens))
-        .map(|i| (i.wrapping_mul(step).wrapping_add(offset) as i64).wrapping_add(i64::MIN))
-        .collect()
 }
 
 /// Opens the storage engine (replaying the commitlog) off the async threads.
