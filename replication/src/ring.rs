@@ -21,14 +21,14 @@ fn sorted_tokens(tokens_by_endpoint: &[Vec<i64>]) -> Vec<(i64, usize)> {
     ring
 }
 
-/// Width of the range a token owns, given the token before it on the ring.
-fn range_width(previous: i64, token: i64) -> f64 {
-    let width = token.wrapping_sub(previous) as u64;
-    if width == 0 {
-        // A lone token owns the whole ring.
+/// Width of the range a token owns, given the token before it on a ring of
+/// `ring_len` tokens (a lone token owns the whole ring; a token equal to the
+/// one before it owns nothing).
+fn range_width(previous: i64, token: i64, ring_len: usize) -> f64 {
+    if ring_len == 1 {
         RING_SIZE
     } else {
-        width as f64
+        token.wrapping_sub(previous) as u64 as f64
     }
 }
 
@@ -42,7 +42,7 @@ pub fn ownership(tokens_by_endpoint: &[Vec<i64>], replication_factor: usize) -> 
     };
     let mut previous = last;
     for (position, &(token, _)) in ring.iter().enumerate() {
-        let width = range_width(previous, token) / RING_SIZE;
+        let width = range_width(previous, token, ring.len()) / RING_SIZE;
         let mut replicas: Vec<usize> = Vec::with_capacity(replication_factor);
         for &(_, endpoint) in ring.iter().cycle().skip(position).take(ring.len()) {
             if replicas.len() == replication_factor {
@@ -102,7 +102,7 @@ pub fn allocate_tokens(existing: &[Vec<i64>], count: usize, offset: i64) -> Vec<
             } else {
                 ring[position - 1].0
             };
-            let width = range_width(previous, token);
+            let width = range_width(previous, token, ring.len());
             if best.is_none_or(|(w, _)| width > w) {
                 best = Some((width, previous));
             }
@@ -179,5 +179,8 @@ mod tests {
         // More replicas than endpoints: every endpoint holds everything.
         assert_eq!(ownership(&endpoints, 5), vec![1.0, 1.0, 1.0]);
         assert!(ownership(&[], 1).is_empty());
+        // A token two endpoints share is owned by one of them, not twice.
+        let shared = ownership(&[vec![0, 100], vec![100]], 1);
+        assert!(close(shared.iter().sum::<f64>(), 1.0), "{shared:?}");
     }
 }

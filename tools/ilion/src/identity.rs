@@ -77,6 +77,8 @@ async fn ring_of_others(gossip: &GossipHandle) -> Vec<Vec<i64>> {
             .into_iter()
             .filter(|e| !e.is_local)
             .collect();
+        // Every live endpoint shows its tokens (one still joining will soon:
+        // choosing without its tokens could pick the very same ones).
         let complete = !others.is_empty()
             && others
                 .iter()

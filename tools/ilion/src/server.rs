@@ -61,6 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         crate::identity::tokens(data_dir, &gossip, config.num_tokens, host_id, new_node).await?;
     let token_list: Vec<String> = tokens.iter().map(i64::to_string).collect();
     gossip.set_local(keys::TOKENS, token_list.join(","));
+    gossip.set_local(keys::STATUS, "NORMAL");
     let node = open_node(
         &config,
         engine.clone(),
@@ -187,7 +188,8 @@ async fn start_gossip(
         phi_convict_threshold: config.phi_convict_threshold,
     });
     for (key, value) in [
-        (keys::STATUS, "NORMAL".to_owned()),
+        // NORMAL once the node has its tokens.
+        (keys::STATUS, "JOINING".to_owned()),
         (keys::HOST_ID, format_uuid(host_id)),
         (keys::DC, config.dc.clone()),
         (keys::RACK, config.rack.clone()),
