@@ -17,4 +17,4 @@ pub mod state;
 
 pub use crate::core::{EndpointView, Event, GossipConfig, GossipError, Gossiper};
 pub use service::{GossipHandle, ROUND};
-pub use state::{keys, Endpoint, EndpointState};
+pub use state::{decode_tokens, encode_tokens, keys, Endpoint, EndpointState};

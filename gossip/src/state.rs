@@ -77,6 +77,29 @@ impl EndpointState {
     pub fn value(&self, key: &str) -> Option<&str> {
         self.states.get(key).map(|v| v.value.as_str())
     }
+
+    /// The endpoint's tokens (none until it has published them).
+    pub fn tokens(&self) -> Vec<i64> {
+        self.value(keys::TOKENS)
+            .and_then(decode_tokens)
+            .unwrap_or_default()
+    }
+}
+
+/// Tokens as a TOKENS value (and as a node keeps them on disk): decimal,
+/// comma-separated.
+pub fn encode_tokens(tokens: &[i64]) -> String {
+    let text: Vec<String> = tokens.iter().map(i64::to_string).collect();
+    text.join(",")
+}
+
+/// A TOKENS value's tokens; None if an entry is not a token.
+pub fn decode_tokens(text: &str) -> Option<Vec<i64>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse().ok())
+        .collect()
 }
 
 /// What one node tells another it has of an endpoint.
@@ -90,6 +113,14 @@ pub struct Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        let tokens = vec![i64::MIN, -5, 0, i64::MAX];
+        assert_eq!(decode_tokens(&encode_tokens(&tokens)), Some(tokens));
+        assert_eq!(decode_tokens("1,x"), None);
+        assert_eq!(decode_tokens(""), Some(Vec::new()));
+    }
 
     #[test]
     fn deltas_hold_only_newer_states() {

@@ -711,6 +711,23 @@ impl Engine {
         })
     }
 
+    /// Bytes of live SSTables and of memtables over every table (a node's
+    /// "load"), without the per-table work of [`Engine::stats`].
+    pub fn load(&self) -> (u64, u64) {
+        self.shared
+            .tables
+            .read()
+            .values()
+            .map(|table| {
+                let view = table.view();
+                let disk: u64 = view.sstables.iter().map(|s| s.size_on_disk_bytes()).sum();
+                let memory = view.active.size_bytes()
+                    + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>();
+                (disk, memory as u64)
+            })
+            .fold((0, 0), |(disk, memory), (d, m)| (disk + d, memory + m))
+    }
+
     /// Commitlog segments on disk.
     pub fn commitlog_segments(&self) -> usize {
         self.shared.commitlog.segment_count()

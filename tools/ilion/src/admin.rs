@@ -5,7 +5,7 @@
 //! The endpoints this node knows come from gossip ([`AdminService::endpoints`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -59,7 +59,6 @@ pub struct AdminService {
     started: Instant,
     /// Sent `true` by drain: the CQL port stops serving.
     stop_clients: watch::Sender<bool>,
-    drained: AtomicBool,
 }
 
 impl AdminService {
@@ -77,7 +76,6 @@ impl AdminService {
             snitch: snitch.to_owned(),
             started: Instant::now(),
             stop_clients,
-            drained: AtomicBool::new(false),
         }
     }
 
@@ -145,6 +143,22 @@ impl AdminService {
             .collect())
     }
 
+    /// The tables of several keyspaces (all tables when none is named).
+    fn resolve_keyspaces(
+        &self,
+        keyspaces: &[String],
+        names: &[String],
+    ) -> Result<Vec<NamedTable>, Status> {
+        if keyspaces.is_empty() {
+            return self.resolve("", names);
+        }
+        let mut tables = Vec::new();
+        for keyspace in keyspaces {
+            tables.extend(self.resolve(keyspace, names)?);
+        }
+        Ok(tables)
+    }
+
     /// (keyspace, table) by engine id, for replies that name many tables.
     fn names_by_id(&self) -> HashMap<TableId, (String, String)> {
         self.all_tables(true)
@@ -153,33 +167,11 @@ impl AdminService {
             .collect()
     }
 
-    /// Bytes of live SSTables and of memtables over every table.
-    fn load(&self) -> (u64, u64) {
-        let engine = self.engine();
-        engine
-            .table_ids()
-            .into_iter()
-            .filter_map(|id| engine.stats(id).ok())
-            .fold((0, 0), |(disk, memory), s| {
-                (disk + s.live_disk_bytes, memory + s.memtable_bytes as u64)
-            })
-    }
-
     /// The endpoints gossip knows, this node first, with ownership for
     /// `replication_factor` replicas per range.
     fn endpoints(&self, replication_factor: usize) -> Vec<Endpoint> {
         let views = self.gossip.endpoints();
-        let tokens: Vec<Vec<i64>> = views
-            .iter()
-            .map(|v| {
-                v.state
-                    .value(keys::TOKENS)
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(|t| t.trim().parse().ok())
-                    .collect()
-            })
-            .collect();
+        let tokens: Vec<Vec<i64>> = views.iter().map(|v| v.state.tokens()).collect();
         let owned = replication::ring::ownership(&tokens, replication_factor);
         views
             .into_iter()
@@ -189,7 +181,10 @@ impl AdminService {
                 let text = |key: &str| view.state.value(key).unwrap_or_default().to_owned();
                 // This node's own figures are read live; peers' come from gossip.
                 let (load_bytes, schema_version) = if view.is_local {
-                    (self.load().0, format_uuid(self.node.catalog.read().version))
+                    (
+                        self.engine().load().0,
+                        format_uuid(self.node.catalog.read().version),
+                    )
                 } else {
                     (text(keys::LOAD).parse().unwrap_or(0), text(keys::SCHEMA))
                 };
@@ -232,7 +227,10 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Status::internal(format!("admin task failed: {e}")))?
-        .map_err(|e| Status::internal(e.to_string()))
+        .map_err(|e| match e {
+            storage_lsm::Error::InvalidArgument(message) => Status::invalid_argument(message),
+            other => Status::internal(other.to_string()),
+        })
 }
 
 fn percentiles(p: storage_lsm::stats::Percentiles) -> Option<proto::Percentiles> {
@@ -284,7 +282,7 @@ fn not_yet(what: &str) -> Status {
 impl Admin for AdminService {
     async fn info(&self, _: Request<Empty>) -> Result<Response<InfoReply>, Status> {
         let info = &self.node.info;
-        let (load_bytes, memtable_bytes) = self.load();
+        let (load_bytes, memtable_bytes) = self.engine().load();
         Ok(Response::new(InfoReply {
             host_id: format_uuid(info.host_id),
             release_version: cql_frontend::node::RELEASE_VERSION.to_owned(),
@@ -296,12 +294,12 @@ impl Admin for AdminService {
             load_bytes,
             memtable_bytes,
             resident_memory_bytes: resident_memory_bytes(),
-            native_transport_active: !self.drained.load(Ordering::Acquire),
+            native_transport_active: !self.readiness.draining.load(Ordering::Acquire),
             gossip_active: self.gossip.is_running(),
             commitlog_segments: self.engine().commitlog_segments() as u64,
             client_connections: self.node.metrics.open_connections(),
             tokens: info.tokens.clone(),
-            draining: self.drained.load(Ordering::Acquire),
+            draining: self.readiness.draining.load(Ordering::Acquire),
         }))
     }
 
@@ -494,7 +492,6 @@ impl Admin for AdminService {
 
     async fn drain(&self, _: Request<Empty>) -> Result<Response<Empty>, Status> {
         tracing::info!("draining: no more client requests; flushing every table");
-        self.drained.store(true, Ordering::Release);
         self.readiness.draining.store(true, Ordering::Release);
         let _ = self.stop_clients.send(true);
         if self.gossip.is_running() {
@@ -511,26 +508,15 @@ impl Admin for AdminService {
         request: Request<SnapshotRequest>,
     ) -> Result<Response<SnapshotReply>, Status> {
         let request = request.into_inner();
-        let mut tables = Vec::new();
-        if request.keyspaces.is_empty() {
-            if !request.table.is_empty() {
-                return Err(Status::invalid_argument(
-                    "When specifying the table for a snapshot, you must specify one and only one keyspace",
-                ));
-            }
-            tables = self.resolve("", &[])?;
+        if !request.table.is_empty() && request.keyspaces.len() != 1 {
+            return Err(Status::invalid_argument(
+                "When specifying the table for a snapshot, you must specify one and only one keyspace",
+            ));
         }
-        for keyspace in &request.keyspaces {
-            if !request.table.is_empty() && request.keyspaces.len() != 1 {
-                return Err(Status::invalid_argument(
-                    "When specifying the table for a snapshot, you must specify one and only one keyspace",
-                ));
-            }
-            let names: Vec<String> = std::iter::once(request.table.clone())
-                .filter(|t| !t.is_empty())
-                .collect();
-            tables.extend(self.resolve(keyspace, &names)?);
-        }
+        let only: Vec<String> = std::iter::once(request.table)
+            .filter(|t| !t.is_empty())
+            .collect();
+        let tables = self.resolve_keyspaces(&request.keyspaces, &only)?;
         let tag = if request.tag.is_empty() {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -542,13 +528,7 @@ impl Admin for AdminService {
         let engine = self.engine().clone();
         let ids: Vec<TableId> = tables.iter().map(|t| t.id).collect();
         let name = tag.clone();
-        let dirs = tokio::task::spawn_blocking(move || engine.snapshot_tables(&name, &ids))
-            .await
-            .map_err(|e| Status::internal(format!("snapshot task failed: {e}")))?
-            .map_err(|e| match e {
-                storage_lsm::Error::InvalidArgument(message) => Status::invalid_argument(message),
-                other => Status::internal(other.to_string()),
-            })?;
+        let dirs = blocking(move || engine.snapshot_tables(&name, &ids)).await?;
         Ok(Response::new(SnapshotReply {
             tag,
             tables: dirs.len() as u64,
@@ -594,13 +574,7 @@ impl Admin for AdminService {
                 "Specify only one of snapshot name or --all",
             ));
         }
-        let mut tables = Vec::new();
-        if request.keyspaces.is_empty() {
-            tables = self.resolve("", &[])?;
-        }
-        for keyspace in &request.keyspaces {
-            tables.extend(self.resolve(keyspace, &[])?);
-        }
+        let tables = self.resolve_keyspaces(&request.keyspaces, &[])?;
         let engine = self.engine().clone();
         let ids: Vec<TableId> = tables.iter().map(|t| t.id).collect();
         let tag = Some(request.tag).filter(|t| !t.is_empty());

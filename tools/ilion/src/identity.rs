@@ -42,10 +42,7 @@ pub async fn tokens(
 ) -> anyhow::Result<Vec<i64>> {
     let path = data_dir.join("tokens");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        return text
-            .split(',')
-            .map(|t| t.trim().parse::<i64>())
-            .collect::<Result<Vec<_>, _>>()
+        return gossip::decode_tokens(&text)
             .with_context(|| format!("{} does not hold a token list", path.display()));
     }
     let tokens = if new_node {
@@ -61,8 +58,7 @@ pub async fn tokens(
         // A node from before tokens were saved keeps the ones it had.
         legacy_tokens(host_id, num_tokens)
     };
-    let text: Vec<String> = tokens.iter().map(i64::to_string).collect();
-    std::fs::write(&path, text.join(",") + "\n")
+    std::fs::write(&path, gossip::encode_tokens(&tokens) + "\n")
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(tokens)
 }
@@ -87,9 +83,8 @@ async fn ring_of_others(gossip: &GossipHandle) -> Vec<Vec<i64>> {
         if complete || alone || started.elapsed() > RING_WAIT {
             return others
                 .iter()
-                .filter_map(|e| e.state.value(keys::TOKENS))
-                .map(|text| text.split(',').filter_map(|t| t.parse().ok()).collect())
-                .filter(|tokens: &Vec<i64>| !tokens.is_empty())
+                .map(|e| e.state.tokens())
+                .filter(|tokens| !tokens.is_empty())
                 .collect();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

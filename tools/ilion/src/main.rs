@@ -40,15 +40,8 @@ fn run_server(args: &ilion::cli::ServerArgs) -> ExitCode {
         }
     };
     ilion::logging::init(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ilion: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("ilion", Threads::Many) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(ilion::server::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,15 +54,8 @@ fn run_server(args: &ilion::cli::ServerArgs) -> ExitCode {
 }
 
 fn run_stress(args: ilion::stress::StressArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ilion stress: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("ilion stress", Threads::Many) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(ilion::stress::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -81,31 +67,16 @@ fn run_stress(args: ilion::stress::StressArgs) -> ExitCode {
 }
 
 fn run_shell(args: ilion::shell::ShellArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ilion shell: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("ilion shell", Threads::Two) else {
+        return ExitCode::FAILURE;
     };
     let code = runtime.block_on(ilion::shell::run(args));
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
 fn run_nodetool(args: ilion::nodetool::NodetoolArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("nodetool: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime("nodetool", Threads::One) else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(ilion::nodetool::run(args)) {
         Ok(output) => {
@@ -115,6 +86,36 @@ fn run_nodetool(args: ilion::nodetool::NodetoolArgs) -> ExitCode {
         Err(failure) => {
             eprintln!("nodetool: {}", failure.message);
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// How many worker threads a tool's async runtime gets.
+enum Threads {
+    /// One per core (the server, the load generator).
+    Many,
+    /// Two: the shell's own work and the driver's.
+    Two,
+    /// The calling thread only (one request and out).
+    One,
+}
+
+/// The async runtime of a tool; None (after saying why) if it cannot start.
+fn runtime(tool: &str, threads: Threads) -> Option<tokio::runtime::Runtime> {
+    let mut builder = match threads {
+        Threads::Many => tokio::runtime::Builder::new_multi_thread(),
+        Threads::Two => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+    };
+    match builder.enable_all().build() {
+        Ok(runtime) => Some(runtime),
+        Err(error) => {
+            eprintln!("{tool}: cannot start the async runtime: {error}");
+            None
         }
     }
 }

@@ -59,8 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let gossip = start_gossip(&config, host_id, generation, shutdown_rx.clone()).await?;
     let tokens =
         crate::identity::tokens(data_dir, &gossip, config.num_tokens, host_id, new_node).await?;
-    let token_list: Vec<String> = tokens.iter().map(i64::to_string).collect();
-    gossip.set_local(keys::TOKENS, token_list.join(","));
+    gossip.set_local(keys::TOKENS, gossip::encode_tokens(&tokens));
     gossip.set_local(keys::STATUS, "NORMAL");
     let node = open_node(
         &config,
@@ -81,32 +80,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         std::sync::atomic::Ordering::Relaxed,
     );
     let addr = config.native_address();
-    let listener =
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ConfigError::PortUnavailable {
-                key: "native_transport_port",
-                addr,
-                source,
-            })?;
+    let listener = bind("native_transport_port", addr).await?;
     let metrics_addr = std::net::SocketAddr::new(config.listen_address, config.metrics_port);
-    let metrics_listener =
-        TcpListener::bind(metrics_addr)
-            .await
-            .map_err(|source| ConfigError::PortUnavailable {
-                key: "metrics_port",
-                addr: metrics_addr,
-                source,
-            })?;
+    let metrics_listener = bind("metrics_port", metrics_addr).await?;
     let admin_addr = std::net::SocketAddr::new(config.admin_address, config.admin_port);
-    let admin_listener =
-        TcpListener::bind(admin_addr)
-            .await
-            .map_err(|source| ConfigError::PortUnavailable {
-                key: "admin_port",
-                addr: admin_addr,
-                source,
-            })?;
+    let admin_listener = bind("admin_port", admin_addr).await?;
     // Stops the CQL port: at shutdown, or earlier by `nodetool drain`.
     let (stop_clients_tx, stop_clients_rx) = watch::channel(false);
     let readiness = Arc::new(crate::http::Readiness::new(gossip.clone()));
@@ -163,6 +141,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Listens on `addr`; a port in use is a configuration error naming `key`.
+async fn bind(key: &'static str, addr: std::net::SocketAddr) -> Result<TcpListener, ConfigError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ConfigError::PortUnavailable { key, addr, source })
+}
+
 /// Binds the internode port (listen_address:storage_port), serves gossip on
 /// it, publishes this node's application states and starts the rounds.
 async fn start_gossip(
@@ -172,14 +157,7 @@ async fn start_gossip(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<GossipHandle> {
     let addr = std::net::SocketAddr::new(config.listen_address, config.storage_port);
-    let listener =
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| ConfigError::PortUnavailable {
-                key: "storage_port",
-                addr,
-                source,
-            })?;
+    let listener = bind("storage_port", addr).await?;
     let gossip = GossipHandle::new(GossipConfig {
         cluster_name: config.cluster_name.clone(),
         local: addr,
@@ -230,17 +208,7 @@ async fn publish_changing_states(
         let version = node.catalog.read().version;
         gossip.set_local(keys::SCHEMA, format_uuid(version));
         if count.is_multiple_of(10) {
-            let engine = node.coordinator.engine().clone();
-            let load = tokio::task::spawn_blocking(move || {
-                engine
-                    .table_ids()
-                    .into_iter()
-                    .filter_map(|id| engine.stats(id).ok())
-                    .map(|s| s.live_disk_bytes)
-                    .sum::<u64>()
-            })
-            .await
-            .unwrap_or(0);
+            let (load, _) = node.coordinator.engine().load();
             gossip.set_local(keys::LOAD, load.to_string());
         }
         count += 1;

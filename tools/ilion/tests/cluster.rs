@@ -8,30 +8,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::ilion_bin;
+use common::{run_cluster, run_ilion, ClusterCleanup};
 use scylla::client::session_builder::SessionBuilder;
 
-/// Runs `ilion cluster --dir <dir> <args>`; returns (exit code, stdout, stderr).
-fn cluster(dir: &Path, args: &str) -> (i32, String, String) {
-    let output = Command::new(ilion_bin())
-        .arg("cluster")
-        .arg("--dir")
-        .arg(dir)
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ilion cluster");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 fn ok(dir: &Path, args: &str) -> String {
-    let (code, out, err) = cluster(dir, args);
+    let (code, out, err) = run_cluster(dir, args);
     assert_eq!(code, 0, "ilion cluster {args} failed: {err}");
     out
 }
@@ -46,22 +29,13 @@ fn state(status: &str, node: &str) -> String {
         .to_owned()
 }
 
-/// Kills whatever the test started, even when an assertion failed.
-struct Cleanup<'a>(&'a Path);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = cluster(self.0, "clear");
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_launcher_starts_kills_and_clears_nodes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let _cleanup = Cleanup(&dir);
+    let _cleanup = ClusterCleanup(&dir);
 
-    let (code, _, err) = cluster(&dir, "status");
+    let (code, _, err) = run_cluster(&dir, "status");
     assert_eq!(code, 1);
     assert!(err.contains("no cluster in"), "{err}");
 
@@ -98,11 +72,7 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
             .single_row()
             .unwrap();
         assert_eq!(rpc.to_string(), address);
-        let output = Command::new(ilion_bin())
-            .args(["nodetool", "-h", address, "status"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout);
+        let (_, text, _) = run_ilion(&["nodetool", "-h", address, "status"]);
         assert!(text.contains(&format!("UN  {address}")), "{text}");
     }
 
@@ -128,13 +98,13 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
     );
 
     // Refusals.
-    let (code, _, err) = cluster(&dir, "stop node9");
+    let (code, _, err) = run_cluster(&dir, "stop node9");
     assert_eq!(code, 1);
     assert!(
         err.contains("no node node9; the nodes are node1, node2, node3"),
         "{err}"
     );
-    let (code, _, err) = cluster(&dir, "start -n 5");
+    let (code, _, err) = run_cluster(&dir, "start -n 5");
     assert_eq!(code, 1);
     assert!(err.contains("holds a cluster of 3 nodes"), "{err}");
 

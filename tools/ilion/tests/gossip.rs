@@ -8,34 +8,19 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::ilion_bin;
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(ilion_bin())
-        .args(args)
-        .output()
-        .expect("run ilion");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use common::{run_cluster, run_ilion, ClusterCleanup};
 
 fn cluster(dir: &Path, args: &str) -> String {
-    let mut all = vec!["cluster", "--dir", dir.to_str().unwrap_or_default()];
-    all.extend(args.split_whitespace());
-    let (code, out, err) = run(&all);
+    let (code, out, err) = run_cluster(dir, args);
     assert_eq!(code, 0, "ilion cluster {args}: {err}");
     out
 }
 
 /// The two-letter state `nodetool status` on `on` shows for `address`.
 fn state_seen(on: &str, address: &str) -> Option<String> {
-    let (code, out, _) = run(&["nodetool", "-h", on, "status"]);
+    let (code, out, _) = run_ilion(&["nodetool", "-h", on, "status"]);
     if code != 0 {
         return None;
     }
@@ -59,7 +44,7 @@ fn wait_for(observers: &[&str], address: &str, state: &str, limit: Duration) -> 
             let views: Vec<String> = observers
                 .iter()
                 .map(|on| {
-                    let (_, out, err) = run(&["nodetool", "-h", on, "status"]);
+                    let (_, out, err) = run_ilion(&["nodetool", "-h", on, "status"]);
                     format!("{on}:\n{out}{err}")
                 })
                 .collect();
@@ -72,24 +57,11 @@ fn wait_for(observers: &[&str], address: &str, state: &str, limit: Duration) -> 
     }
 }
 
-struct Cleanup<'a>(&'a Path);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let _ = run(&[
-            "cluster",
-            "--dir",
-            self.0.to_str().unwrap_or_default(),
-            "clear",
-        ]);
-    }
-}
-
 #[test]
 fn gossip_sees_nodes_come_and_go() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
-    let _cleanup = Cleanup(&dir);
+    let _cleanup = ClusterCleanup(&dir);
     let nodes = ["127.0.12.1", "127.0.12.2", "127.0.12.3"];
     cluster(&dir, "start -n 3 --base-address 127.0.12.1");
 
@@ -97,7 +69,7 @@ fn gossip_sees_nodes_come_and_go() {
         let took = wait_for(&nodes, address, "UN", Duration::from_secs(10));
         eprintln!("{address} seen UP by all after {took:?}");
     }
-    let (_, status, _) = run(&["nodetool", "-h", nodes[0], "status"]);
+    let (_, status, _) = run_ilion(&["nodetool", "-h", nodes[0], "status"]);
     let owned: f64 = status
         .lines()
         .filter(|l| l.starts_with("UN"))
@@ -108,11 +80,11 @@ fn gossip_sees_nodes_come_and_go() {
         (owned - 100.0).abs() < 0.5,
         "ownership adds up to the ring: {status}"
     );
-    let (_, gossip, _) = run(&["nodetool", "-h", nodes[1], "gossipinfo"]);
+    let (_, gossip, _) = run_ilion(&["nodetool", "-h", nodes[1], "gossipinfo"]);
     for address in nodes {
         assert!(gossip.contains(&format!("/{address}\n")), "{gossip}");
     }
-    let (_, described, _) = run(&["nodetool", "-h", nodes[2], "describecluster"]);
+    let (_, described, _) = run_ilion(&["nodetool", "-h", nodes[2], "describecluster"]);
     assert!(described.contains("\tLive: 3\n"), "{described}");
 
     // A crash: seen DOWN within 15 s, UP within 15 s of the restart.
@@ -132,7 +104,7 @@ fn gossip_sees_nodes_come_and_go() {
         Duration::from_secs(15),
     );
     eprintln!("restarted node seen UP after {took:?}");
-    let (_, described, _) = run(&["nodetool", "-h", nodes[0], "describecluster"]);
+    let (_, described, _) = run_ilion(&["nodetool", "-h", nodes[0], "describecluster"]);
     assert!(described.contains("\tUnreachable: 0\n"), "{described}");
 
     // A clean stop announces itself: DOWN at once, not after conviction.

@@ -6,25 +6,18 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::{ilion_bin, Node};
+use common::{run_ilion, Node};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
 /// Runs `ilion nodetool -p <port> <args>`; returns (exit code, stdout, stderr).
 fn nodetool(port: u16, args: &str) -> (i32, String, String) {
-    let output = Command::new(ilion_bin())
-        .args(["nodetool", "-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args.split_whitespace())
-        .output()
-        .expect("run ilion nodetool");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let port = port.to_string();
+    let mut all = vec!["nodetool", "-h", "127.0.0.1", "-p", &port];
+    all.extend(args.split_whitespace());
+    run_ilion(&all)
 }
 
 /// `nodetool` that must succeed; returns its output.

@@ -295,36 +295,18 @@ pub fn table_stats(tables: &[TableStats], human_readable: bool) -> String {
             let _ = writeln!(out, "\t\tSpace used (live): {}", size(t.live_disk_bytes));
             let _ = writeln!(out, "\t\tSpace used (total): {}", size(t.live_disk_bytes));
             let _ = writeln!(out, "\t\tMemtable data size: {}", size(t.memtable_bytes));
-            let _ = writeln!(
-                out,
-                "\t\tLocal read count: {}",
-                count(t.read_latency_us.as_ref())
-            );
-            let _ = writeln!(
-                out,
-                "\t\tLocal read latency: {}",
-                mean_ms(t.read_latency_us.as_ref())
-            );
-            let _ = writeln!(
-                out,
-                "\t\tLocal write count: {}",
-                count(t.write_latency_us.as_ref())
-            );
-            let _ = writeln!(
-                out,
-                "\t\tLocal write latency: {}",
-                mean_ms(t.write_latency_us.as_ref())
-            );
-            let _ = writeln!(
-                out,
-                "\t\tLocal range read count: {}",
-                count(t.range_latency_us.as_ref())
-            );
-            let _ = writeln!(
-                out,
-                "\t\tLocal range read latency: {}",
-                mean_ms(t.range_latency_us.as_ref())
-            );
+            for (kind, latency) in [
+                ("read", &t.read_latency_us),
+                ("write", &t.write_latency_us),
+                ("range read", &t.range_latency_us),
+            ] {
+                let _ = writeln!(out, "\t\tLocal {kind} count: {}", count(latency.as_ref()));
+                let _ = writeln!(
+                    out,
+                    "\t\tLocal {kind} latency: {}",
+                    mean_ms(latency.as_ref())
+                );
+            }
             let _ = writeln!(out, "\t\tPending compactions: {}", t.pending_compactions);
             let _ = writeln!(
                 out,

@@ -410,8 +410,10 @@ impl Shell {
         statement
     }
 
-    /// Sends a CQL statement and prints its result.
+    /// Sends a CQL statement (whose first word, upper-cased, is
+    /// `first_word`) and prints its result.
     async fn run_cql(&mut self, text: &str, first_word: &str) -> Result<(), Failure> {
+        let is_describe = matches!(first_word, "DESCRIBE" | "DESC");
         let mut statement = self.statement(text);
         statement.set_page_size(self.paging.unwrap_or(FETCH_SIZE));
         let mut paging_state = PagingState::start();
@@ -432,15 +434,16 @@ impl Shell {
                     .iter()
                     .map(|c| c.name().to_owned())
                     .collect();
-                let describe_column = names.iter().position(|n| n == "create_statement");
+                let describe_column = names
+                    .iter()
+                    .position(|n| n == "create_statement")
+                    .filter(|_| is_describe);
                 for row in rows_result
                     .rows::<Row>()
                     .map_err(|e| Failure(format!("cannot read the result: {e}")))?
                 {
                     let row = row.map_err(|e| Failure(format!("cannot read a row: {e}")))?;
-                    if let (Some(i), true) =
-                        (describe_column, matches!(first_word, "DESCRIBE" | "DESC"))
-                    {
+                    if let Some(i) = describe_column {
                         if let Some(Some(value)) = row.columns.get(i) {
                             describe.push(format::value_text(value, false));
                         }
@@ -473,11 +476,10 @@ impl Shell {
             let count = format!("\n({total} rows)\n");
             self.emit(|_| count.clone());
         }
-        let upper = first_word.to_ascii_uppercase();
-        if matches!(upper.as_str(), "CREATE" | "ALTER" | "DROP") {
+        if matches!(first_word, "CREATE" | "ALTER" | "DROP") {
             self.refresh_names().await;
         }
-        if upper == "USE" {
+        if first_word == "USE" {
             self.names.lock().keyspace = self.session.get_keyspace().map(|k| k.to_string());
         }
         Ok(())

@@ -151,3 +151,37 @@ impl Drop for Node {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `ilion <args>` to completion; returns (exit code, stdout, stderr).
+pub fn run_ilion<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (i32, String, String) {
+    let output = Command::new(ilion_bin())
+        .args(args)
+        .output()
+        .expect("run ilion");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `ilion cluster --dir <dir> <args>` (args split at whitespace).
+pub fn run_cluster(dir: &Path, args: &str) -> (i32, String, String) {
+    let mut all = vec![
+        "cluster".to_owned(),
+        "--dir".to_owned(),
+        dir.display().to_string(),
+    ];
+    all.extend(args.split_whitespace().map(str::to_owned));
+    run_ilion(&all)
+}
+
+/// Clears the `ilion cluster` in a directory when dropped, so a failed
+/// assertion leaves no node running.
+pub struct ClusterCleanup<'a>(pub &'a Path);
+
+impl Drop for ClusterCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = run_cluster(self.0, "clear");
+    }
+}
