@@ -134,6 +134,7 @@ pub fn execute_statement(
     node.metrics
         .record(operation, started.elapsed(), result.as_ref().err());
     if let Ok(ResultBody::SchemaChange(change)) = &result {
+        crate::migration::announce(node);
         // No receivers is fine: nobody registered.
         let _ = node
             .events
@@ -354,10 +355,9 @@ impl Context<'_> {
 
     fn placement(&self, table: &TableSchema) -> Placement {
         let catalog = self.node.catalog.read();
-        let replication_factor = catalog
+        catalog
             .keyspace(&table.keyspace)
-            .map_or(1, |k| k.replication_factor());
-        Placement { replication_factor }
+            .map_or(Placement::Local, |k| k.strategy.clone())
     }
 
     fn write(
@@ -371,7 +371,7 @@ impl Context<'_> {
             .coordinator
             .write(
                 mutation,
-                self.placement(table),
+                &self.placement(table),
                 self.consistency,
                 write_type,
                 deadline,
@@ -1423,7 +1423,7 @@ impl Context<'_> {
                         resume.as_ref(),
                         page_rows,
                         ReadTerms {
-                            placement,
+                            placement: &placement,
                             consistency: self.consistency,
                             deadline: self.range_deadline(),
                         },
@@ -1607,7 +1607,7 @@ impl Context<'_> {
                     key,
                     &query,
                     ReadTerms {
-                        placement,
+                        placement: &placement,
                         consistency: self.consistency,
                         deadline: self.read_deadline(),
                     },

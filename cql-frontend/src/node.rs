@@ -3,7 +3,7 @@
 //! [`Node`] is shared by all connections; each connection keeps a
 //! [`Session`] (its `USE` keyspace).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -59,8 +59,8 @@ pub struct Node {
     pub coordinator: Coordinator,
     pub catalog: RwLock<Catalog>,
     pub prepared: crate::prepared::PreparedCache,
-    /// Client events (schema changes now; topology and status with the
-    /// cluster), fanned out to connections that REGISTERed for them.
+    /// Client events (schema, status and topology changes), fanned out to
+    /// connections that REGISTERed for them.
     pub events: tokio::sync::broadcast::Sender<ClientEvent>,
     /// Statement requests running on this node, across all connections.
     pub requests_in_flight: Arc<tokio::sync::Semaphore>,
@@ -85,6 +85,16 @@ pub const CLIENT_EVENTS_QUEUED_MAX: usize = 256;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientEvent {
     SchemaChange(crate::results::SchemaChange),
+    /// A node went UP or DOWN; `address` is its CQL address and port.
+    StatusChange {
+        up: bool,
+        address: SocketAddr,
+    },
+    /// A node joined (NEW_NODE) or left (REMOVED_NODE) the ring.
+    TopologyChange {
+        joined: bool,
+        address: SocketAddr,
+    },
 }
 
 impl ClientEvent {
@@ -92,6 +102,8 @@ impl ClientEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             ClientEvent::SchemaChange(_) => "SCHEMA_CHANGE",
+            ClientEvent::StatusChange { .. } => "STATUS_CHANGE",
+            ClientEvent::TopologyChange { .. } => "TOPOLOGY_CHANGE",
         }
     }
 
@@ -99,9 +111,26 @@ impl ClientEvent {
     pub fn encode(&self) -> bytes::Bytes {
         let mut w = crate::protocol::primitives::BodyWriter::new();
         w.write_string(self.kind());
-        match self {
-            ClientEvent::SchemaChange(change) => change.write(&mut w),
+        let (change, address) = match self {
+            ClientEvent::SchemaChange(change) => {
+                change.write(&mut w);
+                return w.into_bytes();
+            }
+            ClientEvent::StatusChange { up, address } => (if *up { "UP" } else { "DOWN" }, address),
+            ClientEvent::TopologyChange { joined, address } => {
+                (if *joined { "NEW_NODE" } else { "REMOVED_NODE" }, address)
+            }
+        };
+        w.write_string(change);
+        let ip: Vec<u8> = match address.ip() {
+            IpAddr::V4(v4) => v4.octets().to_vec(),
+            IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        w.write_byte(ip.len() as u8);
+        for byte in ip {
+            w.write_byte(byte);
         }
+        w.write_int(i32::from(address.port()));
         w.into_bytes()
     }
 }

@@ -43,13 +43,8 @@ pub const SYSTEM_KEYSPACES: [&str; 5] = [
     "system_traces",
 ];
 
-/// How a keyspace replicates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Strategy {
-    Simple { replication_factor: usize },
-    NetworkTopology { data_centers: Vec<(String, usize)> },
-    Local,
-}
+/// How a keyspace replicates (the coordinator's placement rule).
+pub use replication::Placement as Strategy;
 
 /// A keyspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,13 +86,7 @@ impl KeyspaceSchema {
 
     /// Replicas per partition (summed over data centers).
     pub fn replication_factor(&self) -> usize {
-        match &self.strategy {
-            Strategy::Simple { replication_factor } => *replication_factor,
-            Strategy::NetworkTopology { data_centers } => {
-                data_centers.iter().map(|(_, rf)| rf).sum()
-            }
-            Strategy::Local => 1,
-        }
+        self.strategy.replication_factor()
     }
 }
 

@@ -361,6 +361,8 @@ pub fn virtual_table(
     let columns = columns(keyspace, table, defs);
     let rows = match (keyspace, table) {
         ("system", "local") => local(&node.info, catalog),
+        ("system", "peers") => peers(node, false),
+        ("system", "peers_v2") => peers(node, true),
         ("system_auth", "roles") => roles(node),
         ("system", "size_estimates") => size_estimates(node, catalog),
         ("system_schema", "keyspaces") => keyspaces(catalog),
@@ -466,6 +468,48 @@ fn local(node: &NodeInfo, catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
         uuid(catalog.version),
         text_set(&tokens),
     ]]
+}
+
+/// `system.peers` (or `peers_v2`): every other endpoint of the ring, up or
+/// down, as gossip last described it.
+fn peers(node: &Node, v2: bool) -> Vec<Vec<Option<Bytes>>> {
+    let ring = node.coordinator.ring();
+    ring.endpoints()
+        .iter()
+        .filter(|e| !e.is_local)
+        .map(|e| {
+            let tokens: Vec<String> = e.tokens.iter().map(i64::to_string).collect();
+            let (host_id, schema) = (e.host_id.and_then(uuid), e.schema.and_then(uuid));
+            if v2 {
+                vec![
+                    inet(e.address.ip()),
+                    int(i32::from(e.address.port())),
+                    text(&e.dc),
+                    host_id,
+                    inet(e.rpc_address),
+                    int(i32::from(e.native_port)),
+                    None,
+                    None,
+                    text(&e.rack),
+                    text(&e.release_version),
+                    schema,
+                    text_set(&tokens),
+                ]
+            } else {
+                vec![
+                    inet(e.address.ip()),
+                    text(&e.dc),
+                    host_id,
+                    None,
+                    text(&e.rack),
+                    text(&e.release_version),
+                    inet(e.rpc_address),
+                    schema,
+                    text_set(&tokens),
+                ]
+            }
+        })
+        .collect()
 }
 
 fn keyspaces(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {

@@ -324,10 +324,12 @@ pub async fn serve_connection(
             Request::Execute { id, .. } => node.prepared.get(id),
             _ => None,
         };
+        // Only requests that never wait on another node may run inline.
         let inline = node
             .inline_execution
             .load(std::sync::atomic::Ordering::Relaxed)
-            && prepared.as_ref().is_some_and(|p| p.single_partition);
+            && prepared.as_ref().is_some_and(|p| p.single_partition)
+            && node.coordinator.is_local_only();
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
         if inline {
             tokio::spawn(async move {

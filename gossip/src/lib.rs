@@ -15,6 +15,6 @@ pub mod detector;
 pub mod service;
 pub mod state;
 
-pub use crate::core::{EndpointView, Event, GossipConfig, GossipError, Gossiper};
+pub use crate::core::{EndpointView, Event, GossipConfig, GossipError, Gossiper, SHUTDOWN};
 pub use service::{GossipHandle, ROUND};
 pub use state::{decode_tokens, encode_tokens, keys, Endpoint, EndpointState};

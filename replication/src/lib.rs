@@ -3,22 +3,30 @@
 //! Layout:
 //! - [`murmur3`]: Cassandra's Murmur3Partitioner token function, bit for bit;
 //! - [`consistency`]: consistency levels and their replica arithmetic;
-//! - [`ring`]: how much of the token ring each endpoint owns;
-//! - [`coordinator`]: the path of every client read and write (one-node
-//!   ring today).
+//! - [`ring`]: how much of the token ring each endpoint owns, token choice;
+//! - [`topology`]: the ring's endpoints, tokens and liveness, from gossip;
+//! - [`strategy`]: SimpleStrategy and NetworkTopologyStrategy placement;
+//! - [`coordinator`]: the path of every client read and write;
+//! - [`hints`]: hinted handoff;
+//! - [`internode`] and [`verbs`]: the replication verbs between nodes.
 //!
-//! Later (issue 6): the ring of vnode tokens, SimpleStrategy and
-//! NetworkTopologyStrategy, the snitch, hints, read repair, range scans
-//! across nodes.
+//! Later: streaming for bootstrap and decommission, anti-entropy repair,
+//! lightweight transactions.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod consistency;
 pub mod coordinator;
+pub mod hints;
+pub mod internode;
 pub mod murmur3;
 pub mod ring;
+pub mod strategy;
+pub mod topology;
+pub mod verbs;
 
 pub use consistency::ConsistencyLevel;
 pub use coordinator::{
-    Coordinator, CoordinatorError, Placement, ReadTerms, RequestTimeouts, WriteType,
+    Coordinator, CoordinatorError, ReadTerms, Remote, RequestTimeouts, WriteType,
 };
+pub use strategy::Placement;

@@ -494,6 +494,27 @@ impl Engine {
         self.table(table)?.read_unfiltered(key, query)
     }
 
+    /// A replica's data answer: the slice unfiltered (see [`crate::replica`]).
+    pub fn read_data(
+        &self,
+        table: TableId,
+        key: &PartitionKey,
+        query: &SliceQuery,
+    ) -> Result<Option<crate::model::PartitionUpdate>> {
+        self.table(table)?.read_data(key, query)
+    }
+
+    /// Up to `max` whole partitions of a token range, unfiltered, as
+    /// mutations (schema exchange, small tables).
+    pub fn scan_data(
+        &self,
+        table: TableId,
+        range: &TokenRange,
+        max: usize,
+    ) -> Result<Vec<Mutation>> {
+        self.table(table)?.scan_data(range, max)
+    }
+
     /// Live rows by token range, at most `row_limit`, resuming after `resume`.
     pub fn scan(
         &self,

@@ -5,6 +5,7 @@
 //!   reconciliation;
 //! - [`codec`]: the binary encoding shared by the commitlog and SSTables;
 //! - [`range_tombstones`]: a partition's range deletions as change points;
+//! - [`replica`]: data answers to coordinators, and their reconciliation;
 //! - [`memtable`]: recent writes in memory;
 //! - [`merge`]: the one-pass merge of memtables and SSTables, shadowing and
 //!   live-row filtering;
@@ -34,6 +35,7 @@ pub mod memtable;
 pub mod merge;
 pub mod model;
 pub mod range_tombstones;
+pub mod replica;
 pub mod sstable;
 pub mod stats;
 pub mod table;

@@ -147,7 +147,7 @@ impl SliceQuery {
     }
 
     /// The exclusive positions the sources read between.
-    fn positions(&self) -> (ClusteringPosition, ClusteringPosition) {
+    pub(crate) fn positions(&self) -> (ClusteringPosition, ClusteringPosition) {
         let mut start = self.range.start_position();
         let mut end = self.range.end_position();
         if let Some(resume) = &self.resume_after {
@@ -491,7 +491,7 @@ impl Table {
 }
 
 /// Drains a partition's merge into the rows a client sees.
-fn live_rows_of(
+pub(crate) fn live_rows_of(
     key: &PartitionKey,
     merged: Option<(PartitionHeader, MergeIterator)>,
     limit: usize,
@@ -547,6 +547,59 @@ impl Table {
             atoms.push(atom);
         }
         Ok(Some((header, atoms)))
+    }
+
+    /// A replica's data answer for one partition slice: the slice's
+    /// unfiltered content (every row in range, tombstones kept, no limit:
+    /// the coordinator applies the limit after reconciling).
+    pub fn read_data(
+        &self,
+        key: &PartitionKey,
+        query: &SliceQuery,
+    ) -> Result<Option<crate::model::PartitionUpdate>> {
+        let view = self.view();
+        let (start, end) = query.positions();
+        let Some((header, mut merge)) = self.partition_merge(&view, key, &start, &end, false)?
+        else {
+            return Ok(None);
+        };
+        crate::replica::update_of(header, &mut merge)
+    }
+
+    /// Every partition in `range`, unfiltered, in token order (including
+    /// partitions that hold nothing but tombstones), at most `max`.
+    pub fn scan_data(&self, range: &TokenRange, max: usize) -> Result<Vec<crate::model::Mutation>> {
+        let view = self.view();
+        let (mut lo, hi) = range.key_bounds();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let batch = self.next_batch(&view, lo.as_ref(), hi.as_ref(), 128)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (key, entries) in batch {
+                lo = Bound::Excluded(key.clone());
+                let merged = self.merge_with_entries(
+                    &view,
+                    &key,
+                    entries,
+                    &ClusteringPosition::bottom(),
+                    &ClusteringPosition::top(),
+                    false,
+                )?;
+                if let Some((header, mut merge)) = merged {
+                    if let Some(update) = crate::replica::update_of(header, &mut merge)? {
+                        out.push(crate::model::Mutation {
+                            table: self.id,
+                            key,
+                            update,
+                        });
+                    }
+                }
+            }
+        }
+        out.truncate(max);
+        Ok(out)
     }
 
     /// Live rows of the partitions in `range`, in token order, at most

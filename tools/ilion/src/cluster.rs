@@ -231,7 +231,15 @@ impl NodeDir<'_> {
             .open(self.log())
             .with_context(|| format!("cannot open {}", self.log().display()))?;
         let binary = std::env::current_exe().context("cannot find the ilion binary")?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        // Each node is configured by its file alone: ILION_* variables meant
+        // for the launcher (or one node) must not reach every node.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("ILION_") {
+                command.env_remove(name);
+            }
+        }
+        let child = command
             .arg("server")
             .arg("--config")
             .arg(self.config())

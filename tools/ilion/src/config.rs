@@ -91,6 +91,8 @@ pub struct RawConfig {
     pub write_request_timeout: Option<DurationValue>,
     pub endpoint_snitch: Option<String>,
     pub phi_convict_threshold: Option<f64>,
+    /// How long a replica may be down and still get hints.
+    pub max_hint_window: Option<DurationValue>,
     /// Data center of this node (Cassandra keeps it in cassandra-rackdc.properties).
     pub dc: Option<String>,
     /// Rack of this node (Cassandra keeps it in cassandra-rackdc.properties).
@@ -244,6 +246,7 @@ impl RawConfig {
             write_request_timeout: other.write_request_timeout.or(self.write_request_timeout),
             endpoint_snitch: other.endpoint_snitch.or(self.endpoint_snitch),
             phi_convict_threshold: other.phi_convict_threshold.or(self.phi_convict_threshold),
+            max_hint_window: other.max_hint_window.or(self.max_hint_window),
             dc: other.dc.or(self.dc),
             rack: other.rack.or(self.rack),
             authenticator: other.authenticator.or(self.authenticator),
@@ -348,6 +351,7 @@ pub struct Config {
     pub seeds: Vec<SocketAddr>,
     /// Phi above which gossip convicts a silent peer (Cassandra's 8).
     pub phi_convict_threshold: f64,
+    pub max_hint_window: Duration,
     pub listen_address: IpAddr,
     pub rpc_address: IpAddr,
     pub native_transport_port: u16,
@@ -380,6 +384,8 @@ pub mod defaults {
     pub const DC: &str = "datacenter1";
     pub const RACK: &str = "rack1";
     pub const PHI_CONVICT_THRESHOLD: f64 = 8.0;
+    /// Cassandra's default `max_hint_window`.
+    pub const MAX_HINT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
 }
 
 impl Config {
@@ -417,6 +423,11 @@ impl Config {
             num_tokens: resolve_num_tokens(raw.num_tokens)?,
             seeds: resolve_seeds(raw.seed_provider.as_deref(), listen_address, storage_port)?,
             phi_convict_threshold: resolve_phi(raw.phi_convict_threshold)?,
+            max_hint_window: timeout(
+                "max_hint_window",
+                raw.max_hint_window.as_ref(),
+                defaults::MAX_HINT_WINDOW,
+            )?,
             listen_address,
             rpc_address,
             native_transport_port: port(
@@ -644,7 +655,7 @@ fn resolve_seeds(
     Ok(seeds)
 }
 
-/// A request timeout: a positive duration.
+/// A timeout or window: a positive duration.
 fn timeout(
     key: &'static str,
     value: Option<&DurationValue>,
@@ -758,6 +769,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static str> {
         (
             "phi_convict_threshold",
             "gossip failure detector sensitivity (default 8)",
+        ),
+        (
+            "max_hint_window",
+            "how long a down replica still gets hints (default 3h)",
         ),
         (
             "admin_address",

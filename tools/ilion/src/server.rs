@@ -20,7 +20,10 @@ use std::sync::Arc;
 use cql_frontend::node::{Node, NodeInfo};
 use cql_frontend::schema::format_uuid;
 use gossip::{keys, GossipConfig, GossipHandle};
-use replication::Coordinator;
+use replication::hints::Hints;
+use replication::internode::{Peers, ReplicaService, SchemaSlot, SchemaStore};
+use replication::topology::Topology;
+use replication::{Coordinator, Remote};
 use storage_lsm::{Engine, EngineConfig, SyncMode};
 
 /// Longest time a connection task may take to notice shutdown.
@@ -56,21 +59,50 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i32);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let gossip = start_gossip(&config, host_id, generation, shutdown_rx.clone()).await?;
+    let schema_slot = SchemaSlot::default();
+    let replica = ReplicaService::server(engine.clone(), schema_slot.clone());
+    let gossip = start_gossip(&config, host_id, generation, replica, shutdown_rx.clone()).await?;
     let tokens =
         crate::identity::tokens(data_dir, &gossip, config.num_tokens, host_id, new_node).await?;
     gossip.set_local(keys::TOKENS, gossip::encode_tokens(&tokens));
     gossip.set_local(keys::STATUS, "NORMAL");
+    let topology = Topology::follow(gossip.clone());
+    let hints = Arc::new(
+        Hints::open(engine.clone(), config.max_hint_window).context("cannot open the hints")?,
+    );
+    let peers = Arc::new(Peers::default());
+    let coordinator = Coordinator::clustered(
+        engine.clone(),
+        config.request_timeouts,
+        topology.clone(),
+        Remote {
+            peers: peers.clone(),
+            hints: hints.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        },
+    );
     let node = open_node(
         &config,
-        engine.clone(),
+        coordinator,
         Identity {
             host_id,
             generation,
             tokens,
         },
     )?;
+    let store: Arc<dyn SchemaStore> = node.clone();
+    let _ = schema_slot.set(store);
     tokio::spawn(publish_changing_states(
+        gossip.clone(),
+        node.clone(),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(cql_frontend::migration::keep_in_agreement(
+        node.clone(),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(hints.replay_forever(topology, peers, config.request_timeouts.write));
+    tokio::spawn(tell_clients_of_membership(
         gossip.clone(),
         node.clone(),
         shutdown_rx.clone(),
@@ -148,12 +180,14 @@ async fn bind(key: &'static str, addr: std::net::SocketAddr) -> Result<TcpListen
         .map_err(|source| ConfigError::PortUnavailable { key, addr, source })
 }
 
-/// Binds the internode port (listen_address:storage_port), serves gossip on
-/// it, publishes this node's application states and starts the rounds.
+/// Binds the internode port (listen_address:storage_port), serves gossip and
+/// the replication verbs on it, publishes this node's application states
+/// and starts the rounds.
 async fn start_gossip(
     config: &Config,
     host_id: u128,
     generation: i32,
+    replica: replication::internode::proto::replica_server::ReplicaServer<ReplicaService>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<GossipHandle> {
     let addr = std::net::SocketAddr::new(config.listen_address, config.storage_port);
@@ -183,7 +217,9 @@ async fn start_gossip(
     }
     tokio::spawn(serve_grpc(
         listener,
-        tonic::transport::Server::builder().add_service(gossip.service()),
+        tonic::transport::Server::builder()
+            .add_service(gossip.service())
+            .add_service(replica),
         shutdown,
         "internode",
     ));
@@ -215,6 +251,66 @@ async fn publish_changing_states(
     }
 }
 
+/// Tells registered clients when a node goes up or down (STATUS_CHANGE)
+/// and when a new node joins the ring (TOPOLOGY_CHANGE), with the address
+/// they reach it on.
+async fn tell_clients_of_membership(
+    gossip: GossipHandle,
+    node: Arc<Node>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use cql_frontend::node::ClientEvent;
+    let mut events = gossip.subscribe();
+    let normal = |view: &gossip::EndpointView| view.state.value(keys::STATUS) == Some("NORMAL");
+    let mut in_ring: std::collections::HashSet<std::net::SocketAddr> = gossip
+        .endpoints()
+        .iter()
+        .filter(|v| normal(v))
+        .map(|v| v.endpoint)
+        .collect();
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.changed() => return,
+            event = events.recv() => match event {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        let endpoint = match &event {
+            gossip::Event::Up(e) | gossip::Event::Down(e) | gossip::Event::Changed(e, _) => *e,
+            _ => continue,
+        };
+        let Some(view) = gossip
+            .endpoints()
+            .into_iter()
+            .find(|v| v.endpoint == endpoint)
+        else {
+            continue;
+        };
+        let address = std::net::SocketAddr::new(
+            view.state
+                .value(keys::RPC_ADDRESS)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(endpoint.ip()),
+            view.state
+                .value(keys::NATIVE_PORT)
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(crate::config::defaults::NATIVE_TRANSPORT_PORT),
+        );
+        let client_event = match event {
+            gossip::Event::Up(_) => ClientEvent::StatusChange { up: true, address },
+            gossip::Event::Down(_) => ClientEvent::StatusChange { up: false, address },
+            _ if normal(&view) && in_ring.insert(endpoint) => ClientEvent::TopologyChange {
+                joined: true,
+                address,
+            },
+            _ => continue,
+        };
+        let _ = node.events.send(client_event);
+    }
+}
+
 /// Serves a gRPC router on `listener` until `shutdown` turns true.
 async fn serve_grpc(
     listener: TcpListener,
@@ -243,7 +339,7 @@ struct Identity {
 /// The CQL layer's view of this node: identity, schema, coordinator.
 fn open_node(
     config: &Config,
-    engine: Arc<Engine>,
+    coordinator: Coordinator,
     identity: Identity,
 ) -> anyhow::Result<Arc<Node>> {
     let Identity {
@@ -268,12 +364,8 @@ fn open_node(
         Authenticator::AllowAll => cql_frontend::auth::Authenticator::AllowAll,
         Authenticator::Password => cql_frontend::auth::Authenticator::Password,
     };
-    let node = Node::open(
-        info,
-        Coordinator::with_timeouts(engine, config.request_timeouts),
-        authenticator,
-    )
-    .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
+    let node = Node::open(info, coordinator, authenticator)
+        .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
     Ok(node)
 }
 
