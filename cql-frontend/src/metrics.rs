@@ -275,10 +275,50 @@ pub fn render(node: &Node) -> String {
         single(&mut out, name, kind, help, value.load(Ordering::Relaxed));
     }
 
+    render_coordinator(node, &mut out);
     render_storage(node, &mut out);
 
     // On a one-node ring the only endpoint is this node, and it is UP.
     out
+}
+
+/// What the coordinator did beyond answering: hints, read repair,
+/// speculative retries, requests sent to a node that is not a replica.
+fn render_coordinator(node: &Node, out: &mut String) {
+    let stats = node.coordinator.stats();
+    let (hints_stored, hints_replayed) = node
+        .coordinator
+        .remote()
+        .map_or((0, 0), |remote| remote.hints.counts());
+    for (name, help, value) in [
+        (
+            "ilion_coordinator_non_replica_requests_total",
+            "Single-partition requests this node coordinated without being a replica of the partition.",
+            stats.non_replica.load(Ordering::Relaxed),
+        ),
+        (
+            "ilion_read_repairs_total",
+            "Replicas brought up to date by blocking read repair.",
+            stats.read_repairs.load(Ordering::Relaxed),
+        ),
+        (
+            "ilion_speculative_retries_total",
+            "Reads doubled on a spare replica because one was slow or failed.",
+            stats.speculative_retries.load(Ordering::Relaxed),
+        ),
+        (
+            "ilion_hints_stored_total",
+            "Hints kept for replicas that were down or did not answer.",
+            hints_stored,
+        ),
+        (
+            "ilion_hints_replayed_total",
+            "Hints delivered to their replica.",
+            hints_replayed,
+        ),
+    ] {
+        single(out, name, "counter", help, value);
+    }
 }
 
 /// Per-table storage figures and the commitlog.

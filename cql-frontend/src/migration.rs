@@ -232,3 +232,83 @@ pub async fn keep_in_agreement(node: Arc<Node>, mut shutdown: tokio::sync::watch
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{NodeInfo, Session};
+    use crate::protocol::messages::QueryParameters;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn node(dir: &std::path::Path) -> Result<Arc<Node>, Box<dyn std::error::Error>> {
+        let engine = storage_lsm::Engine::open(storage_lsm::EngineConfig::new(
+            dir.join("data"),
+            dir.join("commitlog"),
+        ))?;
+        let coordinator = replication::Coordinator::new(Arc::new(engine));
+        Ok(Node::open(
+            NodeInfo::for_tests(),
+            coordinator,
+            crate::auth::Authenticator::AllowAll,
+        )?)
+    }
+
+    fn run(node: &Node, cql: &str) -> TestResult {
+        let params = QueryParameters {
+            consistency: 1,
+            ..QueryParameters::default()
+        };
+        crate::executor::execute(node, &mut Session::default(), cql, &params)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_schema_has_one_version_however_it_was_built() -> TestResult {
+        let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let (first, second) = (node(a.path())?, node(b.path())?);
+        for cql in [
+            "CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}",
+            "CREATE TYPE ks.address (street text, zip int)",
+            "CREATE TABLE ks.t (k int, c text, v frozen<address>, PRIMARY KEY (k, c)) WITH CLUSTERING ORDER BY (c DESC)",
+            "ALTER TABLE ks.t ADD w int",
+            "CREATE TABLE ks.gone (k int PRIMARY KEY)",
+            "DROP TABLE ks.gone",
+        ] {
+            run(&first, cql)?;
+        }
+        let built = first.catalog.read().version;
+        let loaded = Catalog::load(first.coordinator.engine())?.version;
+        assert_eq!(
+            built, loaded,
+            "the version a DDL leaves equals the one a restart computes"
+        );
+
+        merge(&second, schema_mutations(&first)?)?;
+        assert_eq!(
+            second.catalog.read().version,
+            built,
+            "a merged schema has the same version"
+        );
+        assert!(second.catalog.read().table("ks", "t").is_some());
+        assert!(second.catalog.read().table("ks", "gone").is_none());
+        let id = second
+            .catalog
+            .read()
+            .table("ks", "t")
+            .map(|t| t.table_id())
+            .ok_or("no table")?;
+        assert!(
+            second.coordinator.engine().has_table(id),
+            "the merge created the engine table"
+        );
+
+        // A drop merged later removes the keyspace and its tables.
+        run(&first, "DROP KEYSPACE ks")?;
+        merge(&second, schema_mutations(&first)?)?;
+        assert!(second.catalog.read().keyspace("ks").is_none());
+        assert!(!second.coordinator.engine().has_table(id));
+        assert_eq!(second.catalog.read().version, first.catalog.read().version);
+        Ok(())
+    }
+}

@@ -178,7 +178,11 @@ impl GossipHandle {
         if let Some(channel) = self.inner.channels.lock().get(&target) {
             return Ok(channel.clone());
         }
+        let local = self.inner.core.lock().local_endpoint().ip();
+        // Connections leave from this node's own address (as Cassandra's
+        // do), so a firewall rule between two nodes' addresses cuts them.
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{target}"))?
+            .local_address(Some(local))
             .connect_timeout(CALL_TIMEOUT)
             .timeout(CALL_TIMEOUT)
             .connect_lazy();

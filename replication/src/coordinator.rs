@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -220,6 +221,18 @@ pub struct Remote {
     pub runtime: tokio::runtime::Handle,
 }
 
+/// What the coordinator did since start, for metrics.
+#[derive(Debug, Default)]
+pub struct CoordinatorStats {
+    /// Single-partition requests this node coordinated without being one
+    /// of the partition's replicas (a token-aware driver avoids these).
+    pub non_replica: AtomicU64,
+    /// Replicas brought up to date by read repair.
+    pub read_repairs: AtomicU64,
+    /// Reads sent to a spare replica because one was slow or failed.
+    pub speculative_retries: AtomicU64,
+}
+
 /// Routes client reads and writes to replicas.
 #[derive(Debug, Clone)]
 pub struct Coordinator {
@@ -227,6 +240,7 @@ pub struct Coordinator {
     timeouts: RequestTimeouts,
     topology: Arc<Topology>,
     remote: Option<Arc<Remote>>,
+    stats: Arc<CoordinatorStats>,
 }
 
 /// A speculative retry goes out when a replica has not answered after this
@@ -245,6 +259,7 @@ impl Coordinator {
             timeouts,
             topology: Arc::new(Topology::local_only()),
             remote: None,
+            stats: Arc::default(),
         }
     }
 
@@ -260,6 +275,7 @@ impl Coordinator {
             timeouts,
             topology,
             remote: Some(Arc::new(remote)),
+            stats: Arc::default(),
         }
     }
 
@@ -272,6 +288,11 @@ impl Coordinator {
     /// The local engine (for schema tables and node-local work).
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> &CoordinatorStats {
+        &self.stats
     }
 
     /// The ring as it is now.
@@ -288,6 +309,13 @@ impl Coordinator {
     /// wait on the network and may run on the async workers).
     pub fn is_local_only(&self) -> bool {
         self.remote.is_none() || self.topology.ring().is_local_only()
+    }
+
+    /// Counts a single-partition request this node is no replica of.
+    fn note_coordination(&self, ring: &Ring, replicas: &[usize]) {
+        if ring.local().is_some_and(|l| !replicas.contains(&l)) {
+            self.stats.non_replica.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Replicas of `token`, the requirement, and the live replicas closest
@@ -336,6 +364,7 @@ impl Coordinator {
     ) -> Result<(), CoordinatorError> {
         let ring = self.topology.ring();
         let (replicas, needed, _) = self.plan(&ring, placement, mutation.key.token, consistency)?;
+        self.note_coordination(&ring, &replicas);
         let timed_out = |received| CoordinatorError::WriteTimeout {
             consistency,
             received,
@@ -472,7 +501,9 @@ impl Coordinator {
         terms: ReadTerms<'_>,
     ) -> Result<Option<PartitionRows>, CoordinatorError> {
         let ring = self.topology.ring();
-        let (_, needed, live) = self.plan(&ring, terms.placement, key.token, terms.consistency)?;
+        let (replicas, needed, live) =
+            self.plan(&ring, terms.placement, key.token, terms.consistency)?;
+        self.note_coordination(&ring, &replicas);
         let targets = needed.choose(&ring, &live);
         let remote = match &self.remote {
             Some(remote) if targets.iter().any(|t| Some(*t) != ring.local()) => remote.clone(),
@@ -552,6 +583,9 @@ impl Coordinator {
             };
             read.repair(&stale, repair)
                 .map_err(|_| timeout(answered.len(), true))?;
+            self.stats
+                .read_repairs
+                .fetch_add(stale.len() as u64, Ordering::Relaxed);
         }
         Ok(reconciled.rows)
     }
@@ -768,6 +802,10 @@ impl PartitionRead<'_> {
             // none has come yet.
             if replace {
                 if let Some(&spare) = spares.next() {
+                    self.coordinator
+                        .stats
+                        .speculative_retries
+                        .fetch_add(1, Ordering::Relaxed);
                     self.send(spare, digests && has_data(&answers), &tx);
                 }
             }

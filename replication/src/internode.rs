@@ -212,12 +212,22 @@ pub enum ReadAnswer {
 }
 
 /// Calls other nodes' replication verbs (one lazily connected channel per peer).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Peers {
+    /// This node's listen address: connections leave from it (as
+    /// Cassandra's do), so a firewall rule between two nodes cuts them.
+    local: std::net::IpAddr,
     channels: Mutex<HashMap<SocketAddr, Channel>>,
 }
 
 impl Peers {
+    pub fn new(local: std::net::IpAddr) -> Peers {
+        Peers {
+            local,
+            channels: Mutex::new(HashMap::new()),
+        }
+    }
+
     fn client(&self, peer: SocketAddr) -> Result<ReplicaClient<Channel>, PeerError> {
         let known = self.channels.lock().get(&peer).cloned();
         let channel = match known {
@@ -228,6 +238,7 @@ impl Peers {
                         peer,
                         reason: e.to_string(),
                     })?
+                    .local_address(Some(self.local))
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
                     .connect_lazy();

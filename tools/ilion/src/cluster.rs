@@ -109,6 +109,52 @@ pub struct StartArgs {
     /// Longest wait for the nodes to serve CQL, in seconds.
     #[arg(long, default_value_t = 60)]
     pub wait_seconds: u64,
+    /// An extra configuration key for every node, e.g.
+    /// `--conf max_hint_window=10m` (repeatable; not the keys the launcher
+    /// writes itself).
+    #[arg(long = "conf", value_name = "KEY=VALUE", value_parser = parse_conf)]
+    pub conf: Vec<(String, String)>,
+}
+
+/// Keys `ilion cluster` writes into each node's file itself.
+const LAUNCHER_KEYS: &[&str] = &[
+    "cluster_name",
+    "num_tokens",
+    "listen_address",
+    "rpc_address",
+    "native_transport_port",
+    "storage_port",
+    "admin_port",
+    "metrics_port",
+    "seed_provider",
+    "endpoint_snitch",
+    "dc",
+    "rack",
+    "data_file_directories",
+    "commitlog_directory",
+    "hints_directory",
+];
+
+fn parse_conf(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let key = key.trim();
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())
+    {
+        return Err(format!(
+            "{key:?} is not a configuration key (lower case and _)"
+        ));
+    }
+    if LAUNCHER_KEYS.contains(&key) {
+        return Err(format!(
+            "{key} is set by `ilion cluster` itself; use its own flag"
+        ));
+    }
+    Ok((key.to_owned(), value.trim().to_owned()))
 }
 
 /// The ports every node of the cluster uses, each on its own address.
@@ -134,6 +180,9 @@ struct ClusterSpec {
     ports: Ports,
     num_tokens: u32,
     nodes: Vec<NodeSpec>,
+    /// Extra configuration keys every node gets.
+    #[serde(default)]
+    conf: Vec<(String, String)>,
 }
 
 /// A node of a cluster on disk.
@@ -214,6 +263,10 @@ impl NodeDir<'_> {
             commitlog = data.join("commitlog").display(),
             hints = data.join("hints").display(),
         );
+        let mut yaml = yaml;
+        for (key, value) in &cluster.conf {
+            yaml.push_str(&format!("{key}: {value}\n"));
+        }
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         std::fs::write(self.config(), yaml)
@@ -364,6 +417,7 @@ impl Cluster {
             },
             num_tokens: args.num_tokens,
             nodes,
+            conf: args.conf.clone(),
         };
         let cluster = Cluster {
             dir: dir.to_owned(),

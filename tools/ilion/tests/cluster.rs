@@ -7,17 +7,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{run_cluster, run_ilion, ClusterCleanup};
+use common::{cluster, run_cluster, run_ilion, ClusterCleanup};
 use scylla::client::session_builder::SessionBuilder;
-
-fn ok(dir: &Path, args: &str) -> String {
-    let (code, out, err) = run_cluster(dir, args);
-    assert_eq!(code, 0, "ilion cluster {args} failed: {err}");
-    out
-}
 
 /// The state column of a node's line in `ilion cluster status`.
 fn state(status: &str, node: &str) -> String {
@@ -39,7 +32,7 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
     assert_eq!(code, 1);
     assert!(err.contains("no cluster in"), "{err}");
 
-    let started = ok(
+    let started = cluster(
         &dir,
         "start -n 3 --base-address 127.0.11.1 --wait-seconds 60",
     );
@@ -63,8 +56,19 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
             .build()
             .await
             .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
+        // The driver discovers every node: ask this one.
+        let mut local =
+            scylla::statement::unprepared::Statement::new("SELECT rpc_address FROM system.local");
+        local.set_load_balancing_policy(Some(
+            scylla::policies::load_balancing::SingleTargetLoadBalancingPolicy::new(
+                scylla::policies::load_balancing::NodeIdentifier::NodeAddress(
+                    format!("{address}:9042").parse().unwrap(),
+                ),
+                None,
+            ),
+        ));
         let (rpc,): (std::net::IpAddr,) = session
-            .query_unpaged("SELECT rpc_address FROM system.local", &[])
+            .query_unpaged(local, &[])
             .await
             .unwrap()
             .into_rows_result()
@@ -77,20 +81,20 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
     }
 
     // A crash, then a restart of that node alone.
-    assert!(ok(&dir, "kill node2").starts_with("node2 killed"));
-    let status = ok(&dir, "status");
+    assert!(cluster(&dir, "kill node2").starts_with("node2 killed"));
+    let status = cluster(&dir, "status");
     assert_eq!(state(&status, "node2"), "STOPPED", "{status}");
     assert_eq!(state(&status, "node1"), "UP", "{status}");
-    let restarted = ok(&dir, "start node2");
+    let restarted = cluster(&dir, "start node2");
     assert_eq!(state(&restarted, "node2"), "UP", "{restarted}");
     assert!(
-        ok(&dir, "logs node2")
+        cluster(&dir, "logs node2")
             .matches("listening for CQL clients")
             .count()
             == 2,
         "the log keeps both runs"
     );
-    let tail = ok(&dir, "logs node1 --tail 1");
+    let tail = cluster(&dir, "logs node1 --tail 1");
     assert_eq!(tail.lines().count(), 1, "{tail}");
     assert!(
         !tail.contains('\u{1b}'),
@@ -109,15 +113,15 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
     assert!(err.contains("holds a cluster of 3 nodes"), "{err}");
 
     // A clean stop flushes: node3's log says so.
-    let stopped = ok(&dir, "stop");
+    let stopped = cluster(&dir, "stop");
     assert_eq!(stopped.lines().count(), 3, "{stopped}");
-    let status = ok(&dir, "status");
+    let status = cluster(&dir, "status");
     for node in ["node1", "node2", "node3"] {
         assert_eq!(state(&status, node), "STOPPED", "{status}");
     }
-    assert!(ok(&dir, "logs node3").contains("shutdown complete"));
+    assert!(cluster(&dir, "logs node3").contains("shutdown complete"));
 
-    assert!(ok(&dir, "clear").contains("removed"));
+    assert!(cluster(&dir, "clear").contains("removed"));
     assert!(!dir.exists());
     // Nothing listens any more.
     assert!(std::net::TcpStream::connect_timeout(

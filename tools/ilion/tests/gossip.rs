@@ -7,55 +7,9 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{run_cluster, run_ilion, ClusterCleanup};
-
-fn cluster(dir: &Path, args: &str) -> String {
-    let (code, out, err) = run_cluster(dir, args);
-    assert_eq!(code, 0, "ilion cluster {args}: {err}");
-    out
-}
-
-/// The two-letter state `nodetool status` on `on` shows for `address`.
-fn state_seen(on: &str, address: &str) -> Option<String> {
-    let (code, out, _) = run_ilion(&["nodetool", "-h", on, "status"]);
-    if code != 0 {
-        return None;
-    }
-    out.lines()
-        .find(|l| l.split_whitespace().nth(1) == Some(address))
-        .and_then(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-}
-
-/// Waits until every observer sees `address` in `state`; returns how long it took.
-fn wait_for(observers: &[&str], address: &str, state: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        if observers
-            .iter()
-            .all(|on| state_seen(on, address).as_deref() == Some(state))
-        {
-            return started.elapsed();
-        }
-        if started.elapsed() > limit {
-            let views: Vec<String> = observers
-                .iter()
-                .map(|on| {
-                    let (_, out, err) = run_ilion(&["nodetool", "-h", on, "status"]);
-                    format!("{on}:\n{out}{err}")
-                })
-                .collect();
-            panic!(
-                "{address} not {state} within {limit:?}:\n{}",
-                views.join("\n")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
+use common::{cluster, run_ilion, wait_for_state as wait_for, ClusterCleanup};
 
 #[test]
 fn gossip_sees_nodes_come_and_go() {

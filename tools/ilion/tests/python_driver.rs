@@ -11,19 +11,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Node;
+use common::{python, Node};
 
 const START_LIMIT: Duration = Duration::from_secs(20);
-
-fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python venv at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
-        venv.display()
-    );
-    venv
-}
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/driver_test.py")

@@ -43,6 +43,7 @@ fn ci(root: &Path) -> anyhow::Result<()> {
             "warnings",
         ],
     )?;
+    system_packages(root)?;
     venv(root)?;
     if has_nextest(root) {
         run(
@@ -77,6 +78,29 @@ fn run(root: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
         bail!("{program} {} failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Debian packages the tests run: `iptables` (network partitions between
+/// nodes on loopback addresses). Installed with apt when missing.
+fn system_packages(root: &Path) -> anyhow::Result<()> {
+    const NEEDED: &[(&str, &str)] = &[("iptables", "iptables")];
+    let missing: Vec<&str> = NEEDED
+        .iter()
+        .filter(|(command, _)| {
+            !Command::new("sh")
+                .args(["-c", &format!("command -v {command}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    run(root, "apt-get", &["update", "-qq"])?;
+    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
+    args.extend(&missing);
+    run(root, "apt-get", &args)
 }
 
 /// Creates `.venv` with the pinned real clients the tests drive.

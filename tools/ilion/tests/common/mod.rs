@@ -185,3 +185,102 @@ impl Drop for ClusterCleanup<'_> {
         let _ = run_cluster(self.0, "clear");
     }
 }
+
+/// `ilion cluster --dir <dir> <args>`, which must succeed; its stdout.
+pub fn cluster(dir: &Path, args: &str) -> String {
+    let (code, out, err) = run_cluster(dir, args);
+    assert_eq!(code, 0, "ilion cluster {args}: {err}");
+    out
+}
+
+/// The two-letter state `nodetool status` on `on` shows for `address`.
+pub fn nodetool_state(on: &str, address: &str) -> Option<String> {
+    let (code, out, _) = run_ilion(&["nodetool", "-h", on, "status"]);
+    if code != 0 {
+        return None;
+    }
+    out.lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(address))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+}
+
+/// Waits until every observer's `nodetool status` shows `address` in
+/// `state` (`UN`, `DN`, …); returns how long it took. Panics past `limit`
+/// with what each observer shows.
+pub fn wait_for_state(observers: &[&str], address: &str, state: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if observers
+            .iter()
+            .all(|on| nodetool_state(on, address).as_deref() == Some(state))
+        {
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            let views: Vec<String> = observers
+                .iter()
+                .map(|on| {
+                    let (_, out, err) = run_ilion(&["nodetool", "-h", on, "status"]);
+                    format!("{on}:\n{out}{err}")
+                })
+                .collect();
+            panic!(
+                "{address} not {state} within {limit:?}:\n{}",
+                views.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The Python of the test venv (`cargo xtask venv` makes it).
+pub fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python venv at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
+        venv.display()
+    );
+    venv
+}
+
+/// One HTTP request to `addr`; returns the status code and the body.
+pub fn http(addr: SocketAddr, request: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// `GET path` from `addr`.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// The value of the Prometheus sample whose name and labels are exactly `series`.
+pub fn metric(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
+}

@@ -1,0 +1,202 @@
+"""Drives a real three-node Ilion cluster with the real Python cassandra-driver.
+
+Usage: cluster_test.py ADDRESSES MODE [ARGS...]
+  ADDRESSES is a comma-separated list of node addresses (CQL port 9042);
+  requests go only to these (token-aware among them), except in routing.
+  MODE=schema              DDL on the second node: keyspaces ks (RF 3) and
+                           ks1 (RF 1); the driver's schema agreement check
+                           passes and every node shows the table within 5 s
+  MODE=routing POLICY N    N prepared writes to ks1.t at ONE with POLICY
+                           (token-aware, the driver's default, or round-robin)
+  MODE=write CL FROM TO    writes keys FROM..TO to ks.t at CL
+  MODE=read CL FROM TO     reads keys FROM..TO at CL; each must have its value
+  MODE=unavailable CL      a write at CL must fail with Unavailable; prints
+                           required=N alive=M
+  MODE=refused CL          through the first address only, a write at CL must
+                           fail (Unavailable or a timeout); prints which
+  MODE=count-one FROM TO WAIT
+                           through the first address only, at ONE, waits up
+                           to WAIT seconds until all keys FROM..TO are there;
+                           prints found=N
+Exits non-zero with a message on the first failed check.
+"""
+
+import sys
+import time
+
+from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout
+from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT, NoHostAvailable
+from cassandra.policies import (DCAwareRoundRobinPolicy, FallthroughRetryPolicy, RoundRobinPolicy,
+                                TokenAwarePolicy, WhiteListRoundRobinPolicy)
+
+
+def fail(message):
+    print(f"FAILED: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def expect(condition, message):
+    if not condition:
+        fail(message)
+
+
+def connect(addresses, policy=None):
+    # Token-aware, but only through the nodes named (a partition test must
+    # not reach the other side).
+    policy = policy or TokenAwarePolicy(WhiteListRoundRobinPolicy(addresses))
+    profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=20,
+                               retry_policy=FallthroughRetryPolicy())
+    cluster = Cluster(addresses, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+                      connect_timeout=10, control_connection_timeout=10)
+    return cluster, cluster.connect()
+
+
+def only(address):
+    return connect([address], WhiteListRoundRobinPolicy([address]))
+
+
+def level(name):
+    return getattr(ConsistencyLevel, name)
+
+
+def schema(addresses):
+    cluster, session = connect([addresses[1]], TokenAwarePolicy(DCAwareRoundRobinPolicy()))
+    hosts = sorted(h.address for h in cluster.metadata.all_hosts())
+    expect(hosts == sorted(addresses), f"the driver found {hosts}, expected {addresses}")
+    started = time.time()
+    session.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
+    session.execute("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
+    session.execute("CREATE KEYSPACE ks1 WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 1}")
+    session.execute("CREATE TABLE ks1.t (k int PRIMARY KEY, v text)")
+    expect(cluster.control_connection.wait_for_schema_agreement(wait_time=10),
+           "the driver's schema agreement check did not pass")
+    agreed = time.time() - started
+    for address in addresses:
+        node_cluster, node_session = only(address)
+        while True:
+            rows = list(node_session.execute(
+                "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'ks1'"))
+            if [r.table_name for r in rows] == ["t"]:
+                break
+            expect(time.time() - started < 5, f"{address} does not show ks1.t 5 s after the DDL")
+            time.sleep(0.1)
+        # Every node's view of every version (gossip) agrees soon after.
+        while True:
+            versions = {r.schema_version for r in node_session.execute("SELECT schema_version FROM system.peers")}
+            local = node_session.execute("SELECT schema_version FROM system.local").one().schema_version
+            if versions == {local}:
+                break
+            expect(time.time() - started < 5,
+                   f"{address}: peers' schema versions {versions} still differ from its own {local} 5 s after the DDL")
+            time.sleep(0.1)
+        node_cluster.shutdown()
+    print(f"schema agreed after {agreed:.2f}s, visible everywhere after {time.time() - started:.2f}s")
+    cluster.shutdown()
+
+
+def routing(addresses, policy_name, count):
+    policy = {"token-aware": TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+              "round-robin": RoundRobinPolicy()}[policy_name]
+    cluster, session = connect(addresses, policy)
+    insert = session.prepare("INSERT INTO ks1.t (k, v) VALUES (?, ?)")
+    insert.consistency_level = ConsistencyLevel.ONE
+    for k in range(count):
+        session.execute(insert, (k, f"r{k}"))
+    print(f"{count} writes with {policy_name}")
+    cluster.shutdown()
+
+
+def write(addresses, cl, first, last):
+    cluster, session = connect(addresses)
+    insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+    insert.consistency_level = level(cl)
+    for k in range(first, last):
+        session.execute(insert, (k, f"v{k}"))
+    print(f"wrote {last - first} at {cl}")
+    cluster.shutdown()
+
+
+def read(addresses, cl, first, last):
+    cluster, session = connect(addresses)
+    select = session.prepare("SELECT v FROM ks.t WHERE k = ?")
+    select.consistency_level = level(cl)
+    for k in range(first, last):
+        row = session.execute(select, (k,)).one()
+        expect(row is not None and row.v == f"v{k}", f"key {k} at {cl}: {row}")
+    print(f"read {last - first} at {cl}")
+    cluster.shutdown()
+
+
+def cause(error):
+    """The server's error inside a NoHostAvailable, or the error itself."""
+    if isinstance(error, NoHostAvailable) and error.errors:
+        return next(iter(error.errors.values()))
+    return error
+
+
+def unavailable(addresses, cl):
+    cluster, session = connect(addresses)
+    insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+    insert.consistency_level = level(cl)
+    try:
+        session.execute(insert, (-1, "never"))
+        fail(f"a write at {cl} succeeded")
+    except Exception as error:
+        error = cause(error)
+        expect(isinstance(error, Unavailable), f"expected Unavailable, got {error!r}")
+        print(f"required={error.required_replicas} alive={error.alive_replicas}")
+    cluster.shutdown()
+
+
+def refused(addresses, cl):
+    cluster, session = only(addresses[0])
+    insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+    insert.consistency_level = level(cl)
+    try:
+        session.execute(insert, (-2, "minority"), timeout=10)
+        fail(f"a write at {cl} on {addresses[0]} succeeded")
+    except Exception as error:
+        error = cause(error)
+        expect(isinstance(error, (Unavailable, WriteTimeout, OperationTimedOut)),
+               f"expected Unavailable or a timeout, got {error!r}")
+        print(type(error).__name__)
+    cluster.shutdown()
+
+
+def count_one(addresses, first, last, wait):
+    cluster, session = only(addresses[0])
+    select = session.prepare("SELECT v FROM ks.t WHERE k = ?")
+    select.consistency_level = ConsistencyLevel.ONE
+    started = time.time()
+    while True:
+        found = sum(1 for k in range(first, last) if session.execute(select, (k,)).one() is not None)
+        if found == last - first or time.time() - started > wait:
+            break
+        time.sleep(0.5)
+    print(f"found={found} after {time.time() - started:.1f}s")
+    cluster.shutdown()
+
+
+def main():
+    addresses = sys.argv[1].split(",")
+    mode, args = sys.argv[2], sys.argv[3:]
+    if mode == "schema":
+        schema(addresses)
+    elif mode == "routing":
+        routing(addresses, args[0], int(args[1]))
+    elif mode == "write":
+        write(addresses, args[0], int(args[1]), int(args[2]))
+    elif mode == "read":
+        read(addresses, args[0], int(args[1]), int(args[2]))
+    elif mode == "unavailable":
+        unavailable(addresses, args[0])
+    elif mode == "refused":
+        refused(addresses, args[0])
+    elif mode == "count-one":
+        count_one(addresses, int(args[0]), int(args[1]), float(args[2]))
+    else:
+        fail(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

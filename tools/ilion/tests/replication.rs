@@ -1,0 +1,247 @@
+//! Goal: three real nodes started by `ilion cluster` are one database.
+//!
+//! - A DDL on one node is on every node within 5 s and the Python driver's
+//!   schema agreement check passes; the Python driver and the Rust `scylla`
+//!   driver discover all three nodes from one contact point.
+//! - The Python driver's default token-aware policy sends every prepared
+//!   write to a replica of its partition (no node counts a request it was
+//!   no replica of), where round-robin does not.
+//! - RF 3: QUORUM writes and reads succeed with a node SIGKILLed; ALL fails
+//!   with Unavailable naming 3 required and 2 alive; what was written while
+//!   the node was down reaches it by hints once it is back (read at ONE
+//!   from that node alone).
+//! - A node cut off with iptables (a chain of our own, removed afterwards)
+//!   refuses QUORUM while the majority side accepts it; after healing, a
+//!   read at ALL repairs it (hints are off in that test: a 1 ms window), so
+//!   every replica holds the data.
+//!
+//! Addresses: 127.0.13.x and 127.0.14.x.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{cluster, http_get, metric, python, wait_for_state, ClusterCleanup};
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/cluster_test.py")
+}
+
+/// Runs one mode of `cluster_test.py` against `nodes`; its stdout.
+fn driver(dir: &Path, nodes: &[&str], args: &[&str]) -> String {
+    let output = Command::new("timeout")
+        .arg("120")
+        .arg(python())
+        .arg(script())
+        .arg(nodes.join(","))
+        .args(args)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        let logs: Vec<String> = (1..=nodes.len())
+            .map(|i| {
+                let (_, out, _) = common::run_cluster(dir, &format!("logs node{i} --tail 30"));
+                format!("node{i}:\n{out}")
+            })
+            .collect();
+        panic!(
+            "cluster_test.py {args:?} failed ({}):\n{stdout}\n{stderr}\n{}",
+            output.status,
+            logs.join("\n")
+        );
+    }
+    stdout
+}
+
+fn scrape(node: &str) -> String {
+    let addr: SocketAddr = format!("{node}:9180").parse().unwrap();
+    let (status, body) = http_get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn total(nodes: &[&str], series: &str) -> f64 {
+    nodes.iter().map(|n| metric(&scrape(n), series)).sum()
+}
+
+const NON_REPLICA: &str = "ilion_coordinator_non_replica_requests_total";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_route_and_hand_off_hints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let _cleanup = ClusterCleanup(&dir);
+    let nodes = ["127.0.13.1", "127.0.13.2", "127.0.13.3"];
+    cluster(&dir, "start -n 3 --base-address 127.0.13.1");
+    for node in nodes {
+        wait_for_state(&nodes, node, "UN", Duration::from_secs(10));
+    }
+
+    let out = driver(&dir, &nodes, &["schema"]);
+    eprintln!("{out}");
+
+    // The Rust driver discovers every node from one contact point.
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_node(format!("{}:9042", nodes[2]))
+        .connection_timeout(Duration::from_secs(10))
+        .build()
+        .await
+        .expect("scylla driver connects");
+    let mut found = Vec::new();
+    for _ in 0..50 {
+        found = session
+            .get_cluster_state()
+            .get_nodes_info()
+            .iter()
+            .map(|n| n.address.ip().to_string())
+            .collect();
+        if found.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    found.sort();
+    assert_eq!(found, nodes, "the scylla driver's view of the cluster");
+    drop(session);
+
+    // Token-aware routing: every write lands on its partition's replica.
+    let before = total(&nodes, NON_REPLICA);
+    driver(&dir, &nodes, &["routing", "token-aware", "300"]);
+    let misrouted = total(&nodes, NON_REPLICA) - before;
+    assert_eq!(
+        misrouted, 0.0,
+        "token-aware writes coordinated by a non-replica"
+    );
+    for node in nodes {
+        let writes = metric(
+            &scrape(node),
+            "ilion_client_requests_total{operation=\"write\"}",
+        );
+        assert!(writes > 0.0, "{node} got none of the token-aware writes");
+    }
+    driver(&dir, &nodes, &["routing", "round-robin", "300"]);
+    let misrouted = total(&nodes, NON_REPLICA) - before;
+    assert!(
+        misrouted > 0.0,
+        "round-robin should reach non-replicas (the check can fail)"
+    );
+
+    // RF 3 with a node down: QUORUM works, ALL is Unavailable with counts.
+    driver(&dir, &nodes, &["write", "QUORUM", "0", "100"]);
+    driver(&dir, &nodes, &["read", "ALL", "0", "100"]);
+    cluster(&dir, "kill node3");
+    wait_for_state(&nodes[..2], nodes[2], "DN", Duration::from_secs(15));
+    let up = &nodes[..2];
+    driver(&dir, up, &["write", "QUORUM", "100", "200"]);
+    driver(&dir, up, &["read", "QUORUM", "0", "200"]);
+    let out = driver(&dir, up, &["unavailable", "ALL"]);
+    assert!(out.contains("required=3 alive=2"), "{out}");
+
+    // Back up: the writes it missed arrive as hints.
+    cluster(&dir, "start node3");
+    wait_for_state(&nodes[..2], nodes[2], "UN", Duration::from_secs(15));
+    let out = driver(&dir, &[nodes[2]], &["count-one", "100", "200", "20"]);
+    assert!(out.starts_with("found=100 "), "{out}");
+    let replayed = total(up, "ilion_hints_replayed_total");
+    assert!(replayed >= 100.0, "hints replayed: {replayed}");
+    eprintln!("{out}; {replayed} hints replayed");
+}
+
+/// A chain of our own in the filter table, jumped to from INPUT; removed
+/// (with everything in it) when dropped.
+struct Firewall {
+    chain: &'static str,
+}
+
+fn iptables(args: &[&str]) -> bool {
+    Command::new("iptables")
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or_else(|e| panic!("iptables is needed for the partition test: {e}"))
+}
+
+impl Firewall {
+    fn new(chain: &'static str) -> Firewall {
+        let firewall = Firewall { chain };
+        firewall.remove();
+        assert!(
+            iptables(&["-w", "-N", chain]),
+            "cannot create chain {chain}"
+        );
+        assert!(iptables(&["-w", "-I", "INPUT", "-j", chain]));
+        firewall
+    }
+
+    /// Drops everything between `a` and `b`, both ways.
+    fn cut(&self, a: &str, b: &str) {
+        for (from, to) in [(a, b), (b, a)] {
+            assert!(iptables(&[
+                "-w", "-A", self.chain, "-s", from, "-d", to, "-j", "DROP"
+            ]));
+        }
+    }
+
+    fn heal(&self) {
+        assert!(iptables(&["-w", "-F", self.chain]));
+    }
+
+    fn remove(&self) {
+        while iptables(&["-w", "-D", "INPUT", "-j", self.chain]) {}
+        iptables(&["-w", "-F", self.chain]);
+        iptables(&["-w", "-X", self.chain]);
+    }
+}
+
+impl Drop for Firewall {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+#[test]
+fn a_partitioned_minority_refuses_quorum_and_is_repaired_after_healing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c");
+    let _cleanup = ClusterCleanup(&dir);
+    let nodes = ["127.0.14.1", "127.0.14.2", "127.0.14.3"];
+    cluster(
+        &dir,
+        "start -n 3 --base-address 127.0.14.1 --conf max_hint_window=1ms",
+    );
+    for node in nodes {
+        wait_for_state(&nodes, node, "UN", Duration::from_secs(10));
+    }
+    driver(&dir, &nodes, &["schema"]);
+
+    let firewall = Firewall::new("ILION_T14");
+    firewall.cut(nodes[2], nodes[0]);
+    firewall.cut(nodes[2], nodes[1]);
+    wait_for_state(&nodes[..2], nodes[2], "DN", Duration::from_secs(15));
+    wait_for_state(&[nodes[2]], nodes[0], "DN", Duration::from_secs(15));
+    wait_for_state(&[nodes[2]], nodes[1], "DN", Duration::from_secs(15));
+
+    // The majority side takes QUORUM writes; the minority refuses them.
+    driver(&dir, &nodes[..2], &["write", "QUORUM", "0", "50"]);
+    let out = driver(&dir, &[nodes[2]], &["refused", "QUORUM"]);
+    eprintln!("minority answered {out}");
+
+    firewall.heal();
+    wait_for_state(&nodes[..2], nodes[2], "UN", Duration::from_secs(15));
+    wait_for_state(&[nodes[2]], nodes[0], "UN", Duration::from_secs(15));
+    // No hints (1 ms window): the minority node lacks the writes...
+    let out = driver(&dir, &[nodes[2]], &["count-one", "0", "50", "0"]);
+    assert!(out.starts_with("found=0 "), "{out}");
+    // ...until a read at ALL repairs it.
+    driver(&dir, &nodes[..1], &["read", "ALL", "0", "50"]);
+    let out = driver(&dir, &[nodes[2]], &["count-one", "0", "50", "0"]);
+    assert!(out.starts_with("found=50 "), "{out}");
+    let repairs = total(&nodes, "ilion_read_repairs_total");
+    assert!(repairs >= 50.0, "read repairs: {repairs}");
+    drop(firewall);
+}
