@@ -10,6 +10,10 @@
 //!   with Unavailable naming 3 required and 2 alive; what was written while
 //!   the node was down reaches it by hints once it is back (read at ONE
 //!   from that node alone).
+//! - Full scans and their paging cover every node's ranges, and a page
+//!   started on one coordinator continues on another.
+//! - A paused replica (SIGSTOP, not yet convicted): ALL writes time out
+//!   with 2 of 3 acknowledgements; QUORUM reads speculate on the spare.
 //! - A node cut off with iptables (a chain of our own, removed afterwards)
 //!   refuses QUORUM while the majority side accepts it; after healing, a
 //!   read at ALL repairs it (hints are off in that test: a 1 ms window), so
@@ -150,6 +154,41 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
     let replayed = total(up, "ilion_hints_replayed_total");
     assert!(replayed >= 100.0, "hints replayed: {replayed}");
     eprintln!("{out}; {replayed} hints replayed");
+
+    // Full scans walk every node's ranges; paging resumes on another node.
+    driver(&dir, &nodes, &["scan", "ONE", "200"]);
+    driver(&dir, &nodes, &["scan", "QUORUM", "200"]);
+
+    // A paused replica (not yet convicted): ALL times out with the counts,
+    // QUORUM reads go on by speculating on the spare replica.
+    let pid = pid_of(&dir, "node2");
+    signal(pid, "STOP");
+    let out = driver(&dir, &nodes[..1], &["timeout", "ALL"]);
+    let before = metric(&scrape(nodes[0]), "ilion_speculative_retries_total");
+    driver(&dir, &nodes[..1], &["read", "QUORUM", "0", "10"]);
+    let speculated = metric(&scrape(nodes[0]), "ilion_speculative_retries_total") - before;
+    signal(pid, "CONT");
+    assert!(out.starts_with("received=2 required=3"), "{out}");
+    assert!(
+        speculated > 0.0,
+        "no speculative retry while a replica was paused"
+    );
+}
+
+fn pid_of(dir: &Path, node: &str) -> u32 {
+    std::fs::read_to_string(dir.join(node).join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} {pid}");
 }
 
 /// A chain of our own in the filter table, jumped to from INPUT; removed

@@ -14,6 +14,12 @@ Usage: cluster_test.py ADDRESSES MODE [ARGS...]
                            required=N alive=M
   MODE=refused CL          through the first address only, a write at CL must
                            fail (Unavailable or a timeout); prints which
+  MODE=scan CL COUNT       SELECT * in pages of 7 at CL returns keys 0..COUNT once
+                           each, count(*) agrees, and paging continues on
+                           another coordinator (first page from the first
+                           address, the rest from the second)
+  MODE=timeout CL          a write at CL must fail with WriteTimeout; prints
+                           received=N required=M
   MODE=count-one FROM TO WAIT
                            through the first address only, at ONE, waits up
                            to WAIT seconds until all keys FROM..TO are there;
@@ -163,6 +169,47 @@ def refused(addresses, cl):
     cluster.shutdown()
 
 
+def scan(addresses, cl, count):
+    from cassandra.query import SimpleStatement
+    cluster, session = connect(addresses)
+    query = SimpleStatement("SELECT k, v FROM ks.t", fetch_size=7, consistency_level=level(cl))
+    keys = [row.k for row in session.execute(query) if row.k >= 0]
+    expect(sorted(keys) == list(range(count)), f"scan at {cl} returned {len(keys)} keys: {sorted(keys)[:20]}...")
+    total = session.execute(SimpleStatement("SELECT count(*) FROM ks.t WHERE token(k) >= -9223372036854775807",
+                                            consistency_level=level(cl))).one().count
+    expect(total >= count, f"count(*) at {cl} is {total}, expected at least {count}")
+    cluster.shutdown()
+    # A paging state from one coordinator continues on another.
+    first_cluster, first = only(addresses[0])
+    page = first.execute(SimpleStatement("SELECT k FROM ks.t", fetch_size=10, consistency_level=level(cl)))
+    seen = [row.k for row in page.current_rows]
+    state = page.paging_state
+    first_cluster.shutdown()
+    second_cluster, second = only(addresses[1])
+    rest = second.execute(SimpleStatement("SELECT k FROM ks.t", fetch_size=10, consistency_level=level(cl)),
+                          paging_state=state)
+    seen += [row.k for row in rest]
+    seen = [k for k in seen if k >= 0]
+    expect(sorted(seen) == list(range(count)) and len(seen) == count,
+           f"paging across coordinators saw {len(seen)} keys, {len(set(seen))} distinct")
+    second_cluster.shutdown()
+    print(f"scanned {count} at {cl}")
+
+
+def timeout(addresses, cl):
+    cluster, session = connect(addresses)
+    insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
+    insert.consistency_level = level(cl)
+    try:
+        session.execute(insert, (-3, "late"))
+        fail(f"a write at {cl} succeeded")
+    except Exception as error:
+        error = cause(error)
+        expect(isinstance(error, WriteTimeout), f"expected WriteTimeout, got {error!r}")
+        print(f"received={error.received_responses} required={error.required_responses}")
+    cluster.shutdown()
+
+
 def count_one(addresses, first, last, wait):
     cluster, session = only(addresses[0])
     select = session.prepare("SELECT v FROM ks.t WHERE k = ?")
@@ -192,6 +239,10 @@ def main():
         unavailable(addresses, args[0])
     elif mode == "refused":
         refused(addresses, args[0])
+    elif mode == "scan":
+        scan(addresses, args[0], int(args[1]))
+    elif mode == "timeout":
+        timeout(addresses, args[0])
     elif mode == "count-one":
         count_one(addresses, int(args[0]), int(args[1]), float(args[2]))
     else:
