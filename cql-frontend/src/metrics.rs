@@ -290,6 +290,14 @@ fn render_coordinator(node: &Node, out: &mut String) {
         .coordinator
         .remote()
         .map_or((0, 0), |remote| remote.hints.counts());
+    let ring = node.coordinator.ring();
+    single(
+        out,
+        "ilion_ring_live_nodes",
+        "gauge",
+        "Nodes in this node's ring (itself included) that it sees UP.",
+        ring.endpoints().iter().filter(|e| e.up).count() as u64,
+    );
     for (name, help, value) in [
         (
             "ilion_coordinator_non_replica_requests_total",

@@ -225,10 +225,11 @@ impl NodeDir<'_> {
 
     /// Whether the node answers its readiness probe (serves CQL).
     fn ready(&self) -> bool {
-        http_status(
+        http_get(
             SocketAddr::new(self.spec.address, self.ports.metrics),
             "/probes/ready",
-        ) == Some(200)
+        )
+        .is_some_and(|(status, _)| status == 200)
     }
 
     fn write_config(&self, cluster: &ClusterSpec, seeds: &str) -> anyhow::Result<()> {
@@ -337,8 +338,8 @@ impl NodeDir<'_> {
     }
 }
 
-/// One HTTP GET; the status code, or None when nothing answers.
-fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
+/// One HTTP GET; the status code and body, or None when nothing answers.
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     write!(
@@ -346,10 +347,48 @@ fn http_status(addr: SocketAddr, path: &str) -> Option<u16> {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
-    let mut head = [0u8; 64];
-    let n = stream.read(&mut head).ok()?;
-    let text = String::from_utf8_lossy(&head[..n]).into_owned();
-    text.split(' ').nth(1)?.parse().ok()
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Some((status, body.to_owned()))
+}
+
+/// Waits until every running node has every running node in its ring and
+/// UP, so a driver connecting now discovers them all.
+fn wait_for_ring(cluster: &Cluster, deadline: Instant, wait_seconds: u64) -> anyhow::Result<()> {
+    let running: Vec<NodeDir<'_>> = cluster
+        .nodes()
+        .into_iter()
+        .filter(|n| n.running_pid().is_some())
+        .collect();
+    let live_in_ring = |node: &NodeDir<'_>| -> Option<usize> {
+        let (_, body) = http_get(
+            SocketAddr::new(node.spec.address, node.ports.metrics),
+            "/metrics",
+        )?;
+        body.lines()
+            .find_map(|l| l.strip_prefix("ilion_ring_live_nodes "))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    loop {
+        let behind: Vec<&str> = running
+            .iter()
+            .filter(|n| live_in_ring(n).is_none_or(|live| live < running.len()))
+            .map(|n| n.spec.name.as_str())
+            .collect();
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not see all {} nodes UP in the ring within {wait_seconds} s",
+                behind.join(", "),
+                running.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 struct Cluster {
@@ -559,6 +598,7 @@ fn run_start(dir: &Path, args: &StartArgs) -> anyhow::Result<String> {
         let child = node.start()?;
         wait_until_serving(node, child, deadline, args.wait_seconds)?;
     }
+    wait_for_ring(&cluster, deadline, args.wait_seconds)?;
     let first = nodes.first().context("the cluster has no nodes")?;
     Ok(format!(
         "{}\nConnect with: ilion shell {} {}   (or cqlsh, or any CQL driver)\n",
