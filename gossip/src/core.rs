@@ -258,6 +258,12 @@ impl Gossiper {
     /// so they learn it now instead of convicting it later.
     pub fn announce_shutdown(&mut self) -> Vec<(Endpoint, Syn)> {
         self.set_local(crate::state::keys::STATUS, SHUTDOWN);
+        self.syns_to_live_peers()
+    }
+
+    /// A SYN for every live peer: spreads a change of this node's state now
+    /// instead of over the next rounds.
+    pub fn syns_to_live_peers(&self) -> Vec<(Endpoint, Syn)> {
         let syn = Syn {
             cluster_name: self.config.cluster_name.clone(),
             from: self.config.local,

@@ -147,6 +147,18 @@ impl GossipHandle {
         })
     }
 
+    /// Gossips with every live peer now (after a change others should see
+    /// at once, such as a new schema version), without waiting for answers.
+    pub fn spread_now(&self) {
+        if !self.is_running() {
+            return;
+        }
+        let syns = self.inner.core.lock().syns_to_live_peers();
+        for (target, syn) in syns {
+            tokio::spawn(self.clone().exchange(target, syn));
+        }
+    }
+
     /// Stops gossiping: tells the live peers this node shuts down (so they
     /// mark it down at once) and refuses further exchanges.
     pub async fn stop(&self) {

@@ -315,6 +315,10 @@ impl Coordinator {
     fn note_coordination(&self, ring: &Ring, replicas: &[usize]) {
         if ring.local().is_some_and(|l| !replicas.contains(&l)) {
             self.stats.non_replica.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                ?replicas,
+                "coordinating a partition this node does not replicate"
+            );
         }
     }
 

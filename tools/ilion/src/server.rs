@@ -249,6 +249,7 @@ async fn publish_changing_states(
         let version = node.catalog.read().version;
         if published != Some(version) {
             gossip.set_local(keys::SCHEMA, format_uuid(version));
+            gossip.spread_now();
             published = Some(version);
         }
         if count.is_multiple_of(LOAD_EVERY_TICKS) {

@@ -12,39 +12,10 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use common::Node;
+use common::{frame, read_reply, startup_body, string, Node, Reply};
 use cql_frontend::protocol::segment::SegmentCodec;
 
 const START_LIMIT: Duration = Duration::from_secs(20);
-
-struct Reply {
-    version: u8,
-    stream: i16,
-    opcode: u8,
-    body: Vec<u8>,
-}
-
-fn frame(version: u8, stream: i16, opcode: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![version, 0];
-    out.extend_from_slice(&stream.to_be_bytes());
-    out.push(opcode);
-    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-fn string(s: &str) -> Vec<u8> {
-    let mut out = (s.len() as u16).to_be_bytes().to_vec();
-    out.extend_from_slice(s.as_bytes());
-    out
-}
-
-fn startup_body() -> Vec<u8> {
-    let mut body = 1u16.to_be_bytes().to_vec();
-    body.extend(string("CQL_VERSION"));
-    body.extend(string("3.4.7"));
-    body
-}
 
 /// STARTUP options asking for `algorithm` compression.
 fn compressed_startup_body(algorithm: &str) -> Vec<u8> {
@@ -70,20 +41,6 @@ fn connect(node: &Node) -> TcpStream {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
-}
-
-fn read_reply(stream: &mut TcpStream) -> Option<Reply> {
-    let mut header = [0u8; 9];
-    stream.read_exact(&mut header).ok()?;
-    let len = i32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).ok()?;
-    Some(Reply {
-        version: header[0],
-        stream: i16::from_be_bytes([header[2], header[3]]),
-        opcode: header[4],
-        body,
-    })
 }
 
 fn error_of(reply: &Reply) -> (i32, String) {

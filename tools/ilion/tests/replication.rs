@@ -9,7 +9,8 @@
 //! - RF 3: QUORUM writes and reads succeed with a node SIGKILLed; ALL fails
 //!   with Unavailable naming 3 required and 2 alive; what was written while
 //!   the node was down reaches it by hints once it is back (read at ONE
-//!   from that node alone).
+//!   from that node alone), and so does a DDL it missed (it pulls the
+//!   schema); a registered connection gets STATUS_CHANGE DOWN and UP.
 //! - Full scans and their paging cover every node's ranges, and a page
 //!   started on one coordinator continues on another.
 //! - A paused replica (SIGSTOP, not yet convicted): ALL writes time out
@@ -28,7 +29,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{cluster, http_get, metric, python, wait_for_state, ClusterCleanup};
+use common::{
+    cluster, frame, http_get, metric, python, read_reply, startup_body, string, wait_for_state,
+    ClusterCleanup,
+};
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/cluster_test.py")
@@ -114,12 +118,19 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
     drop(session);
 
     // Token-aware routing: every write lands on its partition's replica.
-    let before = total(&nodes, NON_REPLICA);
+    let per_node = || -> Vec<f64> {
+        nodes
+            .iter()
+            .map(|n| metric(&scrape(n), NON_REPLICA))
+            .collect()
+    };
+    let before = per_node();
     driver(&dir, &nodes, &["routing", "token-aware", "300"]);
-    let misrouted = total(&nodes, NON_REPLICA) - before;
+    let after = per_node();
+    let misrouted: f64 = after.iter().sum::<f64>() - before.iter().sum::<f64>();
     assert_eq!(
         misrouted, 0.0,
-        "token-aware writes coordinated by a non-replica"
+        "token-aware writes coordinated by a non-replica (per node: before {before:?}, after {after:?})"
     );
     for node in nodes {
         let writes = metric(
@@ -129,7 +140,7 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
         assert!(writes > 0.0, "{node} got none of the token-aware writes");
     }
     driver(&dir, &nodes, &["routing", "round-robin", "300"]);
-    let misrouted = total(&nodes, NON_REPLICA) - before;
+    let misrouted: f64 = per_node().iter().sum::<f64>() - after.iter().sum::<f64>();
     assert!(
         misrouted > 0.0,
         "round-robin should reach non-replicas (the check can fail)"
@@ -138,10 +149,18 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
     // RF 3 with a node down: QUORUM works, ALL is Unavailable with counts.
     driver(&dir, &nodes, &["write", "QUORUM", "0", "100"]);
     driver(&dir, &nodes, &["read", "ALL", "0", "100"]);
+    let mut events = register(nodes[0]);
     cluster(&dir, "kill node3");
     wait_for_state(&nodes[..2], nodes[2], "DN", Duration::from_secs(15));
+    expect_status_event(&mut events, "DOWN", nodes[2]);
     let up = &nodes[..2];
     driver(&dir, up, &["write", "QUORUM", "100", "200"]);
+    // A DDL it misses: it pulls the schema when it is back.
+    driver(
+        &dir,
+        up,
+        &["ddl", "CREATE TABLE ks.late (k int PRIMARY KEY, v text)"],
+    );
     driver(&dir, up, &["read", "QUORUM", "0", "200"]);
     let out = driver(&dir, up, &["unavailable", "ALL"]);
     assert!(out.contains("required=3 alive=2"), "{out}");
@@ -149,6 +168,8 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
     // Back up: the writes it missed arrive as hints.
     cluster(&dir, "start node3");
     wait_for_state(&nodes[..2], nodes[2], "UN", Duration::from_secs(15));
+    expect_status_event(&mut events, "UP", nodes[2]);
+    driver(&dir, &[nodes[2]], &["has-table", "ks", "late", "5"]);
     let out = driver(&dir, &[nodes[2]], &["count-one", "100", "200", "20"]);
     assert!(out.starts_with("found=100 "), "{out}");
     let replayed = total(up, "ilion_hints_replayed_total");
@@ -173,6 +194,48 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
         speculated > 0.0,
         "no speculative retry while a replica was paused"
     );
+}
+
+/// A raw CQL connection to `node` registered for status, topology and
+/// schema events.
+fn register(node: &str) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(format!("{node}:9042")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(&frame(4, 1, 0x01, &startup_body()))
+        .unwrap();
+    assert_eq!(read_reply(&mut stream).unwrap().opcode, 0x02, "READY");
+    let mut body = 3u16.to_be_bytes().to_vec();
+    for kind in ["STATUS_CHANGE", "TOPOLOGY_CHANGE", "SCHEMA_CHANGE"] {
+        body.extend(string(kind));
+    }
+    stream.write_all(&frame(4, 2, 0x0B, &body)).unwrap();
+    assert_eq!(read_reply(&mut stream).unwrap().opcode, 0x02, "READY");
+    stream
+}
+
+/// Reads events until a STATUS_CHANGE `change` for `address`:9042 (other
+/// events are skipped); panics if none comes within 20 s.
+fn expect_status_event(stream: &mut std::net::TcpStream, change: &str, address: &str) {
+    let ip: std::net::Ipv4Addr = address.parse().unwrap();
+    let mut wanted = string("STATUS_CHANGE");
+    wanted.extend(string(change));
+    wanted.push(4);
+    wanted.extend(ip.octets());
+    wanted.extend(9042i32.to_be_bytes());
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let Some(event) = read_reply(stream) else {
+            break;
+        };
+        if event.opcode == 0x0C && event.body == wanted {
+            return;
+        }
+    }
+    panic!("no STATUS_CHANGE {change} event for {address}");
 }
 
 fn pid_of(dir: &Path, node: &str) -> u32 {

@@ -284,3 +284,52 @@ pub fn metric(metrics: &str, series: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no sample {series} in:\n{metrics}"))
 }
+
+/// A native protocol frame as a raw-socket test reads it.
+pub struct Reply {
+    pub version: u8,
+    pub stream: i16,
+    pub opcode: u8,
+    pub body: Vec<u8>,
+}
+
+/// A native protocol frame (uncompressed) with this header and body.
+pub fn frame(version: u8, stream: i16, opcode: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = vec![version, 0];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.push(opcode);
+    out.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A protocol `[string]`.
+pub fn string(s: &str) -> Vec<u8> {
+    let mut out = (s.len() as u16).to_be_bytes().to_vec();
+    out.extend_from_slice(s.as_bytes());
+    out
+}
+
+/// A STARTUP body with only CQL_VERSION.
+pub fn startup_body() -> Vec<u8> {
+    let mut body = 1u16.to_be_bytes().to_vec();
+    body.extend(string("CQL_VERSION"));
+    body.extend(string("3.4.7"));
+    body
+}
+
+/// The next frame on `stream`, or None when it fails or times out.
+pub fn read_reply(stream: &mut TcpStream) -> Option<Reply> {
+    use std::io::Read;
+    let mut header = [0u8; 9];
+    stream.read_exact(&mut header).ok()?;
+    let len = i32::from_be_bytes([header[5], header[6], header[7], header[8]]) as usize;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some(Reply {
+        version: header[0],
+        stream: i16::from_be_bytes([header[2], header[3]]),
+        opcode: header[4],
+        body,
+    })
+}

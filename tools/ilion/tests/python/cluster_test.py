@@ -20,6 +20,10 @@ Usage: cluster_test.py ADDRESSES MODE [ARGS...]
                            address, the rest from the second)
   MODE=timeout CL          a write at CL must fail with WriteTimeout; prints
                            received=N required=M
+  MODE=ddl CQL             runs one DDL statement
+  MODE=has-table KS TABLE WAIT
+                           through the first address only, waits up to WAIT
+                           seconds until system_schema shows KS.TABLE
   MODE=count-one FROM TO WAIT
                            through the first address only, at ONE, waits up
                            to WAIT seconds until all keys FROM..TO are there;
@@ -210,6 +214,26 @@ def timeout(addresses, cl):
     cluster.shutdown()
 
 
+def ddl(addresses, cql):
+    cluster, session = connect(addresses)
+    session.execute(cql)
+    print("done")
+    cluster.shutdown()
+
+
+def has_table(addresses, keyspace, table, wait):
+    cluster, session = only(addresses[0])
+    started = time.time()
+    while True:
+        rows = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,))
+        if table in [r.table_name for r in rows]:
+            break
+        expect(time.time() - started < wait, f"{addresses[0]} does not show {keyspace}.{table} after {wait} s")
+        time.sleep(0.1)
+    print(f"visible after {time.time() - started:.1f}s")
+    cluster.shutdown()
+
+
 def count_one(addresses, first, last, wait):
     cluster, session = only(addresses[0])
     select = session.prepare("SELECT v FROM ks.t WHERE k = ?")
@@ -243,6 +267,10 @@ def main():
         scan(addresses, args[0], int(args[1]))
     elif mode == "timeout":
         timeout(addresses, args[0])
+    elif mode == "ddl":
+        ddl(addresses, args[0])
+    elif mode == "has-table":
+        has_table(addresses, args[0], args[1], float(args[2]))
     elif mode == "count-one":
         count_one(addresses, int(args[0]), int(args[1]), float(args[2]))
     else:

@@ -1,0 +1,202 @@
+//! The system under test: an `ilion cluster` of real processes on
+//! 127.0.B.1 … 127.0.B.N, and the faults done to it (SIGKILL and restart,
+//! SIGSTOP/SIGCONT, iptables partitions in a chain of our own).
+//!
+//! [`Cluster`] tears everything down when dropped (also after a failed
+//! run): the processes, their directory unless asked to keep it, and every
+//! firewall rule it added.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+
+/// A running cluster.
+pub struct Cluster {
+    ilion: PathBuf,
+    dir: PathBuf,
+    pub nodes: Vec<Ipv4Addr>,
+    chain: String,
+    firewalled: bool,
+}
+
+impl Cluster {
+    /// Starts `count` nodes from `base` (e.g. 127.0.30.1) in `dir`, waiting
+    /// until every node sees every other UP in its ring.
+    pub fn start(
+        ilion: &Path,
+        dir: &Path,
+        base: Ipv4Addr,
+        count: usize,
+    ) -> anyhow::Result<Cluster> {
+        let [a, b, c, first] = base.octets();
+        let nodes: Vec<Ipv4Addr> = (0..count)
+            .map(|i| Ipv4Addr::new(a, b, c, first + i as u8))
+            .collect();
+        let cluster = Cluster {
+            ilion: ilion.to_owned(),
+            dir: dir.to_owned(),
+            nodes,
+            chain: format!("ILION_JEPSEN_{b}_{c}"),
+            firewalled: false,
+        };
+        cluster.clear_firewall();
+        let _ = cluster.ilion_cluster(&["clear"]);
+        cluster.ilion_cluster(&[
+            "start",
+            "-n",
+            &count.to_string(),
+            "--base-address",
+            &base.to_string(),
+            "--wait-seconds",
+            "90",
+        ])?;
+        Ok(cluster)
+    }
+
+    fn ilion_cluster(&self, args: &[&str]) -> anyhow::Result<String> {
+        let output = Command::new(&self.ilion)
+            .arg("cluster")
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .with_context(|| format!("cannot run {}", self.ilion.display()))?;
+        if !output.status.success() {
+            bail!(
+                "ilion cluster {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn name(node: usize) -> String {
+        format!("node{}", node + 1)
+    }
+
+    pub fn kill(&self, node: usize) -> anyhow::Result<()> {
+        self.ilion_cluster(&["kill", &Self::name(node)]).map(|_| ())
+    }
+
+    /// Starts a stopped node and waits until the ring sees it.
+    pub fn restart(&self, node: usize) -> anyhow::Result<()> {
+        self.ilion_cluster(&["start", &Self::name(node), "--wait-seconds", "90"])
+            .map(|_| ())
+    }
+
+    fn pid(&self, node: usize) -> anyhow::Result<i32> {
+        let path = self.dir.join(Self::name(node)).join("pid");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} holds no pid", path.display()))
+    }
+
+    fn signal(&self, node: usize, signal: rustix::process::Signal) -> anyhow::Result<()> {
+        let pid = rustix::process::Pid::from_raw(self.pid(node)?).context("pid 0 is no process")?;
+        rustix::process::kill_process(pid, signal)
+            .with_context(|| format!("cannot signal {}", Self::name(node)))
+    }
+
+    pub fn pause(&self, node: usize) -> anyhow::Result<()> {
+        self.signal(node, rustix::process::Signal::STOP)
+    }
+
+    pub fn resume(&self, node: usize) -> anyhow::Result<()> {
+        self.signal(node, rustix::process::Signal::CONT)
+    }
+
+    fn iptables(args: &[&str]) -> bool {
+        Command::new("iptables")
+            .arg("-w")
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Cuts the cluster into `groups` (node indices): nothing passes
+    /// between nodes of different groups.
+    pub fn partition(&mut self, groups: &[Vec<usize>]) -> anyhow::Result<()> {
+        if !self.firewalled {
+            if !Self::iptables(&["-N", &self.chain])
+                || !Self::iptables(&["-I", "INPUT", "-j", &self.chain])
+            {
+                bail!(
+                    "cannot set up iptables chain {} (is iptables installed, are we root?)",
+                    self.chain
+                );
+            }
+            self.firewalled = true;
+        }
+        for (i, group) in groups.iter().enumerate() {
+            for other in groups.iter().skip(i + 1) {
+                for &a in group {
+                    for &b in other {
+                        let (a, b) = (self.nodes[a].to_string(), self.nodes[b].to_string());
+                        for (from, to) in [(&a, &b), (&b, &a)] {
+                            if !Self::iptables(&[
+                                "-A",
+                                &self.chain,
+                                "-s",
+                                from,
+                                "-d",
+                                to,
+                                "-j",
+                                "DROP",
+                            ]) {
+                                bail!("cannot add a rule to {}", self.chain);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the two-way link between `a` and `b` only (for bridges).
+    pub fn cut(&mut self, a: usize, b: usize) -> anyhow::Result<()> {
+        self.partition(&[vec![a], vec![b]])
+    }
+
+    /// Removes every partition.
+    pub fn heal(&self) -> anyhow::Result<()> {
+        if self.firewalled && !Self::iptables(&["-F", &self.chain]) {
+            bail!("cannot flush {}", self.chain);
+        }
+        Ok(())
+    }
+
+    fn clear_firewall(&self) {
+        while Self::iptables(&["-D", "INPUT", "-j", &self.chain]) {}
+        Self::iptables(&["-F", &self.chain]);
+        Self::iptables(&["-X", &self.chain]);
+    }
+
+    /// Copies every node's log into `into`.
+    pub fn collect_logs(&self, into: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(into)?;
+        for node in 0..self.nodes.len() {
+            let log = self.dir.join(Self::name(node)).join("node.log");
+            if log.exists() {
+                std::fs::copy(&log, into.join(format!("{}.log", Self::name(node))))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.clear_firewall();
+        for node in 0..self.nodes.len() {
+            // A paused process would not die of SIGTERM: resume it first.
+            let _ = self.resume(node);
+        }
+        let _ = self.ilion_cluster(&["clear"]);
+    }
+}
