@@ -1,6 +1,8 @@
 //! The system under test: an `ilion cluster` of real processes on
 //! 127.0.B.1 … 127.0.B.N, and the faults done to it (SIGKILL and restart,
-//! SIGSTOP/SIGCONT, iptables partitions in a chain of our own).
+//! SIGSTOP/SIGCONT, iptables partitions in a chain of our own, and clock
+//! skew: with clocks enabled every node runs under libfaketime, reading its
+//! offset from a file of its own that the nemesis rewrites).
 //!
 //! [`Cluster`] tears everything down when dropped (also after a failed
 //! run): the processes, their directory unless asked to keep it, and every
@@ -19,27 +21,40 @@ pub struct Cluster {
     pub nodes: Vec<Ipv4Addr>,
     chain: String,
     firewalled: bool,
+    /// libfaketime, when the nodes' clocks can be skewed.
+    faketime: Option<PathBuf>,
 }
+
+/// Where Debian's libfaketime package puts the library.
+const LIBFAKETIME: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+    "/usr/lib/faketime/libfaketime.so.1",
+];
 
 impl Cluster {
     /// Starts `count` nodes from `base` (e.g. 127.0.30.1) in `dir`, waiting
-    /// until every node sees every other UP in its ring.
+    /// until every node sees every other UP in its ring. With `clocks`,
+    /// every node is restarted under libfaketime (offset 0) before the run,
+    /// so the clock nemesis can skew it.
     pub fn start(
         ilion: &Path,
         dir: &Path,
         base: Ipv4Addr,
         count: usize,
+        clocks: bool,
     ) -> anyhow::Result<Cluster> {
         let [a, b, c, first] = base.octets();
         let nodes: Vec<Ipv4Addr> = (0..count)
             .map(|i| Ipv4Addr::new(a, b, c, first + i as u8))
             .collect();
-        let cluster = Cluster {
+        let mut cluster = Cluster {
             ilion: ilion.to_owned(),
             dir: dir.to_owned(),
             nodes,
             chain: format!("ILION_JEPSEN_{b}_{c}"),
             firewalled: false,
+            faketime: None,
         };
         cluster.clear_firewall();
         let _ = cluster.ilion_cluster(&["clear"]);
@@ -52,7 +67,35 @@ impl Cluster {
             "--wait-seconds",
             "90",
         ])?;
+        if clocks {
+            let library = LIBFAKETIME
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.exists())
+                .context("the clock nemesis needs libfaketime (apt install faketime)")?;
+            cluster.faketime = Some(library);
+            for node in 0..count {
+                cluster.skew(node, 0)?;
+                cluster.ilion_cluster(&["stop", &Self::name(node)])?;
+                cluster.restart(node)?;
+            }
+        }
         Ok(cluster)
+    }
+
+    fn clock_file(&self, node: usize) -> PathBuf {
+        self.dir.join(format!("{}.clock", Self::name(node)))
+    }
+
+    /// Sets `node`'s clock `seconds` ahead of real time (behind if
+    /// negative); libfaketime rereads the file within a second.
+    pub fn skew(&self, node: usize, seconds: i64) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.faketime.is_some(),
+            "this cluster runs without libfaketime"
+        );
+        std::fs::write(self.clock_file(node), format!("{seconds:+}\n"))
+            .with_context(|| format!("cannot write {}", self.clock_file(node).display()))
     }
 
     fn ilion_cluster(&self, args: &[&str]) -> anyhow::Result<String> {
@@ -81,10 +124,34 @@ impl Cluster {
         self.ilion_cluster(&["kill", &Self::name(node)]).map(|_| ())
     }
 
-    /// Starts a stopped node and waits until the ring sees it.
+    /// Starts a stopped node (under libfaketime when clocks are enabled)
+    /// and waits until the ring sees it.
     pub fn restart(&self, node: usize) -> anyhow::Result<()> {
-        self.ilion_cluster(&["start", &Self::name(node), "--wait-seconds", "90"])
-            .map(|_| ())
+        let name = Self::name(node);
+        let mut command = Command::new(&self.ilion);
+        command.arg("cluster").arg("--dir").arg(&self.dir).args([
+            "start",
+            &name,
+            "--wait-seconds",
+            "90",
+        ]);
+        if let Some(library) = &self.faketime {
+            command
+                .env("LD_PRELOAD", library)
+                .env("FAKETIME_TIMESTAMP_FILE", self.clock_file(node))
+                .env("FAKETIME_CACHE_DURATION", "1")
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+        }
+        let output = command
+            .output()
+            .with_context(|| format!("cannot run {}", self.ilion.display()))?;
+        if !output.status.success() {
+            bail!(
+                "ilion cluster start {name}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
     }
 
     fn pid(&self, node: usize) -> anyhow::Result<i32> {

@@ -33,8 +33,8 @@ pub struct Timed {
 /// Why a history is not linearizable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// The operation (index into the history) no order could place before
-    /// its completion.
+    /// The operation (index into the history) whose completion the deepest
+    /// explored order could not get past: where the anomaly is.
     pub stuck_at: usize,
     /// Most operations any explored order linearized.
     pub deepest: usize,
@@ -163,6 +163,7 @@ pub fn check(history: &[Timed]) -> Result<(), Violation> {
     // (call event position, state before it)
     let mut stack: Vec<(usize, Option<i64>)> = Vec::new();
     let mut deepest = 0;
+    let mut stuck_at = 0;
     let mut cursor = events.head;
     loop {
         // Done when only calls that never return are left.
@@ -188,12 +189,7 @@ pub fn check(history: &[Timed]) -> Result<(), Violation> {
                     cursor = next;
                     continue;
                 }
-                None => {
-                    return Err(Violation {
-                        stuck_at: 0,
-                        deepest,
-                    })
-                }
+                None => return Err(Violation { stuck_at, deepest }),
             }
         };
         match events.events[position] {
@@ -221,14 +217,12 @@ pub fn check(history: &[Timed]) -> Result<(), Violation> {
                 }
             }
             Event::Return(op) => {
+                if linearized.count() >= deepest {
+                    stuck_at = kept.get(op).copied().unwrap_or(op);
+                }
                 match backtrack(&mut events, &mut stack, &mut linearized, &mut state) {
                     Some(next) => cursor = next,
-                    None => {
-                        return Err(Violation {
-                            stuck_at: kept.get(op).copied().unwrap_or(op),
-                            deepest,
-                        })
-                    }
+                    None => return Err(Violation { stuck_at, deepest }),
                 }
             }
         }

@@ -61,7 +61,7 @@ struct TestArgs {
     /// `set` or `register`.
     #[arg(long, default_value = "set")]
     workload: String,
-    /// Comma-separated: partition, kill, pause (clock: not yet).
+    /// Comma-separated: partition, kill, pause, clock.
     #[arg(long, default_value = "partition")]
     nemesis: String,
     /// Seconds of client load (the faults happen during it).
@@ -158,7 +158,8 @@ fn run_test(args: &TestArgs) -> anyhow::Result<(bool, PathBuf)> {
         folder.display()
     );
     let cluster_dir = folder.join("cluster");
-    let mut cluster = Cluster::start(&ilion, &cluster_dir, args.base_address, args.nodes)?;
+    let clocks = nemeses.contains(&Nemesis::Clock);
+    let mut cluster = Cluster::start(&ilion, &cluster_dir, args.base_address, args.nodes, clocks)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -263,7 +264,13 @@ fn main() -> std::process::ExitCode {
         Command::Suite(args) => {
             let mut runs = Vec::new();
             for workload in ["set", "register"] {
-                for nemesis in ["partition", "kill", "pause", "partition,kill,pause"] {
+                for nemesis in [
+                    "partition",
+                    "kill",
+                    "pause",
+                    "clock",
+                    "partition,kill,pause",
+                ] {
                     runs.push(TestArgs {
                         workload: workload.into(),
                         nemesis: nemesis.into(),

@@ -23,6 +23,9 @@ pub enum Nemesis {
     Kill,
     /// SIGSTOP of random nodes, SIGCONT when the fault ends.
     Pause,
+    /// Clock skew: random nodes run up to 30 s ahead or behind, put right
+    /// when the fault ends (libfaketime).
+    Clock,
 }
 
 impl Nemesis {
@@ -31,10 +34,10 @@ impl Nemesis {
             "partition" => Nemesis::Partition,
             "kill" => Nemesis::Kill,
             "pause" => Nemesis::Pause,
-            "clock" => anyhow::bail!(
-                "not yet supported: the clock nemesis (per-node clock skew with libfaketime)"
-            ),
-            other => anyhow::bail!("unknown nemesis {other:?}; use partition, kill or pause"),
+            "clock" => Nemesis::Clock,
+            other => {
+                anyhow::bail!("unknown nemesis {other:?}; use partition, kill, pause or clock")
+            }
         })
     }
 }
@@ -55,6 +58,7 @@ enum Active {
     Partition,
     Killed(Vec<usize>),
     Paused(Vec<usize>),
+    Skewed(Vec<usize>),
 }
 
 /// How the cluster's nodes are cut into groups.
@@ -151,6 +155,21 @@ fn start(
                 .collect();
             (Active::Paused(nodes), format!("paused {names:?}"))
         }
+        Nemesis::Clock => {
+            let nodes = pick_some(rng);
+            let mut skews = Vec::new();
+            for &node in &nodes {
+                let mut seconds: i64 = rng.gen_range(-30..=30);
+                if seconds == 0 {
+                    seconds = -30;
+                }
+                cluster.skew(node, seconds)?;
+                skews.push(format!("{} {seconds:+} s", cluster.nodes[node]));
+            }
+            // libfaketime rereads its file within a second.
+            std::thread::sleep(Duration::from_millis(1100));
+            (Active::Skewed(nodes), format!("clocks skewed: {skews:?}"))
+        }
     })
 }
 
@@ -172,6 +191,13 @@ fn stop(active: Active, cluster: &mut Cluster) -> anyhow::Result<String> {
                 cluster.resume(node)?;
             }
             "resumed".into()
+        }
+        Active::Skewed(nodes) => {
+            for &node in &nodes {
+                cluster.skew(node, 0)?;
+            }
+            std::thread::sleep(Duration::from_millis(1100));
+            "clocks put right".into()
         }
     })
 }

@@ -1,7 +1,9 @@
 //! Goal: the CI subset of the fault-injection suite passes on every
 //! submission: each workload (set, register) under each nemesis
-//! (partition, kill, pause), a short run each against five real nodes,
-//! every history checked valid, every run folder complete.
+//! (partition, kill, pause) and the set under clock skew, a short run each
+//! against five real nodes, every history checked valid, every run folder
+//! complete. (The register under clock skew is not claimed linearizable:
+//! last write wins by timestamp; it is run on demand, see the README.)
 //!
 //! Addresses: 127.0.40.x (one run at a time, one range).
 
@@ -55,11 +57,12 @@ fn every_workload_survives_every_nemesis() {
             run(store.path(), workload, nemesis);
         }
     }
+    run(store.path(), "set", "clock");
     let folders: Vec<_> = std::fs::read_dir(store.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(folders.len(), 6, "one folder per run: {folders:?}");
+    assert_eq!(folders.len(), 7, "one folder per run: {folders:?}");
     for folder in folders {
         for file in [
             "history.jsonl",
@@ -86,15 +89,12 @@ fn every_workload_survives_every_nemesis() {
 }
 
 #[test]
-fn an_unknown_nemesis_or_the_clock_nemesis_is_refused() {
+fn an_unknown_nemesis_is_refused() {
     let output = Command::new(harness())
-        .args(["test", "--nemesis", "clock", "--time-limit", "1"])
+        .args(["test", "--nemesis", "meteor", "--time-limit", "1"])
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("not yet supported: the clock nemesis"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("unknown nemesis \"meteor\""), "{stderr}");
 }

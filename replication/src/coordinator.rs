@@ -126,37 +126,36 @@ pub struct ReadTerms<'a> {
 }
 
 /// Acknowledgements a consistency level needs: `(data center, count)`
-/// groups, `None` meaning any data center; all must be met.
+/// groups, `None` meaning any data center; all must be met. Borrows the
+/// data center names from the ring and the placement (no allocation per
+/// request beyond the group list).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Needed {
-    groups: Vec<(Option<String>, usize)>,
+struct Needed<'a> {
+    groups: Vec<(Option<&'a str>, usize)>,
 }
 
-impl Needed {
-    fn of(consistency: ConsistencyLevel, placement: &Placement, ring: &Ring) -> Needed {
+impl<'a> Needed<'a> {
+    fn of(consistency: ConsistencyLevel, placement: &'a Placement, ring: &'a Ring) -> Needed<'a> {
         use ConsistencyLevel::*;
-        let local_dc = ring.local_dc().to_owned();
+        let local_dc = ring.local_dc();
         let quorum_in = |dc: &str| placement.replication_factor_in(dc) / 2 + 1;
         let groups = match (consistency, placement) {
             (_, Placement::Local) => vec![(None, 1)],
             (LocalOne, _) => vec![(Some(local_dc), 1)],
-            (LocalQuorum | LocalSerial, _) => {
-                let required = quorum_in(&local_dc);
-                vec![(Some(local_dc), required)]
-            }
+            (LocalQuorum | LocalSerial, _) => vec![(Some(local_dc), quorum_in(local_dc))],
             (EachQuorum, Placement::NetworkTopology { data_centers }) => data_centers
                 .iter()
-                .map(|(dc, _)| (Some(dc.clone()), quorum_in(dc)))
+                .map(|(dc, _)| (Some(dc.as_str()), quorum_in(dc)))
                 .collect(),
             (other, _) => vec![(None, other.block_for(placement.replication_factor()))],
         };
         Needed { groups }
     }
 
-    fn in_group(group: &Option<String>, ring: &Ring, endpoint: usize) -> bool {
+    fn in_group(group: &Option<&str>, ring: &Ring, endpoint: usize) -> bool {
         match group {
             None => true,
-            Some(dc) => ring.endpoint(endpoint).is_some_and(|e| &e.dc == dc),
+            Some(dc) => ring.endpoint(endpoint).is_some_and(|e| e.dc == *dc),
         }
     }
 
@@ -324,13 +323,13 @@ impl Coordinator {
 
     /// Replicas of `token`, the requirement, and the live replicas closest
     /// first; Unavailable when too few are alive.
-    fn plan(
+    fn plan<'a>(
         &self,
-        ring: &Ring,
-        placement: &Placement,
+        ring: &'a Ring,
+        placement: &'a Placement,
         token: i64,
         consistency: ConsistencyLevel,
-    ) -> Result<(Vec<usize>, Needed, Vec<usize>), CoordinatorError> {
+    ) -> Result<(Vec<usize>, Needed<'a>, Vec<usize>), CoordinatorError> {
         let mut replicas = placement.replicas(ring, token);
         if self.remote.is_none() {
             // A node built alone: the local engine is the replica.
@@ -483,7 +482,7 @@ impl Coordinator {
 
     /// The ReadTimeout for a read that did not finish by its deadline.
     fn read_timeout(
-        needed: &Needed,
+        needed: &Needed<'_>,
         consistency: ConsistencyLevel,
         received: usize,
         data_present: bool,
@@ -1100,11 +1099,11 @@ mod tests {
         assert_eq!(needed(ConsistencyLevel::All).groups, vec![(None, 3)]);
         assert_eq!(
             needed(ConsistencyLevel::LocalQuorum).groups,
-            vec![(Some("dc1".into()), 2)]
+            vec![(Some("dc1"), 2)]
         );
         assert_eq!(
             needed(ConsistencyLevel::EachQuorum).groups,
-            vec![(Some("dc1".into()), 2), (Some("dc2".into()), 1)]
+            vec![(Some("dc1"), 2), (Some("dc2"), 1)]
         );
         let local_quorum = needed(ConsistencyLevel::LocalQuorum);
         // Endpoint 3 is in dc2: it does not count for LOCAL_QUORUM.

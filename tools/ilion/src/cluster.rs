@@ -279,6 +279,16 @@ impl NodeDir<'_> {
         if self.running_pid().is_some() {
             return Ok(None);
         }
+        // Another process on this node's address (an old node of a
+        // cluster whose directory is gone, say) would answer for it.
+        for port in [self.ports.native, self.ports.storage, self.ports.metrics] {
+            let addr = SocketAddr::new(self.spec.address, port);
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                bail!(
+                    "{addr} is already in use by another process; is a node of another cluster still running there?"
+                );
+            }
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -617,16 +627,17 @@ fn wait_until_serving(
     wait_seconds: u64,
 ) -> anyhow::Result<()> {
     loop {
-        if node.ready() {
-            return Ok(());
-        }
         // A process we just started is judged by its exit status (its
         // command line is the launcher's until it execs); one already
-        // running by its pid file.
+        // running by its pid file. Checked before readiness: another
+        // process answering on the node's address must not pass for it.
         let exited = match &mut child {
             Some(child) => child.try_wait().ok().flatten().is_some(),
             None => node.running_pid().is_none(),
         };
+        if !exited && node.ready() {
+            return Ok(());
+        }
         if exited {
             bail!(
                 "{} exited while starting; the end of {}:\n{}",

@@ -81,9 +81,10 @@ fn run(root: &Path, program: &str, args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// Debian packages the tests run: `iptables` (network partitions between
-/// nodes on loopback addresses). Installed with apt when missing.
+/// nodes on loopback addresses) and `faketime` (libfaketime, per-node clock
+/// skew). Installed with apt when missing.
 fn system_packages(root: &Path) -> anyhow::Result<()> {
-    const NEEDED: &[(&str, &str)] = &[("iptables", "iptables")];
+    const NEEDED: &[(&str, &str)] = &[("iptables", "iptables"), ("faketime", "faketime")];
     let missing: Vec<&str> = NEEDED
         .iter()
         .filter(|(command, _)| {
