@@ -6,7 +6,9 @@ Usage: cluster_test.py ADDRESSES MODE [ARGS...]
   MODE=schema              DDL on the second node: keyspaces ks (RF 3) and
                            ks1 (RF 1); the driver's schema agreement check
                            passes and every node shows the table within 5 s
-  MODE=routing POLICY N    N prepared writes to ks1.t at ONE with POLICY
+  MODE=routing POLICY N    N prepared writes to ks1.t at ONE with POLICY, after
+                           a warm-up; prints misrouted=M (writes the nodes
+                           counted as coordinated by a non-replica)
                            (token-aware, the driver's default, or round-robin)
   MODE=write CL FROM TO    writes keys FROM..TO to ks.t at CL
   MODE=read CL FROM TO     reads keys FROM..TO at CL; each must have its value
@@ -104,15 +106,33 @@ def schema(addresses):
     cluster.shutdown()
 
 
+def non_replica_total(addresses):
+    """The sum over the nodes of requests coordinated by a non-replica."""
+    import urllib.request
+    total = 0.0
+    for address in addresses:
+        with urllib.request.urlopen(f"http://{address}:9180/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith("ilion_coordinator_non_replica_requests_total "):
+                    total += float(line.split()[1])
+    return total
+
+
 def routing(addresses, policy_name, count):
     policy = {"token-aware": TokenAwarePolicy(DCAwareRoundRobinPolicy()),
               "round-robin": RoundRobinPolicy()}[policy_name]
     cluster, session = connect(addresses, policy)
     insert = session.prepare("INSERT INTO ks1.t (k, v) VALUES (?, ?)")
     insert.consistency_level = ConsistencyLevel.ONE
+    # Warm up: the driver's pools and token map settle after connecting.
+    for k in range(count, count + 50):
+        session.execute(insert, (k, "warm"))
+    time.sleep(1)
+    before = non_replica_total(addresses)
     for k in range(count):
         session.execute(insert, (k, f"r{k}"))
-    print(f"{count} writes with {policy_name}")
+    misrouted = non_replica_total(addresses) - before
+    print(f"{count} writes with {policy_name}: misrouted={int(misrouted)}")
     cluster.shutdown()
 
 
@@ -144,32 +164,30 @@ def cause(error):
     return error
 
 
-def unavailable(addresses, cl):
-    cluster, session = connect(addresses)
+def failed_write(session, cl, key, expected):
+    """A write at CL that must fail with one of `expected`; the error."""
     insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
     insert.consistency_level = level(cl)
     try:
-        session.execute(insert, (-1, "never"))
-        fail(f"a write at {cl} succeeded")
+        session.execute(insert, (key, "never"), timeout=10)
     except Exception as error:
         error = cause(error)
-        expect(isinstance(error, Unavailable), f"expected Unavailable, got {error!r}")
-        print(f"required={error.required_replicas} alive={error.alive_replicas}")
+        expect(isinstance(error, expected), f"expected {expected}, got {error!r}")
+        return error
+    fail(f"a write at {cl} succeeded")
+
+
+def unavailable(addresses, cl):
+    cluster, session = connect(addresses)
+    error = failed_write(session, cl, -1, Unavailable)
+    print(f"required={error.required_replicas} alive={error.alive_replicas}")
     cluster.shutdown()
 
 
 def refused(addresses, cl):
     cluster, session = only(addresses[0])
-    insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
-    insert.consistency_level = level(cl)
-    try:
-        session.execute(insert, (-2, "minority"), timeout=10)
-        fail(f"a write at {cl} on {addresses[0]} succeeded")
-    except Exception as error:
-        error = cause(error)
-        expect(isinstance(error, (Unavailable, WriteTimeout, OperationTimedOut)),
-               f"expected Unavailable or a timeout, got {error!r}")
-        print(type(error).__name__)
+    error = failed_write(session, cl, -2, (Unavailable, WriteTimeout, OperationTimedOut))
+    print(type(error).__name__)
     cluster.shutdown()
 
 
@@ -202,15 +220,8 @@ def scan(addresses, cl, count):
 
 def timeout(addresses, cl):
     cluster, session = connect(addresses)
-    insert = session.prepare("INSERT INTO ks.t (k, v) VALUES (?, ?)")
-    insert.consistency_level = level(cl)
-    try:
-        session.execute(insert, (-3, "late"))
-        fail(f"a write at {cl} succeeded")
-    except Exception as error:
-        error = cause(error)
-        expect(isinstance(error, WriteTimeout), f"expected WriteTimeout, got {error!r}")
-        print(f"received={error.received_responses} required={error.required_responses}")
+    error = failed_write(session, cl, -3, WriteTimeout)
+    print(f"received={error.received_responses} required={error.required_responses}")
     cluster.shutdown()
 
 
