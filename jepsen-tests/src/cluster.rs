@@ -56,7 +56,7 @@ impl Cluster {
             firewalled: false,
             faketime: None,
         };
-        cluster.clear_firewall();
+        cluster.teardown().clear_firewall();
         let _ = cluster.ilion_cluster(&["clear"]);
         cluster.ilion_cluster(&[
             "start",
@@ -238,12 +238,6 @@ impl Cluster {
         Ok(())
     }
 
-    fn clear_firewall(&self) {
-        while Self::iptables(&["-D", "INPUT", "-j", &self.chain]) {}
-        Self::iptables(&["-F", &self.chain]);
-        Self::iptables(&["-X", &self.chain]);
-    }
-
     /// Copies every node's log into `into`.
     pub fn collect_logs(&self, into: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(into)?;
@@ -257,13 +251,62 @@ impl Cluster {
     }
 }
 
+/// What tearing a cluster down needs, apart from the cluster (for a
+/// Ctrl-C handler on another thread).
+#[derive(Debug, Clone)]
+pub struct Teardown {
+    ilion: PathBuf,
+    dir: PathBuf,
+    chain: String,
+    nodes: usize,
+}
+
+impl Teardown {
+    /// Removes our chain and the jump to it (left over from a run that
+    /// died, or ours).
+    fn clear_firewall(&self) {
+        while Cluster::iptables(&["-D", "INPUT", "-j", &self.chain]) {}
+        Cluster::iptables(&["-F", &self.chain]);
+        Cluster::iptables(&["-X", &self.chain]);
+    }
+
+    /// Removes the firewall chain, resumes paused nodes (SIGKILL would do,
+    /// but a stopped process holds its ports until it runs), and clears the
+    /// cluster. Safe to run twice.
+    pub fn run(&self) {
+        self.clear_firewall();
+        for node in 0..self.nodes {
+            let pid = std::fs::read_to_string(self.dir.join(Cluster::name(node)).join("pid"))
+                .ok()
+                .and_then(|text| text.trim().parse().ok())
+                .and_then(rustix::process::Pid::from_raw);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+            }
+        }
+        let _ = Command::new(&self.ilion)
+            .arg("cluster")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("clear")
+            .output();
+    }
+}
+
+impl Cluster {
+    /// How to tear this cluster down from elsewhere.
+    pub fn teardown(&self) -> Teardown {
+        Teardown {
+            ilion: self.ilion.clone(),
+            dir: self.dir.clone(),
+            chain: self.chain.clone(),
+            nodes: self.nodes.len(),
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
-        self.clear_firewall();
-        for node in 0..self.nodes.len() {
-            // A paused process would not die of SIGTERM: resume it first.
-            let _ = self.resume(node);
-        }
-        let _ = self.ilion_cluster(&["clear"]);
+        self.teardown().run();
     }
 }

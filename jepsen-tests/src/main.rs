@@ -164,6 +164,15 @@ fn run_test(args: &TestArgs) -> anyhow::Result<(bool, PathBuf)> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Ctrl-C: take the cluster and the firewall rules down before leaving.
+    let teardown = cluster.teardown();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("jepsen-tests: interrupted; tearing the cluster down");
+            teardown.run();
+            std::process::exit(130);
+        }
+    });
     let contact = format!("{}:9042", cluster.nodes[0]);
     let admin = runtime.block_on(workload::session(&contact))?;
     runtime.block_on(workload::setup(&admin, workload))?;

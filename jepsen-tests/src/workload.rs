@@ -124,17 +124,22 @@ pub async fn set_client(
         next += 1;
         let invoke = history.record(op(process, Kind::Invoke, "add", element.into(), None));
         let result = session.execute_unpaged(&insert, (element,)).await;
-        let (kind, error) = match result {
-            Ok(_) => (Kind::Ok, None),
-            Err(e) => (outcome(&e, false), Some(e.to_string())),
-        };
-        history.record(Op {
-            kind,
-            error,
-            ..invoke
-        });
+        complete_write(&history, invoke, result);
     }
     Ok(())
+}
+
+/// Records how a write ended: ok, or what its error makes of it.
+fn complete_write<T>(history: &History, invoke: Op, result: Result<T, ExecutionError>) {
+    let (kind, error) = match result {
+        Ok(_) => (Kind::Ok, None),
+        Err(e) => (outcome(&e, false), Some(e.to_string())),
+    };
+    history.record(Op {
+        kind,
+        error,
+        ..invoke
+    });
 }
 
 fn op(process: u32, kind: Kind, f: &'static str, value: serde_json::Value, key: Option<i64>) -> Op {
@@ -260,15 +265,8 @@ pub async fn register_client(
             next += 1;
             let invoke =
                 history.record(op(process, Kind::Invoke, "write", value.into(), Some(key)));
-            let (kind, error) = match session.execute_unpaged(&write, (key, value)).await {
-                Ok(_) => (Kind::Ok, None),
-                Err(e) => (outcome(&e, false), Some(e.to_string())),
-            };
-            history.record(Op {
-                kind,
-                error,
-                ..invoke
-            });
+            let result = session.execute_unpaged(&write, (key, value)).await;
+            complete_write(&history, invoke, result);
         } else {
             let invoke = history.record(op(
                 process,

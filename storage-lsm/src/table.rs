@@ -9,7 +9,7 @@
 //! to the memtable, so that a memtable switch (exclusive mode) sees every
 //! commitlog record before the switch position in the old memtable.
 
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -570,36 +570,63 @@ impl Table {
     /// partitions that hold nothing but tombstones), at most `max`.
     pub fn scan_data(&self, range: &TokenRange, max: usize) -> Result<Vec<crate::model::Mutation>> {
         let view = self.view();
-        let (mut lo, hi) = range.key_bounds();
+        let (lo, hi) = range.key_bounds();
         let mut out = Vec::new();
-        while out.len() < max {
-            let batch = self.next_batch(&view, lo.as_ref(), hi.as_ref(), 128)?;
+        if max == 0 {
+            return Ok(out);
+        }
+        self.for_each_partition(&view, lo, hi.as_ref(), |key, merged| {
+            if let Some((header, mut merge)) = merged {
+                if let Some(update) = crate::replica::update_of(header, &mut merge)? {
+                    out.push(crate::model::Mutation {
+                        table: self.id,
+                        key: key.clone(),
+                        update,
+                    });
+                }
+            }
+            Ok(if out.len() >= max {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            })
+        })?;
+        Ok(out)
+    }
+
+    /// Visits every partition after `lo` and before `hi`, in token order,
+    /// merged across memtables and SSTables, until `visit` breaks.
+    fn for_each_partition(
+        &self,
+        view: &TableView,
+        mut lo: Bound<PartitionKey>,
+        hi: Bound<&PartitionKey>,
+        mut visit: impl FnMut(
+            &PartitionKey,
+            Option<(PartitionHeader, MergeIterator)>,
+        ) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
+        const KEY_BATCH: usize = 128;
+        loop {
+            let batch = self.next_batch(view, lo.as_ref(), hi, KEY_BATCH)?;
             if batch.is_empty() {
-                break;
+                return Ok(());
             }
             for (key, entries) in batch {
                 lo = Bound::Excluded(key.clone());
                 let merged = self.merge_with_entries(
-                    &view,
+                    view,
                     &key,
                     entries,
                     &ClusteringPosition::bottom(),
                     &ClusteringPosition::top(),
                     false,
                 )?;
-                if let Some((header, mut merge)) = merged {
-                    if let Some(update) = crate::replica::update_of(header, &mut merge)? {
-                        out.push(crate::model::Mutation {
-                            table: self.id,
-                            key,
-                            update,
-                        });
-                    }
+                if visit(&key, merged)?.is_break() {
+                    return Ok(());
                 }
             }
         }
-        out.truncate(max);
-        Ok(out)
     }
 
     /// Live rows of the partitions in `range`, in token order, at most
@@ -611,7 +638,6 @@ impl Table {
         row_limit: usize,
         now_s: i64,
     ) -> Result<ScanPage> {
-        const KEY_BATCH: usize = 128;
         let started = Instant::now();
         let view = self.view();
         let (range_lo, range_hi) = range.key_bounds();
@@ -638,31 +664,20 @@ impl Table {
             }
             lo = Bound::Excluded(resume.key.clone());
         }
-        'outer: while rows_left > 0 {
-            let batch = self.next_batch(&view, lo.as_ref(), range_hi.as_ref(), KEY_BATCH)?;
-            if batch.is_empty() {
-                break;
-            }
-            for (key, entries) in batch {
-                lo = Bound::Excluded(key.clone());
-                let merged = self.merge_with_entries(
-                    &view,
-                    &key,
-                    entries,
-                    &ClusteringPosition::bottom(),
-                    &ClusteringPosition::top(),
-                    false,
-                )?;
-                let (result, counters) = live_rows_of(&key, merged, rows_left, now_s)?;
+        if rows_left > 0 {
+            self.for_each_partition(&view, lo, range_hi.as_ref(), |key, merged| {
+                let (result, counters) = live_rows_of(key, merged, rows_left, now_s)?;
                 counters_total.tombstones_scanned += counters.tombstones_scanned;
                 if let Some(part) = result {
                     rows_left = rows_left.saturating_sub(part.rows.len().max(1));
                     partitions.push(part);
-                    if rows_left == 0 {
-                        break 'outer;
-                    }
                 }
-            }
+                Ok(if rows_left == 0 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                })
+            })?;
         }
         let resume = if rows_left == 0 {
             partitions.last().map(|p| ScanResume {

@@ -12,13 +12,7 @@ use std::time::Duration;
 use common::Node;
 
 fn cqlsh() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/cqlsh");
-    assert!(
-        path.exists(),
-        "no cqlsh at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
-        path.display()
-    );
-    path
+    common::venv_bin("cqlsh")
 }
 
 fn run(node: &Node, args: &[&str]) -> (bool, String) {

@@ -234,15 +234,23 @@ pub fn wait_for_state(observers: &[&str], address: &str, state: &str, limit: Dur
     }
 }
 
-/// The Python of the test venv (`cargo xtask venv` makes it).
-pub fn python() -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+/// A program of the test venv (`cargo xtask venv` makes it): `python`,
+/// `cqlsh`.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../.venv/bin")
+        .join(name);
     assert!(
-        venv.exists(),
-        "no Python venv at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
-        venv.display()
+        path.exists(),
+        "no {name} at {}: run `cargo xtask venv` (cargo xtask ci does it first)",
+        path.display()
     );
-    venv
+    path
+}
+
+/// The Python of the test venv.
+pub fn python() -> PathBuf {
+    venv_bin("python")
 }
 
 /// One HTTP request to `addr`; returns the status code and the body.
