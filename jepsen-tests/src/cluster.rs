@@ -116,6 +116,11 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// The addresses of `nodes`, for the timeline.
+    pub fn names(&self, nodes: &[usize]) -> Vec<String> {
+        nodes.iter().map(|i| self.nodes[*i].to_string()).collect()
+    }
+
     fn name(node: usize) -> String {
         format!("node{}", node + 1)
     }

@@ -114,22 +114,16 @@ fn start(
                         cluster.cut(a, b)?;
                     }
                 }
-                let describe = |v: &[usize]| -> Vec<String> {
-                    v.iter().map(|i| cluster.nodes[*i].to_string()).collect()
-                };
                 let detail = format!(
                     "{kind}: {:?} | {} | {:?}",
-                    describe(left),
+                    cluster.names(left),
                     cluster.nodes[bridge],
-                    describe(right)
+                    cluster.names(right)
                 );
                 (Active::Partition, detail)
             } else {
                 cluster.partition(&groups)?;
-                let described: Vec<Vec<String>> = groups
-                    .iter()
-                    .map(|g| g.iter().map(|i| cluster.nodes[*i].to_string()).collect())
-                    .collect();
+                let described: Vec<Vec<String>> = groups.iter().map(|g| cluster.names(g)).collect();
                 (Active::Partition, format!("{kind}: {described:?}"))
             }
         }
@@ -138,10 +132,7 @@ fn start(
             for &node in &nodes {
                 cluster.kill(node)?;
             }
-            let names: Vec<String> = nodes
-                .iter()
-                .map(|i| cluster.nodes[*i].to_string())
-                .collect();
+            let names = cluster.names(&nodes);
             (Active::Killed(nodes), format!("killed {names:?}"))
         }
         Nemesis::Pause => {
@@ -149,10 +140,7 @@ fn start(
             for &node in &nodes {
                 cluster.pause(node)?;
             }
-            let names: Vec<String> = nodes
-                .iter()
-                .map(|i| cluster.nodes[*i].to_string())
-                .collect();
+            let names = cluster.names(&nodes);
             (Active::Paused(nodes), format!("paused {names:?}"))
         }
         Nemesis::Clock => {
