@@ -32,7 +32,7 @@ use crate::commitlog::{CommitLog, ReplayReport, SyncMode};
 use crate::compaction::{self, Throttle};
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::memtable::Memtable;
+use crate::memtable::{Memtable, MemtableMemory};
 use crate::model::{Mutation, PartitionKey, TableId};
 use crate::sstable::format::Component;
 use crate::stats::Percentiles;
@@ -114,6 +114,8 @@ struct Shared {
     /// Signalled whenever a flush frees memory.
     flushed: Condvar,
     flushed_lock: Mutex<()>,
+    /// Bytes in every memtable together (the write back-pressure measure).
+    memtable_memory: MemtableMemory,
 }
 
 /// A node's storage engine.
@@ -176,6 +178,7 @@ impl Engine {
     pub fn open(config: EngineConfig) -> Result<Engine> {
         fs::create_dir_all(&config.data_dir)?;
         let mut tables = HashMap::new();
+        let memtable_memory = MemtableMemory::default();
         let mut unavailable: HashMap<TableId, String> = HashMap::new();
         let entries = std::fs::read_dir(&config.data_dir).map_err(Error::io(&config.data_dir))?;
         for entry in entries {
@@ -194,7 +197,7 @@ impl Engine {
                 })?,
                 Err(_) => continue, // a table directory whose creation did not finish
             };
-            match Table::open(id, &dir, options) {
+            match Table::open(id, &dir, options, memtable_memory.clone()) {
                 Ok(table) => {
                     tables.insert(id, Arc::new(table));
                 }
@@ -257,6 +260,7 @@ impl Engine {
             work_lock: Mutex::new(()),
             flushed: Condvar::new(),
             flushed_lock: Mutex::new(()),
+            memtable_memory,
         });
         let engine = Engine {
             shared,
@@ -333,7 +337,8 @@ impl Engine {
         let dir = self.shared.config.data_dir.join(id.dir_name());
         fs::create_dir_all(&dir)?;
         fs::write_atomic(&options_path(&dir), options.encode().as_bytes())?;
-        tables.insert(id, Arc::new(Table::open(id, &dir, options)?));
+        let memory = self.shared.memtable_memory.clone();
+        tables.insert(id, Arc::new(Table::open(id, &dir, options, memory)?));
         Ok(())
     }
 
@@ -401,23 +406,14 @@ impl Engine {
         if commitlog.mode() == SyncMode::Batch {
             commitlog.wait_durable(position)?;
         }
-        if table.view().active.size_bytes() >= self.shared.config.memtable_flush_bytes {
+        if table.active_memtable_bytes() >= self.shared.config.memtable_flush_bytes {
             self.schedule_flush(&table);
         }
         Ok(())
     }
 
     fn total_memtable_bytes(&self) -> usize {
-        self.shared
-            .tables
-            .read()
-            .values()
-            .map(|t| {
-                let view = t.view();
-                view.active.size_bytes()
-                    + view.flushing.iter().map(|m| m.size_bytes()).sum::<usize>()
-            })
-            .sum()
+        self.shared.memtable_memory.load(Ordering::Relaxed)
     }
 
     fn wait_for_memory(&self) -> Result<()> {
@@ -436,7 +432,7 @@ impl Engine {
             .tables
             .read()
             .values()
-            .max_by_key(|t| t.view().active.size_bytes())
+            .max_by_key(|t| t.active_memtable_bytes())
             .cloned();
         if let Some(table) = largest {
             self.schedule_flush(&table);

@@ -6,7 +6,7 @@
 //! - [`codec`]: the binary encoding shared by the commitlog and SSTables;
 //! - [`range_tombstones`]: a partition's range deletions as change points;
 //! - [`replica`]: data answers to coordinators, and their reconciliation;
-//! - [`memtable`]: recent writes in memory;
+//! - [`memtable`]: recent writes in memory ([`row_map`]: a partition's rows);
 //! - [`merge`]: the one-pass merge of memtables and SSTables, shadowing and
 //!   live-row filtering;
 //! - [`sstable`]: immutable files (data, index, filter, statistics, TOC);
@@ -36,6 +36,7 @@ pub mod merge;
 pub mod model;
 pub mod range_tombstones;
 pub mod replica;
+pub mod row_map;
 pub mod sstable;
 pub mod stats;
 pub mod table;

@@ -11,7 +11,7 @@
 //! when it passes the configured limit, and the old one becomes read-only
 //! while it flushes.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use crate::model::{
     max_deletion, ClusteringPosition, DeletionTime, PartitionKey, PartitionUpdate, Row,
 };
 use crate::range_tombstones::{RangeMarker, RangeTombstoneList};
+use crate::row_map::RowMap;
 
 /// Atoms copied out of a memtable partition per lock acquisition.
 pub const MEMTABLE_READ_CHUNK: usize = 256;
@@ -35,7 +36,7 @@ pub const MEMTABLE_READ_CHUNK: usize = 256;
 pub struct MemPartition {
     pub deletion: Option<DeletionTime>,
     pub static_row: Option<Row>,
-    pub rows: BTreeMap<ClusteringPosition, Row>,
+    pub rows: RowMap,
     pub range_tombstones: RangeTombstoneList,
 }
 
@@ -56,13 +57,7 @@ impl MemPartition {
             );
         }
         for row in update.rows {
-            let position = ClusteringPosition::at(row.clustering.clone());
-            match self.rows.get_mut(&position) {
-                Some(existing) => existing.merge_from(row),
-                None => {
-                    self.rows.insert(position, row);
-                }
-            }
+            self.rows.merge(row);
         }
     }
 
@@ -74,11 +69,17 @@ impl MemPartition {
     }
 }
 
+/// Bytes held by all of an engine's memtables together: each memtable adds
+/// what it takes and gives it back when it is dropped (after its flush, once
+/// no reader holds it).
+pub type MemtableMemory = Arc<AtomicUsize>;
+
 /// A table's in-memory write buffer.
 #[derive(Debug)]
 pub struct Memtable {
     partitions: SkipMap<PartitionKey, Arc<Mutex<MemPartition>>>,
     size_bytes: AtomicUsize,
+    memory: MemtableMemory,
     min_timestamp: AtomicI64,
     max_timestamp: AtomicI64,
     /// Commitlog position when this memtable began taking writes: records
@@ -87,11 +88,12 @@ pub struct Memtable {
 }
 
 impl Memtable {
-    pub fn new(commitlog_lower_bound: Position) -> Memtable {
+    pub fn new(commitlog_lower_bound: Position, memory: MemtableMemory) -> Memtable {
         Memtable {
             commitlog_lower_bound,
             partitions: SkipMap::new(),
             size_bytes: AtomicUsize::new(0),
+            memory,
             min_timestamp: AtomicI64::new(i64::MAX),
             max_timestamp: AtomicI64::new(i64::MIN),
         }
@@ -109,6 +111,7 @@ impl Memtable {
             .get_or_insert_with(key, || Arc::new(Mutex::new(MemPartition::default())));
         entry.value().lock().apply(update);
         self.size_bytes.fetch_add(size, AtomicOrdering::Relaxed);
+        self.memory.fetch_add(size, AtomicOrdering::Relaxed);
     }
 
     pub fn commitlog_lower_bound(&self) -> Position {
@@ -157,6 +160,15 @@ impl Memtable {
         self.partitions
             .iter()
             .map(|e| (e.key().clone(), e.value().clone()))
+    }
+}
+
+impl Drop for Memtable {
+    fn drop(&mut self) {
+        self.memory.fetch_sub(
+            self.size_bytes.load(AtomicOrdering::Relaxed),
+            AtomicOrdering::Relaxed,
+        );
     }
 }
 
@@ -218,7 +230,7 @@ impl MemPartitionSource {
             (Some(p), true) => (Bound::Excluded(&self.start), Bound::Excluded(p)),
             (None, _) => (Bound::Excluded(&self.start), Bound::Excluded(&self.end)),
         };
-        let rows = partition.rows.range((lo, hi));
+        let rows = partition.rows.range(lo, hi);
         let points = partition.range_tombstones.points_in((lo, hi));
         let mut rows: Box<dyn Iterator<Item = (&ClusteringPosition, &Row)>> = if self.reversed {
             Box::new(rows.rev())

@@ -118,7 +118,7 @@ pub fn reconcile(
     query: &SliceQuery,
     now_s: i64,
 ) -> Result<Reconciled> {
-    let scratch = Memtable::new(Position::default());
+    let scratch = Memtable::new(Position::default(), Default::default());
     for answer in answers {
         scratch.apply(key.clone(), answer);
     }

@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::commitlog::Position;
 use crate::error::{Error, Result};
 use crate::fs;
-use crate::memtable::{MemPartitionSource, Memtable};
+use crate::memtable::{MemPartitionSource, Memtable, MemtableMemory};
 use crate::merge::{Atom, AtomSource, LiveRows, MergeIterator, PartitionHeader, ReadCounters};
 use crate::model::{
     ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId,
@@ -242,6 +242,8 @@ pub struct Table {
     view: RwLock<TableView>,
     /// Shared by writers, exclusive for a memtable switch (see the module doc).
     write_barrier: RwLock<()>,
+    /// The engine's count of memtable bytes, shared by every memtable.
+    memory: MemtableMemory,
     next_generation: AtomicU64,
     /// SSTables (by generation) that a compaction is working on.
     pub(crate) compacting: Mutex<Vec<u64>>,
@@ -251,7 +253,12 @@ pub struct Table {
 impl Table {
     /// Opens a table directory: removes unfinished SSTables, finishes
     /// interrupted compactions, opens the rest.
-    pub fn open(id: TableId, dir: &Path, options: TableOptions) -> Result<Table> {
+    pub fn open(
+        id: TableId,
+        dir: &Path,
+        options: TableOptions,
+        memory: MemtableMemory,
+    ) -> Result<Table> {
         fs::create_dir_all(dir)?;
         crate::compaction::recover_interrupted(dir)?;
         let mut generations = std::collections::BTreeMap::new();
@@ -286,11 +293,12 @@ impl Table {
             dir: dir.to_owned(),
             options: RwLock::new(options),
             view: RwLock::new(TableView {
-                active: Arc::new(Memtable::new(Position::default())),
+                active: Arc::new(Memtable::new(Position::default(), memory.clone())),
                 flushing: Vec::new(),
                 sstables,
             }),
             write_barrier: RwLock::new(()),
+            memory,
             next_generation: AtomicU64::new(max_generation + 1),
             compacting: Mutex::new(Vec::new()),
             metrics: TableMetrics::new(),
@@ -309,6 +317,11 @@ impl Table {
 
     pub fn view(&self) -> TableView {
         self.view.read().clone()
+    }
+
+    /// Bytes in the active memtable (without cloning the view).
+    pub fn active_memtable_bytes(&self) -> usize {
+        self.view.read().active.size_bytes()
     }
 
     pub(crate) fn allocate_generation(&self) -> u64 {
@@ -344,7 +357,8 @@ impl Table {
             return None;
         }
         let position = position();
-        let old = std::mem::replace(&mut view.active, Arc::new(Memtable::new(position)));
+        let fresh = Memtable::new(position, self.memory.clone());
+        let old = std::mem::replace(&mut view.active, Arc::new(fresh));
         view.flushing.push(old.clone());
         Some((old, position))
     }
