@@ -340,6 +340,22 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A partition key's token and bytes, borrowed (nothing is copied).
+    pub fn partition_key_ref(&mut self) -> Result<(i64, &'a [u8]), DecodeError> {
+        let token = self.fixed_i64()?;
+        let len = self.u32_len(BYTES_LEN_MAX, "byte string longer than the limit")?;
+        Ok((token, self.take(len)?))
+    }
+
+    /// Moves past a clustering position without copying it.
+    pub fn skip_position(&mut self) -> Result<(), DecodeError> {
+        if self.u8()? > 2 {
+            return self.fail("unknown position kind");
+        }
+        let len = self.u32_len(BYTES_LEN_MAX, "byte string longer than the limit")?;
+        self.take(len).map(|_| ())
+    }
+
     pub fn update(&mut self) -> Result<PartitionUpdate, DecodeError> {
         let partition_deletion = self.opt_deletion()?;
         let static_row = match self.u8()? {

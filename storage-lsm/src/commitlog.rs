@@ -210,17 +210,20 @@ impl CommitLog {
 
     /// Encodes a mutation as one record (so it can be done before taking locks).
     pub fn encode_record(&self, mutation: &Mutation) -> Result<Vec<u8>> {
-        let mut payload = Writer::new();
-        payload.mutation(mutation);
-        let payload = payload.buf;
-        let len = payload.len() as u32;
-        let mut record = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
-        record.extend_from_slice(&len.to_le_bytes());
+        // One buffer: the header's place first, the payload after it, then
+        // the header filled in.
+        let mut writer = Writer::new();
+        writer.buf.extend_from_slice(&[0u8; RECORD_HEADER_BYTES]);
+        writer.mutation(mutation);
+        let mut record = writer.buf;
+        let len = (record.len() - RECORD_HEADER_BYTES) as u32;
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&len.to_le_bytes());
-        hasher.update(&payload);
-        record.extend_from_slice(&hasher.finalize().to_le_bytes());
-        record.extend_from_slice(&payload);
+        hasher.update(record.get(RECORD_HEADER_BYTES..).unwrap_or_default());
+        let header = [len.to_le_bytes(), hasher.finalize().to_le_bytes()].concat();
+        if let Some(place) = record.get_mut(..RECORD_HEADER_BYTES) {
+            place.copy_from_slice(&header);
+        }
         if record.len() as u64 > self.segment_size_bytes / 2 {
             return Err(Error::MutationTooLarge {
                 size_bytes: record.len(),

@@ -460,10 +460,7 @@ pub fn run(
     }
     for writer in outputs {
         if let Some(stats) = writer.finish()? {
-            published.push(Arc::new(SSTable::open(Descriptor::in_dir(
-                &table.dir,
-                stats.generation,
-            ))?));
+            published.push(Arc::new(table.open_sstable(stats.generation)?));
         }
     }
     let log_generation = table.allocate_generation();

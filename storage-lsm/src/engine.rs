@@ -35,9 +35,10 @@ use crate::fs;
 use crate::memtable::{Memtable, MemtableMemory};
 use crate::model::{Mutation, PartitionKey, TableId};
 use crate::sstable::format::Component;
+use crate::sstable::ChunkCache;
 use crate::stats::Percentiles;
 use crate::table::{
-    PartitionRows, ScanPage, ScanResume, SliceQuery, Table, TableOptions, TokenRange,
+    PartitionRows, ScanPage, ScanResume, SliceQuery, Table, TableOptions, TableShared, TokenRange,
 };
 
 /// Longest a writer waits for memtable memory before failing with an error.
@@ -54,6 +55,8 @@ pub struct EngineConfig {
     pub memtable_flush_bytes: usize,
     /// All memtables (active and flushing) together; writers wait past it.
     pub memtable_total_bytes_max: usize,
+    /// Decompressed SSTable chunks kept in memory, all tables together.
+    pub chunk_cache_bytes: usize,
     /// Compaction throughput limit (0 = unlimited).
     pub compaction_bytes_per_s: u64,
     pub background: bool,
@@ -70,6 +73,7 @@ impl EngineConfig {
             commitlog_segment_size_bytes: 32 * 1024 * 1024,
             memtable_flush_bytes: 64 * 1024 * 1024,
             memtable_total_bytes_max: 512 * 1024 * 1024,
+            chunk_cache_bytes: 64 * 1024 * 1024,
             compaction_bytes_per_s: 64 * 1024 * 1024,
             background: true,
             clock: Arc::new(SystemClock),
@@ -114,8 +118,9 @@ struct Shared {
     /// Signalled whenever a flush frees memory.
     flushed: Condvar,
     flushed_lock: Mutex<()>,
-    /// Bytes in every memtable together (the write back-pressure measure).
-    memtable_memory: MemtableMemory,
+    /// What every table shares: the memtable byte count (the write
+    /// back-pressure measure) and the chunk cache.
+    table_shared: TableShared,
 }
 
 /// A node's storage engine.
@@ -178,7 +183,10 @@ impl Engine {
     pub fn open(config: EngineConfig) -> Result<Engine> {
         fs::create_dir_all(&config.data_dir)?;
         let mut tables = HashMap::new();
-        let memtable_memory = MemtableMemory::default();
+        let table_shared = TableShared {
+            memory: MemtableMemory::default(),
+            chunk_cache: ChunkCache::new(config.chunk_cache_bytes),
+        };
         let mut unavailable: HashMap<TableId, String> = HashMap::new();
         let entries = std::fs::read_dir(&config.data_dir).map_err(Error::io(&config.data_dir))?;
         for entry in entries {
@@ -197,7 +205,7 @@ impl Engine {
                 })?,
                 Err(_) => continue, // a table directory whose creation did not finish
             };
-            match Table::open(id, &dir, options, memtable_memory.clone()) {
+            match Table::open(id, &dir, options, table_shared.clone()) {
                 Ok(table) => {
                     tables.insert(id, Arc::new(table));
                 }
@@ -260,7 +268,7 @@ impl Engine {
             work_lock: Mutex::new(()),
             flushed: Condvar::new(),
             flushed_lock: Mutex::new(()),
-            memtable_memory,
+            table_shared,
         });
         let engine = Engine {
             shared,
@@ -337,8 +345,8 @@ impl Engine {
         let dir = self.shared.config.data_dir.join(id.dir_name());
         fs::create_dir_all(&dir)?;
         fs::write_atomic(&options_path(&dir), options.encode().as_bytes())?;
-        let memory = self.shared.memtable_memory.clone();
-        tables.insert(id, Arc::new(Table::open(id, &dir, options, memory)?));
+        let shared = self.shared.table_shared.clone();
+        tables.insert(id, Arc::new(Table::open(id, &dir, options, shared)?));
         Ok(())
     }
 
@@ -381,7 +389,7 @@ impl Engine {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let sstables = table.view().sstables;
+        let sstables = table.view().sstables.clone();
         table.replace_sstables(&sstables, Vec::new());
         for sstable in &sstables {
             compaction::delete_sstable(&sstable.descriptor)?;
@@ -413,7 +421,7 @@ impl Engine {
     }
 
     fn total_memtable_bytes(&self) -> usize {
-        self.shared.memtable_memory.load(Ordering::Relaxed)
+        self.shared.table_shared.memory.load(Ordering::Relaxed)
     }
 
     fn wait_for_memory(&self) -> Result<()> {
@@ -627,7 +635,7 @@ impl Engine {
             self.flush(table.id)?;
             let dir = table.dir.join("snapshots").join(name);
             fs::create_dir_all(&dir)?;
-            for sstable in table.view().sstables {
+            for sstable in table.view().sstables.iter() {
                 for component in Component::ALL {
                     let from = sstable.descriptor.path(component);
                     let Some(file_name) = from.file_name() else {

@@ -28,6 +28,14 @@ use crate::model::{
 use crate::range_tombstones::{RangeMarker, RangeTombstoneList};
 use crate::row_map::RowMap;
 
+/// What a partition costs in memory beyond its data: its skip-list node
+/// (key, tower, value pointer), the shared, locked partition and its
+/// collections' headers. Counted so the memtable limit bounds real memory.
+const PARTITION_OVERHEAD_BYTES: usize = std::mem::size_of::<MemPartition>()
+    + std::mem::size_of::<PartitionKey>()
+    + 4 * std::mem::size_of::<usize>() // skip-list tower, refcounts
+    + std::mem::size_of::<Mutex<()>>();
+
 /// Atoms copied out of a memtable partition per lock acquisition.
 pub const MEMTABLE_READ_CHUNK: usize = 256;
 
@@ -101,14 +109,16 @@ impl Memtable {
 
     /// Applies one partition update.
     pub fn apply(&self, key: PartitionKey, update: PartitionUpdate) {
-        let size = update.size_bytes() + key.key.len();
+        let mut size = update.size_bytes();
         if let Some((min, max)) = update.timestamp_range() {
             self.min_timestamp.fetch_min(min, AtomicOrdering::Relaxed);
             self.max_timestamp.fetch_max(max, AtomicOrdering::Relaxed);
         }
-        let entry = self
-            .partitions
-            .get_or_insert_with(key, || Arc::new(Mutex::new(MemPartition::default())));
+        let key_bytes = key.key.len();
+        let entry = self.partitions.get_or_insert_with(key, || {
+            size += PARTITION_OVERHEAD_BYTES + key_bytes;
+            Arc::new(Mutex::new(MemPartition::default()))
+        });
         entry.value().lock().apply(update);
         self.size_bytes.fetch_add(size, AtomicOrdering::Relaxed);
         self.memory.fetch_add(size, AtomicOrdering::Relaxed);

@@ -27,7 +27,7 @@ use crate::model::{
     ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId,
 };
 use crate::sstable::format::IndexEntry;
-use crate::sstable::{Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
+use crate::sstable::{ChunkCache, Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
 use crate::stats::TableMetrics;
 
 /// How a table compacts.
@@ -233,17 +233,26 @@ pub struct TableView {
     pub sstables: Vec<Arc<SSTable>>,
 }
 
+/// What every table of an engine shares.
+#[derive(Debug, Clone)]
+pub struct TableShared {
+    /// The engine's count of memtable bytes.
+    pub memory: MemtableMemory,
+    pub chunk_cache: Arc<ChunkCache>,
+}
+
 /// One table of the engine.
 #[derive(Debug)]
 pub struct Table {
     pub id: TableId,
     pub dir: PathBuf,
     options: RwLock<TableOptions>,
-    view: RwLock<TableView>,
+    /// Replaced, never changed in place: a read takes the current view with
+    /// one reference count.
+    view: RwLock<Arc<TableView>>,
     /// Shared by writers, exclusive for a memtable switch (see the module doc).
     write_barrier: RwLock<()>,
-    /// The engine's count of memtable bytes, shared by every memtable.
-    memory: MemtableMemory,
+    shared: TableShared,
     next_generation: AtomicU64,
     /// SSTables (by generation) that a compaction is working on.
     pub(crate) compacting: Mutex<Vec<u64>>,
@@ -257,7 +266,7 @@ impl Table {
         id: TableId,
         dir: &Path,
         options: TableOptions,
-        memory: MemtableMemory,
+        shared: TableShared,
     ) -> Result<Table> {
         fs::create_dir_all(dir)?;
         crate::compaction::recover_interrupted(dir)?;
@@ -286,19 +295,22 @@ impl Table {
                 }
                 continue;
             }
-            sstables.push(Arc::new(SSTable::open(descriptor)?));
+            sstables.push(Arc::new(SSTable::open(
+                descriptor,
+                shared.chunk_cache.clone(),
+            )?));
         }
         Ok(Table {
             id,
             dir: dir.to_owned(),
             options: RwLock::new(options),
-            view: RwLock::new(TableView {
-                active: Arc::new(Memtable::new(Position::default(), memory.clone())),
+            view: RwLock::new(Arc::new(TableView {
+                active: Arc::new(Memtable::new(Position::default(), shared.memory.clone())),
                 flushing: Vec::new(),
                 sstables,
-            }),
+            })),
             write_barrier: RwLock::new(()),
-            memory,
+            shared,
             next_generation: AtomicU64::new(max_generation + 1),
             compacting: Mutex::new(Vec::new()),
             metrics: TableMetrics::new(),
@@ -315,8 +327,16 @@ impl Table {
         Ok(())
     }
 
-    pub fn view(&self) -> TableView {
+    pub fn view(&self) -> Arc<TableView> {
         self.view.read().clone()
+    }
+
+    /// Opens one of this table's SSTables by generation.
+    pub(crate) fn open_sstable(&self, generation: u64) -> Result<SSTable> {
+        SSTable::open(
+            Descriptor::in_dir(&self.dir, generation),
+            self.shared.chunk_cache.clone(),
+        )
     }
 
     /// Bytes in the active memtable (without cloning the view).
@@ -352,12 +372,13 @@ impl Table {
         position: impl FnOnce() -> Position,
     ) -> Option<(Arc<Memtable>, Position)> {
         let _barrier = self.write_barrier.write();
-        let mut view = self.view.write();
+        let mut guard = self.view.write();
+        let view = Arc::make_mut(&mut guard);
         if view.active.is_empty() {
             return None;
         }
         let position = position();
-        let fresh = Memtable::new(position, self.memory.clone());
+        let fresh = Memtable::new(position, self.shared.memory.clone());
         let old = std::mem::replace(&mut view.active, Arc::new(fresh));
         view.flushing.push(old.clone());
         Some((old, position))
@@ -388,13 +409,11 @@ impl Table {
             writer.add_partition(&key, &header, &mut merge)?;
         }
         let published = match writer.finish()? {
-            Some(stats) => Some(Arc::new(SSTable::open(Descriptor::in_dir(
-                &self.dir,
-                stats.generation,
-            ))?)),
+            Some(stats) => Some(Arc::new(self.open_sstable(stats.generation)?)),
             None => None,
         };
-        let mut view = self.view.write();
+        let mut guard = self.view.write();
+        let view = Arc::make_mut(&mut guard);
         view.flushing.retain(|m| !Arc::ptr_eq(m, memtable));
         view.sstables.extend(published);
         let still_needed = view
@@ -407,7 +426,8 @@ impl Table {
 
     /// Replaces `inputs` with `outputs` in the live set.
     pub(crate) fn replace_sstables(&self, inputs: &[Arc<SSTable>], outputs: Vec<Arc<SSTable>>) {
-        let mut view = self.view.write();
+        let mut guard = self.view.write();
+        let view = Arc::make_mut(&mut guard);
         view.sstables
             .retain(|s| !inputs.iter().any(|i| i.generation() == s.generation()));
         view.sstables.extend(outputs);

@@ -195,7 +195,11 @@ fn sstable_ranges(engine: &Engine) -> Vec<(u32, PartitionKey, PartitionKey)> {
                 dir: DATA_DIR.with(|d| d.borrow().clone()),
                 generation: generation.parse().unwrap(),
             };
-            let sstable = storage_lsm::sstable::SSTable::open(descriptor).unwrap();
+            let sstable = storage_lsm::sstable::SSTable::open(
+                descriptor,
+                storage_lsm::sstable::ChunkCache::new(0),
+            )
+            .unwrap();
             out.push((
                 sstable.stats.level,
                 sstable.stats.first(),

@@ -33,7 +33,7 @@ use crate::model::{ClusteringPosition, DeletionTime, PartitionKey};
 /// Version of the file formats below; bumped on any layout change.
 pub const FORMAT_VERSION: u32 = 1;
 /// Uncompressed bytes per compressed chunk of `Data.db`.
-pub const CHUNK_SIZE_BYTES: usize = 16 * 1024;
+pub const CHUNK_SIZE_BYTES: usize = 4 * 1024;
 /// Serialized atoms per row-index block inside a wide partition.
 pub const ROW_INDEX_BLOCK_BYTES: u64 = 32 * 1024;
 /// Target payload of one `Index.db` block.
@@ -245,6 +245,14 @@ impl IndexEntry {
 
     pub fn decode(r: &mut Reader<'_>) -> Result<IndexEntry, DecodeError> {
         let key = r.partition_key()?;
+        IndexEntry::decode_after_key(key, r)
+    }
+
+    /// Decodes the rest of an entry whose key was just read.
+    pub fn decode_after_key(
+        key: PartitionKey,
+        r: &mut Reader<'_>,
+    ) -> Result<IndexEntry, DecodeError> {
         let offset = r.varint()?;
         let header_len = r.varint()?;
         let atoms_len = r.varint()?;
@@ -270,6 +278,23 @@ impl IndexEntry {
             atoms_len,
             blocks,
         })
+    }
+}
+
+impl IndexEntry {
+    /// Moves past the rest of an entry whose key was just read, copying
+    /// nothing (a lookup passes over most entries of its index block).
+    pub fn skip_after_key(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        for _ in 0..3 {
+            r.varint()?;
+        }
+        let count = r.u32_len(1 << 24, "too many row-index blocks")?;
+        for _ in 0..count {
+            r.varint()?;
+            r.skip_position()?;
+            r.opt_deletion()?;
+        }
+        Ok(())
     }
 }
 

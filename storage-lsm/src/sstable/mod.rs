@@ -2,14 +2,17 @@
 //!
 //! - [`format`]: file names and byte layouts;
 //! - [`bloom`]: the partition-key filter;
+//! - [`chunk_cache`]: decompressed data chunks shared by an engine's SSTables;
 //! - [`writer`]: builds and atomically publishes one SSTable;
 //! - [`reader`]: opens one, looks partitions up, streams their atoms.
 
 pub mod bloom;
+pub mod chunk_cache;
 pub mod format;
 pub mod reader;
 pub mod writer;
 
+pub use chunk_cache::ChunkCache;
 pub use format::{Descriptor, SSTableStats};
-pub use reader::{ChunkCache, SSTable, SSTablePartitionSource};
+pub use reader::{SSTable, SSTablePartitionSource};
 pub use writer::SSTableWriter;

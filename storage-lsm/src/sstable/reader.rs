@@ -20,10 +20,15 @@ use crate::merge::{Atom, AtomSource, PartitionHeader};
 use crate::model::{ClusteringPosition, DeletionTime, PartitionKey};
 use crate::range_tombstones::RangeMarker;
 use crate::sstable::bloom::BloomFilter;
+use crate::sstable::chunk_cache::{next_sstable_id, Chunk, ChunkCache};
 use crate::sstable::format::{
     read_framed_block, Component, Descriptor, IndexEntry, SSTableStats, BLOCK_BYTES_MAX,
-    CHUNK_SIZE_BYTES, DATA_FOOTER_BYTES, DATA_MAGIC, INDEX_MAGIC,
+    DATA_FOOTER_BYTES, DATA_MAGIC, INDEX_MAGIC,
 };
+
+/// Chunk sizes a reader accepts (the writer's is [`crate::sstable::format::CHUNK_SIZE_BYTES`];
+/// older files may use another power of two in this range).
+const CHUNK_SIZES: std::ops::RangeInclusive<usize> = 1024..=1024 * 1024;
 
 fn map_file(path: &Path) -> Result<Mmap> {
     let file = File::open(path).map_err(Error::io(path))?;
@@ -68,17 +73,21 @@ pub struct SSTable {
     data: Mmap,
     index: Mmap,
     chunk_offsets: Vec<u64>,
+    chunk_size: usize,
     logical_len: u64,
     summary: Vec<(PartitionKey, u64)>,
     filter: BloomFilter,
     data_path: PathBuf,
     index_path: PathBuf,
-    chunks: parking_lot::Mutex<ChunkCache>,
+    cache: Arc<ChunkCache>,
+    /// This SSTable's key in the chunk cache.
+    cache_id: u64,
 }
 
 impl SSTable {
-    /// Opens and verifies the metadata of every component.
-    pub fn open(descriptor: Descriptor) -> Result<SSTable> {
+    /// Opens and verifies the metadata of every component; data chunks are
+    /// cached in `cache`.
+    pub fn open(descriptor: Descriptor, cache: Arc<ChunkCache>) -> Result<SSTable> {
         let stats_path = descriptor.path(Component::Statistics);
         let stats_bytes = std::fs::read(&stats_path).map_err(Error::io(&stats_path))?;
         let stats = SSTableStats::decode(&stats_bytes)
@@ -96,7 +105,11 @@ impl SSTable {
         };
         let data_path = descriptor.path(Component::Data);
         let data = map_file(&data_path)?;
-        let (chunk_offsets, logical_len) = read_data_footer(&data, &data_path)?;
+        let DataFooter {
+            chunk_offsets,
+            chunk_size,
+            logical_len,
+        } = read_data_footer(&data, &data_path)?;
         let index_path = descriptor.path(Component::Index);
         let index = map_file(&index_path)?;
         let summary = read_summary(&index, &index_path)?;
@@ -106,12 +119,14 @@ impl SSTable {
             data,
             index,
             chunk_offsets,
+            chunk_size,
             logical_len,
             summary,
             filter,
             data_path,
             index_path,
-            chunks: parking_lot::Mutex::new(ChunkCache::default()),
+            cache,
+            cache_id: next_sstable_id(),
         })
     }
 
@@ -168,12 +183,19 @@ impl SSTable {
         };
         let payload = self.index_block(*offset)?;
         let mut reader = Reader::new(payload);
+        let wanted = (key.token, key.key.as_ref());
+        let decode_error = |e| self.decode_error(&self.index_path, offset + 8, e);
         while !reader.is_empty() {
-            let entry = IndexEntry::decode(&mut reader)
-                .map_err(|e| self.decode_error(&self.index_path, offset + 8, e))?;
-            match entry.key.cmp(key) {
-                std::cmp::Ordering::Less => continue,
-                std::cmp::Ordering::Equal => return Ok(Some(entry)),
+            let found = reader.partition_key_ref().map_err(decode_error)?;
+            match found.cmp(&wanted) {
+                std::cmp::Ordering::Less => {
+                    IndexEntry::skip_after_key(&mut reader).map_err(decode_error)?
+                }
+                std::cmp::Ordering::Equal => {
+                    return IndexEntry::decode_after_key(key.clone(), &mut reader)
+                        .map(Some)
+                        .map_err(decode_error)
+                }
                 std::cmp::Ordering::Greater => return Ok(None),
             }
         }
@@ -231,9 +253,9 @@ impl SSTable {
         let mut out = Vec::with_capacity(len as usize);
         let mut at = offset;
         while at < end {
-            let chunk_index = (at / CHUNK_SIZE_BYTES as u64) as usize;
+            let chunk_index = (at / self.chunk_size as u64) as usize;
             let chunk = self.chunk(chunk_index)?;
-            let within = (at % CHUNK_SIZE_BYTES as u64) as usize;
+            let within = (at % self.chunk_size as u64) as usize;
             let take = ((end - at) as usize).min(chunk.len().saturating_sub(within));
             let slice = chunk
                 .get(within..within + take)
@@ -245,9 +267,11 @@ impl SSTable {
         Ok(out)
     }
 
-    /// One decompressed chunk, from the SSTable's small cache if it is there.
-    fn chunk(&self, index: usize) -> Result<Arc<Vec<u8>>> {
-        if let Some(hit) = self.chunks.lock().get(index) {
+    /// One decompressed chunk, from the chunk cache if it is there.
+    fn chunk(&self, index: usize) -> Result<Chunk> {
+        let cache_index = u32::try_from(index)
+            .map_err(|_| corrupt(&self.data_path, 0, format!("no chunk {index}")))?;
+        if let Some(hit) = self.cache.get(self.cache_id, cache_index) {
             return Ok(hit);
         }
         let offset = *self
@@ -282,7 +306,7 @@ impl SSTable {
                 format!("chunk does not decompress: {e}"),
             )
         })?;
-        if bytes.len() > CHUNK_SIZE_BYTES {
+        if bytes.len() > self.chunk_size {
             return Err(corrupt(
                 &self.data_path,
                 offset,
@@ -290,7 +314,7 @@ impl SSTable {
             ));
         }
         let bytes = Arc::new(bytes);
-        self.chunks.lock().put(index, bytes.clone());
+        self.cache.insert(self.cache_id, cache_index, bytes.clone());
         Ok(bytes)
     }
 
@@ -373,7 +397,14 @@ impl SSTable {
     }
 }
 
-fn read_data_footer(data: &[u8], path: &Path) -> Result<(Vec<u64>, u64)> {
+/// What a data file's footer says.
+struct DataFooter {
+    chunk_offsets: Vec<u64>,
+    chunk_size: usize,
+    logical_len: u64,
+}
+
+fn read_data_footer(data: &[u8], path: &Path) -> Result<DataFooter> {
     let len = data.len();
     if len < DATA_FOOTER_BYTES {
         return Err(corrupt(path, 0, "file shorter than its footer"));
@@ -402,13 +433,20 @@ fn read_data_footer(data: &[u8], path: &Path) -> Result<(Vec<u64>, u64)> {
             found,
         });
     }
-    if chunk_size != CHUNK_SIZE_BYTES || count.saturating_mul(8) + start != footer_at {
+    if !chunk_size.is_power_of_two() || !CHUNK_SIZES.contains(&chunk_size) {
+        return Err(bad("implausible chunk size"));
+    }
+    if count.saturating_mul(8) + start != footer_at {
         return Err(bad("chunk table does not match the footer"));
     }
-    let offsets = (0..count)
+    let chunk_offsets = (0..count)
         .map(|i| le_u64(data, start + i * 8).ok_or_else(|| bad("chunk offset")))
         .collect::<Result<Vec<u64>>>()?;
-    Ok((offsets, logical_len))
+    Ok(DataFooter {
+        chunk_offsets,
+        chunk_size,
+        logical_len,
+    })
 }
 
 fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
@@ -438,33 +476,6 @@ fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
             Ok(summary)
         };
     decode(&mut r).map_err(|e| corrupt(path, summary_offset + 8 + e.offset as u64, e.reason))
-}
-
-/// Chunks an SSTable keeps decompressed (most recent first).
-const CHUNK_CACHE_ENTRIES: usize = 8;
-
-/// The most recently used decompressed chunks of one SSTable: a point read
-/// decompresses its chunk once for header and atoms, and a sequential scan
-/// decompresses each chunk once for all the partitions in it.
-#[derive(Debug, Default)]
-pub struct ChunkCache {
-    entries: VecDeque<(usize, Arc<Vec<u8>>)>,
-}
-
-impl ChunkCache {
-    fn get(&mut self, index: usize) -> Option<Arc<Vec<u8>>> {
-        let at = self.entries.iter().position(|(i, _)| *i == index)?;
-        let entry = self.entries.remove(at)?;
-        let bytes = entry.1.clone();
-        self.entries.push_front(entry);
-        Some(bytes)
-    }
-
-    fn put(&mut self, index: usize, bytes: Arc<Vec<u8>>) {
-        self.entries.retain(|(i, _)| *i != index);
-        self.entries.push_front((index, bytes));
-        self.entries.truncate(CHUNK_CACHE_ENTRIES);
-    }
 }
 
 /// Streams one SSTable partition's atoms in `[start, end)`, in stream order.

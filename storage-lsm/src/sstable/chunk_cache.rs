@@ -1,0 +1,105 @@
+//! Decompressed data chunks, shared by every SSTable of an engine and
+//! bounded in bytes (Cassandra's chunk cache).
+//!
+//! A chunk enters only after its checksum matched and it decompressed, so a
+//! hit needs neither again. Keys are a process-wide SSTable id (never reused,
+//! so a deleted SSTable's chunks cannot be mistaken for a new one's; they
+//! age out) and the chunk's index. The eviction policy (quick_cache's
+//! CLOCK-Pro) keeps chunks read more than once over chunks a scan or a
+//! compaction reads once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+
+/// The smallest cache an engine gets, whatever it is configured to: a
+/// sequential read must find the chunk it is in the middle of.
+pub const CHUNK_CACHE_BYTES_MIN: usize = 1024 * 1024;
+
+/// A decompressed chunk.
+pub type Chunk = Arc<Vec<u8>>;
+
+static NEXT_SSTABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh id for an SSTable being opened.
+pub fn next_sstable_id() -> u64 {
+    NEXT_SSTABLE_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkBytes;
+
+impl Weighter<(u64, u32), Chunk> for ChunkBytes {
+    fn weight(&self, _key: &(u64, u32), chunk: &Chunk) -> u64 {
+        chunk.len().max(1) as u64
+    }
+}
+
+/// The engine's chunk cache.
+pub struct ChunkCache {
+    chunks: Cache<(u64, u32), Chunk, ChunkBytes>,
+    capacity_bytes: usize,
+}
+
+impl std::fmt::Debug for ChunkCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChunkCache")
+            .field("capacity_bytes", &self.capacity_bytes)
+            .field("held_bytes", &self.chunks.weight())
+            .finish()
+    }
+}
+
+impl ChunkCache {
+    /// A cache of at most `capacity_bytes` (at least
+    /// [`CHUNK_CACHE_BYTES_MIN`]) of decompressed chunks.
+    pub fn new(capacity_bytes: usize) -> Arc<ChunkCache> {
+        let capacity_bytes = capacity_bytes.max(CHUNK_CACHE_BYTES_MIN);
+        let typical_chunk = crate::sstable::format::CHUNK_SIZE_BYTES;
+        Arc::new(ChunkCache {
+            chunks: Cache::with_weighter(
+                capacity_bytes / typical_chunk,
+                capacity_bytes as u64,
+                ChunkBytes,
+            ),
+            capacity_bytes,
+        })
+    }
+
+    pub fn get(&self, sstable: u64, chunk: u32) -> Option<Chunk> {
+        self.chunks.get(&(sstable, chunk))
+    }
+
+    pub fn insert(&self, sstable: u64, chunk: u32, bytes: Chunk) {
+        self.chunks.insert((sstable, chunk), bytes);
+    }
+
+    /// Bytes held now.
+    pub fn held_bytes(&self) -> u64 {
+        self.chunks.weight()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_at_most_its_capacity_and_keys_by_sstable_and_chunk() {
+        let cache = ChunkCache::new(0);
+        let a = next_sstable_id();
+        let b = next_sstable_id();
+        assert_ne!(a, b);
+        cache.insert(a, 0, Arc::new(vec![1u8; 4096]));
+        cache.insert(b, 0, Arc::new(vec![2u8; 4096]));
+        assert_eq!(cache.get(a, 0).map(|c| c[0]), Some(1));
+        assert_eq!(cache.get(b, 0).map(|c| c[0]), Some(2));
+        assert!(cache.get(a, 1).is_none());
+        for i in 0..1000 {
+            cache.insert(a, i, Arc::new(vec![0u8; 4096]));
+        }
+        assert!(cache.held_bytes() <= CHUNK_CACHE_BYTES_MIN as u64);
+    }
+}
