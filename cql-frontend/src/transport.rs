@@ -144,6 +144,12 @@ pub async fn serve_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let peer = stream.peer_addr().ok();
+    // Responses go out as soon as they are written (as Cassandra's do):
+    // Nagle's algorithm would hold a small response until the client's
+    // delayed acknowledgement of the previous one.
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(?peer, %error, "could not turn off Nagle's algorithm");
+    }
     let metrics_node = node.clone();
     let _open = metrics_node.metrics.connection();
     let (mut reader, writer) = stream.into_split();

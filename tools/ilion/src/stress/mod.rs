@@ -7,13 +7,15 @@
 //! (because the server was slow) counts its latency from the intended
 //! start, not from when it got to it: a stalled server shows in the tail
 //! instead of slowing the clock (no coordinated omission). A worker that is
-//! early sleeps, and counts from when it wakes (timer lateness is the
-//! client's, not the server's).
+//! early waits for the [`pacer`], and counts from when it is released
+//! (pacing lateness is the client's, not the server's).
 //!
 //! Layout: [`distribution`] picks keys, [`profile`] holds the statements and
-//! makes bind values, [`report`] keeps the histograms and prints.
+//! makes bind values, [`pacer`] releases operations at the rate, [`report`]
+//! keeps the histograms and prints.
 
 pub mod distribution;
+pub mod pacer;
 pub mod profile;
 pub mod report;
 
@@ -205,6 +207,8 @@ struct Plan {
     ops: Option<u64>,
     until: Option<Instant>,
     rate: Option<u64>,
+    /// Releases operations at `rate`, when there is one.
+    pacer: Option<pacer::Pacer>,
     started: Instant,
     next: AtomicU64,
     stop: AtomicBool,
@@ -310,6 +314,13 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
         );
     }
     let started = Instant::now();
+    let until = args.duration.map(|d| started + d);
+    let pacer = match args.rate {
+        Some(rate) => Some(
+            pacer::Pacer::start(rate, started, until).context("cannot start the pacing thread")?,
+        ),
+        None => None,
+    };
     let plan = Arc::new(Plan {
         session,
         write,
@@ -318,8 +329,9 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
         ratio,
         value_size: args.value_size,
         ops,
-        until: args.duration.map(|d| started + d),
+        until,
         rate: args.rate,
+        pacer,
         started,
         next: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -360,6 +372,11 @@ async fn work(plan: Arc<Plan>, worker: u64) {
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(worker.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x1234);
     loop {
+        if let Some(pacer) = &plan.pacer {
+            if !pacer.wait().await {
+                return;
+            }
+        }
         let op = plan.next.fetch_add(1, Ordering::Relaxed);
         if plan.ops.is_some_and(|n| op >= n) || plan.stop.load(Ordering::Acquire) {
             return;
@@ -370,15 +387,9 @@ async fn work(plan: Arc<Plan>, worker: u64) {
                 if plan.until.is_some_and(|until| at >= until) {
                     return;
                 }
-                if at > Instant::now() {
-                    // Ahead of schedule: the worker was idle, so the timer's
-                    // own lateness (up to a millisecond) is not the server's.
-                    tokio::time::sleep_until(at.into()).await;
-                    Instant::now()
-                } else {
-                    // Behind schedule: the wait counts (no coordinated omission).
-                    at
-                }
+                // Behind schedule, the wait counts (no coordinated omission);
+                // released a little early, the operation counts from now.
+                at.min(Instant::now())
             }
             None => Instant::now(),
         };
