@@ -1,15 +1,17 @@
 //! The commitlog: every mutation is appended here before it is acknowledged,
 //! and replayed into memtables after a crash.
 //!
-//! Segments are files `CommitLog-<id>.log` of at most
-//! `segment_size_bytes`, written append-only with `write(2)` (so a killed
-//! process loses nothing the kernel has). Layout:
+//! Segments are files `CommitLog-<id>.log` of `segment_size_bytes`, created
+//! at that size (sparse) and written in order with `write(2)` (so a killed
+//! process loses nothing the kernel has); zeros after the last record are
+//! the unwritten rest. Layout:
 //! - header: `u32 magic, u32 version, u64 id, u32 crc32(previous 16 bytes)`;
 //! - records: `u32 len, u32 crc32(len LE bytes ++ payload), payload`, where
 //!   the payload is one encoded [`Mutation`].
 //!
-//! Sync modes: `Periodic` fsyncs from a background thread every period
-//! (a crash may lose up to one period); `Batch` acknowledges a write only
+//! Sync modes: `Periodic` fsyncs from a background thread every period, or
+//! sooner once a megabyte is unsynced (a crash may lose up to one period);
+//! `Batch` acknowledges a write only
 //! after an fsync that covers it, and writers waiting at the same time share
 //! one fsync (group commit).
 //!
@@ -40,6 +42,7 @@ const MAGIC: u32 = 0x494c_434c; // "ILCL"
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 20;
 const RECORD_HEADER_BYTES: usize = 8;
+const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 
 /// When the commitlog is fsynced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,9 @@ struct State {
     closed: BTreeMap<u64, Segment>,
     next_id: u64,
     written: Position,
+    /// A segment was created since the directory was last synced: the next
+    /// sync makes its name durable too.
+    dir_unsynced: bool,
 }
 
 struct SyncState {
@@ -111,7 +117,17 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("CommitLog-{id}.log"))
 }
 
-fn create_segment(dir: &Path, id: u64) -> Result<Segment> {
+/// Creates a segment with its header, sized to `size_bytes` up front (a
+/// sparse file: zeros cost no disk until written). Appends then never grow
+/// the file, so they never wait for the filesystem's journal, which a sync
+/// of the same file may be committing; replay reads the zeros after the
+/// last record as the segment's end.
+///
+/// Nothing is fsynced here (writers may be waiting): the next sync of the
+/// commitlog covers the header and the directory entry, and until then a
+/// crash leaves at worst a last segment with a torn header, which replay
+/// cuts like any torn tail.
+fn create_segment(dir: &Path, id: u64, size_bytes: u64) -> Result<Segment> {
     let path = segment_path(dir, id);
     let mut file = File::create(&path).map_err(Error::io(&path))?;
     let mut header = Vec::with_capacity(HEADER_BYTES);
@@ -121,8 +137,7 @@ fn create_segment(dir: &Path, id: u64) -> Result<Segment> {
     let crc = crc32fast::hash(&header);
     header.extend_from_slice(&crc.to_le_bytes());
     file.write_all(&header).map_err(Error::io(&path))?;
-    file.sync_all().map_err(Error::io(&path))?;
-    fs::sync_dir(dir)?;
+    file.set_len(size_bytes).map_err(Error::io(&path))?;
     Ok(Segment {
         id,
         path,
@@ -173,7 +188,10 @@ impl CommitLog {
             replay_segment(path, i == last_index, &mut report, &mut apply)?;
         }
         let next_id = segments.last().map_or(1, |(id, _)| id + 1);
-        let active = create_segment(dir, next_id)?;
+        let segment_size_bytes = segment_size_bytes.max(SEGMENT_BYTES_MIN);
+        let active = create_segment(dir, next_id, segment_size_bytes)?;
+        active.file.sync_all().map_err(Error::io(&active.path))?;
+        fs::sync_dir(dir)?;
         let written = Position {
             segment: next_id,
             offset: active.len,
@@ -181,12 +199,13 @@ impl CommitLog {
         let log = CommitLog {
             dir: dir.to_owned(),
             mode,
-            segment_size_bytes: segment_size_bytes.max(64 * 1024),
+            segment_size_bytes,
             state: Mutex::new(State {
                 active,
                 closed: BTreeMap::new(),
                 next_id: next_id + 1,
                 written,
+                dir_unsynced: false,
             }),
             sync: Mutex::new(SyncState {
                 synced: written,
@@ -255,13 +274,16 @@ impl CommitLog {
 
     fn switch_segment(&self, state: &mut State) -> Result<()> {
         // The full segment is fsynced before the new one takes writes, so a
-        // sync of the new segment covers everything before it.
+        // sync of the new segment covers everything before it. (In periodic
+        // mode the syncer keeps its unsynced tail short: see
+        // [`CommitLog::unsynced_bytes`].)
         state
             .active
             .file
             .sync_data()
             .map_err(Error::io(&state.active.path))?;
-        let next = create_segment(&self.dir, state.next_id)?;
+        let next = create_segment(&self.dir, state.next_id, self.segment_size_bytes)?;
+        state.dir_unsynced = true;
         state.next_id += 1;
         let full = std::mem::replace(&mut state.active, next);
         state.closed.insert(full.id, full);
@@ -300,18 +322,38 @@ impl CommitLog {
         }
     }
 
-    /// Fsyncs the active segment; returns the position now durable.
+    /// Fsyncs the active segment (and the directory, when a segment was
+    /// created since); returns the position now durable.
     pub fn sync_now(&self) -> Result<Position> {
-        let (file, path, position) = {
-            let state = self.state.lock();
+        let (file, path, position, dir_unsynced) = {
+            let mut state = self.state.lock();
             (
                 state.active.file.clone(),
                 state.active.path.clone(),
                 state.written,
+                std::mem::take(&mut state.dir_unsynced),
             )
         };
+        if dir_unsynced {
+            if let Err(error) = fs::sync_dir(&self.dir) {
+                self.state.lock().dir_unsynced = true;
+                return Err(error);
+            }
+        }
         file.sync_data().map_err(Error::io(&path))?;
         Ok(position)
+    }
+
+    /// Bytes appended since the last completed sync (counting a whole
+    /// segment for each switch in between).
+    pub fn unsynced_bytes(&self) -> u64 {
+        let written = self.state.lock().written;
+        let synced = self.sync.lock().synced;
+        if written.segment == synced.segment {
+            written.offset.saturating_sub(synced.offset)
+        } else {
+            (written.segment - synced.segment) * self.segment_size_bytes + written.offset
+        }
     }
 
     /// Periodic mode's background sync; also records the durable position.
@@ -415,6 +457,12 @@ fn replay_segment(
     let mut at = HEADER_BYTES;
     let started = Instant::now();
     while at < bytes.len() {
+        if bytes
+            .get(at..)
+            .is_some_and(|rest| rest.iter().all(|&b| b == 0))
+        {
+            break; // the unwritten rest of a presized segment
+        }
         let Some(header) = bytes.get(at..at + RECORD_HEADER_BYTES) else {
             damage(at as u64, "record header cut short".into(), report);
             break;

@@ -287,14 +287,20 @@ impl Engine {
         threads.extend(
             std::thread::Builder::new()
                 .name("ilion-flush".into())
-                .spawn(move || flusher(&shared))
+                .spawn(move || {
+                    crate::background::lower_priority(crate::background::FLUSH_NICENESS);
+                    flusher(&shared)
+                })
                 .ok(),
         );
         let shared = self.shared.clone();
         threads.extend(
             std::thread::Builder::new()
                 .name("ilion-compact".into())
-                .spawn(move || compactor(&shared))
+                .spawn(move || {
+                    crate::background::lower_priority(crate::background::COMPACTION_NICENESS);
+                    compactor(&shared)
+                })
                 .ok(),
         );
         if let SyncMode::Periodic(period) = self.shared.config.sync {
@@ -884,13 +890,18 @@ fn compactor(shared: &Shared) {
     }
 }
 
+/// Periodic mode also syncs as soon as this much is unsynced, so no sync
+/// (the syncer's, or the one a segment switch makes while writers wait) has
+/// much to write out.
+pub const COMMITLOG_SYNC_LAG_BYTES: u64 = 1024 * 1024;
+
 fn syncer(shared: &Shared, period: Duration) {
     let mut last = Instant::now();
     while !shared.shutdown.load(Ordering::Relaxed) {
         let wait = period
             .saturating_sub(last.elapsed())
-            .min(Duration::from_millis(100));
-        if !wait.is_zero() {
+            .min(Duration::from_millis(20));
+        if !wait.is_zero() && shared.commitlog.unsynced_bytes() < COMMITLOG_SYNC_LAG_BYTES {
             std::thread::sleep(wait);
             continue;
         }

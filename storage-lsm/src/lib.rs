@@ -13,7 +13,8 @@
 //! - [`commitlog`]: durability before acknowledgement, replay after a crash;
 //! - [`table`]: one table's memtables and SSTables, read/flush paths;
 //! - [`compaction`]: strategies and the merge that purges;
-//! - [`engine`]: the public API over all tables, background threads;
+//! - [`engine`]: the public API over all tables, background threads
+//!   ([`background`]: their lower priority);
 //! - [`stats`]: per-table latency histograms and counters;
 //! - [`fs`]: the filesystem seam (fsync, atomic rename);
 //! - [`clock`]: the time seam.
@@ -24,6 +25,7 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod background;
 pub mod clock;
 pub mod codec;
 pub mod commitlog;

@@ -232,14 +232,38 @@ fn damaged_commitlog_record_keeps_everything_before_it() {
 }
 
 #[test]
+fn presized_segments_replay_cleanly_up_to_their_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    unflushed(dir.path(), &clock);
+    let segs = segments(dir.path());
+    let last = segs.last().unwrap();
+    assert_eq!(
+        std::fs::metadata(last).unwrap().len(),
+        64 * 1024,
+        "segments are created at their full size"
+    );
+    // A clean replay: the zeros after each segment's records are its end.
+    {
+        let engine = engine(dir.path(), &clock);
+        assert!(engine.replay.damaged.is_empty(), "{:?}", engine.replay);
+        assert!(engine.replay.torn_tail.is_none(), "{:?}", engine.replay);
+        assert_eq!(engine.replay.mutations, PARTITIONS);
+    }
+}
+
+#[test]
 fn torn_commitlog_tail_is_cut_at_the_last_whole_record() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_000);
     unflushed(dir.path(), &clock);
     let last = segments(dir.path()).pop().unwrap();
-    let len = std::fs::metadata(&last).unwrap().len();
+    // Segments are created at full size; the records end at the last
+    // nonzero byte (a record's CRC is never all zeros).
+    let bytes = std::fs::read(&last).unwrap();
+    let end = bytes.iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
     let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
-    file.set_len(len - 7).unwrap();
+    file.set_len(end - 7).unwrap();
     let engine = engine(dir.path(), &clock);
     assert!(engine.replay.torn_tail.is_some());
     assert!(engine.replay.damaged.is_empty());
