@@ -255,7 +255,10 @@ fn write_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes a directory tree takes on disk (allocated blocks, so sparse files
+/// such as Ilion's presized commitlog segments count what they use).
 fn dir_size(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
@@ -266,7 +269,7 @@ fn dir_size(dir: &Path) -> u64 {
             if path.is_dir() {
                 dir_size(&path)
             } else {
-                e.metadata().map(|m| m.len()).unwrap_or(0)
+                e.metadata().map(|m| m.blocks() * 512).unwrap_or(0)
             }
         })
         .sum()

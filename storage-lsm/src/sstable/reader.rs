@@ -65,6 +65,23 @@ fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
+/// Bytes of the logical data stream (see [`SSTable::read_logical`]).
+pub enum LogicalBytes {
+    InChunk(Chunk, std::ops::Range<usize>),
+    Copied(Vec<u8>),
+}
+
+impl std::ops::Deref for LogicalBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            LogicalBytes::InChunk(chunk, range) => chunk.get(range.clone()).unwrap_or_default(),
+            LogicalBytes::Copied(bytes) => bytes,
+        }
+    }
+}
+
 /// An open, immutable SSTable.
 #[derive(Debug)]
 pub struct SSTable {
@@ -76,6 +93,12 @@ pub struct SSTable {
     chunk_size: usize,
     logical_len: u64,
     summary: Vec<(PartitionKey, u64)>,
+    /// Index blocks whose checksum matched once (the file never changes
+    /// while it is open), by summary position.
+    index_verified: Vec<std::sync::atomic::AtomicBool>,
+    /// The summary keys' tokens, side by side: a lookup's binary search
+    /// reads one cache line where the keys would need one each.
+    summary_tokens: Vec<i64>,
     filter: BloomFilter,
     data_path: PathBuf,
     index_path: PathBuf,
@@ -113,6 +136,11 @@ impl SSTable {
         let index_path = descriptor.path(Component::Index);
         let index = map_file(&index_path)?;
         let summary = read_summary(&index, &index_path)?;
+        let summary_tokens = summary.iter().map(|(key, _)| key.token).collect();
+        let index_verified = summary
+            .iter()
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect();
         Ok(SSTable {
             descriptor,
             stats,
@@ -122,6 +150,8 @@ impl SSTable {
             chunk_size,
             logical_len,
             summary,
+            summary_tokens,
+            index_verified,
             filter,
             data_path,
             index_path,
@@ -152,13 +182,30 @@ impl SSTable {
         corrupt(path, base + e.offset as u64, e.reason)
     }
 
-    fn index_block(&self, offset: u64) -> Result<&[u8]> {
-        read_framed_block(&self.index, offset)
-            .map_err(|(offset, reason)| corrupt(&self.index_path, offset, reason))
+    /// Index block `block` (a summary position) and its file offset; its
+    /// checksum is computed the first time only.
+    fn index_block(&self, block: usize) -> Result<(&[u8], u64)> {
+        let (offset, verified) = match (self.summary.get(block), self.index_verified.get(block)) {
+            (Some((_, offset)), Some(verified)) => (*offset, verified),
+            _ => {
+                return Err(corrupt(
+                    &self.index_path,
+                    0,
+                    format!("no index block {block}"),
+                ))
+            }
+        };
+        let check = !verified.load(std::sync::atomic::Ordering::Relaxed);
+        let payload = read_framed_block(&self.index, offset, check)
+            .map_err(|(offset, reason)| corrupt(&self.index_path, offset, reason))?;
+        if check {
+            verified.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok((payload, offset))
     }
 
-    fn entries_in_block(&self, block_offset: u64) -> Result<Vec<IndexEntry>> {
-        let payload = self.index_block(block_offset)?;
+    fn entries_in_block(&self, block: usize) -> Result<Vec<IndexEntry>> {
+        let (payload, block_offset) = self.index_block(block)?;
         let mut reader = Reader::new(payload);
         let mut entries = Vec::new();
         while !reader.is_empty() {
@@ -169,19 +216,29 @@ impl SSTable {
         Ok(entries)
     }
 
+    /// How many index blocks start at or before `key` (its block is the
+    /// last of them). Searches the tokens first; only blocks starting at
+    /// the key's own token need their keys compared.
+    fn blocks_starting_at_or_before(&self, key: &PartitionKey) -> usize {
+        let below = self.summary_tokens.partition_point(|&t| t < key.token);
+        let at_or_below = self.summary_tokens.partition_point(|&t| t <= key.token);
+        below
+            + self
+                .summary
+                .get(below..at_or_below)
+                .map_or(0, |same| same.partition_point(|(first, _)| first <= key))
+    }
+
     /// The index entry of `key`, if this SSTable holds it.
     pub fn get_entry(&self, key: &PartitionKey) -> Result<Option<IndexEntry>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
-        let block = match self.summary.partition_point(|(first, _)| first <= key) {
+        let block = match self.blocks_starting_at_or_before(key) {
             0 => return Ok(None),
             n => n - 1,
         };
-        let Some((_, offset)) = self.summary.get(block) else {
-            return Ok(None);
-        };
-        let payload = self.index_block(*offset)?;
+        let (payload, offset) = self.index_block(block)?;
         let mut reader = Reader::new(payload);
         let wanted = (key.token, key.key.as_ref());
         let decode_error = |e| self.decode_error(&self.index_path, offset + 8, e);
@@ -212,14 +269,13 @@ impl SSTable {
     ) -> Result<Vec<IndexEntry>> {
         let first_block = match lo {
             Bound::Unbounded => 0,
-            Bound::Included(k) | Bound::Excluded(k) => self
-                .summary
-                .partition_point(|(first, _)| first <= k)
-                .saturating_sub(1),
+            Bound::Included(k) | Bound::Excluded(k) => {
+                self.blocks_starting_at_or_before(k).saturating_sub(1)
+            }
         };
         let mut out = Vec::new();
-        for (_, offset) in self.summary.iter().skip(first_block) {
-            for entry in self.entries_in_block(*offset)? {
+        for block in first_block..self.summary.len() {
+            for entry in self.entries_in_block(block)? {
                 let after_lo = match lo {
                     Bound::Unbounded => true,
                     Bound::Included(k) => entry.key >= *k,
@@ -244,18 +300,30 @@ impl SSTable {
         Ok(out)
     }
 
-    /// Decompresses logical bytes `[offset, offset + len)` of the data stream.
-    pub fn read_logical(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+    /// Logical bytes `[offset, offset + len)` of the data stream: borrowed
+    /// from their chunk when they lie in one (most partitions), copied
+    /// together otherwise.
+    pub fn read_logical(&self, offset: u64, len: u64) -> Result<LogicalBytes> {
         let end = offset
             .checked_add(len)
             .filter(|&end| end <= self.logical_len)
             .ok_or_else(|| corrupt(&self.index_path, 0, "index points past the end of the data"))?;
+        let chunk_size = self.chunk_size as u64;
+        if len > 0 && offset / chunk_size == (end - 1) / chunk_size {
+            let chunk = self.chunk((offset / chunk_size) as usize)?;
+            let within = (offset % chunk_size) as usize;
+            let range = within..within + len as usize;
+            if chunk.get(range.clone()).is_none() {
+                return Err(corrupt(&self.data_path, 0, "chunk shorter than expected"));
+            }
+            return Ok(LogicalBytes::InChunk(chunk, range));
+        }
         let mut out = Vec::with_capacity(len as usize);
         let mut at = offset;
         while at < end {
-            let chunk_index = (at / self.chunk_size as u64) as usize;
+            let chunk_index = (at / chunk_size) as usize;
             let chunk = self.chunk(chunk_index)?;
-            let within = (at % self.chunk_size as u64) as usize;
+            let within = (at % chunk_size) as usize;
             let take = ((end - at) as usize).min(chunk.len().saturating_sub(within));
             let slice = chunk
                 .get(within..within + take)
@@ -264,7 +332,7 @@ impl SSTable {
             out.extend_from_slice(slice);
             at += take as u64;
         }
-        Ok(out)
+        Ok(LogicalBytes::Copied(out))
     }
 
     /// One decompressed chunk, from the chunk cache if it is there.
@@ -463,7 +531,7 @@ fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
             "not an index file (bad magic)",
         ));
     }
-    let payload = read_framed_block(index, summary_offset)
+    let payload = read_framed_block(index, summary_offset, true)
         .map_err(|(offset, reason)| corrupt(path, offset, reason))?;
     let mut r = Reader::new(payload);
     let decode =
