@@ -216,6 +216,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Most varints (lengths, counts, small offsets) are one byte.
+        if let Some(&byte) = self.buf.get(self.pos) {
+            if byte < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(byte));
+            }
+        }
         let mut value: u64 = 0;
         for shift in (0..64).step_by(7) {
             let byte = self.u8()?;
