@@ -255,8 +255,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        self.bytes_ref().map(Bytes::copy_from_slice)
+    }
+
+    /// A length-prefixed byte string, borrowed from the buffer.
+    pub fn bytes_ref(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.u32_len(BYTES_LEN_MAX, "byte string longer than the limit")?;
-        Ok(Bytes::copy_from_slice(self.take(len)?))
+        self.take(len)
     }
 
     pub fn deletion(&mut self) -> Result<DeletionTime, DecodeError> {
@@ -341,17 +346,13 @@ impl<'a> Reader<'a> {
     }
 
     pub fn partition_key(&mut self) -> Result<PartitionKey, DecodeError> {
-        Ok(PartitionKey {
-            token: self.fixed_i64()?,
-            key: self.bytes()?,
-        })
+        let (token, key) = self.partition_key_ref()?;
+        Ok(PartitionKey::new(token, Bytes::copy_from_slice(key)))
     }
 
     /// A partition key's token and bytes, borrowed (nothing is copied).
     pub fn partition_key_ref(&mut self) -> Result<(i64, &'a [u8]), DecodeError> {
-        let token = self.fixed_i64()?;
-        let len = self.u32_len(BYTES_LEN_MAX, "byte string longer than the limit")?;
-        Ok((token, self.take(len)?))
+        Ok((self.fixed_i64()?, self.bytes_ref()?))
     }
 
     /// Moves past a clustering position without copying it.
@@ -359,8 +360,7 @@ impl<'a> Reader<'a> {
         if self.u8()? > 2 {
             return self.fail("unknown position kind");
         }
-        let len = self.u32_len(BYTES_LEN_MAX, "byte string longer than the limit")?;
-        self.take(len).map(|_| ())
+        self.bytes_ref().map(|_| ())
     }
 
     pub fn update(&mut self) -> Result<PartitionUpdate, DecodeError> {

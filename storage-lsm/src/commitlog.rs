@@ -239,9 +239,12 @@ impl CommitLog {
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&len.to_le_bytes());
         hasher.update(record.get(RECORD_HEADER_BYTES..).unwrap_or_default());
-        let header = [len.to_le_bytes(), hasher.finalize().to_le_bytes()].concat();
-        if let Some(place) = record.get_mut(..RECORD_HEADER_BYTES) {
-            place.copy_from_slice(&header);
+        let crc = hasher.finalize();
+        if let Some(place) = record.get_mut(..4) {
+            place.copy_from_slice(&len.to_le_bytes());
+        }
+        if let Some(place) = record.get_mut(4..RECORD_HEADER_BYTES) {
+            place.copy_from_slice(&crc.to_le_bytes());
         }
         if record.len() as u64 > self.segment_size_bytes / 2 {
             return Err(Error::MutationTooLarge {

@@ -77,19 +77,15 @@ impl Pacer {
             Err(_) => false,
         }
     }
+}
 
-    /// Stops releasing and wakes every waiting worker.
-    pub fn stop(&mut self) {
+impl Drop for Pacer {
+    /// Stops releasing permits (closing them wakes every waiting worker).
+    fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-    }
-}
-
-impl Drop for Pacer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
