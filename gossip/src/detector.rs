@@ -3,6 +3,12 @@
 //! intervals between heartbeats, as `phi = (elapsed / mean) / ln 10`. An
 //! endpoint is convicted when phi passes `phi_convict_threshold` (8 by
 //! default: about 18 mean intervals of silence).
+//!
+//! The mean is kept between half and one echo interval: a live peer is
+//! heard from at least once an echo interval, so a larger mean only says
+//! that a few early samples were slow (a young window, a loaded machine),
+//! and a smaller one would convict after a second or two of silence. At
+//! the default threshold a silent peer is convicted after 4.6 to 9.2 s.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -16,9 +22,12 @@ const MAX_INTERVAL: Duration = Duration::from_secs(2);
 /// Evidence closer than this to the last is the same evidence (a heartbeat
 /// and the message that carried it), not a new arrival.
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
-/// The interval assumed before any has been seen: the echo period, the
-/// interval a live peer keeps to.
+/// The interval assumed before any has been seen, and the largest mean
+/// used: the echo period, the interval a live peer keeps to.
 const INITIAL_INTERVAL: Duration = crate::core::ECHO_INTERVAL;
+/// The smallest mean used, half the echo period: evidence more frequent
+/// than this does not make a short silence more suspicious.
+const MIN_MEAN: Duration = Duration::from_millis(250);
 
 /// Heartbeat arrivals of one endpoint.
 #[derive(Debug, Clone)]
@@ -60,7 +69,7 @@ impl ArrivalWindow {
 
     fn mean(&self) -> Duration {
         match u32::try_from(self.intervals.len()) {
-            Ok(n) if n > 0 => self.sum / n,
+            Ok(n) if n > 0 => (self.sum / n).clamp(MIN_MEAN, INITIAL_INTERVAL),
             _ => INITIAL_INTERVAL,
         }
     }
@@ -82,13 +91,40 @@ mod tests {
         let start = Instant::now();
         let mut window = ArrivalWindow::new(start);
         for i in 1..=10 {
-            window.report(start + Duration::from_millis(500 * i));
+            window.report(start + Duration::from_millis(400 * i));
+        }
+        let last = start + Duration::from_secs(4);
+        assert!(window.phi(last) < 0.01);
+        // 8 / 0.434 ≈ 18.4 mean intervals (0.4 s) of silence convict.
+        assert!(window.phi(last + Duration::from_millis(7_200)) < 8.0);
+        assert!(window.phi(last + Duration::from_millis(7_600)) > 8.0);
+    }
+
+    #[test]
+    fn slow_early_samples_do_not_delay_conviction_past_the_echo_bound() {
+        // A window that has only seen a few slow intervals (a node that
+        // just joined on a loaded machine) still convicts within 9.2 s.
+        let start = Instant::now();
+        let mut window = ArrivalWindow::new(start);
+        window.report(start + Duration::from_millis(1_900));
+        window.report(start + Duration::from_millis(3_500));
+        let last = start + Duration::from_millis(3_500);
+        assert!(window.phi(last + Duration::from_secs(9)) < 8.0);
+        assert!(window.phi(last + Duration::from_millis(9_300)) > 8.0);
+    }
+
+    #[test]
+    fn frequent_evidence_does_not_convict_after_a_short_silence() {
+        let start = Instant::now();
+        let mut window = ArrivalWindow::new(start);
+        for i in 1..=50 {
+            window.report(start + Duration::from_millis(100 * i));
         }
         let last = start + Duration::from_secs(5);
-        assert!(window.phi(last) < 0.01);
-        // 8 / 0.434 ≈ 18.4 mean intervals (0.5 s) of silence convict.
-        assert!(window.phi(last + Duration::from_secs(9)) < 8.0);
-        assert!(window.phi(last + Duration::from_secs(10)) > 8.0);
+        // Not after 4.5 s (18.4 intervals of 0.1 s would be 1.8 s) …
+        assert!(window.phi(last + Duration::from_millis(4_500)) < 8.0);
+        // … but after 4.7 s, 18.4 intervals of the 0.25 s floor.
+        assert!(window.phi(last + Duration::from_millis(4_700)) > 8.0);
     }
 
     #[test]
@@ -97,7 +133,7 @@ mod tests {
         let mut window = ArrivalWindow::new(start);
         window.report(start + Duration::from_secs(60));
         assert_eq!(window.mean(), INITIAL_INTERVAL);
-        window.report(start + Duration::from_secs(61));
-        assert_eq!(window.mean(), Duration::from_secs(1));
+        window.report(start + Duration::from_millis(60_400));
+        assert_eq!(window.mean(), Duration::from_millis(400));
     }
 }
