@@ -18,9 +18,17 @@
 //! `u8 0`.
 //!
 //! `Index.db` is a sequence of blocks `u32 len, u32 crc32, entries` followed by
-//! a summary block (first key and file offset of every index block) and a
-//! footer `u64 summary_offset, u32 magic`. An [`IndexEntry`] locates a
-//! partition and its row-index blocks inside the logical data stream.
+//! a summary block (`varint count`, then the first token as a fixed i64 and
+//! the varint file offset of every index block) and a footer `u64 summary_offset, u32 magic`. An [`IndexEntry`] locates a
+//! partition and its row-index blocks inside the logical data stream. On
+//! disk an entry holds no key, only its token, as a delta from the previous
+//! entry's (the block's first entry: the whole token); the key is the first
+//! thing of the partition in `Data.db`, where a lookup that finds the token
+//! compares it. An entry's offset is implied by the one before it
+//! (partitions lie back to back), so only a block's first entry stores it:
+//! `token (fixed i64 first, then varint delta), [varint offset, first only],
+//! varint header_len, varint atoms_len, varint block count, blocks`, where
+//! a count of 0 is the one block at offset 0 of a narrow partition.
 //!
 //! `Statistics.db` is `magic, u32 version, u32 len, rkyv(SSTableStats),
 //! u32 crc32`. `Filter.db` is described in [`super::bloom`].
@@ -31,13 +39,13 @@ use crate::codec::{DecodeError, Reader, Writer};
 use crate::model::{ClusteringPosition, DeletionTime, PartitionKey};
 
 /// Version of the file formats below; bumped on any layout change.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Uncompressed bytes per compressed chunk of `Data.db`.
 pub const CHUNK_SIZE_BYTES: usize = 4 * 1024;
 /// Serialized atoms per row-index block inside a wide partition.
 pub const ROW_INDEX_BLOCK_BYTES: u64 = 32 * 1024;
-/// Target payload of one `Index.db` block.
-pub const INDEX_BLOCK_BYTES: usize = 2 * 1024;
+/// Target payload of one `Index.db` block (about 50 narrow partitions).
+pub const INDEX_BLOCK_BYTES: usize = 512;
 /// Largest chunk or index block a reader accepts (guards corrupt lengths).
 pub const BLOCK_BYTES_MAX: u32 = 64 * 1024 * 1024;
 pub const DATA_FOOTER_BYTES: usize = 32;
@@ -229,34 +237,118 @@ impl IndexEntry {
             .get(i + 1)
             .map_or(self.atoms_len, |next| next.offset)
     }
+}
 
-    pub fn encode(&self, w: &mut Writer) {
-        w.partition_key(&self.key);
-        w.varint(self.offset);
-        w.varint(self.header_len);
-        w.varint(self.atoms_len);
-        w.varint(self.blocks.len() as u64);
-        for block in &self.blocks {
-            w.varint(block.offset);
-            w.position(&block.first_position);
-            w.opt_deletion(&block.open_deletion);
+/// Where one partition is, as its index entry says before the key is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryHead {
+    pub token: i64,
+    pub offset: u64,
+    pub header_len: u64,
+    pub atoms_len: u64,
+}
+
+impl EntryHead {
+    /// The index entry of `key`, with its row-index blocks.
+    pub fn with_key(self, key: PartitionKey, blocks: Vec<RowIndexBlock>) -> IndexEntry {
+        IndexEntry {
+            key,
+            offset: self.offset,
+            header_len: self.header_len,
+            atoms_len: self.atoms_len,
+            blocks,
         }
     }
+}
 
-    pub fn decode(r: &mut Reader<'_>) -> Result<IndexEntry, DecodeError> {
-        let key = r.partition_key()?;
-        IndexEntry::decode_after_key(key, r)
+/// Encodes or decodes the entries of one index block in order: each entry's
+/// token and offset follow from the one before.
+#[derive(Debug, Default)]
+pub struct IndexBlockCursor {
+    /// The previous entry's token and the offset just past its partition.
+    previous: Option<(i64, u64)>,
+}
+
+impl IndexBlockCursor {
+    /// Appends `entry`; entries come in key order, back to back in the data.
+    pub fn encode(&mut self, entry: &IndexEntry, w: &mut Writer) {
+        let token = entry.key.token;
+        match self.previous {
+            None => {
+                w.fixed_i64(token);
+                w.varint(entry.offset);
+            }
+            Some((previous_token, next_offset)) => {
+                assert!(token >= previous_token, "index entries out of token order");
+                assert_eq!(
+                    entry.offset, next_offset,
+                    "partitions must lie back to back in the data"
+                );
+                w.varint(token.wrapping_sub(previous_token) as u64);
+            }
+        }
+        w.varint(entry.header_len);
+        w.varint(entry.atoms_len);
+        let narrow = matches!(entry.blocks.as_slice(),
+            [only] if only.offset == 0 && only.open_deletion.is_none());
+        if narrow {
+            w.varint(0);
+        } else {
+            w.varint(entry.blocks.len() as u64);
+            for block in &entry.blocks {
+                w.varint(block.offset);
+                w.position(&block.first_position);
+                w.opt_deletion(&block.open_deletion);
+            }
+        }
+        self.previous = Some((token, entry.offset + entry.header_len + entry.atoms_len));
     }
 
-    /// Decodes the rest of an entry whose key was just read.
-    pub fn decode_after_key(
-        key: PartitionKey,
-        r: &mut Reader<'_>,
-    ) -> Result<IndexEntry, DecodeError> {
-        let offset = r.varint()?;
+    /// Reads the next entry up to its row-index blocks; follow with
+    /// [`Self::blocks`] or [`Self::skip_blocks`].
+    pub fn head(&mut self, r: &mut Reader<'_>) -> Result<EntryHead, DecodeError> {
+        let (token, offset) = match self.previous {
+            None => (r.fixed_i64()?, r.varint()?),
+            Some((previous_token, next_offset)) => {
+                let delta = r.varint()?;
+                let token = previous_token.wrapping_add(delta as i64);
+                if token < previous_token {
+                    return Err(DecodeError {
+                        offset: r.offset(),
+                        reason: "index entries out of token order",
+                    });
+                }
+                (token, next_offset)
+            }
+        };
         let header_len = r.varint()?;
         let atoms_len = r.varint()?;
+        let end = offset
+            .checked_add(header_len)
+            .and_then(|e| e.checked_add(atoms_len))
+            .ok_or(DecodeError {
+                offset: r.offset(),
+                reason: "index entry lengths overflow",
+            })?;
+        self.previous = Some((token, end));
+        Ok(EntryHead {
+            token,
+            offset,
+            header_len,
+            atoms_len,
+        })
+    }
+
+    /// The row-index blocks of the entry whose head was just read.
+    pub fn blocks(r: &mut Reader<'_>) -> Result<Vec<RowIndexBlock>, DecodeError> {
         let count = r.u32_len(1 << 24, "too many row-index blocks")?;
+        if count == 0 {
+            return Ok(vec![RowIndexBlock {
+                offset: 0,
+                first_position: ClusteringPosition::top(),
+                open_deletion: None,
+            }]);
+        }
         let mut blocks = Vec::with_capacity(count.min(1024));
         for _ in 0..count {
             blocks.push(RowIndexBlock {
@@ -265,29 +357,12 @@ impl IndexEntry {
                 open_deletion: r.opt_deletion()?,
             });
         }
-        if blocks.is_empty() {
-            return Err(DecodeError {
-                offset: r.offset(),
-                reason: "index entry without blocks",
-            });
-        }
-        Ok(IndexEntry {
-            key,
-            offset,
-            header_len,
-            atoms_len,
-            blocks,
-        })
+        Ok(blocks)
     }
-}
 
-impl IndexEntry {
-    /// Moves past the rest of an entry whose key was just read, copying
-    /// nothing (a lookup passes over most entries of its index block).
-    pub fn skip_after_key(r: &mut Reader<'_>) -> Result<(), DecodeError> {
-        for _ in 0..3 {
-            r.varint()?;
-        }
+    /// Moves past the row-index blocks of the entry whose head was just
+    /// read, copying nothing (a lookup passes over most entries).
+    pub fn skip_blocks(r: &mut Reader<'_>) -> Result<(), DecodeError> {
         let count = r.u32_len(1 << 24, "too many row-index blocks")?;
         for _ in 0..count {
             r.varint()?;

@@ -22,8 +22,8 @@ use crate::range_tombstones::RangeMarker;
 use crate::sstable::bloom::BloomFilter;
 use crate::sstable::chunk_cache::{next_sstable_id, Chunk, ChunkCache};
 use crate::sstable::format::{
-    read_framed_block, Component, Descriptor, IndexEntry, SSTableStats, BLOCK_BYTES_MAX,
-    DATA_FOOTER_BYTES, DATA_MAGIC, INDEX_MAGIC,
+    read_framed_block, Component, Descriptor, EntryHead, IndexBlockCursor, IndexEntry,
+    SSTableStats, BLOCK_BYTES_MAX, DATA_FOOTER_BYTES, DATA_MAGIC, INDEX_MAGIC,
 };
 
 /// Chunk sizes a reader accepts (the writer's is [`crate::sstable::format::CHUNK_SIZE_BYTES`];
@@ -65,6 +65,16 @@ fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
         .map(u64::from_le_bytes)
 }
 
+/// What an index walk does with an entry (see [`SSTable::walk_entries`]).
+enum Visit {
+    /// Pass over it.
+    Skip,
+    /// Take it, with this key.
+    Take(PartitionKey),
+    /// End the walk.
+    Stop,
+}
+
 /// Bytes of the logical data stream (see [`SSTable::read_logical`]).
 pub enum LogicalBytes {
     InChunk(Chunk, std::ops::Range<usize>),
@@ -92,13 +102,13 @@ pub struct SSTable {
     chunk_offsets: Vec<u64>,
     chunk_size: usize,
     logical_len: u64,
-    summary: Vec<(PartitionKey, u64)>,
+    /// The first token of every index block, in order.
+    summary_tokens: Vec<i64>,
+    /// The file offset of every index block.
+    summary_offsets: Vec<u64>,
     /// Index blocks whose checksum matched once (the file never changes
     /// while it is open), by summary position.
     index_verified: Vec<std::sync::atomic::AtomicBool>,
-    /// The summary keys' tokens, side by side: a lookup's binary search
-    /// reads one cache line where the keys would need one each.
-    summary_tokens: Vec<i64>,
     filter: BloomFilter,
     data_path: PathBuf,
     index_path: PathBuf,
@@ -135,9 +145,8 @@ impl SSTable {
         } = read_data_footer(&data, &data_path)?;
         let index_path = descriptor.path(Component::Index);
         let index = map_file(&index_path)?;
-        let summary = read_summary(&index, &index_path)?;
-        let summary_tokens = summary.iter().map(|(key, _)| key.token).collect();
-        let index_verified = summary
+        let (summary_tokens, summary_offsets) = read_summary(&index, &index_path)?;
+        let index_verified = summary_offsets
             .iter()
             .map(|_| std::sync::atomic::AtomicBool::new(false))
             .collect();
@@ -149,8 +158,8 @@ impl SSTable {
             chunk_offsets,
             chunk_size,
             logical_len,
-            summary,
             summary_tokens,
+            summary_offsets,
             index_verified,
             filter,
             data_path,
@@ -185,8 +194,11 @@ impl SSTable {
     /// Index block `block` (a summary position) and its file offset; its
     /// checksum is computed the first time only.
     fn index_block(&self, block: usize) -> Result<(&[u8], u64)> {
-        let (offset, verified) = match (self.summary.get(block), self.index_verified.get(block)) {
-            (Some((_, offset)), Some(verified)) => (*offset, verified),
+        let (offset, verified) = match (
+            self.summary_offsets.get(block),
+            self.index_verified.get(block),
+        ) {
+            (Some(offset), Some(verified)) => (*offset, verified),
             _ => {
                 return Err(corrupt(
                     &self.index_path,
@@ -204,29 +216,71 @@ impl SSTable {
         Ok((payload, offset))
     }
 
-    fn entries_in_block(&self, block: usize) -> Result<Vec<IndexEntry>> {
-        let (payload, block_offset) = self.index_block(block)?;
-        let mut reader = Reader::new(payload);
-        let mut entries = Vec::new();
-        while !reader.is_empty() {
-            let entry = IndexEntry::decode(&mut reader)
-                .map_err(|e| self.decode_error(&self.index_path, block_offset + 8, e))?;
-            entries.push(entry);
+    /// The key of the partition an index entry points at, read from the
+    /// data (index entries hold only tokens).
+    fn key_of(&self, head: &EntryHead) -> Result<PartitionKey> {
+        let bytes = self.read_logical(head.offset, head.header_len)?;
+        let key = Reader::new(&bytes)
+            .partition_key()
+            .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
+        if key.token != head.token {
+            return Err(corrupt(
+                &self.data_path,
+                head.offset,
+                "partition token differs from its index entry",
+            ));
         }
-        Ok(entries)
+        Ok(key)
     }
 
-    /// How many index blocks start at or before `key` (its block is the
-    /// last of them). Searches the tokens first; only blocks starting at
-    /// the key's own token need their keys compared.
-    fn blocks_starting_at_or_before(&self, key: &PartitionKey) -> usize {
-        let below = self.summary_tokens.partition_point(|&t| t < key.token);
-        let at_or_below = self.summary_tokens.partition_point(|&t| t <= key.token);
-        below
-            + self
-                .summary
-                .get(below..at_or_below)
-                .map_or(0, |same| same.partition_point(|(first, _)| first <= key))
+    /// Whether the partition an index entry points at has key `wanted`.
+    fn has_key(&self, head: &EntryHead, wanted: &PartitionKey) -> Result<bool> {
+        let bytes = self.read_logical(head.offset, head.header_len)?;
+        let found = Reader::new(&bytes)
+            .partition_key_ref()
+            .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
+        Ok(found == (wanted.token, wanted.key.as_ref()))
+    }
+
+    /// The first index block that may hold a partition of `token` (an
+    /// earlier block holds only smaller tokens).
+    fn first_block_for(&self, token: i64) -> usize {
+        self.summary_tokens
+            .partition_point(|&t| t < token)
+            .saturating_sub(1)
+    }
+
+    /// Walks index entries from block `first` on, in order: `visit` judges
+    /// each entry by its head; a taken entry's row-index blocks are read
+    /// and handed to `take` with its key, which says whether to stop.
+    fn walk_entries(
+        &self,
+        first: usize,
+        mut visit: impl FnMut(&EntryHead) -> Result<Visit>,
+        mut take: impl FnMut(IndexEntry) -> bool,
+    ) -> Result<()> {
+        for block in first..self.summary_offsets.len() {
+            let (payload, offset) = self.index_block(block)?;
+            let decode_error = |e| self.decode_error(&self.index_path, offset + 8, e);
+            let mut reader = Reader::new(payload);
+            let mut cursor = IndexBlockCursor::default();
+            while !reader.is_empty() {
+                let head = cursor.head(&mut reader).map_err(decode_error)?;
+                match visit(&head)? {
+                    Visit::Skip => {
+                        IndexBlockCursor::skip_blocks(&mut reader).map_err(decode_error)?
+                    }
+                    Visit::Stop => return Ok(()),
+                    Visit::Take(key) => {
+                        let blocks = IndexBlockCursor::blocks(&mut reader).map_err(decode_error)?;
+                        if take(head.with_key(key, blocks)) {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The index entry of `key`, if this SSTable holds it.
@@ -234,69 +288,68 @@ impl SSTable {
         if !self.may_contain(key) {
             return Ok(None);
         }
-        let block = match self.blocks_starting_at_or_before(key) {
-            0 => return Ok(None),
-            n => n - 1,
-        };
-        let (payload, offset) = self.index_block(block)?;
-        let mut reader = Reader::new(payload);
-        let wanted = (key.token, key.key.as_ref());
-        let decode_error = |e| self.decode_error(&self.index_path, offset + 8, e);
-        while !reader.is_empty() {
-            let found = reader.partition_key_ref().map_err(decode_error)?;
-            match found.cmp(&wanted) {
-                std::cmp::Ordering::Less => {
-                    IndexEntry::skip_after_key(&mut reader).map_err(decode_error)?
-                }
-                std::cmp::Ordering::Equal => {
-                    return IndexEntry::decode_after_key(key.clone(), &mut reader)
-                        .map(Some)
-                        .map_err(decode_error)
-                }
-                std::cmp::Ordering::Greater => return Ok(None),
-            }
-        }
-        Ok(None)
+        let mut found = None;
+        self.walk_entries(
+            self.first_block_for(key.token),
+            |head| {
+                Ok(match head.token.cmp(&key.token) {
+                    std::cmp::Ordering::Less => Visit::Skip,
+                    std::cmp::Ordering::Greater => Visit::Stop,
+                    std::cmp::Ordering::Equal if self.has_key(head, key)? => {
+                        Visit::Take(key.clone())
+                    }
+                    std::cmp::Ordering::Equal => Visit::Skip,
+                })
+            },
+            |entry| {
+                found = Some(entry);
+                true
+            },
+        )?;
+        Ok(found)
     }
 
-    /// Index entries with keys within bounds, from the index block holding
-    /// `lo` on, at most `max` of them.
+    /// Index entries with keys within bounds, in order, at most `max` of
+    /// them.
     pub fn entries_in(
         &self,
         lo: Bound<&PartitionKey>,
         hi: Bound<&PartitionKey>,
         max: usize,
     ) -> Result<Vec<IndexEntry>> {
-        let first_block = match lo {
-            Bound::Unbounded => 0,
-            Bound::Included(k) | Bound::Excluded(k) => {
-                self.blocks_starting_at_or_before(k).saturating_sub(1)
-            }
+        let (first, lo_token) = match lo {
+            Bound::Unbounded => (0, i64::MIN),
+            Bound::Included(k) | Bound::Excluded(k) => (self.first_block_for(k.token), k.token),
         };
         let mut out = Vec::new();
-        for block in first_block..self.summary.len() {
-            for entry in self.entries_in_block(block)? {
+        self.walk_entries(
+            first,
+            |head| {
+                if head.token < lo_token {
+                    return Ok(Visit::Skip);
+                }
+                let key = self.key_of(head)?;
                 let after_lo = match lo {
                     Bound::Unbounded => true,
-                    Bound::Included(k) => entry.key >= *k,
-                    Bound::Excluded(k) => entry.key > *k,
+                    Bound::Included(k) => key >= *k,
+                    Bound::Excluded(k) => key > *k,
                 };
                 let before_hi = match hi {
                     Bound::Unbounded => true,
-                    Bound::Included(k) => entry.key <= *k,
-                    Bound::Excluded(k) => entry.key < *k,
+                    Bound::Included(k) => key <= *k,
+                    Bound::Excluded(k) => key < *k,
                 };
-                if !before_hi {
-                    return Ok(out);
-                }
-                if after_lo {
-                    out.push(entry);
-                    if out.len() >= max {
-                        return Ok(out);
-                    }
-                }
-            }
-        }
+                Ok(match (after_lo, before_hi) {
+                    (_, false) => Visit::Stop,
+                    (true, true) => Visit::Take(key),
+                    (false, true) => Visit::Skip,
+                })
+            },
+            |entry| {
+                out.push(entry);
+                out.len() >= max
+            },
+        )?;
         Ok(out)
     }
 
@@ -517,7 +570,8 @@ fn read_data_footer(data: &[u8], path: &Path) -> Result<DataFooter> {
     })
 }
 
-fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
+/// The first token and file offset of every index block.
+fn read_summary(index: &[u8], path: &Path) -> Result<(Vec<i64>, Vec<u64>)> {
     let len = index.len();
     if len < 12 {
         return Err(corrupt(path, 0, "file shorter than its footer"));
@@ -534,15 +588,16 @@ fn read_summary(index: &[u8], path: &Path) -> Result<Vec<(PartitionKey, u64)>> {
     let payload = read_framed_block(index, summary_offset, true)
         .map_err(|(offset, reason)| corrupt(path, offset, reason))?;
     let mut r = Reader::new(payload);
-    let decode =
-        |r: &mut Reader<'_>| -> std::result::Result<Vec<(PartitionKey, u64)>, DecodeError> {
-            let count = r.u32_len(1 << 28, "too many summary entries")?;
-            let mut summary = Vec::with_capacity(count.min(1 << 16));
-            for _ in 0..count {
-                summary.push((r.partition_key()?, r.varint()?));
-            }
-            Ok(summary)
-        };
+    let decode = |r: &mut Reader<'_>| -> std::result::Result<(Vec<i64>, Vec<u64>), DecodeError> {
+        let count = r.u32_len(1 << 28, "too many summary entries")?;
+        let mut tokens = Vec::with_capacity(count.min(1 << 16));
+        let mut offsets = Vec::with_capacity(count.min(1 << 16));
+        for _ in 0..count {
+            tokens.push(r.fixed_i64()?);
+            offsets.push(r.varint()?);
+        }
+        Ok((tokens, offsets))
+    };
     decode(&mut r).map_err(|e| corrupt(path, summary_offset + 8 + e.offset as u64, e.reason))
 }
 

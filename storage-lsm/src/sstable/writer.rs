@@ -14,8 +14,9 @@ use crate::merge::{Atom, AtomSource, PartitionHeader};
 use crate::model::{CellValue, DeletionTime, PartitionKey, Row};
 use crate::sstable::bloom::BloomFilter;
 use crate::sstable::format::{
-    frame_block, Component, Descriptor, IndexEntry, RowIndexBlock, SSTableStats, CHUNK_SIZE_BYTES,
-    DATA_MAGIC, FORMAT_VERSION, INDEX_BLOCK_BYTES, INDEX_MAGIC, ROW_INDEX_BLOCK_BYTES,
+    frame_block, Component, Descriptor, IndexBlockCursor, IndexEntry, RowIndexBlock, SSTableStats,
+    CHUNK_SIZE_BYTES, DATA_MAGIC, FORMAT_VERSION, INDEX_BLOCK_BYTES, INDEX_MAGIC,
+    ROW_INDEX_BLOCK_BYTES,
 };
 
 /// The compressed, checksummed data stream of `Data.db`.
@@ -86,16 +87,19 @@ impl DataStream {
 struct IndexStream {
     out: Vec<u8>,
     block: Writer,
-    block_first: Option<PartitionKey>,
-    summary: Vec<(PartitionKey, u64)>,
+    /// The token of the open block's first entry.
+    block_first: Option<i64>,
+    cursor: IndexBlockCursor,
+    /// First token and file offset of every closed block.
+    summary: Vec<(i64, u64)>,
 }
 
 impl IndexStream {
     fn add(&mut self, entry: &IndexEntry) {
         if self.block_first.is_none() {
-            self.block_first = Some(entry.key.clone());
+            self.block_first = Some(entry.key.token);
         }
-        entry.encode(&mut self.block);
+        self.cursor.encode(entry, &mut self.block);
         if self.block.buf.len() >= INDEX_BLOCK_BYTES {
             self.close_block();
         }
@@ -106,6 +110,7 @@ impl IndexStream {
             self.summary.push((first, self.out.len() as u64));
             frame_block(&self.block.buf, &mut self.out);
             self.block.buf.clear();
+            self.cursor = IndexBlockCursor::default();
         }
     }
 
@@ -114,8 +119,8 @@ impl IndexStream {
         let summary_offset = self.out.len() as u64;
         let mut summary = Writer::new();
         summary.varint(self.summary.len() as u64);
-        for (key, offset) in &self.summary {
-            summary.partition_key(key);
+        for (first_token, offset) in &self.summary {
+            summary.fixed_i64(*first_token);
             summary.varint(*offset);
         }
         frame_block(&summary.buf, &mut self.out);
@@ -172,6 +177,7 @@ impl SSTableWriter {
                 out: Vec::new(),
                 block: Writer::new(),
                 block_first: None,
+                cursor: IndexBlockCursor::default(),
                 summary: Vec::new(),
             }),
             tokens: Vec::new(),
