@@ -51,6 +51,10 @@ pub struct EngineConfig {
     pub commitlog_dir: PathBuf,
     pub sync: SyncMode,
     pub commitlog_segment_size_bytes: u64,
+    /// Commitlog records are LZ4-compressed when that saves an eighth or
+    /// more (as Cassandra's `commitlog_compression: LZ4Compressor`, per
+    /// record so that each stays whole on its own).
+    pub commitlog_compression: bool,
     /// A table's memtable is switched and flushed past this size.
     pub memtable_flush_bytes: usize,
     /// All memtables (active and flushing) together; writers wait past it.
@@ -71,6 +75,7 @@ impl EngineConfig {
             commitlog_dir: commitlog_dir.into(),
             sync: SyncMode::Periodic(Duration::from_secs(10)),
             commitlog_segment_size_bytes: 32 * 1024 * 1024,
+            commitlog_compression: true,
             memtable_flush_bytes: 64 * 1024 * 1024,
             memtable_total_bytes_max: 512 * 1024 * 1024,
             chunk_cache_bytes: 64 * 1024 * 1024,
@@ -221,6 +226,7 @@ impl Engine {
             &config.commitlog_dir,
             config.sync,
             config.commitlog_segment_size_bytes,
+            config.commitlog_compression,
             |mutation| {
                 if unavailable.contains_key(&mutation.table) {
                     kept_for_unavailable = true;
@@ -288,7 +294,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("ilion-flush".into())
                 .spawn(move || {
-                    crate::background::lower_priority(crate::background::FLUSH_NICENESS);
+                    crate::background::lower_priority(crate::background::FLUSH_PRIORITY);
                     flusher(&shared)
                 })
                 .ok(),
@@ -298,7 +304,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("ilion-compact".into())
                 .spawn(move || {
-                    crate::background::lower_priority(crate::background::COMPACTION_NICENESS);
+                    crate::background::lower_priority(crate::background::COMPACTION_PRIORITY);
                     compactor(&shared)
                 })
                 .ok(),
