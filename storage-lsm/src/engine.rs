@@ -294,7 +294,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("ilion-flush".into())
                 .spawn(move || {
-                    crate::background::lower_priority(crate::background::FLUSH_PRIORITY);
+                    crate::background::lower_priority(crate::background::FLUSH_NICENESS);
                     flusher(&shared)
                 })
                 .ok(),
@@ -304,7 +304,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("ilion-compact".into())
                 .spawn(move || {
-                    crate::background::lower_priority(crate::background::COMPACTION_PRIORITY);
+                    crate::background::lower_priority(crate::background::COMPACTION_NICENESS);
                     compactor(&shared)
                 })
                 .ok(),
