@@ -305,6 +305,7 @@ impl Engine {
                 .name("ilion-compact".into())
                 .spawn(move || {
                     crate::background::lower_priority(crate::background::COMPACTION_NICENESS);
+                    crate::sstable::chunk_cache::stream_on_this_thread();
                     compactor(&shared)
                 })
                 .ok(),

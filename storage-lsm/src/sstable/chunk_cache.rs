@@ -5,13 +5,20 @@
 //! hit needs neither again. Keys are a process-wide SSTable id (never reused,
 //! so a deleted SSTable's chunks cannot be mistaken for a new one's; they
 //! age out) and the chunk's index. The eviction policy (quick_cache's
-//! CLOCK-Pro) keeps chunks read more than once over chunks a scan or a
-//! compaction reads once.
+//! CLOCK-Pro) keeps chunks read more than once over chunks a scan reads
+//! once.
+//!
+//! A thread that streams whole SSTables (the compactor) reads each chunk
+//! many times in a row and then never again; it calls
+//! [`stream_on_this_thread`], after which the chunks it decompresses stay
+//! out of the shared cache, held instead in a per-thread memo of the last
+//! chunk of each SSTable it reads (RocksDB's `fill_cache = false`).
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use quick_cache::sync::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
 use quick_cache::Weighter;
 
 /// The smallest cache an engine gets, whatever it is configured to: a
@@ -22,6 +29,54 @@ pub const CHUNK_CACHE_BYTES_MIN: usize = 1024 * 1024;
 pub type Chunk = Arc<Vec<u8>>;
 
 static NEXT_SSTABLE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// SSTables whose last chunk a streaming thread keeps (more than a
+/// compaction reads at once).
+const STREAM_MEMO_SSTABLES: usize = 64;
+
+thread_local! {
+    /// On a streaming thread: the last chunk read of each SSTable, as
+    /// `(sstable, chunk index, bytes)`; `None` on other threads.
+    static STREAM_MEMO: RefCell<Option<Vec<(u64, u32, Chunk)>>> = const { RefCell::new(None) };
+}
+
+/// Marks the calling thread as one that streams whole SSTables: from now
+/// on the chunks it reads do not enter the shared cache.
+pub fn stream_on_this_thread() {
+    STREAM_MEMO.with(|memo| *memo.borrow_mut() = Some(Vec::new()));
+}
+
+/// The calling streaming thread's memo of `sstable`'s chunk `chunk`.
+fn memo_get(sstable: u64, chunk: u32) -> Option<Chunk> {
+    STREAM_MEMO.with(|memo| {
+        memo.borrow().as_ref().and_then(|held| {
+            held.iter()
+                .find(|(s, c, _)| *s == sstable && *c == chunk)
+                .map(|(_, _, bytes)| bytes.clone())
+        })
+    })
+}
+
+/// Keeps `bytes` as `sstable`'s last chunk if the calling thread streams;
+/// returns whether it does.
+fn memo_keep(sstable: u64, chunk: u32, bytes: &Chunk) -> bool {
+    STREAM_MEMO.with(|memo| {
+        let mut memo = memo.borrow_mut();
+        let Some(held) = memo.as_mut() else {
+            return false;
+        };
+        match held.iter_mut().find(|(s, _, _)| *s == sstable) {
+            Some(slot) => *slot = (sstable, chunk, bytes.clone()),
+            None => {
+                if held.len() >= STREAM_MEMO_SSTABLES {
+                    held.remove(0);
+                }
+                held.push((sstable, chunk, bytes.clone()));
+            }
+        }
+        true
+    })
+}
 
 /// A fresh id for an SSTable being opened.
 pub fn next_sstable_id() -> u64 {
@@ -39,7 +94,8 @@ impl Weighter<(u64, u32), Chunk> for ChunkBytes {
 
 /// The engine's chunk cache.
 pub struct ChunkCache {
-    chunks: Cache<(u64, u32), Chunk, ChunkBytes>,
+    /// Keys are our own ids, so a fast hash is safe (no one can choose them).
+    chunks: Cache<(u64, u32), Chunk, ChunkBytes, foldhash::fast::RandomState>,
     capacity_bytes: usize,
 }
 
@@ -59,20 +115,34 @@ impl ChunkCache {
         let capacity_bytes = capacity_bytes.max(CHUNK_CACHE_BYTES_MIN);
         let typical_chunk = crate::sstable::format::CHUNK_SIZE_BYTES;
         Arc::new(ChunkCache {
-            chunks: Cache::with_weighter(
+            chunks: Cache::with(
                 capacity_bytes / typical_chunk,
                 capacity_bytes as u64,
                 ChunkBytes,
+                foldhash::fast::RandomState::default(),
+                DefaultLifecycle::default(),
             ),
             capacity_bytes,
         })
     }
 
     pub fn get(&self, sstable: u64, chunk: u32) -> Option<Chunk> {
-        self.chunks.get(&(sstable, chunk))
+        if let Some(held) = memo_get(sstable, chunk) {
+            return Some(held);
+        }
+        let found = self.chunks.get(&(sstable, chunk));
+        if let Some(bytes) = &found {
+            memo_keep(sstable, chunk, bytes);
+        }
+        found
     }
 
+    /// Caches a chunk just decompressed (on a streaming thread: keeps it in
+    /// the thread's memo instead).
     pub fn insert(&self, sstable: u64, chunk: u32, bytes: Chunk) {
+        if memo_keep(sstable, chunk, &bytes) {
+            return;
+        }
         self.chunks.insert((sstable, chunk), bytes);
     }
 

@@ -184,7 +184,10 @@ impl SSTable {
 
     /// Could this SSTable hold `key`? (key range and bloom filter)
     pub fn may_contain(&self, key: &PartitionKey) -> bool {
-        *key >= self.stats.first() && *key <= self.stats.last() && self.filter.may_contain(key)
+        let wanted = (key.token, key.key.as_ref());
+        wanted >= (self.stats.first_token, self.stats.first_key.as_slice())
+            && wanted <= (self.stats.last_token, self.stats.last_key.as_slice())
+            && self.filter.may_contain(key)
     }
 
     fn decode_error(&self, path: &Path, base: u64, e: DecodeError) -> Error {
