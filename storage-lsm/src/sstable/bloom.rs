@@ -1,12 +1,15 @@
 //! A bloom filter over partition keys, so a read skips SSTables that cannot
 //! hold its partition.
 //!
-//! The hash is the partition's Murmur3 token, which is already a well-mixed
-//! 64-bit hash of the key; `k` probe positions come from double hashing its
-//! two halves. About 10 bits per key and 7 probes give ~1% false positives.
+//! The hash is the partition's Murmur3 token, mixed once more (tokens a
+//! caller chose need not be well spread). The filter is blocked: the hash
+//! picks one 512-bit block (a cache line), and all `k` probes of a key fall
+//! in it by double hashing, so a lookup costs one cache miss per SSTable
+//! instead of one per probe. About 10 bits per key and 7 probes give ~1%
+//! false positives.
 //!
-//! File layout (`Filter.db`): `u32 probes, u64 bits, bit words (u64 LE)...,
-//! u32 crc32 of everything before it`.
+//! File layout (`Filter.db`): `u32 probes, u64 bits (a multiple of 512),
+//! bit words (u64 LE)..., u32 crc32 of everything before it`.
 
 use crate::model::PartitionKey;
 
@@ -14,6 +17,19 @@ use crate::model::PartitionKey;
 pub const BITS_PER_KEY: u64 = 10;
 /// Probes per key.
 pub const PROBES: u32 = 7;
+/// Words per block: 512 bits, one cache line.
+const BLOCK_WORDS: usize = 8;
+const BLOCK_BITS: u32 = 64 * BLOCK_WORDS as u32;
+
+/// Murmur3's 64-bit finalizer: spreads every input bit over the output.
+fn mix(value: u64) -> u64 {
+    let mut h = value;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
 
 /// A bloom filter sized when it is built.
 #[derive(Debug, Clone)]
@@ -24,10 +40,10 @@ pub struct BloomFilter {
 
 impl BloomFilter {
     pub fn with_capacity(keys: u64) -> BloomFilter {
-        let bits = (keys.max(1) * BITS_PER_KEY).max(64);
+        let blocks = (keys.max(1) * BITS_PER_KEY).div_ceil(u64::from(BLOCK_BITS));
         BloomFilter {
             probes: PROBES,
-            words: vec![0; bits.div_ceil(64) as usize],
+            words: vec![0; blocks as usize * BLOCK_WORDS],
         }
     }
 
@@ -35,7 +51,7 @@ impl BloomFilter {
     pub fn pass_all() -> BloomFilter {
         BloomFilter {
             probes: 1,
-            words: vec![u64::MAX],
+            words: vec![u64::MAX; BLOCK_WORDS],
         }
     }
 
@@ -43,18 +59,24 @@ impl BloomFilter {
         self.words.len() as u64 * 64
     }
 
-    fn positions(&self, key: &PartitionKey) -> impl Iterator<Item = u64> {
-        let hash = key.token as u64;
-        let h1 = hash;
-        let h2 = hash.rotate_left(32) | 1;
-        let bits = self.bit_count();
-        (0..u64::from(self.probes)).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % bits)
+    /// The key's block (its first word) and its probes' bits within it.
+    fn positions(&self, key: &PartitionKey) -> (usize, impl Iterator<Item = u32>) {
+        let h = mix(key.token as u64);
+        let blocks = (self.words.len() / BLOCK_WORDS) as u128;
+        let block = ((u128::from(h) * blocks) >> 64) as usize;
+        // The block took the hash's high bits; the probes take a second
+        // mix, independent of the block.
+        let inner = mix(h ^ 0x9e37_79b9_7f4a_7c15);
+        let h1 = inner as u32;
+        let h2 = (inner >> 32) as u32 | 1;
+        let bits = (0..self.probes).map(move |i| h1.wrapping_add(i.wrapping_mul(h2)) % BLOCK_BITS);
+        (block * BLOCK_WORDS, bits)
     }
 
     pub fn insert(&mut self, key: &PartitionKey) {
-        let positions: Vec<u64> = self.positions(key).collect();
-        for bit in positions {
-            if let Some(word) = self.words.get_mut((bit / 64) as usize) {
+        let (first, bits) = self.positions(key);
+        for bit in bits {
+            if let Some(word) = self.words.get_mut(first + (bit / 64) as usize) {
                 *word |= 1 << (bit % 64);
             }
         }
@@ -62,11 +84,11 @@ impl BloomFilter {
 
     /// False means the key is certainly absent.
     pub fn may_contain(&self, key: &PartitionKey) -> bool {
-        self.positions(key).all(|bit| {
-            self.words
-                .get((bit / 64) as usize)
-                .is_some_and(|word| word & (1 << (bit % 64)) != 0)
-        })
+        let (first, mut bits) = self.positions(key);
+        let Some(block) = self.words.get(first..first + BLOCK_WORDS) else {
+            return true;
+        };
+        bits.all(|bit| block[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -100,7 +122,7 @@ impl BloomFilter {
         let probes = u32::from_le_bytes(probes.try_into().map_err(|_| (0, "probes".to_string()))?);
         let bits = u64::from_le_bytes(bits.try_into().map_err(|_| (4, "bits".to_string()))?);
         if bits == 0
-            || bits % 64 != 0
+            || bits % u64::from(BLOCK_BITS) != 0
             || words.len() as u64 != bits / 8
             || probes == 0
             || probes > 32
@@ -140,8 +162,9 @@ mod tests {
         let false_positives = (10_000..110_000)
             .filter(|&i| decoded.may_contain(&key(i)))
             .count();
+        eprintln!("{false_positives} false positives in 100k");
         assert!(
-            false_positives < 2_500,
+            false_positives < 2_000,
             "{false_positives} false positives in 100k"
         );
         Ok(())

@@ -44,8 +44,8 @@ pub const FORMAT_VERSION: u32 = 2;
 pub const CHUNK_SIZE_BYTES: usize = 4 * 1024;
 /// Serialized atoms per row-index block inside a wide partition.
 pub const ROW_INDEX_BLOCK_BYTES: u64 = 32 * 1024;
-/// Target payload of one `Index.db` block (about 50 narrow partitions).
-pub const INDEX_BLOCK_BYTES: usize = 512;
+/// Target payload of one `Index.db` block (about 25 narrow partitions).
+pub const INDEX_BLOCK_BYTES: usize = 256;
 /// Largest chunk or index block a reader accepts (guards corrupt lengths).
 pub const BLOCK_BYTES_MAX: u32 = 64 * 1024 * 1024;
 pub const DATA_FOOTER_BYTES: usize = 32;
