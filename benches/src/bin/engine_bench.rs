@@ -4,7 +4,8 @@
 //! Workloads (16-byte keys, 100-byte values, write-ahead log on, no fsync per
 //! write): load N keys in random order; reopen; M random point reads
 //! (throughput and latency percentiles); a scan of S consecutive keys from a
-//! random start; write amplification (bytes the process wrote to disk during
+//! random start; the write latency tail during the load (flushes and
+//! compactions run under it); write amplification (bytes the process wrote to disk during
 //! the load and close, divided by user bytes); space on disk after a full
 //! compaction. Prints each engine's figures and the ratio to the best peer.
 //!
@@ -285,6 +286,9 @@ fn make_key(i: u64) -> [u8; KEY_BYTES] {
 #[derive(Debug, Clone, Default)]
 struct Figures {
     load_ops_per_s: f64,
+    /// Write latency during the load, while flushes and compactions run.
+    write_p99_us: f64,
+    write_p999_us: f64,
     read_ops_per_s: f64,
     read_p50_us: f64,
     read_p99_us: f64,
@@ -311,9 +315,12 @@ fn run_engine(name: &str, open: Opener, dir: &Path, args: &Args) -> anyhow::Resu
     let value = vec![0x5au8; VALUE_BYTES];
     let written_before = write_bytes();
     let mut kv = open(dir)?;
+    let mut writes = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let started = Instant::now();
     for (n, &i) in order.iter().enumerate() {
+        let t = Instant::now();
         kv.put(&make_key(i), &value)?;
+        writes.saturating_record(t.elapsed().as_nanos() as u64);
         progress("load", n as u64 + 1, args.keys, started);
     }
     let load_s = started.elapsed().as_secs_f64();
@@ -349,6 +356,8 @@ fn run_engine(name: &str, open: Opener, dir: &Path, args: &Args) -> anyhow::Resu
     std::thread::sleep(Duration::from_millis(200));
     Ok(Figures {
         load_ops_per_s: args.keys as f64 / load_s,
+        write_p99_us: writes.value_at_quantile(0.99) as f64 / 1000.0,
+        write_p999_us: writes.value_at_quantile(0.999) as f64 / 1000.0,
         read_ops_per_s: args.reads as f64 / read_s,
         read_p50_us: histogram.value_at_quantile(0.50) as f64 / 1000.0,
         read_p99_us: histogram.value_at_quantile(0.99) as f64 / 1000.0,
@@ -395,13 +404,15 @@ fn print_table(args: &Args, results: &[(String, Figures)]) {
         args.keys, args.reads, args.scan
     );
     println!(
-        "| engine | load ops/s | point reads ops/s | read p50 µs | read p99 µs | scan keys/s | write amp | space after compaction MiB |"
+        "| engine | load ops/s | write p99 µs | write p99.9 µs | point reads ops/s | read p50 µs | read p99 µs | scan keys/s | write amp | space after compaction MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (name, f) in results {
         println!(
-            "| {name} | {:.0} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} |",
+            "| {name} | {:.0} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} |",
             f.load_ops_per_s,
+            f.write_p99_us,
+            f.write_p999_us,
             f.read_ops_per_s,
             f.read_p50_us,
             f.read_p99_us,
@@ -431,6 +442,10 @@ fn print_table(args: &Args, results: &[(String, Figures)]) {
     println!(
         "  load throughput  {:.2}x",
         ilion.load_ops_per_s / best(|f| f.load_ops_per_s, true)
+    );
+    println!(
+        "  write p99        {:.2}x",
+        ilion.write_p99_us / best(|f| f.write_p99_us, false)
     );
     println!(
         "  read throughput  {:.2}x",
