@@ -50,6 +50,9 @@ use std::sync::Arc;
 
 /// Longest a write of responses to a slow client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes of waiting envelopes gathered into one write (an envelope larger
+/// than this goes out alone).
+const WRITE_BATCH_BYTES_MAX: usize = 64 * 1024;
 
 /// Events a client may register for.
 const KNOWN_EVENTS: [&str; 3] = ["TOPOLOGY_CHANGE", "STATUS_CHANGE", "SCHEMA_CHANGE"];
@@ -396,8 +399,9 @@ async fn read_more(
     }
 }
 
-/// Writes frames in the order they are queued; on a framed (v5)
-/// connection, envelopes waiting together share one segment.
+/// Writes frames in the order they are queued. Envelopes already waiting
+/// together go out in one write (one system call under load); on a framed
+/// (v5) connection they share one segment.
 async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>) {
     let mut codec: Option<SegmentCodec> = None;
     let mut held: Option<Outbound> = None;
@@ -414,7 +418,22 @@ async fn write_loop(mut writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Outbound>
                 codec = Some(new_codec);
                 continue;
             }
-            (Outbound::Envelope(envelope), None) => envelope,
+            (Outbound::Envelope(envelope), None) => {
+                let mut batch: Option<BytesMut> = None;
+                while batch.as_ref().map_or(envelope.len(), BytesMut::len) < WRITE_BATCH_BYTES_MAX {
+                    match rx.try_recv() {
+                        Ok(Outbound::Envelope(next)) => batch
+                            .get_or_insert_with(|| BytesMut::from(envelope.as_ref()))
+                            .extend_from_slice(&next),
+                        Ok(other) => {
+                            held = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                batch.map_or(envelope, BytesMut::freeze)
+            }
             (Outbound::Envelope(envelope), Some(codec)) => {
                 let mut payload = BytesMut::from(envelope.as_ref());
                 while payload.len() < segment::PAYLOAD_BYTES_MAX {

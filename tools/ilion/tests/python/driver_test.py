@@ -518,7 +518,19 @@ def timeouts(port):
     # and a batch is never cut short by one).
     count = s.execute("SELECT count(*) FROM ks.t WHERE k IN (0, 1, 2, 3, 4, 5, 6)").one()[0]
     expect(count == 3000, f"rows applied by the timed-out batch: {count}")
-    # A full scan of the table, filtering everything out, takes more than 1 ms: ReadTimeout.
+    # A full scan of a larger table, filtering everything out, takes more than
+    # 1 ms however fast the machine: ReadTimeout. (The extra batches time out
+    # too, and are applied all the same.)
+    for extra in range(1, 10):
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for c in range(3000):
+            batch.add(insert, (c % 7, extra * 3000 + c, "x" * 100))
+        try:
+            s.execute(batch)
+        except WriteTimeout:
+            pass
+    count = s.execute("SELECT count(*) FROM ks.t WHERE k IN (0, 1, 2, 3, 4, 5, 6)").one()[0]
+    expect(count == 30000, f"rows before the filtering scan: {count}")
     try:
         list(s.execute("SELECT * FROM ks.t WHERE v = 'none' ALLOW FILTERING"))
         raise AssertionError("a filtering scan within 1 ms should time out")
