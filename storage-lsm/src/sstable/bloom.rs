@@ -162,7 +162,6 @@ mod tests {
         let false_positives = (10_000..110_000)
             .filter(|&i| decoded.may_contain(&key(i)))
             .count();
-        eprintln!("{false_positives} false positives in 100k");
         assert!(
             false_positives < 2_000,
             "{false_positives} false positives in 100k"

@@ -19,8 +19,9 @@
 //!
 //! `Index.db` is a sequence of blocks `u32 len, u32 crc32, entries` followed by
 //! a summary block (`varint count`, then the first token as a fixed i64 and
-//! the varint file offset of every index block) and a footer `u64 summary_offset, u32 magic`. An [`IndexEntry`] locates a
-//! partition and its row-index blocks inside the logical data stream. On
+//! the varint file offset of every index block) and a footer
+//! `u64 summary_offset, u32 magic`. An [`IndexEntry`] locates a partition
+//! and its row-index blocks inside the logical data stream. On
 //! disk an entry holds no key, only its token, as a delta from the previous
 //! entry's (the block's first entry: the whole token); the key is the first
 //! thing of the partition in `Data.db`, where a lookup that finds the token

@@ -219,30 +219,37 @@ impl SSTable {
         Ok((payload, offset))
     }
 
-    /// The key of the partition an index entry points at, read from the
-    /// data (index entries hold only tokens).
-    fn key_of(&self, head: &EntryHead) -> Result<PartitionKey> {
+    /// Reads the key of the partition an index entry points at from the
+    /// data (index entries hold only tokens), checks it has the entry's
+    /// token, and hands it to `use_key` borrowed.
+    fn with_key_of<T>(&self, head: &EntryHead, use_key: impl FnOnce(&[u8]) -> T) -> Result<T> {
         let bytes = self.read_logical(head.offset, head.header_len)?;
-        let key = Reader::new(&bytes)
-            .partition_key()
+        let (token, key) = Reader::new(&bytes)
+            .partition_key_ref()
             .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
-        if key.token != head.token {
+        if token != head.token {
             return Err(corrupt(
                 &self.data_path,
                 head.offset,
                 "partition token differs from its index entry",
             ));
         }
-        Ok(key)
+        Ok(use_key(key))
     }
 
-    /// Whether the partition an index entry points at has key `wanted`.
+    /// The key of the partition an index entry points at.
+    fn key_of(&self, head: &EntryHead) -> Result<PartitionKey> {
+        self.with_key_of(head, |key| {
+            PartitionKey::new(head.token, bytes::Bytes::copy_from_slice(key))
+        })
+    }
+
+    /// Whether the partition an index entry points at has key `wanted`
+    /// (its token is the entry's).
     fn has_key(&self, head: &EntryHead, wanted: &PartitionKey) -> Result<bool> {
-        let bytes = self.read_logical(head.offset, head.header_len)?;
-        let found = Reader::new(&bytes)
-            .partition_key_ref()
-            .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
-        Ok(found == (wanted.token, wanted.key.as_ref()))
+        self.with_key_of(head, |key| {
+            head.token == wanted.token && key == wanted.key.as_ref()
+        })
     }
 
     /// The first index block that may hold a partition of `token` (an
