@@ -103,6 +103,15 @@ enum Next {
 const ENVELOPE_BUFFER_MAX: usize = HEADER_BYTES + FRAME_BODY_BYTES_MAX + segment::PAYLOAD_BYTES_MAX;
 
 impl Inbound {
+    /// Whether bytes of another request are already here.
+    fn more_buffered(&self) -> bool {
+        !self.raw.is_empty()
+            || self
+                .framing
+                .as_ref()
+                .is_some_and(|(_, envelopes)| !envelopes.is_empty())
+    }
+
     fn next(&mut self) -> Result<Next, ProtocolViolation> {
         loop {
             let source = match &mut self.framing {
@@ -339,6 +348,26 @@ pub async fn serve_connection(
             .load(std::sync::atomic::Ordering::Relaxed)
             && prepared.as_ref().is_some_and(|p| p.single_partition)
             && node.coordinator.is_local_only();
+        if inline && !inbound.more_buffered() {
+            // The last request read so far runs here, on the connection's
+            // own task: no task to spawn and no thread to wake for it. Under
+            // a pipelined load, the requests before it were spawned, so one
+            // connection still spreads over every core.
+            let response = run_statement(&node, &session, request, prepared, header.version);
+            let sent = out
+                .send(encode(
+                    header.version,
+                    header.stream,
+                    &response,
+                    compress_reply,
+                ))
+                .await;
+            drop(permits);
+            if sent.is_err() {
+                break;
+            }
+            continue;
+        }
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
         if inline {
             tokio::spawn(async move {

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use crate::commitlog::Position;
 use crate::error::Result;
-use crate::merge::{Atom, AtomSource, PartitionHeader};
+use crate::merge::{shadows_own_cells, Atom, AtomSource, PartitionHeader};
 use crate::model::{
     max_deletion, ClusteringPosition, DeletionTime, PartitionKey, PartitionUpdate, Row,
 };
@@ -67,6 +67,22 @@ impl MemPartition {
         for row in update.rows {
             self.rows.merge(row);
         }
+    }
+
+    /// The rows, borrowed, when they can be written as they are: a narrow
+    /// partition in which nothing shadows anything (no partition, range or
+    /// row deletion, no column tombstone, no empty row). Otherwise the
+    /// partition must go through the merge, which removes what is shadowed.
+    pub fn rows_as_written(&self) -> Option<impl Iterator<Item = &Row>> {
+        let RowMap::Narrow(rows) = &self.rows else {
+            return None;
+        };
+        let plain = self.deletion.is_none()
+            && self.range_tombstones.is_empty()
+            && rows
+                .iter()
+                .all(|(_, row)| !row.is_empty() && !shadows_own_cells(row));
+        plain.then(|| rows.iter().map(|(_, row)| row))
     }
 
     pub fn header(&self) -> PartitionHeader {

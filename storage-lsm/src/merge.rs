@@ -120,6 +120,16 @@ pub fn shadow_row(mut row: Row, deletion: Option<DeletionTime>) -> Row {
     row
 }
 
+/// Whether [`shadow_row`] with no outer deletion could remove anything from
+/// `row`: within a row only its own deletion and column tombstones shadow.
+pub fn shadows_own_cells(row: &Row) -> bool {
+    row.deletion.is_some()
+        || row
+            .cells
+            .iter()
+            .any(|cell| cell.path.is_none() && cell.is_tombstone())
+}
+
 struct Head {
     source: Box<dyn AtomSource>,
     next: Option<Atom>,

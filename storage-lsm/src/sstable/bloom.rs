@@ -59,9 +59,15 @@ impl BloomFilter {
         self.words.len() as u64 * 64
     }
 
-    /// The key's block (its first word) and its probes' bits within it.
-    fn positions(&self, key: &PartitionKey) -> (usize, impl Iterator<Item = u32>) {
-        let h = mix(key.token as u64);
+    /// The hash a key is filed under (a writer keeps these, not the keys,
+    /// until it builds the filter).
+    pub fn hash(key: &PartitionKey) -> u64 {
+        mix(key.token as u64)
+    }
+
+    /// The block (its first word) and the probes' bits within it of a key
+    /// with hash `h`.
+    fn positions(&self, h: u64) -> (usize, impl Iterator<Item = u32>) {
         let blocks = (self.words.len() / BLOCK_WORDS) as u128;
         let block = ((u128::from(h) * blocks) >> 64) as usize;
         // The block took the hash's high bits; the probes take a second
@@ -74,7 +80,12 @@ impl BloomFilter {
     }
 
     pub fn insert(&mut self, key: &PartitionKey) {
-        let (first, bits) = self.positions(key);
+        self.insert_hash(BloomFilter::hash(key));
+    }
+
+    /// Files a key by its [`BloomFilter::hash`].
+    pub fn insert_hash(&mut self, h: u64) {
+        let (first, bits) = self.positions(h);
         for bit in bits {
             if let Some(word) = self.words.get_mut(first + (bit / 64) as usize) {
                 *word |= 1 << (bit % 64);
@@ -84,7 +95,7 @@ impl BloomFilter {
 
     /// False means the key is certainly absent.
     pub fn may_contain(&self, key: &PartitionKey) -> bool {
-        let (first, mut bits) = self.positions(key);
+        let (first, mut bits) = self.positions(BloomFilter::hash(key));
         let Some(block) = self.words.get(first..first + BLOCK_WORDS) else {
             return true;
         };

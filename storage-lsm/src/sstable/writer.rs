@@ -11,7 +11,8 @@ use crate::codec::Writer;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::merge::{Atom, AtomSource, PartitionHeader};
-use crate::model::{CellValue, DeletionTime, PartitionKey, Row};
+use crate::model::{CellValue, ClusteringPosition, DeletionTime, PartitionKey, Row};
+use crate::range_tombstones::RangeMarker;
 use crate::sstable::bloom::BloomFilter;
 use crate::sstable::format::{
     frame_block, Component, Descriptor, IndexBlockCursor, IndexEntry, RowIndexBlock, SSTableStats,
@@ -130,12 +131,45 @@ impl IndexStream {
     }
 }
 
+/// One atom as the writer encodes it, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum AtomRef<'a> {
+    Row(&'a Row),
+    Marker(&'a RangeMarker),
+}
+
+impl AtomRef<'_> {
+    fn position(&self) -> ClusteringPosition {
+        match self {
+            AtomRef::Row(row) => ClusteringPosition::at(row.clustering.clone()),
+            AtomRef::Marker(marker) => marker.position.clone(),
+        }
+    }
+}
+
+/// The partition being written: its place in the data stream, the bytes
+/// not yet handed to the data stream, and its row index so far.
+struct PartitionInProgress {
+    offset: u64,
+    header_len: u64,
+    atoms_len: u64,
+    block_start: u64,
+    blocks: Vec<RowIndexBlock>,
+    open_deletion: Option<DeletionTime>,
+    pending: Vec<u8>,
+}
+
 /// Builds one SSTable.
 pub struct SSTableWriter {
     descriptor: Descriptor,
     data: Option<DataStream>,
     index: Option<IndexStream>,
-    tokens: Vec<PartitionKey>,
+    /// The filter hash of every partition written, for the filter built at
+    /// the end.
+    filter_hashes: Vec<u64>,
+    /// The encoding buffer of the partition being written, kept between
+    /// partitions.
+    scratch: Vec<u8>,
     stats: SSTableStats,
     last_key: Option<PartitionKey>,
     finished: bool,
@@ -180,7 +214,8 @@ impl SSTableWriter {
                 cursor: IndexBlockCursor::default(),
                 summary: Vec::new(),
             }),
-            tokens: Vec::new(),
+            filter_hashes: Vec::new(),
+            scratch: Vec::new(),
             last_key: None,
             finished: false,
         })
@@ -242,19 +277,54 @@ impl SSTableWriter {
         header: &PartitionHeader,
         atoms: &mut dyn AtomSource,
     ) -> Result<bool> {
+        let mut partition = self.begin_partition(key, header)?;
+        while let Some(atom) = atoms.next_atom()? {
+            let atom = match &atom {
+                Atom::Row(row) => AtomRef::Row(row),
+                Atom::Marker(marker) => AtomRef::Marker(marker),
+            };
+            self.push_atom(&mut partition, atom)?;
+        }
+        self.end_partition(key, header, partition)
+    }
+
+    /// Appends one partition of rows only, borrowed (a flush writes a
+    /// memtable's rows without copying them); the rows must be in
+    /// clustering order and already reconciled and shadowed.
+    pub fn add_rows<'a>(
+        &mut self,
+        key: &PartitionKey,
+        header: &PartitionHeader,
+        rows: impl IntoIterator<Item = &'a Row>,
+    ) -> Result<bool> {
+        let mut partition = self.begin_partition(key, header)?;
+        for row in rows {
+            self.push_atom(&mut partition, AtomRef::Row(row))?;
+        }
+        self.end_partition(key, header, partition)
+    }
+
+    fn begin_partition(
+        &mut self,
+        key: &PartitionKey,
+        header: &PartitionHeader,
+    ) -> Result<PartitionInProgress> {
         if let Some(last) = &self.last_key {
             assert!(
                 last < key,
                 "SSTable partitions must be written in key order"
             );
         }
-        let (Some(data), Some(_)) = (self.data.as_mut(), self.index.as_ref()) else {
+        let (Some(data), Some(_)) = (self.data.as_ref(), self.index.as_ref()) else {
             return Err(Error::InvalidArgument(
                 "SSTable writer already finished".into(),
             ));
         };
         let offset = data.logical_len;
-        let mut buf = Writer::new();
+        let mut buf = Writer {
+            buf: std::mem::take(&mut self.scratch),
+        };
+        buf.buf.clear();
         buf.partition_key(key);
         buf.opt_deletion(&header.deletion);
         match &header.static_row {
@@ -264,73 +334,82 @@ impl SSTableWriter {
                 buf.row(row);
             }
         }
-        let header_len = buf.buf.len() as u64;
-        let mut atoms_len = 0u64;
-        let mut block_start = 0u64;
-        let mut blocks: Vec<RowIndexBlock> = Vec::new();
-        let mut open_deletion: Option<DeletionTime> = None;
-        let mut pending = buf.buf;
-        let mut any_atom = false;
-        while let Some(atom) = atoms.next_atom()? {
-            any_atom = true;
-            if blocks.is_empty() || atoms_len - block_start >= ROW_INDEX_BLOCK_BYTES {
-                block_start = atoms_len;
-                blocks.push(RowIndexBlock {
-                    offset: atoms_len,
-                    first_position: atom.position(),
-                    open_deletion,
-                });
+        Ok(PartitionInProgress {
+            offset,
+            header_len: buf.buf.len() as u64,
+            atoms_len: 0,
+            block_start: 0,
+            blocks: Vec::new(),
+            open_deletion: None,
+            pending: buf.buf,
+        })
+    }
+
+    fn push_atom(&mut self, p: &mut PartitionInProgress, atom: AtomRef<'_>) -> Result<()> {
+        if p.blocks.is_empty() || p.atoms_len - p.block_start >= ROW_INDEX_BLOCK_BYTES {
+            p.block_start = p.atoms_len;
+            p.blocks.push(RowIndexBlock {
+                offset: p.atoms_len,
+                first_position: atom.position(),
+                open_deletion: p.open_deletion,
+            });
+        }
+        let before = p.pending.len();
+        let mut w = Writer {
+            buf: std::mem::take(&mut p.pending),
+        };
+        match atom {
+            AtomRef::Row(row) => {
+                w.u8(1);
+                w.row(row);
+                self.stats.row_count += 1;
+                self.note_row(row);
             }
-            let before = pending.len();
-            let mut w = Writer { buf: pending };
-            match &atom {
-                Atom::Row(row) => {
-                    w.u8(1);
-                    w.row(row);
+            AtomRef::Marker(marker) => {
+                w.u8(2);
+                w.position(&marker.position);
+                w.opt_deletion(&marker.before);
+                w.opt_deletion(&marker.after);
+                p.open_deletion = marker.after;
+                if let Some(d) = &marker.after {
+                    self.note_deletion(d);
                 }
-                Atom::Marker(marker) => {
-                    w.u8(2);
-                    w.position(&marker.position);
-                    w.opt_deletion(&marker.before);
-                    w.opt_deletion(&marker.after);
-                    open_deletion = marker.after;
-                }
-            }
-            pending = w.buf;
-            atoms_len += (pending.len() - before) as u64;
-            match &atom {
-                Atom::Row(row) => {
-                    self.stats.row_count += 1;
-                    self.note_row(row);
-                }
-                Atom::Marker(marker) => {
-                    if let Some(d) = &marker.after {
-                        self.note_deletion(d);
-                    }
-                }
-            }
-            if pending.len() >= CHUNK_SIZE_BYTES {
-                if let Some(data) = self.data.as_mut() {
-                    data.write(&pending)?;
-                }
-                pending.clear();
             }
         }
-        if !any_atom && header.deletion.is_none() && header.static_row.is_none() {
+        p.pending = w.buf;
+        p.atoms_len += (p.pending.len() - before) as u64;
+        if p.pending.len() >= CHUNK_SIZE_BYTES {
+            if let Some(data) = self.data.as_mut() {
+                data.write(&p.pending)?;
+            }
+            p.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn end_partition(
+        &mut self,
+        key: &PartitionKey,
+        header: &PartitionHeader,
+        mut p: PartitionInProgress,
+    ) -> Result<bool> {
+        if p.blocks.is_empty() && header.deletion.is_none() && header.static_row.is_none() {
+            self.scratch = p.pending;
             return Ok(false);
         }
-        pending.push(0);
-        atoms_len += 1;
-        if blocks.is_empty() {
-            blocks.push(RowIndexBlock {
+        p.pending.push(0);
+        p.atoms_len += 1;
+        if p.blocks.is_empty() {
+            p.blocks.push(RowIndexBlock {
                 offset: 0,
-                first_position: crate::model::ClusteringPosition::top(),
+                first_position: ClusteringPosition::top(),
                 open_deletion: None,
             });
         }
         if let Some(data) = self.data.as_mut() {
-            data.write(&pending)?;
+            data.write(&p.pending)?;
         }
+        self.scratch = p.pending;
         if let Some(d) = &header.deletion {
             self.note_deletion(d);
         }
@@ -339,10 +418,10 @@ impl SSTableWriter {
         }
         let entry = IndexEntry {
             key: key.clone(),
-            offset,
-            header_len,
-            atoms_len,
-            blocks,
+            offset: p.offset,
+            header_len: p.header_len,
+            atoms_len: p.atoms_len,
+            blocks: p.blocks,
         };
         if let Some(index) = self.index.as_mut() {
             index.add(&entry);
@@ -351,11 +430,9 @@ impl SSTableWriter {
             self.stats.first_token = key.token;
             self.stats.first_key = key.key.to_vec();
         }
-        self.stats.last_token = key.token;
-        self.stats.last_key = key.key.to_vec();
         self.stats.partition_count += 1;
-        self.tokens.push(key.clone());
-        self.last_key = Some(key.clone());
+        self.filter_hashes.push(BloomFilter::hash(key));
+        self.last_key = Some(entry.key);
         Ok(true)
     }
 
@@ -373,11 +450,15 @@ impl SSTableWriter {
             self.remove_tmp_files();
             return Ok(None);
         }
+        if let Some(last) = &self.last_key {
+            self.stats.last_token = last.token;
+            self.stats.last_key = last.key.to_vec();
+        }
         self.stats.uncompressed_size_bytes = data.logical_len;
         self.stats.data_size_bytes = data.finish()?;
-        let mut filter = BloomFilter::with_capacity(self.tokens.len() as u64);
-        for key in &self.tokens {
-            filter.insert(key);
+        let mut filter = BloomFilter::with_capacity(self.filter_hashes.len() as u64);
+        for hash in &self.filter_hashes {
+            filter.insert_hash(*hash);
         }
         let stats_bytes = self
             .stats
