@@ -87,6 +87,9 @@ struct Segment {
     len: u64,
     /// Per table, the end offset of its last record in this segment.
     dirty: HashMap<TableId, u64>,
+    /// A full segment whose records are not all fsynced yet (the next sync
+    /// covers it before the active segment).
+    needs_sync: bool,
 }
 
 struct State {
@@ -95,6 +98,10 @@ struct State {
     active_map: MmapMut,
     /// Full segments not yet deleted, by id.
     closed: BTreeMap<u64, Segment>,
+    /// The next segment, created and mapped ahead of time (see
+    /// [`CommitLog::prepare_spare`]), so a writer that fills a segment
+    /// does not wait for a file to be made.
+    spare: Option<(Segment, MmapMut)>,
     next_id: u64,
     written: Position,
     /// A segment was created since the directory was last synced: the next
@@ -168,6 +175,7 @@ fn create_segment(dir: &Path, id: u64, size_bytes: u64) -> Result<(Segment, Mmap
         file: Arc::new(file),
         len: HEADER_BYTES as u64,
         dirty: HashMap::new(),
+        needs_sync: false,
     };
     Ok((segment, map))
 }
@@ -261,6 +269,7 @@ impl CommitLog {
                 active,
                 active_map,
                 closed: BTreeMap::new(),
+                spare: None,
                 next_id: next_id + 1,
                 written,
                 dir_unsynced: false,
@@ -352,23 +361,53 @@ impl CommitLog {
         Ok(position)
     }
 
+    /// Makes the next segment the active one: the spare if one is ready,
+    /// a new one otherwise. The full segment is not synced here (writers
+    /// wait on this lock): the next sync covers it before the new one.
     fn switch_segment(&self, state: &mut State) -> Result<()> {
-        // The full segment is fsynced before the new one takes writes, so a
-        // sync of the new segment covers everything before it. (In periodic
-        // mode the syncer keeps its unsynced tail short: see
-        // [`CommitLog::unsynced_bytes`].)
-        state
-            .active
-            .file
-            .sync_data()
-            .map_err(Error::io(&state.active.path))?;
-        let (next, next_map) = create_segment(&self.dir, state.next_id, self.segment_size_bytes)?;
-        state.dir_unsynced = true;
-        state.next_id += 1;
+        let (next, next_map) = match state.spare.take() {
+            Some(spare) => spare,
+            None => {
+                let made = create_segment(&self.dir, state.next_id, self.segment_size_bytes)?;
+                state.next_id += 1;
+                state.dir_unsynced = true;
+                made
+            }
+        };
+        assert!(
+            next.id > state.active.id,
+            "commitlog segments must be used in id order"
+        );
         state.active_map = next_map;
-        let full = std::mem::replace(&mut state.active, next);
+        let mut full = std::mem::replace(&mut state.active, next);
+        full.needs_sync = true;
         state.closed.insert(full.id, full);
         Ok(())
+    }
+
+    /// Creates and maps the next segment ahead of time, if none is ready,
+    /// outside the lock writers take. Called by the engine's commitlog
+    /// thread; a segment made in between by a writer (the spare was late)
+    /// makes this one useless, and it is removed.
+    pub fn prepare_spare(&self) -> Result<()> {
+        let id = {
+            let mut state = self.state.lock();
+            if state.spare.is_some() {
+                return Ok(());
+            }
+            state.next_id += 1;
+            state.next_id - 1
+        };
+        let (segment, map) = create_segment(&self.dir, id, self.segment_size_bytes)?;
+        let mut state = self.state.lock();
+        if segment.id > state.active.id && state.spare.is_none() {
+            state.spare = Some((segment, map));
+            state.dir_unsynced = true;
+            return Ok(());
+        }
+        drop(state);
+        drop(map);
+        fs::remove_file(&segment.path)
     }
 
     /// The position after the last appended record.
@@ -403,12 +442,20 @@ impl CommitLog {
         }
     }
 
-    /// Fsyncs the active segment (and the directory, when a segment was
-    /// created since); returns the position now durable.
+    /// Fsyncs the full segments not yet synced, then the active one (and
+    /// the directory, when a segment was created since); returns the
+    /// position now durable.
     pub fn sync_now(&self) -> Result<Position> {
-        let (file, path, position, dir_unsynced) = {
+        let (full, file, path, position, dir_unsynced) = {
             let mut state = self.state.lock();
+            let full: Vec<(u64, Arc<File>, PathBuf)> = state
+                .closed
+                .values()
+                .filter(|s| s.needs_sync)
+                .map(|s| (s.id, s.file.clone(), s.path.clone()))
+                .collect();
             (
+                full,
                 state.active.file.clone(),
                 state.active.path.clone(),
                 state.written,
@@ -419,6 +466,12 @@ impl CommitLog {
             if let Err(error) = fs::sync_dir(&self.dir) {
                 self.state.lock().dir_unsynced = true;
                 return Err(error);
+            }
+        }
+        for (id, file, path) in full {
+            file.sync_data().map_err(Error::io(&path))?;
+            if let Some(segment) = self.state.lock().closed.get_mut(&id) {
+                segment.needs_sync = false;
             }
         }
         file.sync_data().map_err(Error::io(&path))?;

@@ -11,7 +11,8 @@
 //!
 //! Threads: with `background: true` the engine runs a flusher (switched
 //! memtables to SSTables), a compactor (strategy-chosen compactions, throttled)
-//! and, in periodic sync mode, a commitlog syncer. With `background: false`
+//! and a commitlog thread (keeps the next segment ready; in periodic sync
+//! mode, syncs). With `background: false`
 //! nothing happens unless asked, which keeps tests deterministic.
 //!
 //! Backpressure: when all memtables together pass
@@ -294,7 +295,7 @@ impl Engine {
             std::thread::Builder::new()
                 .name("ilion-flush".into())
                 .spawn(move || {
-                    crate::background::lower_priority(crate::background::FLUSH_NICENESS);
+                    crate::background::set_scheduling(crate::background::FLUSH_NICENESS, None);
                     flusher(&shared)
                 })
                 .ok(),
@@ -304,21 +305,26 @@ impl Engine {
             std::thread::Builder::new()
                 .name("ilion-compact".into())
                 .spawn(move || {
-                    crate::background::lower_priority(crate::background::COMPACTION_NICENESS);
+                    crate::background::set_scheduling(crate::background::COMPACTION_NICENESS, None);
                     crate::sstable::chunk_cache::stream_on_this_thread();
                     compactor(&shared)
                 })
                 .ok(),
         );
-        if let SyncMode::Periodic(period) = self.shared.config.sync {
-            let shared = self.shared.clone();
-            threads.extend(
-                std::thread::Builder::new()
-                    .name("ilion-commitlog-sync".into())
-                    .spawn(move || syncer(&shared, period))
-                    .ok(),
-            );
-        }
+        let period = match self.shared.config.sync {
+            SyncMode::Periodic(period) => Some(period),
+            SyncMode::Batch => None,
+        };
+        let shared = self.shared.clone();
+        threads.extend(
+            std::thread::Builder::new()
+                .name("ilion-commitlog".into())
+                .spawn(move || {
+                    crate::background::set_scheduling(0, None);
+                    commitlog_worker(&shared, period)
+                })
+                .ok(),
+        );
     }
 
     fn table(&self, id: TableId) -> Result<Arc<Table>> {
@@ -902,9 +908,19 @@ fn compactor(shared: &Shared) {
 /// much to write out.
 pub const COMMITLOG_SYNC_LAG_BYTES: u64 = 1024 * 1024;
 
-fn syncer(shared: &Shared, period: Duration) {
+/// The commitlog's own thread: keeps a spare segment ready, and in periodic
+/// mode (`period`) syncs every period, or sooner once
+/// [`COMMITLOG_SYNC_LAG_BYTES`] are unsynced.
+fn commitlog_worker(shared: &Shared, period: Option<Duration>) {
     let mut last = Instant::now();
     while !shared.shutdown.load(Ordering::Relaxed) {
+        if let Err(error) = shared.commitlog.prepare_spare() {
+            tracing::error!(%error, "cannot prepare the next commitlog segment");
+        }
+        let Some(period) = period else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
         let wait = period
             .saturating_sub(last.elapsed())
             .min(Duration::from_millis(20));

@@ -395,6 +395,7 @@ impl Table {
         switched_at: Position,
         now_s: i64,
     ) -> Result<Position> {
+        let started = std::time::Instant::now();
         let descriptor = Descriptor::in_dir(&self.dir, self.allocate_generation());
         let mut writer = SSTableWriter::create(descriptor, 0, now_s)?;
         for (key, partition) in memtable.iter() {
@@ -417,6 +418,7 @@ impl Table {
             let mut merge = MergeIterator::new(vec![Box::new(source)], false, header.deletion)?;
             writer.add_partition(&key, &header, &mut merge)?;
         }
+        let partitions = writer.partition_count();
         let published = match writer.finish()? {
             Some(stats) => Some(Arc::new(self.open_sstable(stats.generation)?)),
             None => None,
@@ -430,6 +432,12 @@ impl Table {
             .iter()
             .map(|m| m.commitlog_lower_bound())
             .min();
+        tracing::debug!(
+            table = ?self.id,
+            partitions,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "memtable flushed"
+        );
         Ok(still_needed.map_or(switched_at, |lower| lower.min(switched_at)))
     }
 

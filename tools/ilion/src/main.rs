@@ -103,7 +103,18 @@ enum Threads {
 /// The async runtime of a tool; None (after saying why) if it cannot start.
 fn runtime(tool: &str, threads: Threads) -> Option<tokio::runtime::Runtime> {
     let mut builder = match threads {
-        Threads::Many => tokio::runtime::Builder::new_multi_thread(),
+        Threads::Many => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // Threads that wait on the network for work ask for a short
+            // slice, so they run as soon as work comes (see set_scheduling).
+            builder.on_thread_start(|| {
+                storage_lsm::background::set_scheduling(
+                    0,
+                    Some(storage_lsm::background::REQUEST_SLICE),
+                )
+            });
+            builder
+        }
         Threads::Two => {
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             builder.worker_threads(2);
