@@ -6,7 +6,10 @@
 //! copied into the mapping, so an append costs no system call and a killed
 //! process loses nothing the kernel has (the mapping is the page cache), as
 //! with Cassandra's memory-mapped segments. Zeros after the last record are
-//! the unwritten rest. Layout:
+//! the unwritten rest. The engine's commitlog thread keeps the next segment
+//! made and mapped ahead of time ([`CommitLog::prepare_spare`]), so the
+//! writer that fills a segment does not wait for a file; a full segment is
+//! fsynced by the next sync, before the active one. Layout:
 //! - header: `u32 magic, u32 version, u64 id, u32 crc32(previous 16 bytes)`;
 //! - records: `u32 len, u32 crc32(len LE bytes ++ payload), payload`, where
 //!   the payload is `u8 codec` and one encoded [`Mutation`]: as is (codec
