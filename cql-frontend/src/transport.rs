@@ -353,15 +353,8 @@ pub async fn serve_connection(
             // own task: no task to spawn and no thread to wake for it. Under
             // a pipelined load, the requests before it were spawned, so one
             // connection still spreads over every core.
-            let response = run_statement(&node, &session, request, prepared, header.version);
-            let sent = out
-                .send(encode(
-                    header.version,
-                    header.stream,
-                    &response,
-                    compress_reply,
-                ))
-                .await;
+            let reply = run_and_encode(&node, &session, request, prepared, &header, compress_reply);
+            let sent = out.send(reply).await;
             drop(permits);
             if sent.is_err() {
                 break;
@@ -371,27 +364,16 @@ pub async fn serve_connection(
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
         if inline {
             tokio::spawn(async move {
-                let response = run_statement(&node, &session, request, prepared, header.version);
-                let _ = out
-                    .send(encode(
-                        header.version,
-                        header.stream,
-                        &response,
-                        compress_reply,
-                    ))
-                    .await;
+                let reply =
+                    run_and_encode(&node, &session, request, prepared, &header, compress_reply);
+                let _ = out.send(reply).await;
                 drop(permits);
             });
             continue;
         }
         tokio::task::spawn_blocking(move || {
-            let response = run_statement(&node, &session, request, prepared, header.version);
-            let _ = out.blocking_send(encode(
-                header.version,
-                header.stream,
-                &response,
-                compress_reply,
-            ));
+            let reply = run_and_encode(&node, &session, request, prepared, &header, compress_reply);
+            let _ = out.blocking_send(reply);
             drop(permits);
         });
     }
@@ -510,6 +492,19 @@ fn encode_event(state: &ConnectionState, event: &ClientEvent) -> Outbound {
 }
 
 /// A response as an envelope.
+/// Runs a statement request and encodes its response as a reply to it.
+fn run_and_encode(
+    node: &Node,
+    session: &Mutex<Session>,
+    request: Request,
+    prepared: Option<std::sync::Arc<crate::prepared::Prepared>>,
+    header: &FrameHeader,
+    compression: Option<Compression>,
+) -> Outbound {
+    let response = run_statement(node, session, request, prepared, header.version);
+    encode(header.version, header.stream, &response, compression)
+}
+
 fn encode(version: u8, id: i16, response: &Response, compression: Option<Compression>) -> Outbound {
     let body = response.encode_body();
     let (flags, body) = match compression {

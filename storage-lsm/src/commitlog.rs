@@ -250,9 +250,18 @@ impl CommitLog {
             segments: segments.len(),
             ..ReplayReport::default()
         };
-        let last_index = segments.len().saturating_sub(1);
+        // A spare segment made ahead of time may follow the one that was
+        // being written: the torn-tail rule applies to the last segment
+        // that holds records, and a spare has nothing to replay.
+        let holds_records = segments
+            .iter()
+            .map(|(_, path)| segment_holds_records(path))
+            .collect::<Result<Vec<bool>>>()?;
+        let last_index = holds_records.iter().rposition(|&h| h).unwrap_or(0);
         for (i, (_, path)) in segments.iter().enumerate() {
-            replay_segment(path, i == last_index, &mut report, &mut apply)?;
+            if holds_records.get(i) == Some(&true) {
+                replay_segment(path, i == last_index, &mut report, &mut apply)?;
+            }
         }
         let next_id = segments.last().map_or(1, |(id, _)| id + 1);
         let segment_size_bytes = segment_size_bytes.max(SEGMENT_BYTES_MIN);
@@ -565,6 +574,20 @@ impl CommitLog {
     }
 }
 
+/// Whether a segment has anything after its header: the first record's
+/// length word is not zero (a spare made ahead of time, or a segment cut
+/// short while it was made, has none).
+fn segment_holds_records(path: &Path) -> Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(path).map_err(Error::io(path))?;
+    let mut first_len = [0u8; 4];
+    match file.read_exact_at(&mut first_len, HEADER_BYTES as u64) {
+        Ok(()) => Ok(first_len != [0; 4]),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(Error::io(path)(e)),
+    }
+}
+
 fn replay_segment(
     path: &Path,
     is_last: bool,
@@ -707,6 +730,44 @@ mod tests {
             Ok(())
         })?;
         Ok(tokens)
+    }
+
+    /// A record torn by a crash is a torn tail, not damage, when an unused
+    /// spare segment follows its segment; the records before it replay.
+    #[test]
+    fn torn_record_before_a_spare_is_a_torn_tail() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(Error::io(Path::new("tmp")))?;
+        let log = CommitLog::open(
+            dir.path(),
+            SyncMode::Batch,
+            SEGMENT_BYTES_MIN,
+            false,
+            |_| Ok(()),
+        )?
+        .0;
+        for i in 0..10u32 {
+            log.append(&mutation(i))?;
+        }
+        log.prepare_spare()?;
+        {
+            // A record header whose payload never arrived.
+            let mut state = log.state.lock();
+            let at = state.active.len as usize;
+            if let Some(torn) = state.active_map.get_mut(at..at + 8) {
+                torn.copy_from_slice(&[40, 0, 0, 0, 1, 2, 3, 4]);
+            }
+        }
+        drop(log);
+        let mut tokens = Vec::new();
+        let (_, _, report) =
+            CommitLog::open(dir.path(), SyncMode::Batch, SEGMENT_BYTES_MIN, false, |m| {
+                tokens.push(m.key.token);
+                Ok(())
+            })?;
+        assert_eq!(tokens, (0..10i64).collect::<Vec<_>>());
+        assert!(report.torn_tail.is_some(), "{report:?}");
+        assert!(report.damaged.is_empty(), "{report:?}");
+        Ok(())
     }
 
     /// Segments made ahead of time are taken in id order, with or without

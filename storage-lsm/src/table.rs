@@ -400,14 +400,13 @@ impl Table {
         let mut writer = SSTableWriter::create(descriptor, 0, now_s)?;
         for (key, partition) in memtable.iter() {
             // Most partitions are written straight from the memtable.
-            {
-                let locked = partition.lock();
-                if let Some(rows) = locked.rows_as_written() {
-                    let header = PartitionHeader::merge([locked.header()]);
-                    writer.add_rows(&key, &header, rows)?;
-                    continue;
-                };
+            let locked = partition.lock();
+            if let Some(rows) = locked.rows_as_written() {
+                let header = PartitionHeader::merge([locked.header()]);
+                writer.add_rows(&key, &header, rows)?;
+                continue;
             }
+            drop(locked);
             let header = PartitionHeader::merge([partition.lock().header()]);
             let source = MemPartitionSource::new(
                 partition,
