@@ -133,7 +133,7 @@ impl IndexStream {
 
 /// One atom as the writer encodes it, borrowed.
 #[derive(Debug, Clone, Copy)]
-pub enum AtomRef<'a> {
+enum AtomRef<'a> {
     Row(&'a Row),
     Marker(&'a RangeMarker),
 }
