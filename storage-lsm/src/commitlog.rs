@@ -723,13 +723,17 @@ mod tests {
         }
     }
 
-    fn replayed(dir: &Path) -> Result<Vec<i64>> {
+    /// Opens the commitlog in `dir` with the smallest segments; returns it
+    /// and the replay: the tokens of the records replayed, in order, and
+    /// the report.
+    fn replayed(dir: &Path) -> Result<(CommitLog, (Vec<i64>, ReplayReport))> {
         let mut tokens = Vec::new();
-        CommitLog::open(dir, SyncMode::Batch, SEGMENT_BYTES_MIN, false, |m| {
-            tokens.push(m.key.token);
-            Ok(())
-        })?;
-        Ok(tokens)
+        let (log, _, report) =
+            CommitLog::open(dir, SyncMode::Batch, SEGMENT_BYTES_MIN, false, |m| {
+                tokens.push(m.key.token);
+                Ok(())
+            })?;
+        Ok((log, (tokens, report)))
     }
 
     /// A record torn by a crash is a torn tail, not damage, when an unused
@@ -737,14 +741,7 @@ mod tests {
     #[test]
     fn torn_record_before_a_spare_is_a_torn_tail() -> Result<()> {
         let dir = tempfile::tempdir().map_err(Error::io(Path::new("tmp")))?;
-        let log = CommitLog::open(
-            dir.path(),
-            SyncMode::Batch,
-            SEGMENT_BYTES_MIN,
-            false,
-            |_| Ok(()),
-        )?
-        .0;
+        let (log, _) = replayed(dir.path())?;
         for i in 0..10u32 {
             log.append(&mutation(i))?;
         }
@@ -758,12 +755,7 @@ mod tests {
             }
         }
         drop(log);
-        let mut tokens = Vec::new();
-        let (_, _, report) =
-            CommitLog::open(dir.path(), SyncMode::Batch, SEGMENT_BYTES_MIN, false, |m| {
-                tokens.push(m.key.token);
-                Ok(())
-            })?;
+        let (_, (tokens, report)) = replayed(dir.path())?;
         assert_eq!(tokens, (0..10i64).collect::<Vec<_>>());
         assert!(report.torn_tail.is_some(), "{report:?}");
         assert!(report.damaged.is_empty(), "{report:?}");
@@ -776,14 +768,7 @@ mod tests {
     #[test]
     fn spare_segments_keep_records_in_order() -> Result<()> {
         let dir = tempfile::tempdir().map_err(Error::io(Path::new("tmp")))?;
-        let log = CommitLog::open(
-            dir.path(),
-            SyncMode::Batch,
-            SEGMENT_BYTES_MIN,
-            false,
-            |_| Ok(()),
-        )?
-        .0;
+        let (log, _) = replayed(dir.path())?;
         let mut ids = Vec::new();
         for i in 0..20_000u32 {
             // A spare is ready at some switches and not at others.
@@ -802,7 +787,7 @@ mod tests {
         assert!(ids.len() > 5, "the records span several segments: {ids:?}");
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order: {ids:?}");
         drop(log);
-        let tokens = replayed(dir.path())?;
+        let (_, (tokens, _)) = replayed(dir.path())?;
         assert_eq!(tokens, (0..20_000i64).collect::<Vec<_>>());
         Ok(())
     }
