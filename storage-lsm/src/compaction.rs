@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::fs;
+use crate::memtable::Memtable;
 use crate::merge::{Atom, AtomSource, MergeIterator, PartitionHeader};
 use crate::model::{CellValue, ClusteringPosition, DeletionTime, PartitionKey, Row};
-use crate::sstable::format::Component;
+use crate::sstable::format::{Component, FORMAT_VERSION};
 use crate::sstable::{Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
 use crate::table::{CompactionStrategy, Table, TableView};
 
@@ -349,6 +350,91 @@ type InputCursor = (
     bool,
 );
 
+/// A partition that some inputs hold, merged and purged, for the writer.
+struct MergedPartition {
+    header: PartitionHeader,
+    atoms: PurgingSource,
+}
+
+/// Merges the partition `key` from the inputs that hold it (`holders`,
+/// each with `key` first in its queue, which this takes), purging what no
+/// SSTable outside the compaction (`others`) and no memtable can hold
+/// older data for.
+fn merged_partition<'a>(
+    holders: impl Iterator<Item = &'a mut InputCursor>,
+    key: &PartitionKey,
+    others: &[Arc<SSTable>],
+    memtables: &[Arc<Memtable>],
+    now_s: i64,
+    gc_grace_s: i64,
+) -> Result<MergedPartition> {
+    let mut headers = Vec::new();
+    let mut sources: Vec<Box<dyn AtomSource>> = Vec::new();
+    for (sstable, queue, _, _) in holders {
+        if let Some(entry) = queue.pop_front() {
+            headers.push(sstable.header(&entry)?);
+            sources.push(Box::new(SSTablePartitionSource::new(
+                sstable.clone(),
+                entry,
+                ClusteringPosition::bottom(),
+                ClusteringPosition::top(),
+                false,
+            )));
+        }
+    }
+    let max_purgeable_timestamp = others
+        .iter()
+        .filter(|s| s.may_contain(key))
+        .map(|s| s.stats.min_timestamp)
+        .chain(
+            memtables
+                .iter()
+                .filter(|m| m.get(key).is_some())
+                .filter_map(|m| m.timestamp_range().map(|(min, _)| min)),
+        )
+        .min()
+        .unwrap_or(i64::MAX);
+    let purger = Purger {
+        gc_before_s: now_s.saturating_sub(gc_grace_s),
+        max_purgeable_timestamp,
+        now_s,
+    };
+    let header = PartitionHeader::merge(headers);
+    let merge = MergeIterator::new(sources, false, header.deletion)?;
+    Ok(MergedPartition {
+        header: PartitionHeader {
+            deletion: purger.deletion(header.deletion),
+            static_row: header
+                .static_row
+                .map(|row| purger.row(row))
+                .filter(|row| !row.is_empty()),
+        },
+        atoms: PurgingSource { merge, purger },
+    })
+}
+
+/// The output the next partition goes to: the last one, or a new one when
+/// there is none yet or the last reached the task's output size.
+fn output_for<'w>(
+    outputs: &'w mut Vec<SSTableWriter>,
+    table: &Table,
+    task: &CompactionTask,
+    now_s: i64,
+) -> Result<&'w mut SSTableWriter> {
+    let needs_new = match (outputs.last(), task.output_size_bytes) {
+        (None, _) => true,
+        (Some(w), Some(limit)) => w.uncompressed_len() >= limit,
+        (Some(_), None) => false,
+    };
+    if needs_new {
+        let descriptor = Descriptor::in_dir(&table.dir, table.allocate_generation());
+        outputs.push(SSTableWriter::create(descriptor, task.output_level, now_s)?);
+    }
+    outputs
+        .last_mut()
+        .ok_or_else(|| Error::InvalidArgument("compaction has no output".into()))
+}
+
 /// Runs one compaction of `table` and publishes its outputs.
 pub fn run(
     table: &Table,
@@ -358,7 +444,7 @@ pub fn run(
     progress: &CompactionProgress,
 ) -> Result<()> {
     let started = Instant::now();
-    let gc_grace = table.options().gc_grace_seconds;
+    let gc_grace_s = table.options().gc_grace_seconds;
     let view = table.view();
     let input_generations: Vec<u64> = task.inputs.iter().map(|s| s.generation()).collect();
     let others: Vec<Arc<SSTable>> = view
@@ -393,68 +479,36 @@ pub fn run(
         }
         let Some(key) = cursors
             .iter()
-            .filter_map(|(_, queue, _, _)| queue.front().map(|e| e.key.clone()))
+            .filter_map(|(_, queue, _, _)| queue.front().map(|e| &e.key))
             .min()
+            .cloned()
         else {
             break;
         };
-        let mut headers = Vec::new();
-        let mut sources: Vec<Box<dyn AtomSource>> = Vec::new();
-        for (sstable, queue, _, _) in cursors.iter_mut() {
-            if queue.front().is_some_and(|e| e.key == key) {
+        let mut holders = cursors
+            .iter_mut()
+            .filter(|(_, queue, _, _)| queue.front().is_some_and(|e| e.key == key));
+        let (first, second) = (holders.next(), holders.next());
+        let writer = output_for(&mut outputs, table, task, now_s)?;
+        let before = writer.uncompressed_len();
+        match (first, second) {
+            // Only one input holds the partition and nothing in that input
+            // can be purged or expire: it is copied as it is.
+            (Some((sstable, queue, _, _)), None)
+                if sstable.stats.is_plain() && sstable.stats.format_version == FORMAT_VERSION =>
+            {
                 if let Some(entry) = queue.pop_front() {
-                    headers.push(sstable.header(&entry)?);
-                    sources.push(Box::new(SSTablePartitionSource::new(
-                        sstable.clone(),
-                        entry,
-                        ClusteringPosition::bottom(),
-                        ClusteringPosition::top(),
-                        false,
-                    )));
+                    writer.copy_partition(sstable, &entry)?;
                 }
             }
+            (first, second) => {
+                let holders = first.into_iter().chain(second).chain(holders);
+                let mut source =
+                    merged_partition(holders, &key, &others, &memtables, now_s, gc_grace_s)?;
+                writer.add_partition(&key, &source.header, &mut source.atoms)?;
+            }
         }
-        let max_purgeable_timestamp = others
-            .iter()
-            .filter(|s| s.may_contain(&key))
-            .map(|s| s.stats.min_timestamp)
-            .chain(
-                memtables
-                    .iter()
-                    .filter(|m| m.get(&key).is_some())
-                    .filter_map(|m| m.timestamp_range().map(|(min, _)| min)),
-            )
-            .min()
-            .unwrap_or(i64::MAX);
-        let purger = Purger {
-            gc_before_s: now_s.saturating_sub(gc_grace),
-            max_purgeable_timestamp,
-            now_s,
-        };
-        let header = PartitionHeader::merge(headers);
-        let merge = MergeIterator::new(sources, false, header.deletion)?;
-        let header = PartitionHeader {
-            deletion: purger.deletion(header.deletion),
-            static_row: header
-                .static_row
-                .map(|row| purger.row(row))
-                .filter(|row| !row.is_empty()),
-        };
-        let mut source = PurgingSource { merge, purger };
-        let needs_new = match (outputs.last(), task.output_size_bytes) {
-            (None, _) => true,
-            (Some(w), Some(limit)) => w.uncompressed_len() >= limit,
-            (Some(_), None) => false,
-        };
-        if needs_new {
-            let descriptor = Descriptor::in_dir(&table.dir, table.allocate_generation());
-            outputs.push(SSTableWriter::create(descriptor, task.output_level, now_s)?);
-        }
-        if let Some(writer) = outputs.last_mut() {
-            let before = writer.uncompressed_len();
-            writer.add_partition(&key, &header, &mut source)?;
-            written += writer.uncompressed_len() - before;
-        }
+        written += writer.uncompressed_len() - before;
         progress.done_bytes.store(written, Ordering::Relaxed);
         throttle.pace(written, started);
     }

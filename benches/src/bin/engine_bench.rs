@@ -62,6 +62,10 @@ trait Kv {
     fn scan(&mut self, start: &[u8], count: usize) -> anyhow::Result<usize>;
     fn close(self: Box<Self>) -> anyhow::Result<()>;
     fn major_compact(&mut self) -> anyhow::Result<()>;
+    /// A line on the engine's shape (files, pending work), if it tells one.
+    fn shape(&self) -> Option<String> {
+        None
+    }
 }
 
 type Opener = fn(&Path) -> anyhow::Result<Box<dyn Kv>>;
@@ -136,6 +140,16 @@ mod ilion {
         fn major_compact(&mut self) -> anyhow::Result<()> {
             self.engine.flush(TABLE)?;
             Ok(self.engine.compact_all(TABLE)?)
+        }
+
+        fn shape(&self) -> Option<String> {
+            let stats = self.engine.stats(TABLE).ok()?;
+            Some(format!(
+                "{} sstables, {} MiB, {} pending compactions",
+                stats.sstable_count,
+                stats.live_disk_bytes / 1_048_576,
+                stats.pending_compactions
+            ))
         }
     }
 }
@@ -329,6 +343,9 @@ fn run_engine(name: &str, open: Opener, dir: &Path, args: &Args) -> anyhow::Resu
     let user_bytes = args.keys * (KEY_BYTES + VALUE_BYTES) as u64;
 
     let mut kv = open(dir)?;
+    if let Some(shape) = kv.shape() {
+        eprintln!("  reopened: {shape}");
+    }
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
     let started = Instant::now();
     for n in 0..args.reads {
@@ -343,6 +360,9 @@ fn run_engine(name: &str, open: Opener, dir: &Path, args: &Args) -> anyhow::Resu
         progress("read", n + 1, args.reads, started);
     }
     let read_s = started.elapsed().as_secs_f64();
+    if let Some(shape) = kv.shape() {
+        eprintln!("  after reads: {shape}");
+    }
 
     let start_key = make_key(rng.gen_range(0..args.keys));
     let started = Instant::now();

@@ -156,6 +156,13 @@ impl SSTableStats {
         PartitionKey::new(self.last_token, self.last_key.clone())
     }
 
+    /// Holds no tombstone of any kind and no expiring cell: nothing in it
+    /// can ever be purged, expire or shadow, so a partition only this
+    /// SSTable holds is the same after a compaction as before.
+    pub fn is_plain(&self) -> bool {
+        self.tombstone_count == 0 && self.max_local_deletion_time_s == i64::MIN
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let archived = rkyv::to_bytes::<rkyv::rancor::Error>(self).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(archived.len() + 16);

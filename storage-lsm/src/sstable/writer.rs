@@ -19,6 +19,7 @@ use crate::sstable::format::{
     CHUNK_SIZE_BYTES, DATA_MAGIC, FORMAT_VERSION, INDEX_BLOCK_BYTES, INDEX_MAGIC,
     ROW_INDEX_BLOCK_BYTES,
 };
+use crate::sstable::reader::SSTable;
 
 /// The compressed, checksummed data stream of `Data.db`.
 struct DataStream {
@@ -304,23 +305,65 @@ impl SSTableWriter {
         self.end_partition(key, header, partition)
     }
 
-    fn begin_partition(
-        &mut self,
-        key: &PartitionKey,
-        header: &PartitionHeader,
-    ) -> Result<PartitionInProgress> {
+    /// Appends a partition of `source` byte for byte, without decoding it
+    /// (compaction's path for a partition only one input holds). `source`
+    /// must be plain ([`SSTableStats::is_plain`]) and of this format, so
+    /// that the copy is what decoding and re-encoding would write. Its row
+    /// count is not known without decoding: the statistics count the
+    /// source's average rows per partition.
+    pub fn copy_partition(&mut self, source: &SSTable, entry: &IndexEntry) -> Result<()> {
+        let from = &source.stats;
+        assert!(
+            from.is_plain() && from.format_version == FORMAT_VERSION,
+            "only a plain SSTable of this format has partitions to copy whole"
+        );
+        self.check_order(&entry.key)?;
+        let bytes = source.read_logical(entry.offset, entry.header_len + entry.atoms_len)?;
+        let offset = self.data_len()?;
+        if let Some(data) = self.data.as_mut() {
+            data.write(&bytes)?;
+        }
+        self.note_timestamp(from.min_timestamp);
+        self.note_timestamp(from.max_timestamp);
+        self.stats.row_count += from.row_count.div_ceil(from.partition_count.max(1));
+        self.file_partition(IndexEntry {
+            key: entry.key.clone(),
+            offset,
+            header_len: entry.header_len,
+            atoms_len: entry.atoms_len,
+            blocks: entry.blocks.clone(),
+        });
+        Ok(())
+    }
+
+    /// Checks that `key` may come next, and that the writer is open.
+    fn check_order(&self, key: &PartitionKey) -> Result<()> {
         if let Some(last) = &self.last_key {
             assert!(
                 last < key,
                 "SSTable partitions must be written in key order"
             );
         }
-        let (Some(data), Some(_)) = (self.data.as_ref(), self.index.as_ref()) else {
-            return Err(Error::InvalidArgument(
+        self.data_len().map(|_| ())
+    }
+
+    /// The data stream's length so far; an error once finished.
+    fn data_len(&self) -> Result<u64> {
+        match (self.data.as_ref(), self.index.as_ref()) {
+            (Some(data), Some(_)) => Ok(data.logical_len),
+            _ => Err(Error::InvalidArgument(
                 "SSTable writer already finished".into(),
-            ));
-        };
-        let offset = data.logical_len;
+            )),
+        }
+    }
+
+    fn begin_partition(
+        &mut self,
+        key: &PartitionKey,
+        header: &PartitionHeader,
+    ) -> Result<PartitionInProgress> {
+        self.check_order(key)?;
+        let offset = self.data_len()?;
         let mut buf = Writer {
             buf: std::mem::take(&mut self.scratch),
         };
@@ -416,24 +459,29 @@ impl SSTableWriter {
         if let Some(row) = &header.static_row {
             self.note_row(row);
         }
-        let entry = IndexEntry {
+        self.file_partition(IndexEntry {
             key: key.clone(),
             offset: p.offset,
             header_len: p.header_len,
             atoms_len: p.atoms_len,
             blocks: p.blocks,
-        };
+        });
+        Ok(true)
+    }
+
+    /// Files a partition whose bytes are written: its index entry, filter
+    /// hash and key statistics.
+    fn file_partition(&mut self, entry: IndexEntry) {
         if let Some(index) = self.index.as_mut() {
             index.add(&entry);
         }
         if self.stats.partition_count == 0 {
-            self.stats.first_token = key.token;
-            self.stats.first_key = key.key.to_vec();
+            self.stats.first_token = entry.key.token;
+            self.stats.first_key = entry.key.key.to_vec();
         }
         self.stats.partition_count += 1;
-        self.filter_hashes.push(BloomFilter::hash(key));
+        self.filter_hashes.push(BloomFilter::hash(&entry.key));
         self.last_key = Some(entry.key);
-        Ok(true)
     }
 
     /// Writes the remaining components and publishes the SSTable.
