@@ -372,10 +372,11 @@ fn merged_partition<'a>(
     let mut sources: Vec<Box<dyn AtomSource>> = Vec::new();
     for (sstable, queue, _, _) in holders {
         if let Some(entry) = queue.pop_front() {
-            headers.push(sstable.header(&entry)?);
+            let mut partition = sstable.partition_at(entry)?;
+            headers.push(std::mem::take(&mut partition.header));
             sources.push(Box::new(SSTablePartitionSource::new(
                 sstable.clone(),
-                entry,
+                partition,
                 ClusteringPosition::bottom(),
                 ClusteringPosition::top(),
                 false,

@@ -34,6 +34,15 @@ impl Atom {
             Atom::Marker(marker) => marker.position.clone(),
         }
     }
+
+    /// How this atom's position compares with `position` (without building
+    /// the atom's position).
+    pub fn cmp_position(&self, position: &ClusteringPosition) -> Ordering {
+        match self {
+            Atom::Row(row) => position.cmp_key(&row.clustering).reverse(),
+            Atom::Marker(marker) => marker.position.cmp(position),
+        }
+    }
 }
 
 /// A stream of atoms of one partition, in stream order.

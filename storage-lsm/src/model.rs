@@ -385,9 +385,13 @@ fn compare_positions(a: &[u8], ak: PositionKind, b: &[u8], bk: PositionKind) -> 
     let common = a.len().min(b.len());
     let (a_head, a_tail) = a.split_at(common);
     let (b_head, b_tail) = b.split_at(common);
-    match a_head.cmp(b_head) {
-        Ordering::Equal => {}
-        other => return other,
+    // Most tables have empty clustering keys or compare against the
+    // partition's edges: no bytes to compare then.
+    if common > 0 {
+        match a_head.cmp(b_head) {
+            Ordering::Equal => {}
+            other => return other,
+        }
     }
     let symbol = |tail: &[u8], kind: PositionKind| -> i32 {
         match (tail.first(), kind) {

@@ -27,7 +27,9 @@ use crate::model::{
     ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId,
 };
 use crate::sstable::format::IndexEntry;
-use crate::sstable::{ChunkCache, Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
+use crate::sstable::{
+    ChunkCache, Descriptor, FoundPartition, SSTable, SSTablePartitionSource, SSTableWriter,
+};
 use crate::stats::TableMetrics;
 
 /// How a table compacts.
@@ -459,13 +461,13 @@ impl Table {
         end: &ClusteringPosition,
         reversed: bool,
     ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
-        let mut entries = Vec::new();
+        let mut found = Vec::new();
         for sstable in &view.sstables {
-            if let Some(entry) = sstable.get_entry(key)? {
-                entries.push((sstable.clone(), entry));
+            if let Some(partition) = sstable.find_partition(key)? {
+                found.push((sstable.clone(), partition));
             }
         }
-        self.merge_with_entries(view, key, entries, start, end, reversed)
+        self.merge_found(view, key, found, start, end, reversed)
     }
 
     /// Like [`Table::partition_merge`], with the SSTable index entries of the
@@ -475,6 +477,27 @@ impl Table {
         view: &TableView,
         key: &PartitionKey,
         entries: Vec<EntryIn>,
+        start: &ClusteringPosition,
+        end: &ClusteringPosition,
+        reversed: bool,
+    ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
+        let found = entries
+            .into_iter()
+            .map(|(sstable, entry)| {
+                let partition = sstable.partition_at(entry)?;
+                Ok((sstable, partition))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.merge_found(view, key, found, start, end, reversed)
+    }
+
+    /// The merge of one partition's memtable rows and the SSTable
+    /// partitions found for it.
+    fn merge_found(
+        &self,
+        view: &TableView,
+        key: &PartitionKey,
+        found: Vec<(Arc<SSTable>, FoundPartition)>,
         start: &ClusteringPosition,
         end: &ClusteringPosition,
         reversed: bool,
@@ -493,11 +516,11 @@ impl Table {
                 )));
             }
         }
-        for (sstable, entry) in entries {
-            headers.push(sstable.header(&entry)?);
+        for (sstable, mut partition) in found {
+            headers.push(std::mem::take(&mut partition.header));
             sources.push(Box::new(SSTablePartitionSource::new(
                 sstable,
-                entry,
+                partition,
                 start.clone(),
                 end.clone(),
                 reversed,

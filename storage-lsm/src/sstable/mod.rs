@@ -14,5 +14,5 @@ pub mod writer;
 
 pub use chunk_cache::ChunkCache;
 pub use format::{Descriptor, SSTableStats};
-pub use reader::{SSTable, SSTablePartitionSource};
+pub use reader::{FoundPartition, SSTable, SSTablePartitionSource};
 pub use writer::SSTableWriter;

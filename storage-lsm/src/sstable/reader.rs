@@ -92,6 +92,15 @@ impl std::ops::Deref for LogicalBytes {
     }
 }
 
+/// A partition of an SSTable, found: where it is, its header, and, for a
+/// point read, its first bytes as the lookup read them.
+pub struct FoundPartition {
+    pub entry: IndexEntry,
+    pub header: PartitionHeader,
+    /// The partition's bytes from its start, as far as the lookup read.
+    preread: Option<LogicalBytes>,
+}
+
 /// An open, immutable SSTable.
 #[derive(Debug)]
 pub struct SSTable {
@@ -244,14 +253,6 @@ impl SSTable {
         })
     }
 
-    /// Whether the partition an index entry points at has key `wanted`
-    /// (its token is the entry's).
-    fn has_key(&self, head: &EntryHead, wanted: &PartitionKey) -> Result<bool> {
-        self.with_key_of(head, |key| {
-            head.token == wanted.token && key == wanted.key.as_ref()
-        })
-    }
-
     /// The first index block that may hold a partition of `token` (an
     /// earlier block holds only smaller tokens).
     fn first_block_for(&self, token: i64) -> usize {
@@ -293,11 +294,15 @@ impl SSTable {
         Ok(())
     }
 
-    /// The index entry of `key`, if this SSTable holds it.
-    pub fn get_entry(&self, key: &PartitionKey) -> Result<Option<IndexEntry>> {
+    /// The partition `key`, if this SSTable holds it: its index entry, its
+    /// header, and the bytes read to check its key (the whole partition
+    /// when it is no longer than a chunk, so that a narrow partition is
+    /// read once).
+    pub fn find_partition(&self, key: &PartitionKey) -> Result<Option<FoundPartition>> {
         if !self.may_contain(key) {
             return Ok(None);
         }
+        let mut matched = None;
         let mut found = None;
         self.walk_entries(
             self.first_block_for(key.token),
@@ -305,10 +310,22 @@ impl SSTable {
                 Ok(match head.token.cmp(&key.token) {
                     std::cmp::Ordering::Less => Visit::Skip,
                     std::cmp::Ordering::Greater => Visit::Stop,
-                    std::cmp::Ordering::Equal if self.has_key(head, key)? => {
-                        Visit::Take(key.clone())
+                    std::cmp::Ordering::Equal => {
+                        let whole = head.header_len.saturating_add(head.atoms_len);
+                        let len = if whole <= self.chunk_size as u64 {
+                            whole
+                        } else {
+                            head.header_len
+                        };
+                        let bytes = self.read_logical(head.offset, len)?;
+                        match self.header_if_key(head, &bytes, Some(key))? {
+                            Some(header) => {
+                                matched = Some((header, bytes));
+                                Visit::Take(key.clone())
+                            }
+                            None => Visit::Skip,
+                        }
                     }
-                    std::cmp::Ordering::Equal => Visit::Skip,
                 })
             },
             |entry| {
@@ -316,7 +333,37 @@ impl SSTable {
                 true
             },
         )?;
-        Ok(found)
+        Ok(found
+            .zip(matched)
+            .map(|(entry, (header, bytes))| FoundPartition {
+                entry,
+                header,
+                preread: Some(bytes),
+            }))
+    }
+
+    /// The partition an index entry points at, its header read (how scans
+    /// and compactions come to a partition).
+    pub fn partition_at(&self, entry: IndexEntry) -> Result<FoundPartition> {
+        let bytes = self.read_logical(entry.offset, entry.header_len)?;
+        let head = EntryHead {
+            token: entry.key.token,
+            offset: entry.offset,
+            header_len: entry.header_len,
+            atoms_len: entry.atoms_len,
+        };
+        match self.header_if_key(&head, &bytes, Some(&entry.key))? {
+            Some(header) => Ok(FoundPartition {
+                entry,
+                header,
+                preread: None,
+            }),
+            None => Err(corrupt(
+                &self.data_path,
+                head.offset,
+                "partition key differs from its index entry",
+            )),
+        }
     }
 
     /// Index entries with keys within bounds, in order, at most `max` of
@@ -430,20 +477,18 @@ impl SSTable {
                 found,
             });
         }
-        let bytes = lz4_flex::block::decompress_size_prepended(compressed).map_err(|e| {
+        let (size, compressed) = compressed
+            .split_first_chunk::<4>()
+            .map(|(size, rest)| (u32::from_le_bytes(*size) as usize, rest))
+            .filter(|(size, _)| *size <= self.chunk_size)
+            .ok_or_else(|| corrupt(&self.data_path, offset, "chunk larger than the chunk size"))?;
+        let bytes = lz4_flex::block::decompress(compressed, size).map_err(|e| {
             corrupt(
                 &self.data_path,
                 offset,
                 format!("chunk does not decompress: {e}"),
             )
         })?;
-        if bytes.len() > self.chunk_size {
-            return Err(corrupt(
-                &self.data_path,
-                offset,
-                "chunk larger than the chunk size",
-            ));
-        }
         let bytes = Arc::new(bytes);
         self.cache.insert(self.cache_id, cache_index, bytes.clone());
         Ok(bytes)
@@ -451,16 +496,32 @@ impl SSTable {
 
     /// The partition's deletion and static row.
     pub fn header(&self, entry: &IndexEntry) -> Result<PartitionHeader> {
-        let bytes = self.read_logical(entry.offset, entry.header_len)?;
-        let mut r = Reader::new(&bytes);
+        self.partition_at(entry.clone()).map(|found| found.header)
+    }
+
+    /// Decodes the partition at `head` from `bytes` (its first bytes): if
+    /// its key is `wanted` (or whatever it is, for `None`), its header. The
+    /// key must have the entry's token, else the file is damaged.
+    fn header_if_key(
+        &self,
+        head: &EntryHead,
+        bytes: &[u8],
+        wanted: Option<&PartitionKey>,
+    ) -> Result<Option<PartitionHeader>> {
+        let mut r = Reader::new(bytes);
+        let decode_error = |e| self.decode_error(&self.data_path, head.offset, e);
+        let (token, key) = r.partition_key_ref().map_err(decode_error)?;
+        if token != head.token {
+            return Err(corrupt(
+                &self.data_path,
+                head.offset,
+                "partition token differs from its index entry",
+            ));
+        }
+        if wanted.is_some_and(|wanted| wanted.token != token || wanted.key.as_ref() != key) {
+            return Ok(None);
+        }
         let decode = |r: &mut Reader<'_>| -> std::result::Result<PartitionHeader, DecodeError> {
-            let key = r.partition_key()?;
-            if key != entry.key {
-                return Err(DecodeError {
-                    offset: 0,
-                    reason: "partition key differs from its index entry",
-                });
-            }
             let deletion = r.opt_deletion()?;
             let static_row = match r.u8()? {
                 0 => None,
@@ -477,17 +538,13 @@ impl SSTable {
                 static_row,
             })
         };
-        decode(&mut r).map_err(|e| self.decode_error(&self.data_path, entry.offset, e))
+        decode(&mut r).map(Some).map_err(decode_error)
     }
 
-    /// Atoms of one row-index block, in forward order.
-    fn block_atoms(&self, entry: &IndexEntry, block: usize) -> Result<Vec<Atom>> {
-        let start = entry.blocks.get(block).map_or(0, |b| b.offset);
-        let end = entry.block_end(block);
-        let base = entry.atoms_offset() + start;
-        let bytes = self.read_logical(base, end.saturating_sub(start))?;
-        let mut r = Reader::new(&bytes);
-        let mut atoms = Vec::new();
+    /// Decodes the atoms of one row-index block (`bytes`, at logical
+    /// offset `base`) into `atoms`, in forward order.
+    fn decode_atoms(&self, bytes: &[u8], base: u64, atoms: &mut Vec<Atom>) -> Result<()> {
+        let mut r = Reader::new(bytes);
         loop {
             if r.is_empty() {
                 break;
@@ -524,7 +581,7 @@ impl SSTable {
             };
             atoms.push(atom);
         }
-        Ok(atoms)
+        Ok(())
     }
 }
 
@@ -615,24 +672,30 @@ fn read_summary(index: &[u8], path: &Path) -> Result<(Vec<i64>, Vec<u64>)> {
 pub struct SSTablePartitionSource {
     sstable: Arc<SSTable>,
     entry: IndexEntry,
+    /// The partition's first bytes, if the lookup read them (see
+    /// [`FoundPartition`]).
+    preread: Option<LogicalBytes>,
     start: ClusteringPosition,
     end: ClusteringPosition,
     reversed: bool,
-    /// Blocks still to read, in stream order.
-    blocks: VecDeque<usize>,
+    /// The next block to read, in stream order.
+    next_block: Option<usize>,
     first_block: usize,
     last_block: usize,
+    /// The atoms of the block being read, decoded.
+    decoded: Vec<Atom>,
     buffer: VecDeque<Atom>,
 }
 
 impl SSTablePartitionSource {
     pub fn new(
         sstable: Arc<SSTable>,
-        entry: IndexEntry,
+        found: FoundPartition,
         start: ClusteringPosition,
         end: ClusteringPosition,
         reversed: bool,
     ) -> SSTablePartitionSource {
+        let entry = found.entry;
         let first_block = entry
             .blocks
             .partition_point(|b| b.first_position <= start)
@@ -642,88 +705,106 @@ impl SSTablePartitionSource {
             .partition_point(|b| b.first_position < end)
             .saturating_sub(1)
             .max(first_block);
-        let mut blocks: VecDeque<usize> = if start < end {
-            (first_block..=last_block).collect()
-        } else {
-            VecDeque::new()
+        let next_block = match (start < end, reversed) {
+            (false, _) => None,
+            (true, false) => Some(first_block),
+            (true, true) => Some(last_block),
         };
-        if reversed {
-            blocks = blocks.into_iter().rev().collect();
-        }
         SSTablePartitionSource {
             sstable,
             entry,
+            preread: found.preread,
             start,
             end,
             reversed,
-            blocks,
+            next_block,
             first_block,
             last_block,
+            decoded: Vec::new(),
             buffer: VecDeque::new(),
         }
     }
 
-    fn load_block(&mut self, block: usize) -> Result<()> {
-        let atoms = self.sstable.block_atoms(&self.entry, block)?;
-        let mut current: Option<DeletionTime> =
-            self.entry.blocks.get(block).and_then(|b| b.open_deletion);
-        let mut at_start = current;
-        let mut before_end = current;
-        let mut interior = Vec::with_capacity(atoms.len());
-        for atom in atoms {
-            let position = atom.position();
-            if let Atom::Marker(marker) = &atom {
-                if position <= self.start {
-                    at_start = marker.after;
-                }
-                if position < self.end {
-                    before_end = marker.after;
-                }
-                current = marker.after;
-            }
-            if position > self.start && position < self.end {
-                interior.push(atom);
+    /// Decodes block `block` into `decoded`, from the pre-read bytes when
+    /// they hold it.
+    fn decode_block(&mut self, block: usize) -> Result<()> {
+        let start = self.entry.blocks.get(block).map_or(0, |b| b.offset);
+        let end = self.entry.block_end(block);
+        let base = self.entry.atoms_offset() + start;
+        let len = end.saturating_sub(start);
+        let within = (base - self.entry.offset) as usize..(base - self.entry.offset + len) as usize;
+        self.decoded.clear();
+        match self.preread.as_deref().and_then(|bytes| bytes.get(within)) {
+            Some(bytes) => self.sstable.decode_atoms(bytes, base, &mut self.decoded),
+            None => {
+                let bytes = self.sstable.read_logical(base, len)?;
+                self.sstable.decode_atoms(&bytes, base, &mut self.decoded)
             }
         }
-        let _ = current;
-        let opening = |position: ClusteringPosition, value: Option<DeletionTime>| {
+    }
+
+    fn load_block(&mut self, block: usize) -> Result<()> {
+        self.decode_block(block)?;
+        let mut at_start: Option<DeletionTime> =
+            self.entry.blocks.get(block).and_then(|b| b.open_deletion);
+        let mut before_end = at_start;
+        let opening = |position: &ClusteringPosition, value: Option<DeletionTime>| {
             value.map(|v| {
                 Atom::Marker(RangeMarker {
-                    position,
+                    position: position.clone(),
                     before: None,
                     after: Some(v),
                 })
             })
         };
-        let closing = |position: ClusteringPosition, value: Option<DeletionTime>| {
+        let closing = |position: &ClusteringPosition, value: Option<DeletionTime>| {
             value.map(|v| {
                 Atom::Marker(RangeMarker {
-                    position,
+                    position: position.clone(),
                     before: Some(v),
                     after: None,
                 })
             })
         };
+        // The range deletions open at the slice's edges follow from the
+        // markers before them; they are known once the block is scanned.
+        for atom in &self.decoded {
+            if let Atom::Marker(marker) = atom {
+                if marker.position <= self.start {
+                    at_start = marker.after;
+                }
+                if marker.position < self.end {
+                    before_end = marker.after;
+                }
+            }
+        }
+        let (start, end) = (&self.start, &self.end);
+        let interior = self.decoded.drain(..).filter(|atom| {
+            atom.cmp_position(start) == std::cmp::Ordering::Greater
+                && atom.cmp_position(end) == std::cmp::Ordering::Less
+        });
         if self.reversed {
             if block == self.last_block {
-                self.buffer.extend(opening(self.end.clone(), before_end));
+                self.buffer.extend(opening(end, before_end));
             }
-            for atom in interior.into_iter().rev() {
-                self.buffer.push_back(match atom {
-                    Atom::Marker(m) => Atom::Marker(m.reversed()),
-                    row => row,
-                });
+            let mark = self.buffer.len();
+            self.buffer.extend(interior.map(|atom| match atom {
+                Atom::Marker(m) => Atom::Marker(m.reversed()),
+                row => row,
+            }));
+            if let Some(added) = self.buffer.make_contiguous().get_mut(mark..) {
+                added.reverse();
             }
             if block == self.first_block {
-                self.buffer.extend(closing(self.start.clone(), at_start));
+                self.buffer.extend(closing(start, at_start));
             }
         } else {
             if block == self.first_block {
-                self.buffer.extend(opening(self.start.clone(), at_start));
+                self.buffer.extend(opening(start, at_start));
             }
             self.buffer.extend(interior);
             if block == self.last_block {
-                self.buffer.extend(closing(self.end.clone(), before_end));
+                self.buffer.extend(closing(end, before_end));
             }
         }
         Ok(())
@@ -733,8 +814,13 @@ impl SSTablePartitionSource {
 impl AtomSource for SSTablePartitionSource {
     fn next_atom(&mut self) -> Result<Option<Atom>> {
         while self.buffer.is_empty() {
-            let Some(block) = self.blocks.pop_front() else {
+            let Some(block) = self.next_block else {
                 return Ok(None);
+            };
+            self.next_block = if self.reversed {
+                block.checked_sub(1).filter(|b| *b >= self.first_block)
+            } else {
+                Some(block + 1).filter(|b| *b <= self.last_block)
             };
             self.load_block(block)?;
         }
