@@ -52,6 +52,11 @@ struct Args {
     /// Seed for key order and read choice.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Rounds of every engine; each round starts with the next engine in
+    /// turn, and with more than one the median of each figure is reported
+    /// too (this machine's speed drifts within minutes).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// One engine under test.
@@ -297,7 +302,7 @@ fn make_key(i: u64) -> [u8; KEY_BYTES] {
     key
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Figures {
     load_ops_per_s: f64,
     /// Write latency during the load, while flushes and compactions run.
@@ -396,26 +401,73 @@ fn main() -> anyhow::Result<()> {
         }
         None => tempfile::tempdir()?,
     };
-    let mut results: Vec<(String, Figures)> = Vec::new();
-    for name in args
+    let names: Vec<&str> = args
         .engines
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-    {
-        let Some(open) = opener(name) else {
-            eprintln!("skipping {name}: not built in (enable its cargo feature) or unknown");
-            continue;
-        };
-        let dir = root.path().join(name);
-        std::fs::create_dir_all(&dir)?;
-        let figures =
-            run_engine(name, open, &dir, &args).with_context(|| format!("benchmark of {name}"))?;
-        results.push((name.to_owned(), figures));
-        std::fs::remove_dir_all(&dir).ok();
+        .collect();
+    let mut rounds: Vec<Vec<(String, Figures)>> = Vec::new();
+    for round in 0..args.rounds.max(1) {
+        if args.rounds > 1 {
+            eprintln!("=== round {} of {}", round + 1, args.rounds);
+        }
+        let mut results: Vec<(String, Figures)> = Vec::new();
+        for i in 0..names.len() {
+            let name = names[(round + i) % names.len()];
+            let Some(open) = opener(name) else {
+                eprintln!("skipping {name}: not built in (enable its cargo feature) or unknown");
+                continue;
+            };
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(&dir)?;
+            let figures = run_engine(name, open, &dir, &args)
+                .with_context(|| format!("benchmark of {name}"))?;
+            results.push((name.to_owned(), figures));
+            std::fs::remove_dir_all(&dir).ok();
+        }
+        results.sort_by_key(|(name, _)| names.iter().position(|n| n == name));
+        if args.rounds > 1 {
+            println!("\nround {} of {}:", round + 1, args.rounds);
+        }
+        print_table(&args, &results);
+        rounds.push(results);
     }
-    print_table(&args, &results);
+    if rounds.len() > 1 {
+        let medians: Vec<(String, Figures)> = rounds[0]
+            .iter()
+            .map(|(name, _)| {
+                let of_engine: Vec<Figures> = rounds
+                    .iter()
+                    .filter_map(|round| round.iter().find(|(n, _)| n == name).map(|(_, f)| *f))
+                    .collect();
+                (name.clone(), median_figures(&of_engine))
+            })
+            .collect();
+        println!("\nmedian of {} rounds:", rounds.len());
+        print_table(&args, &medians);
+    }
     Ok(())
+}
+
+/// Each figure's median over rounds (the upper middle of an even count).
+fn median_figures(rounds: &[Figures]) -> Figures {
+    let median = |pick: fn(&Figures) -> f64| {
+        let mut values: Vec<f64> = rounds.iter().map(pick).collect();
+        values.sort_by(f64::total_cmp);
+        values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    Figures {
+        load_ops_per_s: median(|f| f.load_ops_per_s),
+        write_p99_us: median(|f| f.write_p99_us),
+        write_p999_us: median(|f| f.write_p999_us),
+        read_ops_per_s: median(|f| f.read_ops_per_s),
+        read_p50_us: median(|f| f.read_p50_us),
+        read_p99_us: median(|f| f.read_p99_us),
+        scan_keys_per_s: median(|f| f.scan_keys_per_s),
+        write_amplification: median(|f| f.write_amplification),
+        space_after_compaction_mb: median(|f| f.space_after_compaction_mb),
+    }
 }
 
 fn print_table(args: &Args, results: &[(String, Figures)]) {

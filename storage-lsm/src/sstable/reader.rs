@@ -494,11 +494,6 @@ impl SSTable {
         Ok(bytes)
     }
 
-    /// The partition's deletion and static row.
-    pub fn header(&self, entry: &IndexEntry) -> Result<PartitionHeader> {
-        self.partition_at(entry.clone()).map(|found| found.header)
-    }
-
     /// Decodes the partition at `head` from `bytes` (its first bytes): if
     /// its key is `wanted` (or whatever it is, for `None`), its header. The
     /// key must have the entry's token, else the file is damaged.
