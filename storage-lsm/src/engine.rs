@@ -56,7 +56,11 @@ pub struct EngineConfig {
     /// more (as Cassandra's `commitlog_compression: LZ4Compressor`, per
     /// record so that each stays whole on its own).
     pub commitlog_compression: bool,
-    /// A table's memtable is switched and flushed past this size.
+    /// A table's memtable is switched and flushed past this size (its
+    /// real memory: about 500 bytes for a one-cell row of 100 bytes). The
+    /// default, 128 MiB, is below Cassandra's (a third of a quarter of the
+    /// heap); half of it made twice the flushes and about a third more
+    /// compaction writes for the same data.
     pub memtable_flush_bytes: usize,
     /// All memtables (active and flushing) together; writers wait past it.
     pub memtable_total_bytes_max: usize,
@@ -77,7 +81,7 @@ impl EngineConfig {
             sync: SyncMode::Periodic(Duration::from_secs(10)),
             commitlog_segment_size_bytes: 32 * 1024 * 1024,
             commitlog_compression: true,
-            memtable_flush_bytes: 64 * 1024 * 1024,
+            memtable_flush_bytes: 128 * 1024 * 1024,
             memtable_total_bytes_max: 512 * 1024 * 1024,
             chunk_cache_bytes: 64 * 1024 * 1024,
             compaction_bytes_per_s: 64 * 1024 * 1024,

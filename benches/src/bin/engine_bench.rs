@@ -394,6 +394,11 @@ fn run_engine(name: &str, open: Opener, dir: &Path, args: &Args) -> anyhow::Resu
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // The engine's flushes and compactions, with RUST_LOG=storage_lsm=debug.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let root = match &args.dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
