@@ -88,8 +88,9 @@ struct Segment {
     path: PathBuf,
     file: Arc<File>,
     len: u64,
-    /// Per table, the end offset of its last record in this segment.
-    dirty: HashMap<TableId, u64>,
+    /// Per table, the end offset of its last record in this segment
+    /// (updated on every append: a fast hash).
+    dirty: HashMap<TableId, u64, foldhash::fast::RandomState>,
     /// A full segment whose records are not all fsynced yet (the next sync
     /// covers it before the active segment).
     needs_sync: bool,
@@ -177,7 +178,7 @@ fn create_segment(dir: &Path, id: u64, size_bytes: u64) -> Result<(Segment, Mmap
         path,
         file: Arc::new(file),
         len: HEADER_BYTES as u64,
-        dirty: HashMap::new(),
+        dirty: HashMap::default(),
         needs_sync: false,
     };
     Ok((segment, map))

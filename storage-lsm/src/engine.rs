@@ -113,7 +113,9 @@ type QueuedFlush = (Arc<Table>, Arc<Memtable>, crate::commitlog::Position);
 
 struct Shared {
     config: EngineConfig,
-    tables: RwLock<HashMap<TableId, Arc<Table>>>,
+    /// Looked up on every request: a fast hash (table ids are ours, not a
+    /// client's).
+    tables: RwLock<HashMap<TableId, Arc<Table>, foldhash::fast::RandomState>>,
     /// Tables whose files could not be opened, with the reason.
     unavailable: HashMap<TableId, String>,
     commitlog: CommitLog,
@@ -192,7 +194,7 @@ impl Engine {
     /// then a flush of whatever was replayed.
     pub fn open(config: EngineConfig) -> Result<Engine> {
         fs::create_dir_all(&config.data_dir)?;
-        let mut tables = HashMap::new();
+        let mut tables = HashMap::with_hasher(foldhash::fast::RandomState::default());
         let table_shared = TableShared {
             memory: MemtableMemory::default(),
             chunk_cache: ChunkCache::new(config.chunk_cache_bytes),
