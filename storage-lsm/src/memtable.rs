@@ -1,9 +1,12 @@
 //! The memtable: a table's recent writes in memory, sorted, until they are
 //! flushed to an SSTable.
 //!
-//! Partitions sit in a lock-free skip list ordered by `(token, key)`; each
-//! partition is behind its own mutex, so writers to different partitions never
-//! wait for each other. Readers copy a partition's atoms out a chunk at a time
+//! Partitions sit in B-trees ordered by `(token, key)`, one per shard of
+//! the token range ([`SHARDS`]), each behind a read-write lock held only for
+//! one lookup or insert (a B-tree finds a key in a few cache lines where a
+//! skip list of the same size chases a pointer per level). Each partition is
+//! behind its own mutex, so writers to different partitions never wait for
+//! each other's rows. Readers copy a partition's atoms out a chunk at a time
 //! ([`MEMTABLE_READ_CHUNK`]), never holding a lock while the caller works and
 //! never copying a whole wide partition at once.
 //!
@@ -11,13 +14,12 @@
 //! when it passes the configured limit, and the old one becomes read-only
 //! while it flushes.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 
-use crossbeam_skiplist::SkipMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use crate::commitlog::Position;
 use crate::error::Result;
@@ -28,12 +30,12 @@ use crate::model::{
 use crate::range_tombstones::{RangeMarker, RangeTombstoneList};
 use crate::row_map::RowMap;
 
-/// What a partition costs in memory beyond its data: its skip-list node
-/// (key, tower, value pointer), the shared, locked partition and its
+/// What a partition costs in memory beyond its data: its B-tree slot
+/// (key, value pointer, its share of the node), the shared, locked partition and its
 /// collections' headers. Counted so the memtable limit bounds real memory.
 const PARTITION_OVERHEAD_BYTES: usize = std::mem::size_of::<MemPartition>()
     + std::mem::size_of::<PartitionKey>()
-    + 4 * std::mem::size_of::<usize>() // skip-list tower, refcounts
+    + 4 * std::mem::size_of::<usize>() // B-tree slot and edges, refcounts
     + std::mem::size_of::<Mutex<()>>();
 
 /// Atoms copied out of a memtable partition per lock acquisition.
@@ -98,10 +100,37 @@ impl MemPartition {
 /// no reader holds it).
 pub type MemtableMemory = Arc<AtomicUsize>;
 
+/// Memtable shards: `1 << SHARD_BITS` of them, each a contiguous range of
+/// tokens.
+const SHARD_BITS: u32 = 4;
+const SHARDS: usize = 1 << SHARD_BITS;
+
+/// The shard of `token`. Flipping the sign bit maps token order onto
+/// unsigned order, so shard `i` holds tokens below those of shard `i + 1`
+/// and the shards in turn hold the partitions in order.
+fn shard_of(token: i64) -> usize {
+    (((token as u64) ^ (1 << 63)) >> (64 - SHARD_BITS)) as usize
+}
+
+/// Whether `(lo, hi)` holds no key at all (a `BTreeMap` range must not be
+/// asked for then: it panics on bounds out of order).
+fn is_empty_range(lo: Bound<&PartitionKey>, hi: Bound<&PartitionKey>) -> bool {
+    match (lo, hi) {
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+            l >= h
+        }
+        _ => false,
+    }
+}
+
+type Partitions = BTreeMap<PartitionKey, Arc<Mutex<MemPartition>>>;
+
 /// A table's in-memory write buffer.
 #[derive(Debug)]
 pub struct Memtable {
-    partitions: SkipMap<PartitionKey, Arc<Mutex<MemPartition>>>,
+    shards: Box<[RwLock<Partitions>]>,
+    partition_count: AtomicUsize,
     size_bytes: AtomicUsize,
     memory: MemtableMemory,
     min_timestamp: AtomicI64,
@@ -115,12 +144,17 @@ impl Memtable {
     pub fn new(commitlog_lower_bound: Position, memory: MemtableMemory) -> Memtable {
         Memtable {
             commitlog_lower_bound,
-            partitions: SkipMap::new(),
+            shards: (0..SHARDS).map(|_| RwLock::new(BTreeMap::new())).collect(),
+            partition_count: AtomicUsize::new(0),
             size_bytes: AtomicUsize::new(0),
             memory,
             min_timestamp: AtomicI64::new(i64::MAX),
             max_timestamp: AtomicI64::new(i64::MIN),
         }
+    }
+
+    fn shard(&self, token: i64) -> &RwLock<Partitions> {
+        &self.shards[shard_of(token)]
     }
 
     /// Applies one partition update.
@@ -130,12 +164,23 @@ impl Memtable {
             self.min_timestamp.fetch_min(min, AtomicOrdering::Relaxed);
             self.max_timestamp.fetch_max(max, AtomicOrdering::Relaxed);
         }
-        let key_bytes = key.key.len();
-        let entry = self.partitions.get_or_insert_with(key, || {
-            size += PARTITION_OVERHEAD_BYTES + key_bytes;
-            Arc::new(Mutex::new(MemPartition::default()))
-        });
-        entry.value().lock().apply(update);
+        let shard = self.shard(key.token);
+        let existing = shard.read().get(&key).cloned();
+        let partition = match existing {
+            Some(partition) => partition,
+            None => {
+                let key_bytes = key.key.len();
+                let mut map = shard.write();
+                map.entry(key)
+                    .or_insert_with(|| {
+                        size += PARTITION_OVERHEAD_BYTES + key_bytes;
+                        self.partition_count.fetch_add(1, AtomicOrdering::Relaxed);
+                        Arc::new(Mutex::new(MemPartition::default()))
+                    })
+                    .clone()
+            }
+        };
+        partition.lock().apply(update);
         self.size_bytes.fetch_add(size, AtomicOrdering::Relaxed);
         self.memory.fetch_add(size, AtomicOrdering::Relaxed);
     }
@@ -149,11 +194,11 @@ impl Memtable {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.partitions.is_empty()
+        self.partition_count() == 0
     }
 
     pub fn partition_count(&self) -> usize {
-        self.partitions.len()
+        self.partition_count.load(AtomicOrdering::Relaxed)
     }
 
     /// Lowest and highest timestamps written, if anything was.
@@ -164,7 +209,7 @@ impl Memtable {
     }
 
     pub fn get(&self, key: &PartitionKey) -> Option<Arc<Mutex<MemPartition>>> {
-        self.partitions.get(key).map(|e| e.value().clone())
+        self.shard(key.token).read().get(key).cloned()
     }
 
     /// Partition keys in `(lo, hi)` order, at most `max`, for range scans.
@@ -174,18 +219,44 @@ impl Memtable {
         hi: Bound<&PartitionKey>,
         max: usize,
     ) -> Vec<PartitionKey> {
-        self.partitions
-            .range((lo, hi))
-            .take(max)
-            .map(|e| e.key().clone())
-            .collect()
+        let mut keys = Vec::new();
+        if is_empty_range(lo, hi) {
+            return keys;
+        }
+        let first = match lo {
+            Bound::Included(k) | Bound::Excluded(k) => shard_of(k.token),
+            Bound::Unbounded => 0,
+        };
+        let last = match hi {
+            Bound::Included(k) | Bound::Excluded(k) => shard_of(k.token),
+            Bound::Unbounded => SHARDS - 1,
+        };
+        for shard in self.shards.get(first..=last).unwrap_or_default() {
+            if keys.len() >= max {
+                break;
+            }
+            let wanted = max - keys.len();
+            keys.extend(
+                shard
+                    .read()
+                    .range((lo, hi))
+                    .take(wanted)
+                    .map(|(k, _)| k.clone()),
+            );
+        }
+        keys
     }
 
-    /// Every partition in order (flush).
+    /// Every partition in order (flush): one shard is copied out at a time
+    /// under its lock.
     pub fn iter(&self) -> impl Iterator<Item = (PartitionKey, Arc<Mutex<MemPartition>>)> + '_ {
-        self.partitions
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
+        self.shards.iter().flat_map(|shard| {
+            shard
+                .read()
+                .iter()
+                .map(|(k, p)| (k.clone(), p.clone()))
+                .collect::<Vec<_>>()
+        })
     }
 }
 

@@ -13,13 +13,18 @@ pub const TABLE: TableId = TableId(42);
 
 /// An engine with background work off, on `dir`.
 pub fn engine(dir: &Path, clock: &ManualClock) -> Engine {
+    Engine::open(config(dir, clock)).unwrap()
+}
+
+/// The configuration of [`engine`].
+pub fn config(dir: &Path, clock: &ManualClock) -> EngineConfig {
     let mut config = EngineConfig::new(dir.join("data"), dir.join("commitlog"));
     config.background = false;
     config.sync = SyncMode::Periodic(std::time::Duration::from_secs(3600));
     config.clock = Arc::new(clock.clone());
     config.compaction_bytes_per_s = 0;
     config.memtable_total_bytes_max = usize::MAX;
-    Engine::open(config).unwrap()
+    config
 }
 
 pub fn clustering(i: u32) -> Bytes {
