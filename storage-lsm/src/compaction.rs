@@ -6,7 +6,10 @@
 //! - tombstones, and expired cells (as tombstones dated at their expiry), are dropped only when older than `gc_grace_seconds` **and**
 //!   no SSTable or memtable outside the compaction may hold the partition
 //!   with data at or below the tombstone's timestamp (else that data would
-//!   come back to life).
+//!   come back to life);
+//! - a partition that only one input holds is copied byte for byte, without
+//!   decoding, when that input holds no tombstone and no expiring cell
+//!   (its statistics say so): merging and purging it would change nothing.
 //!
 //! Crash safety: after the outputs are published, a log
 //! `compaction-<gen>.log` listing the inputs is written and fsynced; then the
