@@ -4,12 +4,14 @@
 //! - [`bloom`]: the partition-key filter;
 //! - [`chunk_cache`]: decompressed data chunks shared by an engine's SSTables;
 //! - [`writer`]: builds and atomically publishes one SSTable;
-//! - [`reader`]: opens one, looks partitions up, streams their atoms.
+//! - [`reader`]: opens one, looks partitions up, streams their atoms;
+//! - [`token_search`]: finds a token in the summary by interpolation.
 
 pub mod bloom;
 pub mod chunk_cache;
 pub mod format;
 pub mod reader;
+pub mod token_search;
 pub mod writer;
 
 pub use chunk_cache::ChunkCache;

@@ -25,6 +25,7 @@ use crate::sstable::format::{
     read_framed_block, Component, Descriptor, EntryHead, IndexBlockCursor, IndexEntry,
     SSTableStats, BLOCK_BYTES_MAX, DATA_FOOTER_BYTES, DATA_MAGIC, INDEX_MAGIC,
 };
+use crate::sstable::token_search::first_not_less;
 
 /// Chunk sizes a reader accepts (the writer's is [`crate::sstable::format::CHUNK_SIZE_BYTES`];
 /// older files may use another power of two in this range).
@@ -256,9 +257,7 @@ impl SSTable {
     /// The first index block that may hold a partition of `token` (an
     /// earlier block holds only smaller tokens).
     fn first_block_for(&self, token: i64) -> usize {
-        self.summary_tokens
-            .partition_point(|&t| t < token)
-            .saturating_sub(1)
+        first_not_less(&self.summary_tokens, token).saturating_sub(1)
     }
 
     /// Walks index entries from block `first` on, in order: `visit` judges
