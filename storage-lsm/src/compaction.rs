@@ -29,7 +29,7 @@ use crate::fs;
 use crate::memtable::Memtable;
 use crate::merge::{Atom, AtomSource, MergeIterator, PartitionHeader};
 use crate::model::{CellValue, ClusteringPosition, DeletionTime, PartitionKey, Row};
-use crate::sstable::format::{Component, FORMAT_VERSION};
+use crate::sstable::format::Component;
 use crate::sstable::{Descriptor, SSTable, SSTablePartitionSource, SSTableWriter};
 use crate::table::{CompactionStrategy, Table, TableView};
 
@@ -498,9 +498,7 @@ pub fn run(
         match (first, second) {
             // Only one input holds the partition and nothing in that input
             // can be purged or expire: it is copied as it is.
-            (Some((sstable, queue, _, _)), None)
-                if sstable.stats.is_plain() && sstable.stats.format_version == FORMAT_VERSION =>
-            {
+            (Some((sstable, queue, _, _)), None) if sstable.stats.partitions_copy_whole() => {
                 if let Some(entry) = queue.pop_front() {
                     writer.copy_partition(sstable, &entry)?;
                 }

@@ -163,6 +163,12 @@ impl SSTableStats {
         self.tombstone_count == 0 && self.max_local_deletion_time_s == i64::MIN
     }
 
+    /// Plain and of this format: a partition only this SSTable holds may be
+    /// copied byte for byte by a compaction.
+    pub fn partitions_copy_whole(&self) -> bool {
+        self.is_plain() && self.format_version == FORMAT_VERSION
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         let archived = rkyv::to_bytes::<rkyv::rancor::Error>(self).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(archived.len() + 16);

@@ -314,12 +314,11 @@ impl SSTableWriter {
     pub fn copy_partition(&mut self, source: &SSTable, entry: &IndexEntry) -> Result<()> {
         let from = &source.stats;
         assert!(
-            from.is_plain() && from.format_version == FORMAT_VERSION,
+            from.partitions_copy_whole(),
             "only a plain SSTable of this format has partitions to copy whole"
         );
-        self.check_order(&entry.key)?;
+        let offset = self.next_offset(&entry.key)?;
         let bytes = source.read_logical(entry.offset, entry.header_len + entry.atoms_len)?;
-        let offset = self.data_len()?;
         if let Some(data) = self.data.as_mut() {
             data.write(&bytes)?;
         }
@@ -336,19 +335,15 @@ impl SSTableWriter {
         Ok(())
     }
 
-    /// Checks that `key` may come next, and that the writer is open.
-    fn check_order(&self, key: &PartitionKey) -> Result<()> {
+    /// Where partition `key` starts in the data stream; checks that `key`
+    /// may come next (an error once the writer is finished).
+    fn next_offset(&self, key: &PartitionKey) -> Result<u64> {
         if let Some(last) = &self.last_key {
             assert!(
                 last < key,
                 "SSTable partitions must be written in key order"
             );
         }
-        self.data_len().map(|_| ())
-    }
-
-    /// The data stream's length so far; an error once finished.
-    fn data_len(&self) -> Result<u64> {
         match (self.data.as_ref(), self.index.as_ref()) {
             (Some(data), Some(_)) => Ok(data.logical_len),
             _ => Err(Error::InvalidArgument(
@@ -362,8 +357,7 @@ impl SSTableWriter {
         key: &PartitionKey,
         header: &PartitionHeader,
     ) -> Result<PartitionInProgress> {
-        self.check_order(key)?;
-        let offset = self.data_len()?;
+        let offset = self.next_offset(key)?;
         let mut buf = Writer {
             buf: std::mem::take(&mut self.scratch),
         };
