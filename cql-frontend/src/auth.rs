@@ -82,6 +82,10 @@ fn next_timestamp() -> i64 {
     }
 }
 
+/// A bcrypt hash at [`BCRYPT_COST`] of a password no role has, verified
+/// in place of a missing role's hash.
+const TIMING_HASH: &str = "$2a$10$XD6MyCeiPeUpXqsOsqZX3eM16T1UUL05ez36zs9nZiZtQHhUEFaw2";
+
 /// A bcrypt hash of `password` in the `$2a$` form.
 pub fn hash_password(password: &str) -> Result<String, CqlError> {
     bcrypt::hash_with_result(password, BCRYPT_COST)
@@ -217,16 +221,19 @@ pub fn authenticate_plain(engine: &Engine, token: &[u8]) -> Result<Role, CqlErro
         .map_err(|_| CqlError::BadCredentials("the username is not UTF-8".into()))?;
     let password = std::str::from_utf8(password)
         .map_err(|_| CqlError::BadCredentials("the password is not UTF-8".into()))?;
-    let Some(role) = get(engine, user)? else {
-        return Err(bad_credentials(user));
-    };
-    let Some(hash) = &role.salted_hash else {
-        return Err(bad_credentials(user));
-    };
+    let role = get(engine, user)?;
+    // An unknown role, or one without a password, is checked against a
+    // hash of the same cost, so a refusal takes as long whether the role
+    // exists or not (the time would otherwise tell which roles exist).
+    let hash = role
+        .as_ref()
+        .and_then(|r| r.salted_hash.as_deref())
+        .unwrap_or(TIMING_HASH);
     // A stored hash that does not parse is treated like a wrong password.
-    if !bcrypt::verify(password, hash).unwrap_or(false) {
+    let verified = bcrypt::verify(password, hash).unwrap_or(false);
+    let Some(role) = role.filter(|r| verified && r.salted_hash.is_some()) else {
         return Err(bad_credentials(user));
-    }
+    };
     if !role.login {
         return Err(CqlError::BadCredentials(format!(
             "{user} is not permitted to log in"

@@ -36,10 +36,19 @@ use crate::system_tables::virtual_table;
 use crate::types::CqlType;
 use crate::values::{split_tuple, term_value, Bindings};
 
-/// Longest TTL Cassandra accepts (20 years).
-const TTL_MAX_S: i64 = 630_720_000;
-/// Rows returned at most when a client sets no page size.
-const UNPAGED_ROWS_MAX: usize = 100_000;
+use crate::schema::TTL_MAX_S;
+/// Rows an unpaged SELECT (no page size) may return: past it the client
+/// gets an error that says to page, never a result cut short.
+const UNPAGED_ROWS_MAX: usize = 1_000_000;
+/// Rows read from replicas at a time while an unpaged SELECT gathers its
+/// whole result.
+const UNPAGED_FETCH_ROWS: usize = 10_000;
+
+/// What a paging state says is left of a LIMIT after `taken` rows;
+/// `None` when there was no LIMIT (`remaining` is `usize::MAX`).
+fn rows_left(remaining: usize, taken: usize) -> Option<usize> {
+    (remaining != usize::MAX).then(|| remaining.saturating_sub(taken))
+}
 
 fn invalid(message: impl Into<String>) -> CqlError {
     CqlError::Invalid(message.into())
@@ -1341,8 +1350,11 @@ impl Context<'_> {
             .as_ref()
             .and_then(|s| s.remaining)
             .or(limit)
-            .unwrap_or(UNPAGED_ROWS_MAX);
-        let page_rows = page_size.unwrap_or(UNPAGED_ROWS_MAX).min(remaining).max(1);
+            .unwrap_or(usize::MAX);
+        let page_rows = page_size
+            .unwrap_or(UNPAGED_FETCH_ROWS)
+            .min(remaining)
+            .max(1);
         let placement = self.placement(&table);
         let pk_count = table.partition_key().count();
         let fetch = |state: Option<&PagingState>,
@@ -1387,7 +1399,7 @@ impl Context<'_> {
                             next = Some(PagingState {
                                 key: key.clone(),
                                 clustering: last,
-                                remaining: Some(remaining - taken),
+                                remaining: rows_left(remaining, taken),
                             });
                         }
                         break;
@@ -1434,7 +1446,7 @@ impl Context<'_> {
                     Some(resume) if page_rows < remaining => Some(PagingState {
                         key: resume.key,
                         clustering: resume.clustering,
-                        remaining: Some(remaining.saturating_sub(returned)),
+                        remaining: rows_left(remaining, returned),
                     }),
                     _ => None,
                 };
@@ -1535,7 +1547,40 @@ impl Context<'_> {
                 paging_state: None,
             }));
         }
-        let (partitions, next) = fetch(state.as_ref(), page_rows, remaining)?;
+        let (partitions, next) = match page_size {
+            Some(_) => fetch(state.as_ref(), page_rows, remaining)?,
+            None => {
+                // Unpaged: the whole result, gathered page by page.
+                let mut all = Vec::new();
+                let mut returned = 0usize;
+                let mut cursor = state;
+                loop {
+                    let left = cursor
+                        .as_ref()
+                        .and_then(|c| c.remaining)
+                        .unwrap_or(remaining);
+                    let (partitions, more) =
+                        fetch(cursor.as_ref(), page_rows.min(left).max(1), left)?;
+                    returned += partitions
+                        .iter()
+                        .map(|p| p.rows.len().max(1))
+                        .sum::<usize>();
+                    if returned > UNPAGED_ROWS_MAX {
+                        return Err(invalid(format!(
+                            "this SELECT returns more than {UNPAGED_ROWS_MAX} rows, the most an unpaged \
+                             query may return: page it (set a fetch size in the driver, or PAGING ON in the shell) \
+                             or add a LIMIT"
+                        )));
+                    }
+                    all.extend(partitions);
+                    match more {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+                (all, None)
+            }
+        };
         let mut rows = Vec::new();
         for partition in &partitions {
             let shape = Shape {
@@ -2179,6 +2224,14 @@ fn clustering_key(
     let mut out = Vec::new();
     for column in table.clustering() {
         match value_of(column) {
+            Some(Value::Set(bytes)) if bytes.len() > u16::MAX as usize => {
+                return Err(invalid(format!(
+                    "Key length of {} is longer than maximum of {} (clustering column {})",
+                    bytes.len(),
+                    u16::MAX,
+                    column.name
+                )))
+            }
             Some(Value::Set(bytes)) => column
                 .ty
                 .encode_comparable(&bytes, column.descending, &mut out)

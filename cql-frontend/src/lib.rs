@@ -28,6 +28,7 @@ pub mod cql;
 pub mod describe;
 pub mod executor;
 pub mod json;
+pub mod limits;
 pub mod metrics;
 pub mod migration;
 pub mod node;

@@ -251,6 +251,7 @@ mod tests {
             NodeInfo::for_tests(),
             coordinator,
             crate::auth::Authenticator::AllowAll,
+            64 * 1024 * 1024,
         )?)
     }
 

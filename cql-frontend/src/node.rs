@@ -142,6 +142,7 @@ impl Node {
         info: NodeInfo,
         coordinator: Coordinator,
         authenticator: crate::auth::Authenticator,
+        prepared_cache_bytes: usize,
     ) -> Result<Arc<Node>, CqlError> {
         let catalog = Catalog::load(coordinator.engine())?;
         crate::auth::setup(coordinator.engine())?;
@@ -149,7 +150,7 @@ impl Node {
             info,
             coordinator,
             catalog: RwLock::new(catalog),
-            prepared: crate::prepared::PreparedCache::default(),
+            prepared: crate::prepared::PreparedCache::new(prepared_cache_bytes),
             events: tokio::sync::broadcast::channel(CLIENT_EVENTS_QUEUED_MAX).0,
             requests_in_flight: Arc::new(tokio::sync::Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
             authenticator,

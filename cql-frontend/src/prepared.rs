@@ -2,9 +2,10 @@
 //! variables (and, for SELECT, the result columns); EXECUTE runs the stored
 //! statement with the bound values.
 //!
-//! The cache lives in memory, bounded by [`PREPARED_STATEMENTS_MAX`]; an
-//! EXECUTE of an id it does not hold (after a restart, or an eviction) gets
-//! Unprepared, and drivers prepare again. Bind metadata carries the
+//! The cache lives in memory, bounded in bytes (`prepared_statements_cache_size`)
+//! and by [`PREPARED_STATEMENTS_MAX`], the least recently used dropped
+//! first; an EXECUTE of an id it does not hold (after a restart, or an
+//! eviction) gets Unprepared, and drivers prepare again. Bind metadata carries the
 //! partition key's bind indexes so drivers can route token-aware.
 
 use std::collections::HashMap;
@@ -24,8 +25,16 @@ use crate::schema::{resolve_keyspace, ColumnKind, TableSchema, SYSTEM_KEYSPACES}
 use crate::system_tables::virtual_table;
 use crate::types::CqlType;
 
-/// Most prepared statements a node keeps; the oldest are dropped past it.
+/// Most prepared statements a node keeps, however small; past it (or past
+/// the cache's bytes) the least recently used are dropped.
 pub const PREPARED_STATEMENTS_MAX: usize = 10_000;
+
+/// What one statement is counted as: its text twice (the text and the
+/// parsed statement, which grows with it) and a fixed part for the
+/// descriptions and the entry. An estimate, not a measurement.
+fn entry_bytes(query: &str) -> usize {
+    2 * query.len() + 2048
+}
 
 /// One prepared statement.
 #[derive(Debug, Clone)]
@@ -45,51 +54,125 @@ pub struct Prepared {
     pub result_metadata_id: [u8; 16],
 }
 
-/// A cached statement and when it was last used.
-type Entry = (u64, std::sync::Arc<Prepared>);
+/// A cached statement, when it was last used, and the bytes it counts.
+struct Entry {
+    used: u64,
+    bytes: usize,
+    prepared: std::sync::Arc<Prepared>,
+}
 
-/// The node's prepared statement cache.
-#[derive(Debug, Default)]
+/// What the cache holds, under one lock.
+#[derive(Default)]
+struct Entries {
+    map: HashMap<[u8; 16], Entry>,
+    /// Ticks on every use: the least recently used has the smallest.
+    clock: u64,
+    bytes: usize,
+}
+
+/// The node's prepared statement cache, bounded in bytes (Cassandra's
+/// `prepared_statements_cache_size`) and in count.
 pub struct PreparedCache {
-    /// Statements by id with the tick they were last used, and the tick counter.
-    entries: Mutex<(HashMap<[u8; 16], Entry>, u64)>,
+    entries: Mutex<Entries>,
+    bytes_max: usize,
+}
+
+impl std::fmt::Debug for PreparedCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries.lock();
+        f.debug_struct("PreparedCache")
+            .field("statements", &entries.map.len())
+            .field("bytes", &entries.bytes)
+            .field("bytes_max", &self.bytes_max)
+            .finish()
+    }
 }
 
 impl PreparedCache {
+    pub fn new(bytes_max: usize) -> PreparedCache {
+        PreparedCache {
+            entries: Mutex::new(Entries::default()),
+            bytes_max,
+        }
+    }
+
     pub fn get(&self, id: &[u8]) -> Option<std::sync::Arc<Prepared>> {
         let key: [u8; 16] = id.try_into().ok()?;
-        let mut guard = self.entries.lock();
-        let (map, clock) = &mut *guard;
-        *clock += 1;
-        let now = *clock;
-        map.get_mut(&key).map(|(used, prepared)| {
-            *used = now;
-            prepared.clone()
+        let mut entries = self.entries.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        entries.map.get_mut(&key).map(|entry| {
+            entry.used = now;
+            entry.prepared.clone()
         })
+    }
+
+    /// Statements held and the bytes they count.
+    pub fn size(&self) -> (usize, usize) {
+        let entries = self.entries.lock();
+        (entries.map.len(), entries.bytes)
     }
 
     /// Forgets every statement (after a schema change that alters what
     /// they describe); clients get Unprepared and prepare again.
     pub fn clear(&self) {
-        self.entries.lock().0.clear();
+        let mut entries = self.entries.lock();
+        entries.map.clear();
+        entries.bytes = 0;
     }
 
-    fn insert(&self, id: [u8; 16], prepared: Prepared) -> std::sync::Arc<Prepared> {
-        let mut guard = self.entries.lock();
-        let (map, clock) = &mut *guard;
-        *clock += 1;
-        if map.len() >= PREPARED_STATEMENTS_MAX && !map.contains_key(&id) {
-            if let Some(oldest) = map
+    /// Keeps `prepared`, dropping the least recently used statements until
+    /// it fits; a statement larger than the whole cache is refused.
+    fn insert(
+        &self,
+        id: [u8; 16],
+        prepared: Prepared,
+    ) -> Result<std::sync::Arc<Prepared>, CqlError> {
+        let bytes = entry_bytes(&prepared.query);
+        if bytes > self.bytes_max {
+            return Err(CqlError::Invalid(format!(
+                "prepared statement of {} bytes counts {bytes} bytes in the prepared statement cache, \
+                 more than all of it ({} bytes, prepared_statements_cache_size); \
+                 send it unprepared or raise the cache size",
+                prepared.query.len(),
+                self.bytes_max
+            )));
+        }
+        let mut entries = self.entries.lock();
+        entries.clock += 1;
+        let now = entries.clock;
+        if let Some(old) = entries.map.remove(&id) {
+            entries.bytes -= old.bytes;
+        }
+        while entries.bytes + bytes > self.bytes_max || entries.map.len() >= PREPARED_STATEMENTS_MAX
+        {
+            let Some(oldest) = entries
+                .map
                 .iter()
-                .min_by_key(|(_, (used, _))| *used)
+                .min_by_key(|(_, entry)| entry.used)
                 .map(|(k, _)| *k)
-            {
-                map.remove(&oldest);
+            else {
+                break;
+            };
+            if let Some(evicted) = entries.map.remove(&oldest) {
+                entries.bytes -= evicted.bytes;
             }
         }
         let prepared = std::sync::Arc::new(prepared);
-        map.insert(id, (*clock, prepared.clone()));
-        prepared
+        entries.bytes += bytes;
+        entries.map.insert(
+            id,
+            Entry {
+                used: now,
+                bytes,
+                prepared: prepared.clone(),
+            },
+        );
+        assert!(
+            entries.bytes <= self.bytes_max,
+            "prepared statement cache over its bytes"
+        );
+        Ok(prepared)
     }
 }
 
@@ -131,7 +214,7 @@ pub fn prepare(
         ),
         result_columns,
     };
-    Ok((id, node.prepared.insert(id, prepared)))
+    Ok((id, node.prepared.insert(id, prepared)?))
 }
 
 type Description = (Vec<ColumnSpec>, Vec<u16>, Option<Vec<ColumnSpec>>);
@@ -485,7 +568,7 @@ fn global_flag(specs: &[ColumnSpec]) -> i32 {
     i32::from(crate::results::one_table(specs))
 }
 
-/// The RESULT body of a PREPARE (kind 4, v4 layout).
+/// The RESULT body of a PREPARE (kind 4) in `version`'s layout.
 pub fn prepared_result(id: &[u8; 16], prepared: &Prepared, version: u8) -> Bytes {
     let mut w = BodyWriter::new();
     w.write_int(0x0004);
@@ -496,9 +579,13 @@ pub fn prepared_result(id: &[u8; 16], prepared: &Prepared, version: u8) -> Bytes
     // Bind variable metadata.
     w.write_int(global_flag(&prepared.binds));
     w.write_int(prepared.binds.len() as i32);
-    w.write_int(prepared.partition_key_indexes.len() as i32);
-    for index in &prepared.partition_key_indexes {
-        w.write_short(*index);
+    // The partition key's bind indexes arrived with v4; a v3 driver reads
+    // the column specifications right after the count.
+    if version >= 4 {
+        w.write_int(prepared.partition_key_indexes.len() as i32);
+        for index in &prepared.partition_key_indexes {
+            w.write_short(*index);
+        }
     }
     crate::results::write_specs(&mut w, &prepared.binds);
     // Result metadata.

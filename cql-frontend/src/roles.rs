@@ -57,6 +57,9 @@ pub fn execute(
             options,
         } => {
             require_superuser(&current, "create roles")?;
+            if name.is_empty() {
+                return Err(invalid("Role name can't be an empty string"));
+            }
             if auth::get(engine, name)?.is_some() {
                 if *if_not_exists {
                     return Ok(ResultBody::Void);

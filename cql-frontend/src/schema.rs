@@ -270,6 +270,17 @@ fn literal_text(literal: &Literal) -> String {
     }
 }
 
+/// Largest replication factor a keyspace may ask for (per data center):
+/// a larger one names more replicas than any cluster has, and makes every
+/// write Unavailable (Cassandra's `maximum_replication_factor` guardrail).
+pub const REPLICATION_FACTOR_MAX: usize = 128;
+
+/// Longest TTL (Cassandra's: 20 years), also for `default_time_to_live`.
+pub const TTL_MAX_S: i64 = 630_720_000;
+
+/// The smallest `bloom_filter_fp_chance` Cassandra supports.
+const BLOOM_FILTER_FP_CHANCE_MIN: f64 = 6.71e-05;
+
 /// Validates `CREATE KEYSPACE` / `ALTER KEYSPACE` options.
 pub fn keyspace_from_options(
     name: &str,
@@ -286,11 +297,17 @@ pub fn keyspace_from_options(
                     .map(|(_, v)| v.rsplit('.').next().unwrap_or_default().to_owned())
                     .ok_or_else(|| invalid("Missing replication strategy class"))?;
                 let factor = |text: &str| {
-                    text.parse::<usize>().map_err(|_| {
+                    let rf = text.parse::<usize>().map_err(|_| {
                         invalid(format!(
                             "Replication factor must be a non-negative integer, not {text:?}"
                         ))
-                    })
+                    })?;
+                    if rf > REPLICATION_FACTOR_MAX {
+                        return Err(invalid(format!(
+                            "Replication factor {rf} is larger than the maximum of {REPLICATION_FACTOR_MAX}"
+                        )));
+                    }
+                    Ok(rf)
                 };
                 strategy = Some(match class.as_str() {
                     "SimpleStrategy" => {
@@ -489,9 +506,51 @@ fn apply_table_options(
                 .map_err(|_| invalid(format!("{key} must be an integer"))),
             OptionValue::Map(_) => Err(invalid(format!("{key} must be an integer"))),
         };
+        let fraction = |value: &OptionValue| match value {
+            OptionValue::Literal(l) => literal_text(l)
+                .parse::<f64>()
+                .map_err(|_| invalid(format!("{key} must be a number"))),
+            OptionValue::Map(_) => Err(invalid(format!("{key} must be a number"))),
+        };
+        let within = |n: i64, min: i64, max: i64| {
+            if n < min {
+                Err(invalid(format!(
+                    "{key} must be greater than or equal to {min} (got {n})"
+                )))
+            } else if n > max {
+                Err(invalid(format!(
+                    "{key} must be less than or equal to {max} (got {n})"
+                )))
+            } else {
+                Ok(n)
+            }
+        };
         match key.as_str() {
-            "gc_grace_seconds" => table.gc_grace_seconds = number(value)?,
-            "default_time_to_live" => table.default_time_to_live = number(value)?,
+            "gc_grace_seconds" => {
+                table.gc_grace_seconds = within(number(value)?, 0, i64::from(i32::MAX))?
+            }
+            "default_time_to_live" => {
+                table.default_time_to_live = within(number(value)?, 0, TTL_MAX_S)?
+            }
+            "bloom_filter_fp_chance" => {
+                let chance = fraction(value)?;
+                if !(chance > BLOOM_FILTER_FP_CHANCE_MIN && chance <= 1.0) {
+                    return Err(invalid(format!(
+                        "bloom_filter_fp_chance must be larger than {BLOOM_FILTER_FP_CHANCE_MIN:E} and less than or equal to 1.0 (got {chance})"
+                    )));
+                }
+            }
+            "crc_check_chance" => {
+                let chance = fraction(value)?;
+                if !(0.0..=1.0).contains(&chance) {
+                    return Err(invalid(format!(
+                        "crc_check_chance should be between 0.0 and 1.0 (got {chance})"
+                    )));
+                }
+            }
+            "min_index_interval" | "max_index_interval" | "memtable_flush_period_in_ms" => {
+                within(number(value)?, 0, i64::from(i32::MAX))?;
+            }
             "comment" => {
                 if let OptionValue::Literal(l) = value {
                     table.comment = literal_text(l);
@@ -517,6 +576,7 @@ fn apply_table_options(
                         "Unable to find compaction strategy class '{class}'"
                     )));
                 }
+                check_compaction_thresholds(entries)?;
                 let mut entries = entries.clone();
                 for (k, v) in entries.iter_mut() {
                     if k == "class" && !v.contains('.') {
@@ -528,18 +588,42 @@ fn apply_table_options(
             }
             "compression"
             | "caching"
-            | "bloom_filter_fp_chance"
-            | "crc_check_chance"
             | "speculative_retry"
             | "additional_write_policy"
-            | "memtable_flush_period_in_ms"
-            | "min_index_interval"
-            | "max_index_interval"
             | "read_repair"
             | "cdc"
             | "extensions" => {}
             other => return Err(invalid(format!("Unknown property '{other}'"))),
         }
+    }
+    Ok(())
+}
+
+/// The compaction thresholds Cassandra accepts: integers, `min_threshold`
+/// at least 2, `max_threshold` not below it.
+fn check_compaction_thresholds(entries: &[(String, String)]) -> Result<(), CqlError> {
+    let threshold = |key: &str, default: i64| -> Result<i64, CqlError> {
+        match entries.iter().find(|(k, _)| k == key) {
+            None => Ok(default),
+            Some((_, v)) => v
+                .parse::<i64>()
+                .map_err(|_| invalid(format!("{key} must be an integer, not {v:?}"))),
+        }
+    };
+    let min = threshold("min_threshold", 4)?;
+    let max = threshold("max_threshold", 32)?;
+    if min <= 0 || max <= 0 {
+        return Err(invalid("Disabling compaction by setting compaction thresholds to 0 has been removed, set the compaction option 'enabled' to false instead."));
+    }
+    if min < 2 {
+        return Err(invalid(format!(
+            "Min compaction threshold cannot be less than 2 (got {min})"
+        )));
+    }
+    if max < min {
+        return Err(invalid(format!(
+            "Max compaction threshold ({max}) cannot be less than min compaction threshold ({min})"
+        )));
     }
     Ok(())
 }
@@ -599,6 +683,27 @@ fn apply_column_ids(table: &mut TableSchema, stored: &[u8]) -> Result<(), CqlErr
     }
     table.next_column_id = next;
     Ok(())
+}
+
+/// Longest keyspace, table or type name (Cassandra's `NAME_LENGTH`): names
+/// become directory and file names.
+pub const NAME_LENGTH_MAX: usize = 48;
+
+/// Refuses a keyspace, table or type name Cassandra refuses: empty, longer
+/// than [`NAME_LENGTH_MAX`], or with characters other than letters, digits
+/// and `_`. (An empty table name used to overwrite its keyspace's stored
+/// definition.)
+pub fn check_name(kind: &str, name: &str) -> Result<(), CqlError> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= NAME_LENGTH_MAX
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        return Ok(());
+    }
+    Err(CqlError::Invalid(format!(
+        "{kind} name must not be empty, more than {NAME_LENGTH_MAX} characters long, \
+         or contain non-alphanumeric-underscore characters (got \"{name}\")"
+    )))
 }
 
 fn schema_key(keyspace: &str) -> PartitionKey {
@@ -661,8 +766,30 @@ impl Catalog {
                 catalog.apply_types(waiting_types)?;
             }
         }
+        catalog.check_loaded()?;
         catalog.refresh_version();
         Ok(catalog)
+    }
+
+    /// Every stored table and type belongs to a stored keyspace: a
+    /// definition that lost its keyspace stops start-up, naming both,
+    /// instead of leaving the keyspace out silently.
+    fn check_loaded(&self) -> Result<(), CqlError> {
+        let orphans = self
+            .tables
+            .keys()
+            .map(|(ks, name)| ("table", ks, name))
+            .chain(self.types.keys().map(|(ks, name)| ("type", ks, name)));
+        for (kind, keyspace, name) in orphans {
+            if !self.keyspaces.contains_key(keyspace) {
+                return Err(CqlError::Server(format!(
+                    "the stored schema has {kind} {keyspace}.\"{name}\" but no definition of keyspace \
+                     {keyspace}; the schema table ({SCHEMA_TABLE:?}) is damaged: start-up stops rather \
+                     than load the schema without that keyspace"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn refresh_version(&mut self) {
@@ -791,6 +918,7 @@ impl Catalog {
         if_not_exists: bool,
         options: &[(String, OptionValue)],
     ) -> Result<bool, CqlError> {
+        check_name("Keyspace", name)?;
         if SYSTEM_KEYSPACES.contains(&name) || self.keyspaces.contains_key(name) {
             if if_not_exists {
                 return Ok(false);
@@ -888,6 +1016,7 @@ impl Catalog {
         else {
             return Err(CqlError::Server("not a CREATE TABLE".into()));
         };
+        check_name("Table", &name.name)?;
         let keyspace = self.keyspace_for_new(name, current_keyspace, "tables")?;
         if self
             .tables
@@ -1039,6 +1168,7 @@ impl Catalog {
         fields: &[(String, CqlType)],
         current_keyspace: Option<&str>,
     ) -> Result<Option<Arc<UserType>>, CqlError> {
+        check_name("Type", &name.name)?;
         let keyspace = self.keyspace_for_new(name, current_keyspace, "types")?;
         if self
             .types

@@ -691,6 +691,7 @@ mod tests {
             NodeInfo::for_tests(),
             replication::Coordinator::new(std::sync::Arc::new(engine)),
             crate::auth::Authenticator::AllowAll,
+            64 * 1024 * 1024,
         )?;
         let catalog = Catalog::default();
         for (ks, t) in [

@@ -34,6 +34,7 @@ use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use crate::auth::{self, Authenticator};
 use crate::executor;
+use crate::limits::{Admission, RequestBytes, UNAUTHENTICATED_FRAME_BYTES_MAX};
 use crate::node::{ClientEvent, Node, Session};
 use crate::prepared;
 use crate::protocol::compression::{self, Compression};
@@ -90,13 +91,21 @@ struct Inbound {
     /// On a v5 connection after STARTUP: the segment codec and the
     /// envelope bytes taken out of segments so far.
     framing: Option<(SegmentCodec, BytesMut)>,
+    /// The request bytes granted for the envelope being read.
+    granted: Option<RequestBytes>,
 }
 
 /// What [`Inbound::next`] found.
 enum Next {
-    Envelope(FrameHeader, Bytes),
-    UnsupportedVersion { version: u8, stream: i16 },
+    Envelope(FrameHeader, Bytes, RequestBytes),
+    UnsupportedVersion {
+        version: u8,
+        stream: i16,
+    },
     NeedMore,
+    /// The next envelope's body needs this many request bytes, which the
+    /// node's or the address's budget cannot grant now: wait for them.
+    NeedBytes(usize),
 }
 
 /// Envelope bytes a connection may hold before a whole envelope is there.
@@ -112,17 +121,45 @@ impl Inbound {
                 .is_some_and(|(_, envelopes)| !envelopes.is_empty())
     }
 
-    fn next(&mut self) -> Result<Next, ProtocolViolation> {
+    /// The next whole envelope, if its bytes are here. `body_bytes_max`
+    /// is the largest body this connection may send now; its body's bytes
+    /// are taken from `admission` before they are buffered.
+    fn next(
+        &mut self,
+        admission: &Admission,
+        body_bytes_max: usize,
+    ) -> Result<Next, ProtocolViolation> {
         loop {
             let source = match &mut self.framing {
                 Some((_, envelopes)) => envelopes,
                 None => &mut self.raw,
             };
             match check_header(source)? {
+                HeaderCheck::Ok(header) if header.body_len > body_bytes_max => {
+                    return Err(ProtocolViolation(format!(
+                        "frame body of {} bytes is larger than the {body_bytes_max} bytes this connection may send now{}",
+                        header.body_len,
+                        if body_bytes_max == UNAUTHENTICATED_FRAME_BYTES_MAX {
+                            " (before STARTUP and login)"
+                        } else {
+                            " (native_transport_max_request_data_in_flight[_per_ip])"
+                        }
+                    )));
+                }
+                HeaderCheck::Ok(header) if self.granted.is_none() => {
+                    match admission.try_request_bytes(header.body_len) {
+                        Some(granted) => self.granted = Some(granted),
+                        None => return Ok(Next::NeedBytes(header.body_len)),
+                    }
+                    continue;
+                }
                 HeaderCheck::Ok(header) if source.len() >= HEADER_BYTES + header.body_len => {
                     let mut frame = source.split_to(HEADER_BYTES + header.body_len);
                     let body = frame.split_off(HEADER_BYTES).freeze();
-                    return Ok(Next::Envelope(header, body));
+                    let granted = self.granted.take().ok_or_else(|| {
+                        ProtocolViolation("internal: an envelope without its request bytes".into())
+                    })?;
+                    return Ok(Next::Envelope(header, body, granted));
                 }
                 HeaderCheck::Ok(header) => {
                     source.reserve(HEADER_BYTES + header.body_len - source.len());
@@ -153,8 +190,11 @@ impl Inbound {
 pub async fn serve_connection(
     stream: TcpStream,
     node: Arc<Node>,
+    admission: Admission,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let handshake_deadline =
+        tokio::time::Instant::now() + admission.limits().config().handshake_timeout;
     let peer = stream.peer_addr().ok();
     // Responses go out as soon as they are written (as Cassandra's do):
     // Nagle's algorithm would hold a small response until the client's
@@ -174,11 +214,26 @@ pub async fn serve_connection(
     let mut inbound = Inbound {
         raw: BytesMut::with_capacity(8 * 1024),
         framing: None,
+        granted: None,
     };
     loop {
-        let (header, body) = match inbound.next() {
-            Ok(Next::Envelope(header, body)) => (header, body),
+        let logged_in = state.started && state.authenticated;
+        let body_bytes_max = if logged_in {
+            admission.limits().frame_bytes_max()
+        } else {
+            UNAUTHENTICATED_FRAME_BYTES_MAX
+        };
+        let (header, body, granted) = match inbound.next(&admission, body_bytes_max) {
+            Ok(Next::Envelope(header, body, granted)) => (header, body, granted),
+            Ok(Next::NeedBytes(bytes)) => {
+                tokio::select! {
+                    _ = shutdown.changed() => break,
+                    granted = admission.request_bytes(bytes) => inbound.granted = Some(granted),
+                }
+                continue;
+            }
             Ok(Next::NeedMore) => {
+                let deadline = (!logged_in).then_some(handshake_deadline);
                 if !read_more(
                     &mut reader,
                     &mut inbound.raw,
@@ -186,9 +241,16 @@ pub async fn serve_connection(
                     &mut events,
                     &state,
                     &out,
+                    deadline,
                 )
                 .await
                 {
+                    if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                        tracing::debug!(
+                            ?peer,
+                            "connection did not start and log in in time; closing it"
+                        );
+                    }
                     break;
                 }
                 continue;
@@ -280,6 +342,7 @@ pub async fn serve_connection(
                 }
                 request => answer(&node, &mut state, request),
             };
+            drop(granted);
             // v5 frames everything after the READY or AUTHENTICATE.
             let framing = (is_startup
                 && state.version >= 5
@@ -355,7 +418,7 @@ pub async fn serve_connection(
             // connection still spreads over every core.
             let reply = run_and_encode(&node, &session, request, prepared, &header, compress_reply);
             let sent = out.send(reply).await;
-            drop(permits);
+            drop((permits, granted));
             if sent.is_err() {
                 break;
             }
@@ -367,14 +430,14 @@ pub async fn serve_connection(
                 let reply =
                     run_and_encode(&node, &session, request, prepared, &header, compress_reply);
                 let _ = out.send(reply).await;
-                drop(permits);
+                drop((permits, granted));
             });
             continue;
         }
         tokio::task::spawn_blocking(move || {
             let reply = run_and_encode(&node, &session, request, prepared, &header, compress_reply);
             let _ = out.blocking_send(reply);
-            drop(permits);
+            drop((permits, granted));
         });
     }
     // Let replies already computed reach the client, then close.
@@ -391,9 +454,17 @@ async fn read_more(
     events: &mut broadcast::Receiver<ClientEvent>,
     state: &ConnectionState,
     out: &mpsc::Sender<Outbound>,
+    deadline: Option<tokio::time::Instant>,
 ) -> bool {
+    let expired = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = shutdown.changed() => false,
+        () = expired => false,
         event = events.recv() => match event {
             Ok(event) if state.started && state.events.iter().any(|e| e == event.kind()) => {
                 let frame = encode_event(state, &event);

@@ -79,6 +79,7 @@ pub struct TypeError(pub String);
 impl CqlType {
     /// Parses a type as written in CQL (`int`, `frozen<map<text, int>>`).
     pub fn parse(text: &str) -> Result<CqlType, TypeError> {
+        check_type_nesting(text)?;
         let mut parser = TypeParser { text, at: 0 };
         let ty = parser.parse_type()?;
         parser.skip_space();
@@ -362,6 +363,32 @@ impl fmt::Display for CqlType {
             CqlType::UserTypeName(name) => write!(f, "{}", crate::schema::quote(name)),
         }
     }
+}
+
+/// How deeply type parameters may nest (`frozen<list<...>>`): parsing,
+/// printing and decoding a type recurse once per level, so a deeper type
+/// from a client could exhaust a request thread's stack.
+pub const TYPE_NESTING_DEPTH_MAX: usize = 32;
+
+/// Refuses a type whose `<` nest deeper than [`TYPE_NESTING_DEPTH_MAX`],
+/// before anything recurses over it.
+fn check_type_nesting(text: &str) -> Result<(), TypeError> {
+    let mut depth = 0usize;
+    for c in text.chars() {
+        match c {
+            '<' => {
+                depth += 1;
+                if depth > TYPE_NESTING_DEPTH_MAX {
+                    return Err(TypeError(format!(
+                        "type parameters nest deeper than {TYPE_NESTING_DEPTH_MAX} levels"
+                    )));
+                }
+            }
+            '>' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 struct TypeParser<'a> {

@@ -27,10 +27,14 @@
 //! remembers, per table, the last offset written; a flush marks a table clean
 //! up to the position where its memtable was switched.
 //!
-//! Replay reads segments in id order. A bad record in the last segment is a
-//! torn tail (the crash interrupted a write): replay stops there. A bad record
-//! in an earlier segment is damage: every record before it is replayed, the
-//! damage is reported with file and offset, and the segment is set aside.
+//! Replay reads segments in id order. A bad record in the last segment with
+//! no whole record after it is a torn tail (the crash interrupted a write):
+//! replay stops there. Any other bad record is damage: by default
+//! ([`ReplayPolicy::Stop`]) the commitlog refuses to open, naming the
+//! segment, the offset and how many whole records follow; with
+//! [`ReplayPolicy::SkipDamaged`] only the damaged record is skipped, every
+//! record after it is replayed, the damage is reported with file and offset,
+//! and the segment is set aside.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -63,6 +67,20 @@ const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 pub enum SyncMode {
     Periodic(Duration),
     Batch,
+}
+
+/// What replay does with a damaged record that is not a torn tail (valid
+/// records follow it, or it is in an earlier segment): Cassandra's
+/// `commit_failure_policy` at replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReplayPolicy {
+    /// Refuse to open: replaying past the damage would lose the damaged
+    /// writes without anyone deciding to.
+    #[default]
+    Stop,
+    /// Skip only the damaged record, replay every whole record after it,
+    /// and log what was skipped (the segment is set aside afterwards).
+    SkipDamaged,
 }
 
 /// A point in the commitlog: segment id and byte offset after a record.
@@ -111,6 +129,9 @@ struct State {
     /// A segment was created since the directory was last synced: the next
     /// sync makes its name durable too.
     dir_unsynced: bool,
+    /// Set by a clean close ([`CommitLog::close_clean`]): the segments are
+    /// gone and appends are refused.
+    closed_clean: bool,
 }
 
 struct SyncState {
@@ -155,6 +176,17 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 /// cuts like any torn tail.
 fn create_segment(dir: &Path, id: u64, size_bytes: u64) -> Result<(Segment, MmapMut)> {
     let path = segment_path(dir, id);
+    let made = make_segment(&path, id, size_bytes);
+    if made.is_err() {
+        // A segment that could not be made whole (a full disk) leaves
+        // nothing behind: no partly allocated file for replay to read.
+        let _ = std::fs::remove_file(&path);
+    }
+    made
+}
+
+fn make_segment(path: &Path, id: u64, size_bytes: u64) -> Result<(Segment, MmapMut)> {
+    let path = path.to_owned();
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -243,8 +275,24 @@ impl CommitLog {
         mode: SyncMode,
         segment_size_bytes: u64,
         compress: bool,
-        mut apply: impl FnMut(Mutation) -> Result<()>,
+        policy: ReplayPolicy,
+        apply: impl FnMut(Mutation) -> Result<()>,
     ) -> Result<(CommitLog, Vec<PathBuf>, ReplayReport)> {
+        let (segments, report) = CommitLog::replay(dir, policy, apply)?;
+        let next_id = segments.last().map_or(1, |(id, _)| id + 1);
+        let log = CommitLog::create(dir, mode, segment_size_bytes, compress, next_id)?;
+        Ok((log, segments.into_iter().map(|(_, p)| p).collect(), report))
+    }
+
+    /// Replays every existing segment through `apply`; returns them by id
+    /// (to delete once their data is flushed) and what replay found.
+    /// Creates nothing, so a node whose disk is nearly full can replay and
+    /// flush before it needs room for a new segment.
+    pub fn replay(
+        dir: &Path,
+        policy: ReplayPolicy,
+        mut apply: impl FnMut(Mutation) -> Result<()>,
+    ) -> Result<(Vec<(u64, PathBuf)>, ReplayReport)> {
         fs::create_dir_all(dir)?;
         let segments = list_segments(dir)?;
         let mut report = ReplayReport {
@@ -261,10 +309,22 @@ impl CommitLog {
         let last_index = holds_records.iter().rposition(|&h| h).unwrap_or(0);
         for (i, (_, path)) in segments.iter().enumerate() {
             if holds_records.get(i) == Some(&true) {
-                replay_segment(path, i == last_index, &mut report, &mut apply)?;
+                replay_segment(path, i == last_index, policy, &mut report, &mut apply)?;
             }
         }
-        let next_id = segments.last().map_or(1, |(id, _)| id + 1);
+        Ok((segments, report))
+    }
+
+    /// A commitlog whose first segment is `next_id` (after every segment
+    /// replayed).
+    pub fn create(
+        dir: &Path,
+        mode: SyncMode,
+        segment_size_bytes: u64,
+        compress: bool,
+        next_id: u64,
+    ) -> Result<CommitLog> {
+        fs::create_dir_all(dir)?;
         let segment_size_bytes = segment_size_bytes.max(SEGMENT_BYTES_MIN);
         let (active, active_map) = create_segment(dir, next_id, segment_size_bytes)?;
         active.file.sync_all().map_err(Error::io(&active.path))?;
@@ -286,6 +346,7 @@ impl CommitLog {
                 next_id: next_id + 1,
                 written,
                 dir_unsynced: false,
+                closed_clean: false,
             }),
             sync: Mutex::new(SyncState {
                 synced: written,
@@ -293,7 +354,7 @@ impl CommitLog {
             }),
             synced_cond: Condvar::new(),
         };
-        Ok((log, segments.into_iter().map(|(_, p)| p).collect(), report))
+        Ok(log)
     }
 
     pub fn mode(&self) -> SyncMode {
@@ -349,6 +410,9 @@ impl CommitLog {
     /// Appends a record made by [`CommitLog::encode_record`] for `table`.
     pub fn append_record(&self, table: TableId, record: &[u8]) -> Result<Position> {
         let mut state = self.state.lock();
+        if state.closed_clean {
+            return Err(Error::ShutDown);
+        }
         if state.active.len + record.len() as u64 > self.segment_size_bytes {
             self.switch_segment(&mut state)?;
         }
@@ -551,6 +615,38 @@ impl CommitLog {
         Ok(())
     }
 
+    /// At a clean shutdown, once every memtable is flushed: when no segment
+    /// holds unflushed data, deletes every segment (the spare too) so that
+    /// the next start replays nothing, and refuses appends from then on.
+    /// Returns whether it did; a segment still dirty keeps them all, to be
+    /// replayed.
+    pub fn close_clean(&self) -> Result<bool> {
+        self.sync_now()?;
+        let paths = {
+            let mut state = self.state.lock();
+            let dirty = !state.active.dirty.is_empty()
+                || state.closed.values().any(|s| !s.dirty.is_empty());
+            if dirty {
+                return Ok(false);
+            }
+            state.closed_clean = true;
+            let mut paths: Vec<PathBuf> = std::mem::take(&mut state.closed)
+                .into_values()
+                .map(|s| s.path)
+                .collect();
+            paths.push(state.active.path.clone());
+            if let Some((spare, _)) = state.spare.take() {
+                paths.push(spare.path);
+            }
+            paths
+        };
+        for path in &paths {
+            fs::remove_file(path)?;
+        }
+        fs::sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
     /// Forgets a dropped table everywhere.
     pub fn forget_table(&self, table: TableId) -> Result<()> {
         self.mark_clean(
@@ -592,36 +688,39 @@ fn segment_holds_records(path: &Path) -> Result<bool> {
 fn replay_segment(
     path: &Path,
     is_last: bool,
+    policy: ReplayPolicy,
     report: &mut ReplayReport,
     apply: &mut impl FnMut(Mutation) -> Result<()>,
 ) -> Result<()> {
     let bytes = std::fs::read(path).map_err(Error::io(path))?;
-    let damage = |offset: u64, reason: String, report: &mut ReplayReport| {
-        if is_last {
-            tracing::warn!(path = %path.display(), offset, %reason, "commitlog: cutting torn tail");
-            report.torn_tail = Some((path.to_owned(), offset));
-        } else {
-            tracing::error!(path = %path.display(), offset, %reason, "commitlog: damaged record; records before it were replayed");
-            report.damaged.push((path.to_owned(), offset, reason));
-        }
-    };
     let header_ok = bytes.len() >= HEADER_BYTES
         && bytes.get(..4) == Some(&MAGIC.to_le_bytes()[..])
         && bytes
             .get(16..20)
             .zip(bytes.get(..16))
             .is_some_and(|(crc, body)| crc == crc32fast::hash(body).to_le_bytes());
-    if !header_ok {
-        damage(0, "bad segment header".into(), report);
-        return Ok(());
-    }
     let version = bytes
         .get(4..8)
         .and_then(|v| v.try_into().ok())
         .map_or(0, u32::from_le_bytes);
-    if !(1..=VERSION).contains(&version) {
-        damage(0, format!("unsupported segment version {version}"), report);
-        return Ok(());
+    let header_problem = if !header_ok {
+        Some("bad segment header".to_owned())
+    } else if !(1..=VERSION).contains(&version) {
+        Some(format!("unsupported segment version {version}"))
+    } else {
+        None
+    };
+    if let Some(reason) = header_problem {
+        let resume = next_record(&bytes, HEADER_BYTES);
+        if is_last && resume.is_none() {
+            // A crash while the segment was being made.
+            tracing::warn!(path = %path.display(), %reason, "commitlog: cutting torn tail");
+            report.torn_tail = Some((path.to_owned(), 0));
+            return Ok(());
+        }
+        // Records whose version is unknown cannot be decoded: nothing of
+        // the segment is replayed, whatever the policy.
+        return damaged(path, 0, reason, &bytes, resume, policy, report).map(|_| ());
     }
     let mut at = HEADER_BYTES;
     let started = Instant::now();
@@ -632,58 +731,123 @@ fn replay_segment(
         {
             break; // the unwritten rest of a presized segment
         }
-        let Some(header) = bytes.get(at..at + RECORD_HEADER_BYTES) else {
-            damage(at as u64, "record header cut short".into(), report);
-            break;
+        let problem = match check_record(&bytes, at) {
+            Ok(payload) => match decode_record(version, payload) {
+                Ok(mutation) => {
+                    apply(mutation)?;
+                    report.mutations += 1;
+                    at += RECORD_HEADER_BYTES + payload.len();
+                    continue;
+                }
+                Err(reason) => format!("record does not decode: {reason}"),
+            },
+            Err(reason) => reason,
         };
-        let len_bytes: [u8; 4] = header
-            .get(..4)
-            .and_then(|b| b.try_into().ok())
-            .unwrap_or([0; 4]);
-        let crc_bytes: [u8; 4] = header
-            .get(4..)
-            .and_then(|b| b.try_into().ok())
-            .unwrap_or([0; 4]);
-        let len = u32::from_le_bytes(len_bytes) as usize;
-        let Some(payload) = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len)
-        else {
-            damage(
-                at as u64,
-                format!("record of {len} bytes runs past the end"),
-                report,
-            );
-            break;
-        };
-        let mut hasher = crc32fast::Hasher::new();
-        hasher.update(&len_bytes);
-        hasher.update(payload);
-        let found = hasher.finalize();
-        let expected = u32::from_le_bytes(crc_bytes);
-        if found != expected {
-            damage(
-                at as u64,
-                format!("checksum mismatch: expected {expected:#010x}, found {found:#010x}"),
-                report,
-            );
+        let resume = next_record(&bytes, at + 1);
+        if is_last && resume.is_none() {
+            // Nothing whole after it: the crash interrupted this write.
+            tracing::warn!(path = %path.display(), offset = at, reason = %problem, "commitlog: cutting torn tail");
+            report.torn_tail = Some((path.to_owned(), at as u64));
             break;
         }
-        let mutation = match decode_record(version, payload) {
-            Ok(m) => m,
-            Err(reason) => {
-                damage(
-                    at as u64,
-                    format!("record does not decode: {reason}"),
-                    report,
-                );
-                break;
-            }
-        };
-        apply(mutation)?;
-        report.mutations += 1;
-        at += RECORD_HEADER_BYTES + len;
+        match damaged(path, at, problem, &bytes, resume, policy, report)? {
+            Some(next) => at = next,
+            None => break,
+        }
     }
     tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "commitlog segment replayed");
     Ok(())
+}
+
+/// Damage that is not a torn tail, at `at`: with [`ReplayPolicy::Stop`] an
+/// error naming the segment, the offset and how many whole records follow;
+/// with [`ReplayPolicy::SkipDamaged`] it is logged and reported, and
+/// `resume`, the offset of the next whole record, returned.
+fn damaged(
+    path: &Path,
+    at: usize,
+    reason: String,
+    bytes: &[u8],
+    resume: Option<usize>,
+    policy: ReplayPolicy,
+    report: &mut ReplayReport,
+) -> Result<Option<usize>> {
+    match policy {
+        ReplayPolicy::Stop => Err(Error::CommitlogDamaged {
+            path: path.to_owned(),
+            offset: at as u64,
+            reason,
+            records_after: resume.map_or(0, |from| count_records(bytes, from)),
+        }),
+        ReplayPolicy::SkipDamaged => {
+            let skipped_bytes = resume.unwrap_or(bytes.len()) - at;
+            tracing::error!(path = %path.display(), offset = at, skipped_bytes, %reason,
+                "commitlog: damaged record skipped (commit failure policy: ignore); replay goes on after it");
+            report.damaged.push((path.to_owned(), at as u64, reason));
+            Ok(resume)
+        }
+    }
+}
+
+/// The payload of the whole record at `at` (its length fits and its
+/// checksum matches), or why not.
+fn check_record(bytes: &[u8], at: usize) -> std::result::Result<&[u8], String> {
+    let Some(header) = bytes.get(at..at + RECORD_HEADER_BYTES) else {
+        return Err("record header cut short".into());
+    };
+    let len_bytes: [u8; 4] = header
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; 4]);
+    let crc_bytes: [u8; 4] = header
+        .get(4..)
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; 4]);
+    let len = u32::from_le_bytes(len_bytes) as usize;
+    if len == 0 {
+        return Err("record of 0 bytes".into());
+    }
+    let Some(payload) = bytes.get(at + RECORD_HEADER_BYTES..at + RECORD_HEADER_BYTES + len) else {
+        return Err(format!("record of {len} bytes runs past the end"));
+    };
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&len_bytes);
+    hasher.update(payload);
+    let found = hasher.finalize();
+    let expected = u32::from_le_bytes(crc_bytes);
+    if found != expected {
+        return Err(format!(
+            "checksum mismatch: expected {expected:#010x}, found {found:#010x}"
+        ));
+    }
+    Ok(payload)
+}
+
+/// The offset of the first whole record at or after `from` (length in
+/// bounds, a known codec byte, checksum matching), searched byte by byte.
+fn next_record(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len().saturating_sub(RECORD_HEADER_BYTES)).find(|&at| {
+        let plausible = bytes
+            .get(at + RECORD_HEADER_BYTES)
+            .is_some_and(|&codec| codec == CODEC_PLAIN || codec == CODEC_LZ4);
+        plausible && check_record(bytes, at).is_ok()
+    })
+}
+
+/// How many whole records lie from `from` on, stepping over damage.
+fn count_records(bytes: &[u8], from: usize) -> u64 {
+    let mut count = 0;
+    let mut at = Some(from);
+    while let Some(start) = at {
+        match check_record(bytes, start) {
+            Ok(payload) => {
+                count += 1;
+                at = Some(start + RECORD_HEADER_BYTES + payload.len());
+            }
+            Err(_) => at = next_record(bytes, start + 1),
+        }
+    }
+    count
 }
 
 /// The mutation in a record's payload, as a segment of `version` wrote it.
@@ -729,11 +893,17 @@ mod tests {
     /// the report.
     fn replayed(dir: &Path) -> Result<(CommitLog, (Vec<i64>, ReplayReport))> {
         let mut tokens = Vec::new();
-        let (log, _, report) =
-            CommitLog::open(dir, SyncMode::Batch, SEGMENT_BYTES_MIN, false, |m| {
+        let (log, _, report) = CommitLog::open(
+            dir,
+            SyncMode::Batch,
+            SEGMENT_BYTES_MIN,
+            false,
+            ReplayPolicy::Stop,
+            |m| {
                 tokens.push(m.key.token);
                 Ok(())
-            })?;
+            },
+        )?;
         Ok((log, (tokens, report)))
     }
 

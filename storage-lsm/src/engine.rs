@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock};
-use crate::commitlog::{CommitLog, ReplayReport, SyncMode};
+use crate::commitlog::{CommitLog, ReplayPolicy, ReplayReport, SyncMode};
 use crate::compaction::{self, Throttle};
 use crate::error::{Error, Result};
 use crate::fs;
+use crate::log_limit::RateLimitedLog;
 use crate::memtable::{Memtable, MemtableMemory};
 use crate::model::{Mutation, PartitionKey, TableId};
 use crate::sstable::format::Component;
@@ -56,6 +57,8 @@ pub struct EngineConfig {
     /// more (as Cassandra's `commitlog_compression: LZ4Compressor`, per
     /// record so that each stays whole on its own).
     pub commitlog_compression: bool,
+    /// What replay does with damage that is not a torn tail.
+    pub commitlog_replay: ReplayPolicy,
     /// A table's memtable is switched and flushed past this size (its
     /// real memory: about 500 bytes for a one-cell row of 100 bytes). The
     /// default, 128 MiB, is below Cassandra's (a third of a quarter of the
@@ -81,6 +84,7 @@ impl EngineConfig {
             sync: SyncMode::Periodic(Duration::from_secs(10)),
             commitlog_segment_size_bytes: 32 * 1024 * 1024,
             commitlog_compression: true,
+            commitlog_replay: ReplayPolicy::Stop,
             memtable_flush_bytes: 128 * 1024 * 1024,
             memtable_total_bytes_max: 512 * 1024 * 1024,
             chunk_cache_bytes: 64 * 1024 * 1024,
@@ -229,12 +233,8 @@ impl Engine {
         }
         let mut replayed_tables: Vec<TableId> = Vec::new();
         let mut kept_for_unavailable = false;
-        let (commitlog, old_segments, replay) = CommitLog::open(
-            &config.commitlog_dir,
-            config.sync,
-            config.commitlog_segment_size_bytes,
-            config.commitlog_compression,
-            |mutation| {
+        let (old_segments, replay) =
+            CommitLog::replay(&config.commitlog_dir, config.commitlog_replay, |mutation| {
                 if unavailable.contains_key(&mutation.table) {
                     kept_for_unavailable = true;
                 } else if let Some(table) = tables.get(&mutation.table) {
@@ -244,8 +244,7 @@ impl Engine {
                     table.apply(mutation.key, mutation.update, || Ok(()))?;
                 }
                 Ok(())
-            },
-        )?;
+            })?;
         let now_s = config.clock.now_s();
         for id in &replayed_tables {
             if let Some(table) = tables.get(id) {
@@ -255,7 +254,7 @@ impl Engine {
             }
         }
         let damaged: Vec<&PathBuf> = replay.damaged.iter().map(|(p, _, _)| p).collect();
-        for segment in &old_segments {
+        for (_, segment) in &old_segments {
             if damaged.contains(&segment) {
                 let aside = segment.with_extension("log.damaged");
                 fs::rename(segment, &aside)?;
@@ -268,6 +267,16 @@ impl Engine {
                 fs::remove_file(segment)?;
             }
         }
+        // The new segment is made only now, after the replayed data is
+        // flushed and the old segments are gone: a node restarted after
+        // its disk filled needs no room for it before that.
+        let commitlog = CommitLog::create(
+            &config.commitlog_dir,
+            config.sync,
+            config.commitlog_segment_size_bytes,
+            config.commitlog_compression,
+            old_segments.last().map_or(1, |(id, _)| id + 1),
+        )?;
         let shared = Arc::new(Shared {
             throttle: Throttle::new(config.compaction_bytes_per_s),
             active_compactions: Mutex::new(Vec::new()),
@@ -798,7 +807,22 @@ impl Engine {
             let clean = table.flush_memtable(&memtable, position, self.now_s())?;
             self.shared.commitlog.mark_clean(table.id, clean)?;
         }
-        self.shared.commitlog.sync_now()?;
+        // A clean stop flushes every memtable, so the next start has
+        // nothing to replay.
+        let mut first_error = None;
+        for id in self.table_ids() {
+            if let Err(error) = self.flush(id) {
+                tracing::error!(table = ?id, %error, "memtable not flushed at shutdown; its commitlog stays for replay");
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some(error) = first_error {
+            self.shared.commitlog.sync_now()?;
+            return Err(error);
+        }
+        if !self.shared.commitlog.close_clean()? {
+            tracing::warn!("commitlog still holds unflushed data after the shutdown flush; it will be replayed");
+        }
         Ok(())
     }
 }
@@ -856,6 +880,7 @@ fn wait_for_work(shared: &Shared, timeout: Duration) {
 }
 
 fn flusher(shared: &Shared) {
+    let mut failures = RateLimitedLog::new(Duration::from_secs(60));
     while !shared.shutdown.load(Ordering::Relaxed) {
         let next = {
             let mut queue = shared.flush_queue.lock();
@@ -870,12 +895,15 @@ fn flusher(shared: &Shared) {
                 let now_s = shared.config.clock.now_s();
                 match table.flush_memtable(&memtable, position, now_s) {
                     Ok(clean) => {
+                        failures.reset();
                         if let Err(error) = shared.commitlog.mark_clean(table.id, clean) {
                             tracing::error!(%error, "commitlog cleanup failed");
                         }
                     }
                     Err(error) => {
-                        tracing::error!(table = ?table.id, %error, "flush failed; will retry");
+                        if let Some(suppressed) = failures.should_log() {
+                            tracing::error!(table = ?table.id, %error, suppressed, "flush failed; will retry every second");
+                        }
                         shared.flush_queue.lock().push((table, memtable, position));
                         std::thread::sleep(Duration::from_secs(1));
                     }
@@ -889,6 +917,7 @@ fn flusher(shared: &Shared) {
 }
 
 fn compactor(shared: &Shared) {
+    let mut failures = RateLimitedLog::new(Duration::from_secs(60));
     while !shared.shutdown.load(Ordering::Relaxed) {
         let tables: Vec<Arc<Table>> = shared.tables.read().values().cloned().collect();
         let mut did_work = false;
@@ -897,10 +926,19 @@ fn compactor(shared: &Shared) {
                 return;
             }
             if let Some(task) = reserve(&table) {
-                if let Err(error) = run_compaction(shared, &table, &task, "Compaction") {
-                    tracing::error!(table = ?table.id, %error, "compaction failed");
+                match run_compaction(shared, &table, &task, "Compaction") {
+                    Ok(()) => {
+                        failures.reset();
+                        did_work = true;
+                    }
+                    Err(error) => {
+                        // Not retried at once (a full disk fails again):
+                        // the loop waits for other work first.
+                        if let Some(suppressed) = failures.should_log() {
+                            tracing::error!(table = ?table.id, %error, suppressed, "compaction failed");
+                        }
+                    }
                 }
-                did_work = true;
             }
         }
         if !did_work {
@@ -919,9 +957,21 @@ pub const COMMITLOG_SYNC_LAG_BYTES: u64 = 1024 * 1024;
 /// [`COMMITLOG_SYNC_LAG_BYTES`] are unsynced.
 fn commitlog_worker(shared: &Shared, period: Option<Duration>) {
     let mut last = Instant::now();
+    let mut spare_failures = RateLimitedLog::new(Duration::from_secs(60));
+    let mut sync_failures = RateLimitedLog::new(Duration::from_secs(60));
+    let mut spare_retry_at = Instant::now();
     while !shared.shutdown.load(Ordering::Relaxed) {
-        if let Err(error) = shared.commitlog.prepare_spare() {
-            tracing::error!(%error, "cannot prepare the next commitlog segment");
+        if Instant::now() >= spare_retry_at {
+            match shared.commitlog.prepare_spare() {
+                Ok(()) => spare_failures.reset(),
+                Err(error) => {
+                    // A full disk: try again in a second, not every loop.
+                    spare_retry_at = Instant::now() + Duration::from_secs(1);
+                    if let Some(suppressed) = spare_failures.should_log() {
+                        tracing::error!(%error, suppressed, "cannot prepare the next commitlog segment");
+                    }
+                }
+            }
         }
         let Some(period) = period else {
             std::thread::sleep(Duration::from_millis(20));
@@ -935,8 +985,13 @@ fn commitlog_worker(shared: &Shared, period: Option<Duration>) {
             continue;
         }
         last = Instant::now();
-        if let Err(error) = shared.commitlog.periodic_sync() {
-            tracing::error!(%error, "commitlog sync failed");
+        match shared.commitlog.periodic_sync() {
+            Ok(()) => sync_failures.reset(),
+            Err(error) => {
+                if let Some(suppressed) = sync_failures.should_log() {
+                    tracing::error!(%error, suppressed, "commitlog sync failed");
+                }
+            }
         }
     }
 }

@@ -26,6 +26,13 @@ pub enum Error {
         expected: u32,
         found: u32,
     },
+    #[error("commitlog segment {path} is damaged at offset {offset} ({reason}); {records_after} whole records follow the damage")]
+    CommitlogDamaged {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+        records_after: u64,
+    },
     #[error("unknown table {0:?}")]
     UnknownTable(TableId),
     #[error("table {table:?} is unavailable: {cause}")]

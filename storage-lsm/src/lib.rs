@@ -33,6 +33,7 @@ pub mod compaction;
 pub mod engine;
 pub mod error;
 pub mod fs;
+pub mod log_limit;
 pub mod memtable;
 pub mod merge;
 pub mod model;
@@ -44,7 +45,7 @@ pub mod stats;
 pub mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use commitlog::SyncMode;
+pub use commitlog::{ReplayPolicy, SyncMode};
 pub use engine::{Engine, EngineConfig, SnapshotInfo, TableStats};
 pub use error::{Error, Result};
 pub use table::{

@@ -1,6 +1,7 @@
 //! Goal: damaged files are detected by checksum and named, never a panic and
 //! never wrong data; the rest of the table and other tables keep working;
-//! commitlog replay keeps every record before the damage.
+//! commitlog damage stops replay (or, by policy, costs only the damaged
+//! record), and a torn tail costs only the torn record.
 
 mod common;
 
@@ -194,36 +195,81 @@ fn unflushed(dir: &Path, clock: &ManualClock) {
     // Dropped without a flush: the commitlog alone holds the data.
 }
 
-#[test]
-fn damaged_commitlog_record_keeps_everything_before_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(1_000);
-    unflushed(dir.path(), &clock);
-    let segs = segments(dir.path());
-    assert!(segs.len() >= 3, "want several segments, got {}", segs.len());
-    let victim = &segs[1];
-    let len = std::fs::metadata(victim).unwrap().len() as usize;
-    flip(victim, len / 2);
-    let engine = engine(dir.path(), &clock);
-    let report = &engine.replay;
-    assert_eq!(report.damaged.len(), 1, "{report:?}");
-    assert_eq!(&report.damaged[0].0, victim);
-    let present: Vec<u64> = (0..PARTITIONS)
+/// The partitions an engine holds, of those `unflushed` wrote.
+fn present(engine: &storage_lsm::Engine) -> Vec<u64> {
+    (0..PARTITIONS)
         .filter(|&i| {
             engine
                 .read(TABLE, &key(i), &SliceQuery::all())
                 .unwrap()
                 .is_some()
         })
-        .collect();
-    // Everything in the first segment and before the damage in the second is
-    // there; whatever is after the damaged segment too.
-    let first_missing = (0..PARTITIONS).find(|i| !present.contains(i)).unwrap();
-    assert!(first_missing > 0);
-    assert!(
-        present.contains(&(PARTITIONS - 1)),
-        "records in later segments must replay"
-    );
+        .collect()
+}
+
+/// Regression (issue 17): one flipped byte in the middle of a segment with
+/// records after it used to be cut as a "torn tail", dropping every record
+/// after it while the node started as if healthy.
+#[test]
+fn damaged_commitlog_record_refuses_to_open_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    unflushed(dir.path(), &clock);
+    let segs = segments(dir.path());
+    assert!(segs.len() >= 3, "want several segments, got {}", segs.len());
+    // The middle of an earlier segment, and the middle of the last one.
+    for victim in [&segs[1], segs.last().unwrap()] {
+        let used = std::fs::read(victim)
+            .unwrap()
+            .iter()
+            .rposition(|&b| b != 0)
+            .unwrap();
+        flip(victim, used / 2);
+        let config = common::config(dir.path(), &clock);
+        match storage_lsm::Engine::open(config) {
+            Err(Error::CommitlogDamaged {
+                path,
+                records_after,
+                ..
+            }) => {
+                assert_eq!(&path, victim);
+                assert!(records_after > 10, "{records_after} records after");
+            }
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => panic!("a damaged commitlog must not open by default"),
+        }
+        flip(victim, used / 2);
+    }
+    // Nothing was lost by refusing: with the bytes mended, all replays.
+    let engine = engine(dir.path(), &clock);
+    assert_eq!(present(&engine).len() as u64, PARTITIONS);
+}
+
+#[test]
+fn damaged_commitlog_record_is_skipped_alone_when_the_policy_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_000);
+    unflushed(dir.path(), &clock);
+    let segs = segments(dir.path());
+    let last = segs.last().unwrap();
+    let used = std::fs::read(last)
+        .unwrap()
+        .iter()
+        .rposition(|&b| b != 0)
+        .unwrap();
+    flip(last, used / 2);
+    flip(&segs[1], used / 3);
+    let mut config = common::config(dir.path(), &clock);
+    config.commitlog_replay = storage_lsm::ReplayPolicy::SkipDamaged;
+    let engine = storage_lsm::Engine::open(config).unwrap();
+    let report = &engine.replay;
+    assert_eq!(report.damaged.len(), 2, "{report:?}");
+    assert!(report.torn_tail.is_none(), "{report:?}");
+    // Exactly the two damaged records are missing; everything after each
+    // of them replayed.
+    let present = present(&engine);
+    assert_eq!(present.len() as u64, PARTITIONS - 2, "{report:?}");
+    assert!(present.contains(&(PARTITIONS - 1)));
     assert!(dir.path().join("commitlog").read_dir().unwrap().any(|e| e
         .unwrap()
         .file_name()

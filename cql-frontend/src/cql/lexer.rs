@@ -145,6 +145,13 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, LexError> {
             }
             let token = if quote == '\'' {
                 Token::Str(value)
+            } else if value.is_empty() {
+                // As in Cassandra's grammar: a quoted name has a character.
+                return Err(LexError {
+                    line: start_line,
+                    column: start_column,
+                    message: "an empty quoted name (\"\") names nothing; give a name".into(),
+                });
             } else {
                 Token::Quoted(value)
             };

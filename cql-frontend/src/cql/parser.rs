@@ -21,6 +21,7 @@ pub fn parse(text: &str) -> std::result::Result<Statement, SyntaxError> {
         column: e.column,
         message: e.message,
     })?;
+    check_nesting(&tokens)?;
     let mut parser = Parser {
         tokens,
         at: 0,
@@ -32,6 +33,38 @@ pub fn parse(text: &str) -> std::result::Result<Statement, SyntaxError> {
         return Err(parser.error_at(extra, "end of statement"));
     }
     Ok(statement)
+}
+
+/// How deeply brackets may nest in one statement (`((1))`, `[[1]]`,
+/// `{1: {2: 3}}`, `CAST(CAST(...))`). The parser and the executor recurse
+/// once per level, so a statement nested thousands deep would exhaust a
+/// request thread's stack; it is refused before parsing instead.
+pub const NESTING_DEPTH_MAX: usize = 64;
+
+/// Refuses a statement whose brackets nest deeper than [`NESTING_DEPTH_MAX`],
+/// naming where the limit was passed.
+fn check_nesting(tokens: &[Spanned]) -> std::result::Result<(), SyntaxError> {
+    let mut depth = 0usize;
+    for spanned in tokens {
+        match spanned.token {
+            Token::Symbol("(" | "[" | "{") => {
+                depth += 1;
+                if depth > NESTING_DEPTH_MAX {
+                    return Err(SyntaxError {
+                        line: spanned.line,
+                        column: spanned.column,
+                        message: format!(
+                            "brackets nest deeper than {NESTING_DEPTH_MAX} levels; \
+                             flatten the expression"
+                        ),
+                    });
+                }
+            }
+            Token::Symbol(")" | "]" | "}") => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 struct Parser {
@@ -1150,19 +1183,7 @@ impl Parser {
             Token::Float(f) => Term::Literal(Literal::Float(f)),
             Token::Uuid(u) => Term::Literal(Literal::Uuid(u)),
             Token::Hex(b) => Term::Literal(Literal::Blob(b)),
-            Token::Symbol("-") => match self.term()? {
-                Term::Literal(Literal::Integer(n)) => {
-                    Term::Literal(Literal::Integer(format!("-{n}")))
-                }
-                Term::Literal(Literal::Float(f)) => Term::Literal(Literal::Float(format!("-{f}"))),
-                Term::Literal(Literal::Duration(d)) => {
-                    Term::Literal(Literal::Duration(format!("-{d}")))
-                }
-                Term::Literal(Literal::Str(w)) if w == "Infinity" => {
-                    Term::Literal(Literal::Float("-Infinity".into()))
-                }
-                _ => return Err(self.error_at(&spanned, "a number after '-'")),
-            },
+            Token::Symbol("-") => self.negated_number(&spanned)?,
             Token::Symbol("?") => {
                 let index = self.binds;
                 self.binds += 1;
@@ -1235,6 +1256,30 @@ impl Parser {
             }
             _ => return Err(self.error_at(&spanned, "a value")),
         })
+    }
+
+    /// The number after a unary `-` (one token: a `-` never nests, so a
+    /// run of them cannot recurse).
+    fn negated_number(&mut self, minus: &Spanned) -> Result<Term> {
+        let Some(next) = self.peek().cloned() else {
+            return Err(self.error_at(minus, "a number after '-'"));
+        };
+        let term = match next.token {
+            Token::Integer(n) => Term::Literal(Literal::Integer(format!("-{n}"))),
+            Token::Float(f) => Term::Literal(Literal::Float(format!("-{f}"))),
+            Token::Word(w) if w.eq_ignore_ascii_case("infinity") => {
+                Term::Literal(Literal::Float("-Infinity".into()))
+            }
+            Token::Word(w) if w.eq_ignore_ascii_case("nan") => {
+                Term::Literal(Literal::Float("-NaN".into()))
+            }
+            Token::Word(w) if crate::values::parse_duration(&w).is_some() => {
+                Term::Literal(Literal::Duration(format!("-{w}")))
+            }
+            _ => return Err(self.error_at(minus, "a number after '-'")),
+        };
+        self.at += 1;
+        Ok(term)
     }
 
     /// A field name of a user-defined type literal (`{street: 'x'}`).

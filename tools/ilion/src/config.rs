@@ -100,6 +100,59 @@ pub struct RawConfig {
     pub authenticator: Option<String>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
+    /// What start-up does with a damaged commitlog record that is not a
+    /// torn tail: `stop` (default; also `stop_commit`, `die`) or `ignore`.
+    pub commit_failure_policy: Option<String>,
+    /// Client connections at once (-1: the default, 1024).
+    pub native_transport_max_concurrent_connections: Option<i64>,
+    /// Client connections at once from one address (-1: the default, 256).
+    pub native_transport_max_concurrent_connections_per_ip: Option<i64>,
+    /// Request bytes held in memory at once, all clients (`256MiB`).
+    pub native_transport_max_request_data_in_flight: Option<SizeValue>,
+    /// Request bytes held in memory at once, clients of one address (`64MiB`).
+    pub native_transport_max_request_data_in_flight_per_ip: Option<SizeValue>,
+    /// How long a new connection may take to send STARTUP and log in (`10s`).
+    pub native_transport_handshake_timeout: Option<DurationValue>,
+    /// Memory for prepared statements (`64MiB`); least recently used go first.
+    pub prepared_statements_cache_size: Option<SizeValue>,
+}
+
+/// A size written `64MiB`, `512KiB`, `1GiB`, `100B`, or a bare number of bytes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeValue {
+    fn parse(&self) -> Result<u64, String> {
+        let text = match self {
+            SizeValue::Bytes(bytes) => return Ok(*bytes),
+            SizeValue::Text(text) => text.trim(),
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let amount: u64 = digits
+            .parse()
+            .map_err(|_| format!("expected a size such as 64MiB, got {text:?}"))?;
+        let unit: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            other => {
+                return Err(format!(
+                    "unknown size unit {other:?} in {text:?}; use B, KiB, MiB or GiB"
+                ))
+            }
+        };
+        amount
+            .checked_mul(unit)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
 }
 
 /// `seed_provider` entry, as in cassandra.yaml:
@@ -251,6 +304,25 @@ impl RawConfig {
             rack: other.rack.or(self.rack),
             authenticator: other.authenticator.or(self.authenticator),
             log_format: other.log_format.or(self.log_format),
+            commit_failure_policy: other.commit_failure_policy.or(self.commit_failure_policy),
+            native_transport_max_concurrent_connections: other
+                .native_transport_max_concurrent_connections
+                .or(self.native_transport_max_concurrent_connections),
+            native_transport_max_concurrent_connections_per_ip: other
+                .native_transport_max_concurrent_connections_per_ip
+                .or(self.native_transport_max_concurrent_connections_per_ip),
+            native_transport_max_request_data_in_flight: other
+                .native_transport_max_request_data_in_flight
+                .or(self.native_transport_max_request_data_in_flight),
+            native_transport_max_request_data_in_flight_per_ip: other
+                .native_transport_max_request_data_in_flight_per_ip
+                .or(self.native_transport_max_request_data_in_flight_per_ip),
+            native_transport_handshake_timeout: other
+                .native_transport_handshake_timeout
+                .or(self.native_transport_handshake_timeout),
+            prepared_statements_cache_size: other
+                .prepared_statements_cache_size
+                .or(self.prepared_statements_cache_size),
         }
     }
 }
@@ -369,6 +441,9 @@ pub struct Config {
     pub rack: String,
     pub authenticator: Authenticator,
     pub log_format: LogFormat,
+    pub commit_failure_policy: storage_lsm::ReplayPolicy,
+    pub client_limits: cql_frontend::limits::LimitsConfig,
+    pub prepared_statements_cache_bytes: usize,
 }
 
 /// Defaults: a single node on 127.0.0.1 with everything under `./data`.
@@ -386,12 +461,14 @@ pub mod defaults {
     pub const PHI_CONVICT_THRESHOLD: f64 = 8.0;
     /// Cassandra's default `max_hint_window`.
     pub const MAX_HINT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
+    pub const PREPARED_STATEMENTS_CACHE_BYTES: usize = 64 * 1024 * 1024;
 }
 
 impl Config {
     /// Validates a merged layer and fills in defaults.
     pub fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let client_limits = resolve_client_limits(&raw)?;
         let listen_address = match &raw.listen_address {
             Some(text) => parse_address("listen_address", text)?,
             None => loopback,
@@ -475,6 +552,16 @@ impl Config {
             rack: non_empty("rack", raw.rack, defaults::RACK)?,
             authenticator: resolve_authenticator(raw.authenticator.as_deref())?,
             log_format: resolve_log_format(raw.log_format.as_deref())?,
+            commit_failure_policy: resolve_commit_failure_policy(
+                raw.commit_failure_policy.as_deref(),
+            )?,
+            client_limits,
+            prepared_statements_cache_bytes: size(
+                "prepared_statements_cache_size",
+                raw.prepared_statements_cache_size.as_ref(),
+                defaults::PREPARED_STATEMENTS_CACHE_BYTES,
+                1024 * 1024,
+            )?,
         };
         config.check_distinct_ports()?;
         Ok(config)
@@ -731,6 +818,94 @@ fn resolve_authenticator(name: Option<&str>) -> Result<Authenticator, ConfigErro
     }
 }
 
+fn resolve_commit_failure_policy(
+    name: Option<&str>,
+) -> Result<storage_lsm::ReplayPolicy, ConfigError> {
+    match name.unwrap_or("stop") {
+        "stop" | "stop_commit" | "die" => Ok(storage_lsm::ReplayPolicy::Stop),
+        "ignore" => Ok(storage_lsm::ReplayPolicy::SkipDamaged),
+        other => Err(invalid(
+            "commit_failure_policy",
+            format!("{other:?} is not a policy; use stop, stop_commit, die or ignore"),
+        )),
+    }
+}
+
+/// A size key in bytes, at least `min_bytes`.
+fn size(
+    key: &'static str,
+    value: Option<&SizeValue>,
+    default: usize,
+    min_bytes: u64,
+) -> Result<usize, ConfigError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    let bytes = value.parse().map_err(|message| invalid(key, message))?;
+    if bytes < min_bytes {
+        return Err(invalid(
+            key,
+            format!("{bytes} bytes is below the minimum of {min_bytes} bytes"),
+        ));
+    }
+    usize::try_from(bytes).map_err(|_| invalid(key, format!("{bytes} bytes is too large")))
+}
+
+/// A connection count: a positive number, or -1 for the default.
+fn connection_count(
+    key: &'static str,
+    value: Option<i64>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value {
+        None | Some(-1) => Ok(default),
+        Some(n) if n >= 1 => usize::try_from(n).map_err(|_| invalid(key, "too large")),
+        Some(n) => Err(invalid(
+            key,
+            format!("{n} is not a connection count; give a positive number or -1 for the default"),
+        )),
+    }
+}
+
+fn resolve_client_limits(
+    raw: &RawConfig,
+) -> Result<cql_frontend::limits::LimitsConfig, ConfigError> {
+    let defaults = cql_frontend::limits::LimitsConfig::default();
+    // A frame may be as large as the protocol allows; a budget smaller
+    // than one frame would refuse requests drivers send.
+    let frame = cql_frontend::protocol::frame::FRAME_BODY_BYTES_MAX as u64;
+    Ok(cql_frontend::limits::LimitsConfig {
+        connections_max: connection_count(
+            "native_transport_max_concurrent_connections",
+            raw.native_transport_max_concurrent_connections,
+            defaults.connections_max,
+        )?,
+        connections_per_ip_max: connection_count(
+            "native_transport_max_concurrent_connections_per_ip",
+            raw.native_transport_max_concurrent_connections_per_ip,
+            defaults.connections_per_ip_max,
+        )?,
+        request_bytes_in_flight_max: size(
+            "native_transport_max_request_data_in_flight",
+            raw.native_transport_max_request_data_in_flight.as_ref(),
+            defaults.request_bytes_in_flight_max,
+            frame,
+        )?,
+        request_bytes_in_flight_per_ip_max: size(
+            "native_transport_max_request_data_in_flight_per_ip",
+            raw.native_transport_max_request_data_in_flight_per_ip
+                .as_ref(),
+            defaults.request_bytes_in_flight_per_ip_max,
+            frame,
+        )?,
+        handshake_timeout: timeout(
+            "native_transport_handshake_timeout",
+            raw.native_transport_handshake_timeout.as_ref(),
+            defaults.handshake_timeout,
+        )?,
+    })
+}
+
 fn resolve_log_format(name: Option<&str>) -> Result<LogFormat, ConfigError> {
     match name.unwrap_or("text") {
         "text" => Ok(LogFormat::Text),
@@ -798,6 +973,34 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static str> {
             "AllowAllAuthenticator or PasswordAuthenticator",
         ),
         ("log_format", "text (default) or json"),
+        (
+            "commit_failure_policy",
+            "damaged commitlog at start-up: stop (default) or ignore (skip the damaged record)",
+        ),
+        (
+            "native_transport_max_concurrent_connections",
+            "client connections at once (default 1024)",
+        ),
+        (
+            "native_transport_max_concurrent_connections_per_ip",
+            "client connections at once from one address (default 256)",
+        ),
+        (
+            "native_transport_max_request_data_in_flight",
+            "request bytes in memory at once (default 256MiB)",
+        ),
+        (
+            "native_transport_max_request_data_in_flight_per_ip",
+            "request bytes in memory at once for one address (default 64MiB)",
+        ),
+        (
+            "native_transport_handshake_timeout",
+            "time a new connection has to start and log in (default 10s)",
+        ),
+        (
+            "prepared_statements_cache_size",
+            "memory for prepared statements (default 64MiB)",
+        ),
     ])
 }
 

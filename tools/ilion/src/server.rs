@@ -17,6 +17,7 @@ use crate::cli::ServerArgs;
 use crate::config::{Authenticator, CommitlogSync, Config, ConfigError, RawConfig};
 use std::sync::Arc;
 
+use cql_frontend::limits::ClientLimits;
 use cql_frontend::node::{Node, NodeInfo};
 use cql_frontend::schema::format_uuid;
 use gossip::{keys, GossipConfig, GossipHandle};
@@ -24,13 +25,11 @@ use replication::hints::Hints;
 use replication::internode::{Peers, ReplicaService, SchemaSlot, SchemaStore};
 use replication::topology::Topology;
 use replication::{Coordinator, Remote};
+use storage_lsm::log_limit::RateLimitedLog;
 use storage_lsm::{Engine, EngineConfig, SyncMode};
 
 /// Longest time a connection task may take to notice shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Most client connections open at once; past it new connections are closed.
-const CONNECTIONS_MAX: usize = 1024;
 
 /// Merges the configuration layers: file, then environment, then flags.
 pub fn load_config(
@@ -143,7 +142,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     tracing::info!(%metrics_addr, "serving metrics and probes over HTTP");
     tracing::info!(%addr, "listening for CQL clients");
-    let accept = tokio::spawn(accept_loop(listener, node, stop_clients_rx));
+    let limits = ClientLimits::new(config.client_limits);
+    let accept = tokio::spawn(accept_loop(listener, node, limits, stop_clients_rx));
     readiness
         .serving_cql
         .store(true, std::sync::atomic::Ordering::Release);
@@ -373,8 +373,13 @@ fn open_node(
         Authenticator::AllowAll => cql_frontend::auth::Authenticator::AllowAll,
         Authenticator::Password => cql_frontend::auth::Authenticator::Password,
     };
-    let node = Node::open(info, coordinator, authenticator)
-        .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
+    let node = Node::open(
+        info,
+        coordinator,
+        authenticator,
+        config.prepared_statements_cache_bytes,
+    )
+    .map_err(|e| anyhow::anyhow!("cannot load the schema and roles: {e}"))?;
     Ok(node)
 }
 
@@ -392,11 +397,20 @@ async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
         CommitlogSync::Periodic { period } => SyncMode::Periodic(period),
         CommitlogSync::Batch => SyncMode::Batch,
     };
+    engine_config.commitlog_replay = config.commit_failure_policy;
     let started = std::time::Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await
         .context("storage engine start-up task failed")?
-        .context("cannot open the storage engine")?;
+        .map_err(|error| match error {
+            storage_lsm::Error::CommitlogDamaged { .. } => anyhow::anyhow!(
+                "{error}. Refusing to start: replaying past the damage would lose the damaged \
+                 writes silently. Restore the segment, or set commit_failure_policy: ignore \
+                 (ILION_COMMIT_FAILURE_POLICY=ignore) to skip only the damaged record and replay \
+                 every record after it"
+            ),
+            error => anyhow::Error::new(error).context("cannot open the storage engine"),
+        })?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         tables = engine.table_ids().len(),
@@ -419,27 +433,39 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-async fn accept_loop(listener: TcpListener, node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+async fn accept_loop(
+    listener: TcpListener,
+    node: Arc<Node>,
+    limits: Arc<ClientLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut refusals = RateLimitedLog::new(Duration::from_secs(10));
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let Ok(permit) = permits.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "too many client connections; closing the new one");
-                        continue;
+                    let admission = match limits.admit(peer.ip()) {
+                        Ok(admission) => admission,
+                        Err(refusal) => {
+                            if let Some(also) = refusals.should_log() {
+                                tracing::warn!(%peer, %refusal, refused_since_last_log = also, "client connection refused");
+                            }
+                            continue;
+                        }
                     };
                     let shutdown = shutdown.clone();
                     let node = node.clone();
                     tokio::spawn(async move {
                         tracing::debug!(%peer, "client connected");
-                        cql_frontend::transport::serve_connection(stream, node, shutdown).await;
-                        drop(permit);
+                        cql_frontend::transport::serve_connection(stream, node, admission, shutdown)
+                            .await;
                     });
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "accept failed");
+                    if let Some(also) = refusals.should_log() {
+                        tracing::warn!(%error, failed_since_last_log = also, "accept failed");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
