@@ -37,6 +37,10 @@ use crate::types::CqlType;
 use crate::values::{split_tuple, term_value, Bindings};
 
 use crate::schema::TTL_MAX_S;
+
+/// How long TRUNCATE waits for every node (Cassandra's
+/// `truncate_request_timeout`).
+const TRUNCATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Rows an unpaged SELECT (no page size) may return: past it the client
 /// gets an error that says to page, never a result cut short.
 const UNPAGED_ROWS_MAX: usize = 1_000_000;
@@ -97,6 +101,7 @@ fn coordinator_error(error: CoordinatorError) -> CqlError {
             data_present,
         },
         CoordinatorError::Storage(error) => CqlError::Server(format!("storage error: {error}")),
+        error @ CoordinatorError::Truncate(_) => CqlError::Truncate(error.to_string()),
     }
 }
 
@@ -310,9 +315,10 @@ impl Context<'_> {
             }
             Statement::Truncate(name) => {
                 let table = self.table(name, session)?;
-                engine
-                    .truncate(table.table_id())
-                    .map_err(|e| CqlError::Server(format!("truncate failed: {e}")))?;
+                self.node
+                    .coordinator
+                    .truncate(table.table_id(), TRUNCATE_TIMEOUT)
+                    .map_err(coordinator_error)?;
                 Ok(ResultBody::Void)
             }
             Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {

@@ -116,6 +116,14 @@ fn reload(node: &Node) -> Result<(), CqlError> {
         return Ok(());
     }
     let mut events = Vec::new();
+    // Types first: tables created in the same change may use them.
+    for (key, udt) in &fresh.types {
+        match catalog.types.get(key) {
+            None => events.push(change("CREATED", "TYPE", &key.0, Some(&key.1))),
+            Some(old) if old != udt => events.push(change("UPDATED", "TYPE", &key.0, Some(&key.1))),
+            Some(_) => {}
+        }
+    }
     for (key, table) in &fresh.tables {
         match catalog.tables.get(key) {
             None => {
@@ -153,9 +161,16 @@ fn reload(node: &Node) -> Result<(), CqlError> {
             events.push(change("DROPPED", "TABLE", &key.0, Some(&key.1)));
         }
     }
-    for name in fresh.keyspaces.keys() {
-        if !catalog.keyspaces.contains_key(name) {
-            events.insert(0, change("CREATED", "KEYSPACE", name, None));
+    for key in catalog.types.keys() {
+        if !fresh.types.contains_key(key) {
+            events.push(change("DROPPED", "TYPE", &key.0, Some(&key.1)));
+        }
+    }
+    for (name, keyspace) in &fresh.keyspaces {
+        match catalog.keyspaces.get(name) {
+            None => events.insert(0, change("CREATED", "KEYSPACE", name, None)),
+            Some(old) if old != keyspace => events.push(change("UPDATED", "KEYSPACE", name, None)),
+            Some(_) => {}
         }
     }
     for name in catalog.keyspaces.keys() {

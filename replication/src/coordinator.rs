@@ -61,6 +61,8 @@ pub enum CoordinatorError {
     },
     #[error("storage error: {0}")]
     Storage(#[from] storage_lsm::Error),
+    #[error("Error during truncate: {0}")]
+    Truncate(String),
 }
 
 /// What kind of write timed out (the WriteTimeout error tells drivers, which
@@ -302,6 +304,64 @@ impl Coordinator {
     /// The parts that reach other nodes (None for a node built alone).
     pub fn remote(&self) -> Option<&Arc<Remote>> {
         self.remote.as_ref()
+    }
+
+    /// TRUNCATE: removes every row of `table` on every node of the ring,
+    /// as Cassandra does: all nodes must be UP (else Unavailable at ALL,
+    /// before anything is removed), and an error from any node fails the
+    /// statement. Waits on this thread (a blocking-pool thread).
+    pub fn truncate(&self, table: TableId, timeout: Duration) -> Result<(), CoordinatorError> {
+        let ring = self.topology.ring();
+        let peers: Vec<SocketAddr> = match &self.remote {
+            Some(_) => ring
+                .endpoints()
+                .iter()
+                .filter(|e| !e.is_local)
+                .map(|e| e.address)
+                .collect(),
+            None => Vec::new(),
+        };
+        let alive = ring
+            .endpoints()
+            .iter()
+            .filter(|e| e.is_local || e.up)
+            .count();
+        let all = ring.endpoints().len().max(1);
+        if alive < all {
+            return Err(CoordinatorError::Unavailable {
+                consistency: ConsistencyLevel::All,
+                required: all,
+                alive,
+            });
+        }
+        if let (Some(remote), false) = (&self.remote, peers.is_empty()) {
+            let (tx, rx) = std::sync::mpsc::sync_channel(peers.len());
+            for &peer in &peers {
+                let (remote_peers, tx) = (remote.peers.clone(), tx.clone());
+                remote.runtime.spawn(async move {
+                    let result = remote_peers.truncate(peer, table, timeout).await;
+                    let _ = tx.send((peer, result));
+                });
+            }
+            drop(tx);
+            let deadline = Instant::now() + timeout;
+            for _ in 0..peers.len() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match rx.recv_timeout(left) {
+                    Ok((_, Ok(()))) => {}
+                    Ok((peer, Err(error))) => {
+                        return Err(CoordinatorError::Truncate(format!("{peer}: {error}")))
+                    }
+                    Err(_) => {
+                        return Err(CoordinatorError::Truncate(format!(
+                            "not every node truncated within {timeout:?}"
+                        )))
+                    }
+                }
+            }
+        }
+        self.engine.truncate(table)?;
+        Ok(())
     }
 
     /// Whether requests can only touch the local engine (then they never

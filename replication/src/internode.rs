@@ -180,6 +180,17 @@ impl Replica for ReplicaService {
         Ok(Response::new(proto::SchemaReply {}))
     }
 
+    async fn truncate(
+        &self,
+        request: Request<proto::TruncateRequest>,
+    ) -> Result<Response<proto::TruncateReply>, Status> {
+        let table = verbs::decode_table(&request.into_inner().table)
+            .ok_or_else(|| bad("table id", "not 16 bytes"))?;
+        let engine = self.engine.clone();
+        blocking(move || engine.truncate(table).map_err(storage_status)).await?;
+        Ok(Response::new(proto::TruncateReply {}))
+    }
+
     async fn pull_schema(
         &self,
         _request: Request<proto::SchemaPullRequest>,
@@ -350,6 +361,24 @@ impl Peers {
         self.call(peer, timeout, |mut c| async move {
             c.push_schema(proto::SchemaMessage { mutations }).await
         })
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn truncate(
+        &self,
+        peer: SocketAddr,
+        table: TableId,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
+        let request = proto::TruncateRequest {
+            table: verbs::encode_table(table),
+        };
+        self.call(
+            peer,
+            timeout,
+            |mut c| async move { c.truncate(request).await },
+        )
         .await
         .map(|_| ())
     }

@@ -51,6 +51,8 @@ pub enum CqlError {
     },
     #[error("{message}")]
     Unprepared { message: String, id: Vec<u8> },
+    #[error("{0}")]
+    Truncate(String),
 }
 
 impl CqlError {
@@ -66,6 +68,7 @@ impl CqlError {
             CqlError::BadCredentials(_) => 0x0100,
             CqlError::Unavailable { .. } => 0x1000,
             CqlError::Overloaded(_) => 0x1001,
+            CqlError::Truncate(_) => 0x1003,
             CqlError::WriteTimeout { .. } => 0x1100,
             CqlError::ReadTimeout { .. } => 0x1200,
             CqlError::Syntax(_) => 0x2000,

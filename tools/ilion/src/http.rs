@@ -4,8 +4,10 @@
 //! UP), each 200 or 503.
 //!
 //! Only `GET` (and `HEAD`) of those paths is served, one request per
-//! connection; a request head is read with a size and time limit, so a slow
-//! or hostile client holds nothing for long.
+//! connection; a request head is read with a size and a short time limit
+//! ([`REQUEST_HEAD_TIME_MAX`]), and up to [`CONNECTIONS_MAX`] connections
+//! are served at once, so idle or hostile clients cannot starve a
+//! Kubernetes probe: a slot frees within a second at worst.
 
 use gossip::GossipHandle;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +21,14 @@ use tokio::sync::watch;
 
 /// Longest request head accepted.
 const REQUEST_HEAD_MAX: usize = 8 * 1024;
-/// Time a client has to send its request and read the answer.
-const REQUEST_TIME_MAX: Duration = Duration::from_secs(5);
-/// Connections served at once; more wait in the kernel's backlog.
-const CONNECTIONS_MAX: usize = 64;
+/// Time a client has to send its request head: a probe or a scraper sends
+/// it at once, an idle connection is closed after this.
+const REQUEST_HEAD_TIME_MAX: Duration = Duration::from_secs(1);
+/// Time a client has to read the answer.
+const RESPONSE_TIME_MAX: Duration = Duration::from_secs(10);
+/// Connections served at once (each holds at most a request head); more
+/// wait in the kernel's backlog until a slot frees.
+const CONNECTIONS_MAX: usize = 1024;
 
 /// What the readiness probe reports.
 pub struct Readiness {
@@ -85,11 +91,7 @@ pub async fn serve(
                 let Ok(permit) = permits.clone().acquire_owned().await else { return };
                 let (node, readiness) = (node.clone(), readiness.clone());
                 tokio::spawn(async move {
-                    let _ = tokio::time::timeout(
-                        REQUEST_TIME_MAX,
-                        answer(stream, &node, &readiness),
-                    )
-                    .await;
+                    answer(stream, &node, &readiness).await;
                     drop(permit);
                 });
             }
@@ -98,25 +100,36 @@ pub async fn serve(
 }
 
 async fn answer(mut stream: TcpStream, node: &Arc<Node>, readiness: &Readiness) {
+    let Ok(Some(head)) = tokio::time::timeout(REQUEST_HEAD_TIME_MAX, read_head(&mut stream)).await
+    else {
+        return;
+    };
+    let _ = tokio::time::timeout(
+        RESPONSE_TIME_MAX,
+        respond_to(stream, &head, node, readiness),
+    )
+    .await;
+}
+
+/// Reads a request head; `None` when the client leaves or sends too much
+/// (answered 431).
+async fn read_head(stream: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(chunk.get(..n).unwrap_or_default()),
         }
         if head.len() > REQUEST_HEAD_MAX {
-            let _ = respond(
-                &mut stream,
-                431,
-                "text/plain",
-                "request head too large\n",
-                true,
-            )
-            .await;
-            return;
+            let _ = respond(stream, 431, "text/plain", "request head too large\n", true).await;
+            return None;
         }
     }
+    Some(head)
+}
+
+async fn respond_to(mut stream: TcpStream, head: &[u8], node: &Arc<Node>, readiness: &Readiness) {
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
