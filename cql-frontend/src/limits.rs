@@ -151,14 +151,16 @@ impl Admission {
     /// [`ClientLimits::frame_bytes_max`]: the caller refuses larger frames.
     pub async fn request_bytes(&self, bytes: usize) -> RequestBytes {
         let count = u32::try_from(bytes).unwrap_or(u32::MAX);
+        // The address's share first: a connection waiting for it holds
+        // none of the node's, so one busy address cannot starve others.
         // Neither semaphore is ever closed, so acquiring only waits.
+        let address = self.address_bytes.clone().acquire_many_owned(count).await;
         let node = self
             .limits
             .request_bytes
             .clone()
             .acquire_many_owned(count)
             .await;
-        let address = self.address_bytes.clone().acquire_many_owned(count).await;
         RequestBytes {
             _held: node.ok().zip(address.ok()),
         }
@@ -167,14 +169,14 @@ impl Admission {
     /// The same without waiting: `None` when either budget is short now.
     pub fn try_request_bytes(&self, bytes: usize) -> Option<RequestBytes> {
         let count = u32::try_from(bytes).ok()?;
-        let node = self
-            .limits
-            .request_bytes
+        let address = self
+            .address_bytes
             .clone()
             .try_acquire_many_owned(count)
             .ok()?;
-        let address = self
-            .address_bytes
+        let node = self
+            .limits
+            .request_bytes
             .clone()
             .try_acquire_many_owned(count)
             .ok()?;
@@ -204,6 +206,16 @@ impl Drop for Admission {
 #[derive(Debug)]
 pub struct RequestBytes {
     _held: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)>,
+}
+
+impl RequestBytes {
+    /// For a frame sent before login: at most
+    /// [`UNAUTHENTICATED_FRAME_BYTES_MAX`] bytes on a connection that
+    /// holds nothing else, so counting it is not needed, and not counting
+    /// it lets a client start even when its address's budget is spent.
+    pub fn handshake() -> RequestBytes {
+        RequestBytes { _held: None }
+    }
 }
 
 #[cfg(test)]

@@ -124,11 +124,12 @@ impl Inbound {
     /// The next whole envelope, if its bytes are here. `body_bytes_max`
     /// is the largest body this connection may send now; its body's bytes
     /// are taken from `admission` before they are buffered.
-    fn next(
-        &mut self,
-        admission: &Admission,
-        body_bytes_max: usize,
-    ) -> Result<Next, ProtocolViolation> {
+    fn next(&mut self, admission: &Admission, logged_in: bool) -> Result<Next, ProtocolViolation> {
+        let body_bytes_max = if logged_in {
+            admission.limits().frame_bytes_max()
+        } else {
+            UNAUTHENTICATED_FRAME_BYTES_MAX
+        };
         loop {
             let source = match &mut self.framing {
                 Some((_, envelopes)) => envelopes,
@@ -145,6 +146,10 @@ impl Inbound {
                             " (native_transport_max_request_data_in_flight[_per_ip])"
                         }
                     )));
+                }
+                HeaderCheck::Ok(_) if self.granted.is_none() && !logged_in => {
+                    self.granted = Some(RequestBytes::handshake());
+                    continue;
                 }
                 HeaderCheck::Ok(header) if self.granted.is_none() => {
                     match admission.try_request_bytes(header.body_len) {
@@ -218,12 +223,7 @@ pub async fn serve_connection(
     };
     loop {
         let logged_in = state.started && state.authenticated;
-        let body_bytes_max = if logged_in {
-            admission.limits().frame_bytes_max()
-        } else {
-            UNAUTHENTICATED_FRAME_BYTES_MAX
-        };
-        let (header, body, granted) = match inbound.next(&admission, body_bytes_max) {
+        let (header, body, granted) = match inbound.next(&admission, logged_in) {
             Ok(Next::Envelope(header, body, granted)) => (header, body, granted),
             Ok(Next::NeedBytes(bytes)) => {
                 tokio::select! {

@@ -103,6 +103,8 @@ pub struct RawConfig {
     /// What start-up does with a damaged commitlog record that is not a
     /// torn tail: `stop` (default; also `stop_commit`, `die`) or `ignore`.
     pub commit_failure_policy: Option<String>,
+    /// Size of a commitlog segment (`32MiB`).
+    pub commitlog_segment_size: Option<SizeValue>,
     /// Client connections at once (-1: the default, 1024).
     pub native_transport_max_concurrent_connections: Option<i64>,
     /// Client connections at once from one address (-1: the default, 256).
@@ -305,6 +307,7 @@ impl RawConfig {
             authenticator: other.authenticator.or(self.authenticator),
             log_format: other.log_format.or(self.log_format),
             commit_failure_policy: other.commit_failure_policy.or(self.commit_failure_policy),
+            commitlog_segment_size: other.commitlog_segment_size.or(self.commitlog_segment_size),
             native_transport_max_concurrent_connections: other
                 .native_transport_max_concurrent_connections
                 .or(self.native_transport_max_concurrent_connections),
@@ -442,6 +445,7 @@ pub struct Config {
     pub authenticator: Authenticator,
     pub log_format: LogFormat,
     pub commit_failure_policy: storage_lsm::ReplayPolicy,
+    pub commitlog_segment_size_bytes: u64,
     pub client_limits: cql_frontend::limits::LimitsConfig,
     pub prepared_statements_cache_bytes: usize,
 }
@@ -462,6 +466,7 @@ pub mod defaults {
     /// Cassandra's default `max_hint_window`.
     pub const MAX_HINT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3 * 3600);
     pub const PREPARED_STATEMENTS_CACHE_BYTES: usize = 64 * 1024 * 1024;
+    pub const COMMITLOG_SEGMENT_BYTES: usize = 32 * 1024 * 1024;
 }
 
 impl Config {
@@ -556,6 +561,12 @@ impl Config {
                 raw.commit_failure_policy.as_deref(),
             )?,
             client_limits,
+            commitlog_segment_size_bytes: size(
+                "commitlog_segment_size",
+                raw.commitlog_segment_size.as_ref(),
+                defaults::COMMITLOG_SEGMENT_BYTES,
+                1024 * 1024,
+            )? as u64,
             prepared_statements_cache_bytes: size(
                 "prepared_statements_cache_size",
                 raw.prepared_statements_cache_size.as_ref(),
@@ -973,6 +984,10 @@ pub fn known_keys() -> BTreeMap<&'static str, &'static str> {
             "AllowAllAuthenticator or PasswordAuthenticator",
         ),
         ("log_format", "text (default) or json"),
+        (
+            "commitlog_segment_size",
+            "size of a commitlog segment (default 32MiB; a mutation may be half of it)",
+        ),
         (
             "commit_failure_policy",
             "damaged commitlog at start-up: stop (default) or ignore (skip the damaged record)",

@@ -398,6 +398,7 @@ async fn open_engine(config: &Config) -> anyhow::Result<Engine> {
         CommitlogSync::Batch => SyncMode::Batch,
     };
     engine_config.commitlog_replay = config.commit_failure_policy;
+    engine_config.commitlog_segment_size_bytes = config.commitlog_segment_size_bytes;
     let started = std::time::Instant::now();
     let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config))
         .await

@@ -67,6 +67,11 @@ pub struct Node {
 impl Node {
     /// Starts `ilion server` with data under `data_dir` and the given extra flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Node {
+        Node::start_with_env(data_dir, extra, &[])
+    }
+
+    /// [`Node::start`] with environment variables set for the process.
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let ports = Ports::free();
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("create log file");
@@ -77,6 +82,7 @@ impl Node {
             .args(ports.as_args())
             .args(extra)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -113,6 +119,18 @@ impl Node {
             "ilion did not listen within {limit:?}; log:\n{}",
             self.log_text()
         );
+    }
+
+    /// Waits up to `limit` for the process to exit on its own.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     pub fn log_text(&self) -> String {
