@@ -5,7 +5,7 @@
 //! TTL, the error classes drivers act on; and acknowledged writes survive a
 //! SIGKILL of the server.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! refuses bad names with nodetool's messages, and says "not yet supported"
 //! (exit 1) for what a single node cannot do.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

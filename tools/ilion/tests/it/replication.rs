@@ -22,7 +22,7 @@
 //!
 //! Addresses: 127.0.13.x and 127.0.14.x.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! would: DDL, inserts, SELECTs printed as cqlsh prints them (no raw bytes,
 //! no warnings), server-side DESCRIBE, and clear errors.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

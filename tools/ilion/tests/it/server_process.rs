@@ -2,7 +2,7 @@
 //! port, answers a TCP connect, stops cleanly on SIGTERM and SIGINT within 5 s,
 //! and refuses bad configuration with a message naming the key.
 
-mod common;
+use crate::common;
 
 use std::net::TcpStream;
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //!
 //! Addresses: this test owns 127.0.12.x.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

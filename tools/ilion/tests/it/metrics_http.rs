@@ -2,7 +2,7 @@
 //! its metrics port; the counters move with the requests clients send
 //! (scraped, as Prometheus would, from the running process).
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Duration;

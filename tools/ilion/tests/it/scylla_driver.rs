@@ -4,7 +4,7 @@
 //! reads typed rows, pages, runs a batch, and sees a table it created in its
 //! schema metadata.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! mixed ratio, a rate cap that holds, a user profile, and a clear error
 //! when nothing listens.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};

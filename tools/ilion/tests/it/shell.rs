@@ -5,7 +5,7 @@
 //! pseudo-terminal here) it edits lines, continues statements over lines,
 //! completes names with Tab and keeps history.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -5,7 +5,7 @@
 //!
 //! Addresses: this test owns 127.0.11.x.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -20,7 +20,7 @@
 //!
 //! Client source addresses of their own: 127.0.16.2, 127.0.17.2, 127.0.18.2.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -5,7 +5,7 @@
 //! broken connection is closed with a ProtocolError and nothing else is
 //! affected.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
