@@ -1796,3 +1796,63 @@ pub fn stored_definitions(engine: &Engine, keyspace: &str) -> Result<Vec<String>
         })
         .unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Regression (issue 17): a table named "" stored its row where its
+    /// keyspace's definition lives, and the next start silently loaded the
+    /// schema without that keyspace. Such damage now stops the load,
+    /// naming what lost its keyspace.
+    #[test]
+    fn a_table_whose_keyspace_definition_is_gone_stops_the_load() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let engine = Engine::open(storage_lsm::EngineConfig::new(
+            dir.path().join("data"),
+            dir.path().join("commitlog"),
+        ))?;
+        let mut catalog = Catalog::load(&engine)?;
+        let options = [(
+            "replication".to_owned(),
+            OptionValue::Map(vec![
+                ("class".into(), "SimpleStrategy".into()),
+                ("replication_factor".into(), "1".into()),
+            ]),
+        )];
+        catalog.create_keyspace(&engine, "ks", false, &options)?;
+        let statement = parse("CREATE TABLE ks.t (k int PRIMARY KEY, v int)")?;
+        catalog.create_table(&engine, &statement, None)?;
+        assert!(Catalog::load(&engine)?.keyspace("ks").is_some());
+        // The keyspace's row overwritten by a table definition, as the
+        // empty table name did.
+        let table = catalog.table("ks", "t").ok_or("table")?;
+        write_schema_row(
+            &engine,
+            "ks",
+            Bytes::new(),
+            vec![
+                (CELL_CQL, table.create_cql.clone().into_bytes()),
+                (CELL_ID, table.id.to_be_bytes().to_vec()),
+            ],
+        )?;
+        let error = Catalog::load(&engine).err().ok_or("the load must fail")?;
+        assert!(
+            error.to_string().contains("no definition of keyspace ks"),
+            "{error}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn names_are_checked_as_cassandra_checks_them() {
+        assert!(check_name("Table", "users_2").is_ok());
+        assert!(check_name("Table", &"t".repeat(NAME_LENGTH_MAX)).is_ok());
+        for bad in ["", "a-b", "a b", "é", "a.b"] {
+            assert!(check_name("Table", bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("Keyspace", &"k".repeat(NAME_LENGTH_MAX + 1)).is_err());
+    }
+}

@@ -212,7 +212,7 @@ fn damaged_commitlog_stops_start_up_and_the_policy_skips_only_that_record() {
 }
 
 #[test]
-fn sigterm_flushes_and_the_next_start_replays_nothing() {
+fn sigterm_and_drain_flush_and_the_next_start_replays_nothing() {
     const ROWS: usize = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("n");
@@ -225,6 +225,18 @@ fn sigterm_flushes_and_the_next_start_replays_nothing() {
     assert!(node
         .log_text()
         .contains("storage engine flushed and closed"));
+    let mut node = start(&data, &[]);
+    let log = node.log_text();
+    assert!(log.contains("replayed_mutations=0"), "{log}");
+    let out = attack(&node, &["count", &ROWS.to_string()]);
+    assert!(out.contains("all 20000 rows present"), "{out}");
+    // `nodetool drain` does the same: killed after it, the node replays nothing.
+    attack(&node, &["fill", "100"]);
+    let (code, out, err) =
+        common::run_ilion(&["nodetool", "-p", &node.ports.admin.to_string(), "drain"]);
+    assert_eq!(code, 0, "{out}{err}");
+    node.signal_and_wait(libc::SIGKILL, Duration::from_secs(10))
+        .expect("SIGKILL");
     let node = start(&data, &[]);
     let log = node.log_text();
     assert!(log.contains("replayed_mutations=0"), "{log}");
