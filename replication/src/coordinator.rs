@@ -30,7 +30,7 @@ use bytes::Bytes;
 use storage_lsm::model::{Mutation, PartitionKey, PartitionUpdate, TableId};
 use storage_lsm::{Engine, PartitionRows, ScanPage, ScanResume, SliceQuery, TokenRange};
 
-use crate::consistency::ConsistencyLevel;
+use crate::consistency::{ConsistencyLevel, Requirement};
 use crate::hints::Hints;
 use crate::internode::{encode_mutation, Peers, ReadAnswer};
 use crate::strategy::Placement;
@@ -125,93 +125,6 @@ pub struct ReadTerms<'a> {
     pub placement: &'a Placement,
     pub consistency: ConsistencyLevel,
     pub deadline: Instant,
-}
-
-/// Acknowledgements a consistency level needs: `(data center, count)`
-/// groups, `None` meaning any data center; all must be met. Borrows the
-/// data center names from the ring and the placement (no allocation per
-/// request beyond the group list).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Needed<'a> {
-    groups: Vec<(Option<&'a str>, usize)>,
-}
-
-impl<'a> Needed<'a> {
-    fn of(consistency: ConsistencyLevel, placement: &'a Placement, ring: &'a Ring) -> Needed<'a> {
-        use ConsistencyLevel::*;
-        let local_dc = ring.local_dc();
-        let quorum_in = |dc: &str| placement.replication_factor_in(dc) / 2 + 1;
-        let groups = match (consistency, placement) {
-            (_, Placement::Local) => vec![(None, 1)],
-            (LocalOne, _) => vec![(Some(local_dc), 1)],
-            (LocalQuorum | LocalSerial, _) => vec![(Some(local_dc), quorum_in(local_dc))],
-            (EachQuorum, Placement::NetworkTopology { data_centers }) => data_centers
-                .iter()
-                .map(|(dc, _)| (Some(dc.as_str()), quorum_in(dc)))
-                .collect(),
-            (other, _) => vec![(None, other.block_for(placement.replication_factor()))],
-        };
-        Needed { groups }
-    }
-
-    fn in_group(group: &Option<&str>, ring: &Ring, endpoint: usize) -> bool {
-        match group {
-            None => true,
-            Some(dc) => ring.endpoint(endpoint).is_some_and(|e| e.dc == *dc),
-        }
-    }
-
-    /// The first group `endpoints` fall short of: `(required, have)`.
-    fn shortfall(&self, ring: &Ring, endpoints: &[usize]) -> Option<(usize, usize)> {
-        self.groups.iter().find_map(|(dc, required)| {
-            let have = endpoints
-                .iter()
-                .filter(|e| Needed::in_group(dc, ring, **e))
-                .count();
-            (have < *required).then_some((*required, have))
-        })
-    }
-
-    /// Total acknowledgements required (the count errors report).
-    fn total(&self) -> usize {
-        self.groups.iter().map(|(_, n)| n).sum()
-    }
-
-    /// Counts toward the requirement, as errors report them.
-    fn counted(&self, ring: &Ring, endpoints: &[usize]) -> usize {
-        self.groups
-            .iter()
-            .map(|(dc, required)| {
-                endpoints
-                    .iter()
-                    .filter(|e| Needed::in_group(dc, ring, **e))
-                    .count()
-                    .min(*required)
-            })
-            .sum()
-    }
-
-    /// The fewest of `live` (closest first) that meet every group.
-    fn choose(&self, ring: &Ring, live: &[usize]) -> Vec<usize> {
-        let mut chosen = Vec::new();
-        for &endpoint in live {
-            if self.shortfall(ring, &chosen).is_none() {
-                break;
-            }
-            let helps = self.groups.iter().any(|(dc, required)| {
-                Needed::in_group(dc, ring, endpoint)
-                    && chosen
-                        .iter()
-                        .filter(|e| Needed::in_group(dc, ring, **e))
-                        .count()
-                        < *required
-            });
-            if helps {
-                chosen.push(endpoint);
-            }
-        }
-        chosen
-    }
 }
 
 /// The parts a coordinator needs to reach other nodes.
@@ -389,13 +302,13 @@ impl Coordinator {
         placement: &'a Placement,
         token: i64,
         consistency: ConsistencyLevel,
-    ) -> Result<(Vec<usize>, Needed<'a>, Vec<usize>), CoordinatorError> {
+    ) -> Result<(Vec<usize>, Requirement<'a>, Vec<usize>), CoordinatorError> {
         let mut replicas = placement.replicas(ring, token);
         if self.remote.is_none() {
             // A node built alone: the local engine is the replica.
             replicas = ring.local().into_iter().collect();
         }
-        let needed = Needed::of(consistency, placement, ring);
+        let needed = Requirement::of(consistency, placement, ring);
         let mut live: Vec<usize> = replicas
             .iter()
             .copied()
@@ -542,7 +455,7 @@ impl Coordinator {
 
     /// The ReadTimeout for a read that did not finish by its deadline.
     fn read_timeout(
-        needed: &Needed<'_>,
+        needed: &Requirement<'_>,
         consistency: ConsistencyLevel,
         received: usize,
         data_present: bool,
@@ -668,7 +581,7 @@ impl Coordinator {
             self.plan(&ring, terms.placement, 0, terms.consistency)?;
             let page = self.engine.scan(table, range, resume, row_limit)?;
             if Instant::now() > terms.deadline {
-                let needed = Needed::of(terms.consistency, terms.placement, &ring);
+                let needed = Requirement::of(terms.consistency, terms.placement, &ring);
                 return Err(Self::read_timeout(&needed, terms.consistency, 0, false));
             }
             return Ok(page);
@@ -1146,34 +1059,6 @@ mod tests {
             endpoint(2, "dc1", "r1", &[100]),
             endpoint(3, "dc2", "r1", &[200]),
         ])
-    }
-
-    #[test]
-    fn consistency_levels_need_their_counts_per_data_center() {
-        let ring = ring();
-        let nts = Placement::NetworkTopology {
-            data_centers: vec![("dc1".into(), 2), ("dc2".into(), 1)],
-        };
-        let needed = |cl| Needed::of(cl, &nts, &ring);
-        assert_eq!(needed(ConsistencyLevel::Quorum).groups, vec![(None, 2)]);
-        assert_eq!(needed(ConsistencyLevel::All).groups, vec![(None, 3)]);
-        assert_eq!(
-            needed(ConsistencyLevel::LocalQuorum).groups,
-            vec![(Some("dc1"), 2)]
-        );
-        assert_eq!(
-            needed(ConsistencyLevel::EachQuorum).groups,
-            vec![(Some("dc1"), 2), (Some("dc2"), 1)]
-        );
-        let local_quorum = needed(ConsistencyLevel::LocalQuorum);
-        // Endpoint 3 is in dc2: it does not count for LOCAL_QUORUM.
-        assert_eq!(local_quorum.shortfall(&ring, &[0, 2]), Some((2, 1)));
-        assert_eq!(local_quorum.shortfall(&ring, &[0, 1]), None);
-        assert_eq!(local_quorum.choose(&ring, &[2, 0, 1]), vec![0, 1]);
-        assert_eq!(
-            needed(ConsistencyLevel::One).choose(&ring, &[2, 0]),
-            vec![2]
-        );
     }
 
     #[test]
