@@ -395,12 +395,15 @@ fn silent_connections_neither_lock_clients_out_nor_stay() {
         .filter_map(|_| connect_from([127, 0, 16, 2], server).ok())
         .collect();
     assert!(silent.len() >= 1000, "{} connections made", silent.len());
-    // A driver from another address connects and queries at once.
-    let started = Instant::now();
-    let out = attack(&node, &["v3"]);
-    assert!(out.contains("v3: all checks passed"), "{out}");
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(20), "{took:?}");
+    // A driver from another address connects and queries within a second.
+    let out = attack(&node, &["ping"]);
+    let seconds: f64 = out
+        .split_whitespace()
+        .rev()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(seconds < 1.0, "{out}");
     // Past the per-address limit the rest were closed at once; the others
     // are closed once the handshake time is up.
     std::thread::sleep(Duration::from_secs(4));

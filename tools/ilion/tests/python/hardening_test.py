@@ -11,6 +11,7 @@ Usage: hardening_test.py HOST:PORT MODE [ARGS]
   fill_until_error   writes until the node refuses; prints ok=N failed=M
   rows N             N clustering rows: paged, unpaged and token-range reads see all
   v3                 protocol v3: PREPARE, EXECUTE, SELECT
+  ping               connects and queries once; prints how long it took
   prepare_big COUNT  COUNT distinct 1 MB statements prepared
   login_timing       (PasswordAuthenticator) unknown role takes as long as a wrong password
   truncate           (cluster) TRUNCATE reaches every replica
@@ -248,6 +249,14 @@ def rows(hosts, port, count):
     print(f"rows: all {count} rows seen paged, unpaged and by token range")
 
 
+def ping(hosts, port):
+    started = time.perf_counter()
+    cluster, s = connect(hosts, port)
+    s.execute("SELECT release_version FROM system.local").one()
+    print(f"ping: connected and queried in {time.perf_counter() - started:.3f} s")
+    cluster.shutdown()
+
+
 def v3(hosts, port):
     cluster, s = connect(hosts, port, protocol_version=3)
     keyspace(s)
@@ -372,6 +381,7 @@ if __name__ == "__main__":
         "fill_until_error": lambda: fill_until_error(hosts, port),
         "rows": lambda: rows(hosts, port, arg),
         "v3": lambda: v3(hosts, port),
+        "ping": lambda: ping(hosts, port),
         "prepare_big": lambda: prepare_big(hosts, port, arg),
         "login_timing": lambda: login_timing(hosts, port),
         "truncate": lambda: truncate(hosts, port),
