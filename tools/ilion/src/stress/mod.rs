@@ -18,6 +18,7 @@ pub mod distribution;
 pub mod pacer;
 pub mod profile;
 pub mod report;
+pub mod scan;
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub enum Workload {
     Read,
     /// Writes and reads in the proportions of `ratio(write=W,read=R)`.
     Mixed,
+    /// Every row, by token ranges with paging (as the Spark connector reads).
+    Scan,
 }
 
 /// `ilion stress` arguments.
@@ -114,6 +117,12 @@ pub struct StressArgs {
     /// No progress lines (the summary is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Scan: token ranges the ring is split into.
+    #[arg(long, default_value_t = 256)]
+    pub splits: u64,
+    /// Scan: rows a page.
+    #[arg(long, default_value_t = 5000)]
+    pub page_size: i32,
 }
 
 /// `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
@@ -241,6 +250,7 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
         (Workload::Read, None) => (0, 1),
         (Workload::Mixed, None) => (1, 3),
         (Workload::Mixed, Some(text)) => parse_ratio(text).map_err(anyhow::Error::msg)?,
+        (Workload::Scan, None) => (0, 1),
         (_, Some(text)) => bail!("{text:?}: a ratio goes only with the mixed workload"),
     };
     let consistency = parse_consistency(&args.consistency)?;
@@ -250,6 +260,7 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
         None => Profile::standard(args.replication_factor),
     };
     let ops = match (args.ops, args.duration) {
+        _ if args.workload == Workload::Scan => None,
         (Some(_), Some(_)) => bail!("give -n or --duration, not both"),
         (None, None) => Some(100_000),
         (ops, _) => ops,
@@ -288,6 +299,33 @@ pub async fn run(args: StressArgs) -> anyhow::Result<()> {
         .context("the nodes do not agree on the schema")?;
     let write = Statement::prepare(&session, &profile.queries.insert, consistency).await?;
     let read = Statement::prepare(&session, &profile.queries.read, consistency).await?;
+    if args.workload == Workload::Scan {
+        // The partition key's columns, from the read statement's binds.
+        let specs = read.prepared.get_variable_col_specs();
+        let key_columns = read
+            .prepared
+            .get_variable_pk_indexes()
+            .iter()
+            .filter_map(|pk| specs.get_by_index(pk.index as usize))
+            .map(|spec| spec.name().to_owned())
+            .collect();
+        let terms = scan::ScanTerms {
+            keyspace: profile.keyspace.clone(),
+            table: profile.table.clone(),
+            key_columns,
+            splits: args.splits,
+            page_size: args.page_size,
+            concurrency: args.concurrency,
+            consistency,
+            passes: match (args.ops, args.duration) {
+                (_, Some(_)) => None,
+                (ops, None) => Some(ops.unwrap_or(1)),
+            },
+            until: args.duration.map(|d| Instant::now() + d),
+            quiet: args.quiet,
+        };
+        return scan::run(session, terms).await;
+    }
 
     if !args.quiet {
         println!(

@@ -179,3 +179,57 @@ fn stress_refuses_bad_arguments_with_a_reason() {
     let output = stress(port, &["mixed", "ratio(scan=1)"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown operation"));
 }
+
+/// `ilion stress scan` reads every row once by token ranges with paging
+/// (the Spark connector's way), whatever the split and page sizes, and
+/// reports rows per second.
+#[test]
+fn stress_scan_reads_every_row_once_by_token_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(Duration::from_secs(20));
+    let port = node.ports.native;
+    ok(
+        &stress(
+            port,
+            &[
+                "write",
+                "-n",
+                "12345",
+                "--keys",
+                "12345",
+                "--distribution",
+                "sequential",
+                "--quiet",
+            ],
+        ),
+        &node,
+    );
+    for (splits, page_size, concurrency) in
+        [("1", "100000", "1"), ("37", "333", "8"), ("500", "7", "16")]
+    {
+        let out = ok(
+            &stress(
+                port,
+                &[
+                    "scan",
+                    "--splits",
+                    splits,
+                    "--page-size",
+                    page_size,
+                    "--concurrency",
+                    concurrency,
+                ],
+            ),
+            &node,
+        );
+        assert!(
+            out.contains("Rows scanned         : 12345\n"),
+            "splits {splits}, page size {page_size}:\n{out}"
+        );
+        assert!(out.contains("Rows/s"), "{out}");
+    }
+    let refused = stress(port, &["scan", "--splits", "0"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--splits must be between 1 and"));
+}

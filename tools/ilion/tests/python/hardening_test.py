@@ -304,11 +304,12 @@ def login_timing(hosts, port):
             expect(any(isinstance(c, AuthenticationFailed) for c in causes), f"{causes}")
         return time.perf_counter() - started
 
-    known = [attempt("known") for _ in range(5)]
-    unknown = [attempt("nobody_" + str(i)) for i in range(5)]
+    known = [attempt("known") for _ in range(7)]
+    unknown = [attempt("nobody_" + str(i)) for i in range(7)]
     known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
     print(f"login_timing: known role {known_ms:.1f} ms, unknown role {unknown_ms:.1f} ms")
-    expect(unknown_ms > 0.6 * known_ms and unknown_ms < 1.6 * known_ms,
+    # Before, an unknown role was refused a thousand times faster.
+    expect(unknown_ms > 0.5 * known_ms and unknown_ms < 2.0 * known_ms,
            f"an unknown role must take as long as a wrong password: {unknown_ms:.1f} vs {known_ms:.1f} ms")
 
 
