@@ -14,6 +14,7 @@
 
 mod complete;
 mod copy;
+mod describe;
 mod format;
 mod input;
 
@@ -414,6 +415,9 @@ impl Shell {
     /// `first_word`) and prints its result.
     async fn run_cql(&mut self, text: &str, first_word: &str) -> Result<(), Failure> {
         let is_describe = matches!(first_word, "DESCRIBE" | "DESC");
+        let shape = describe::Shape::of(text.split_whitespace().nth(1).unwrap_or_default());
+        // DESCRIBE's rows, each as (column name, text), printed as cqlsh does.
+        let mut described: Vec<Vec<(String, String)>> = Vec::new();
         let mut statement = self.statement(text);
         statement.set_page_size(self.paging.unwrap_or(FETCH_SIZE));
         let mut paging_state = PagingState::start();
@@ -443,6 +447,22 @@ impl Shell {
                     .map_err(|e| Failure(format!("cannot read the result: {e}")))?
                 {
                     let row = row.map_err(|e| Failure(format!("cannot read a row: {e}")))?;
+                    if is_describe && shape != describe::Shape::Statements {
+                        described.push(
+                            names
+                                .iter()
+                                .zip(&row.columns)
+                                .map(|(name, value)| {
+                                    let text = value
+                                        .as_ref()
+                                        .map(|v| format::value_text(v, false))
+                                        .unwrap_or_default();
+                                    (name.clone(), text)
+                                })
+                                .collect(),
+                        );
+                        continue;
+                    }
                     if let Some(i) = describe_column {
                         if let Some(Some(value)) = row.columns.get(i) {
                             describe.push(format::value_text(value, false));
@@ -468,7 +488,41 @@ impl Shell {
                 None => break,
             }
         }
-        if !describe.is_empty() {
+        if is_describe && shape != describe::Shape::Statements {
+            let column = |row: &[(String, String)], name: &str| {
+                row.iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            let text = match shape {
+                describe::Shape::Keyspaces => describe::keyspaces(
+                    &described
+                        .iter()
+                        .map(|r| column(r, "name"))
+                        .collect::<Vec<_>>(),
+                ),
+                describe::Shape::NamesByKeyspace => {
+                    let rows: Vec<(String, String)> = described
+                        .iter()
+                        .map(|r| (column(r, "keyspace_name"), column(r, "name")))
+                        .collect();
+                    let current = self.names.lock().keyspace.clone();
+                    describe::names_by_keyspace(&rows, current.as_deref())
+                }
+                describe::Shape::Cluster | describe::Shape::Statements => described
+                    .iter()
+                    .map(|r| {
+                        describe::cluster(
+                            &column(r, "cluster"),
+                            &column(r, "partitioner"),
+                            &column(r, "snitch"),
+                        )
+                    })
+                    .collect(),
+            };
+            self.emit(|_| text.clone());
+        } else if !describe.is_empty() {
             let text = format!("\n{}\n\n", describe.join("\n\n"));
             self.emit(|_| text.clone());
         } else if has_rows {

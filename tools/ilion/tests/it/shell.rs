@@ -293,3 +293,41 @@ fn shell_edits_completes_and_remembers_at_a_terminal() {
         "history kept across sessions: {remembered}"
     );
 }
+
+/// The listing forms of DESCRIBE print what cqlsh prints, byte for byte,
+/// against the same node: names in columns, grouped under `Keyspace ...`
+/// headings when no keyspace is in use, and `DESCRIBE CLUSTER`'s lines.
+#[test]
+fn describe_listings_print_what_cqlsh_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(Duration::from_secs(20));
+    let port = node.ports.native;
+    ok(
+        port,
+        "CREATE KEYSPACE sh WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\
+         CREATE KEYSPACE tb WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\
+         CREATE TABLE sh.t1 (k int PRIMARY KEY); CREATE TABLE sh.t2 (k int PRIMARY KEY);\
+         CREATE TABLE tb.orders_with_a_rather_long_name (k int PRIMARY KEY);\
+         CREATE TYPE tb.address (street text);",
+    );
+    let script = dir.path().join("describe.cql");
+    std::fs::write(
+        &script,
+        "DESCRIBE KEYSPACES;\nDESCRIBE TABLES;\nDESCRIBE TYPES;\nDESCRIBE CLUSTER;\n\
+         USE sh;\nDESCRIBE TABLES;\nDESC KEYSPACES;\n",
+    )
+    .unwrap();
+    let script = script.to_str().unwrap();
+    let (code, ours, err) = shell(port, &["-f", script], "");
+    assert_eq!(code, 0, "{err}");
+    let theirs = Command::new(common::venv_bin("cqlsh"))
+        .args(["127.0.0.1", &port.to_string(), "-f", script])
+        .output()
+        .expect("run cqlsh");
+    assert!(theirs.status.success(), "{theirs:?}");
+    let theirs = String::from_utf8_lossy(&theirs.stdout);
+    assert_eq!(ours, theirs, "ilion shell (left) and cqlsh (right) differ");
+    assert!(ours.contains("t1  t2"), "{ours}");
+    assert!(ours.contains("Cluster: Test Cluster"), "{ours}");
+}
