@@ -86,7 +86,7 @@ pub struct StartArgs {
     /// Nodes per data center, when creating the cluster (default 3).
     #[arg(short = 'n', long = "nodes")]
     pub nodes: Option<usize>,
-    /// Data centers (dc1, dc2, …), when creating the cluster.
+    /// Data centers (datacenter1, datacenter2, …, as ccm names them), when creating the cluster.
     #[arg(long, default_value_t = 1)]
     pub dcs: usize,
     /// cluster_name of the nodes.
@@ -452,7 +452,7 @@ impl Cluster {
             nodes.push(NodeSpec {
                 name: format!("node{}", i + 1),
                 address: IpAddr::V4(address),
-                dc: format!("dc{}", i / per_dc + 1),
+                dc: format!("datacenter{}", i / per_dc + 1),
                 rack: "rack1".to_owned(),
             });
         }

@@ -48,6 +48,9 @@ async fn cluster_launcher_starts_kills_and_clears_nodes() {
         started.contains("Connect with: ilion shell 127.0.11.1 9042"),
         "{started}"
     );
+    // The data center is named as ccm and a lone node name it.
+    let (_, status, _) = common::run_ilion(&["nodetool", "-h", "127.0.11.1", "status"]);
+    assert!(status.contains("Datacenter: datacenter1"), "{status}");
 
     // Every node serves CQL on its own address, and nodetool reaches it.
     for address in ["127.0.11.1", "127.0.11.2", "127.0.11.3"] {

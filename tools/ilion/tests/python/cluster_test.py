@@ -78,7 +78,7 @@ def schema(addresses):
     started = time.time()
     session.execute("CREATE KEYSPACE ks WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 3}")
     session.execute("CREATE TABLE ks.t (k int PRIMARY KEY, v text)")
-    session.execute("CREATE KEYSPACE ks1 WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': 1}")
+    session.execute("CREATE KEYSPACE ks1 WITH replication = {'class': 'NetworkTopologyStrategy', 'datacenter1': 1}")
     session.execute("CREATE TABLE ks1.t (k int PRIMARY KEY, v text)")
     expect(cluster.control_connection.wait_for_schema_agreement(wait_time=10),
            "the driver's schema agreement check did not pass")
