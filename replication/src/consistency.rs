@@ -256,7 +256,7 @@ mod tests {
         let mut by_dc: Vec<(String, Vec<usize>)> = Vec::new();
         let placement = match layout.strip_prefix("simple:") {
             Some(rf) => {
-                let rf: usize = rf.parse().expect("simple:RF");
+                let rf: usize = rf.parse().unwrap_or_else(|e| panic!("simple:RF: {e}"));
                 by_dc.push(("dc1".into(), (0..rf).collect()));
                 for i in 0..rf {
                     endpoints.push(endpoint(i as u8 + 1, "dc1", "r1", &[i as i64]));
@@ -268,8 +268,10 @@ mod tests {
             None => {
                 let mut data_centers = Vec::new();
                 for part in layout.split(',') {
-                    let (dc, rf) = part.split_once(':').expect("dc:RF");
-                    let rf: usize = rf.parse().expect("RF");
+                    let (dc, rf) = part
+                        .split_once(':')
+                        .unwrap_or_else(|| panic!("dc:RF, not {part}"));
+                    let rf: usize = rf.parse().unwrap_or_else(|e| panic!("RF: {e}"));
                     let first = endpoints.len();
                     for i in 0..rf {
                         let n = endpoints.len() as u8 + 1;
@@ -283,9 +285,15 @@ mod tests {
         };
         let mut up = Vec::new();
         for part in live.split(',') {
-            let (dc, n) = part.split_once(':').expect("dc:N");
-            let n: usize = n.parse().expect("N");
-            let members = &by_dc.iter().find(|(name, _)| name == dc).expect("dc").1;
+            let (dc, n) = part
+                .split_once(':')
+                .unwrap_or_else(|| panic!("dc:N, not {part}"));
+            let n: usize = n.parse().unwrap_or_else(|e| panic!("N: {e}"));
+            let members = &by_dc
+                .iter()
+                .find(|(name, _)| name == dc)
+                .unwrap_or_else(|| panic!("no {dc} in the layout"))
+                .1;
             up.extend(members.iter().take(n));
         }
         (Ring::new(endpoints), placement, up)
@@ -315,7 +323,9 @@ mod tests {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (case, expected) = line.split_once(" => ").expect("CASE => EXPECTED");
+            let (case, expected) = line
+                .split_once(" => ")
+                .unwrap_or_else(|| panic!("line {}: CASE => EXPECTED", number + 1));
             let mut words = case.split_whitespace();
             let (Some(layout), Some(cl), Some(live)) = (words.next(), words.next(), words.next())
             else {
