@@ -273,7 +273,7 @@ mod tests {
                         .unwrap_or_else(|| panic!("dc:RF, not {part}"));
                     let rf: usize = rf.parse().unwrap_or_else(|e| panic!("RF: {e}"));
                     let first = endpoints.len();
-                    for i in 0..rf {
+                    for _ in 0..rf {
                         let n = endpoints.len() as u8 + 1;
                         endpoints.push(endpoint(n, dc, "r1", &[i64::from(n)]));
                     }
