@@ -35,11 +35,11 @@ pub fn is_shell_command(line: &str) -> bool {
 }
 
 /// Accumulates text and hands out complete statements, each with the line
-/// (from 1) on which it started.
+/// (from 1) on which it ended (its `;`, or the end of a shell command's
+/// line; the last line for a statement the input ends without `;`).
 #[derive(Debug, Default)]
 pub struct StatementBuffer {
     pending: String,
-    pending_line: usize,
     lines_seen: usize,
 }
 
@@ -61,12 +61,11 @@ impl StatementBuffer {
     }
 
     /// Takes one line; returns the statements it completed (without their
-    /// `;`), each with its starting line number.
+    /// `;`), each with the number of this line.
     pub fn push_line(&mut self, line: &str) -> Vec<(usize, String)> {
         self.lines_seen += 1;
         if self.is_empty() {
             self.pending.clear();
-            self.pending_line = self.lines_seen;
             if is_shell_command(line) {
                 // A shell command ends at its `;` or at the end of the line;
                 // what follows its `;` is read as more input on this line.
@@ -89,9 +88,8 @@ impl StatementBuffer {
             let statement: String = self.pending[..end].trim().to_owned();
             self.pending = self.pending[end + 1..].to_owned();
             if !strip_comments(&statement).trim().is_empty() {
-                done.push((self.pending_line, statement));
+                done.push((self.lines_seen, statement));
             }
-            self.pending_line = self.lines_seen;
         }
         done
     }
@@ -100,7 +98,7 @@ impl StatementBuffer {
     pub fn finish(&mut self) -> Option<(usize, String)> {
         let rest = std::mem::take(&mut self.pending);
         let text = rest.trim();
-        (!strip_comments(text).trim().is_empty()).then(|| (self.pending_line, text.to_owned()))
+        (!strip_comments(text).trim().is_empty()).then(|| (self.lines_seen, text.to_owned()))
     }
 }
 
@@ -218,9 +216,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (1, "CREATE TABLE t (\n  k int PRIMARY KEY\n)".to_owned()),
+                (3, "CREATE TABLE t (\n  k int PRIMARY KEY\n)".to_owned()),
                 (3, "SELECT * FROM t".to_owned()),
-                (3, "INSERT INTO t (k)\nVALUES (1)".to_owned()),
+                (4, "INSERT INTO t (k)\nVALUES (1)".to_owned()),
             ]
         );
     }
@@ -250,13 +248,13 @@ mod tests {
             vec![
                 (1, "consistency QUORUM".to_owned()),
                 (2, "paging off".to_owned()),
-                (2, "SELECT 1\nFROM t".to_owned()),
+                (3, "SELECT 1\nFROM t".to_owned()),
                 (4, "EXIT".to_owned()),
             ]
         );
         // A shell word inside a pending statement is just text.
         let got = all(&["SELECT *", "HELP;"]);
-        assert_eq!(got, vec![(1, "SELECT *\nHELP".to_owned())]);
+        assert_eq!(got, vec![(2, "SELECT *\nHELP".to_owned())]);
     }
 
     #[test]

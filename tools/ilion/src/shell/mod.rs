@@ -151,7 +151,18 @@ fn describe_error(error: &ExecutionError) -> String {
         DbError::AuthenticationError => ("AuthenticationFailed", 0x0100, "Bad credentials"),
         _ => ("ServerError", 0x0000, "Server error"),
     };
-    format!("{name}: Error from server: code={code:04x} [{summary}] message=\"{message}\"")
+    // The Python driver turns most error messages into exceptions whose
+    // text is the summary above; syntax, protocol, truncate and server
+    // errors stay messages, which cqlsh prints bare.
+    match db {
+        DbError::SyntaxError
+        | DbError::ProtocolError
+        | DbError::TruncateError
+        | DbError::ServerError => format!("{name}: {message}"),
+        _ => {
+            format!("{name}: Error from server: code={code:04x} [{summary}] message=\"{message}\"")
+        }
+    }
 }
 
 /// The shell's settings and connection.
@@ -272,7 +283,9 @@ impl Shell {
                 Ok(Flow::Exit) => return,
                 Err(Failure(message)) => {
                     self.failed = true;
-                    eprintln!("{source}:{line}:{message}");
+                    // cqlsh names the line after the statement's end (it
+                    // has read that line when it reports).
+                    eprintln!("{source}:{}:{message}", line + 1);
                 }
             }
         }
@@ -371,7 +384,8 @@ impl Shell {
             "PAGING" => self.paging_command(&rest)?,
             "EXPAND" => self.expand_command(&rest)?,
             "TRACING" => match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
-                None | Some("OFF") => println!("Tracing is disabled."),
+                None => println!("TRACING is OFF"),
+                Some("OFF") => println!("TRACING set to OFF"),
                 Some(_) => {
                     return Err(Failure(
                         "not yet supported: query tracing (Ilion does not record traces yet); TRACING stays OFF".into(),
@@ -523,11 +537,18 @@ impl Shell {
             };
             self.emit(|_| text.clone());
         } else if !describe.is_empty() {
-            let text = format!("\n{}\n\n", describe.join("\n\n"));
+            let text = format!("\n{}\n", describe.join("\n\n"));
             self.emit(|_| text.clone());
         } else if has_rows {
             let total = printed + self.print_rows(&names, &rows, printed);
-            let count = format!("\n({total} rows)\n");
+            // cqlsh ends an empty table, and EXPAND's blocks, with one
+            // more blank line before the count.
+            let gap = if total == 0 || self.expand {
+                "\n\n"
+            } else {
+                "\n"
+            };
+            let count = format!("{gap}({total} rows)\n");
             self.emit(|_| count.clone());
         }
         if matches!(first_word, "CREATE" | "ALTER" | "DROP") {
@@ -544,7 +565,8 @@ impl Shell {
         if rows.is_empty() && before > 0 {
             return 0;
         }
-        let expand = self.expand;
+        // An empty result is drawn as a table even with EXPAND on (cqlsh).
+        let expand = self.expand && !rows.is_empty();
         self.emit(|color| {
             if expand {
                 format::expanded(names, rows, color, before + 1)
@@ -616,26 +638,24 @@ impl Shell {
     fn paging_command(&mut self, rest: &[&str]) -> Result<(), Failure> {
         match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
             None => match self.paging {
-                Some(size) => println!(
-                    "Query paging is currently enabled. Use PAGING OFF to disable\nPage size: {size}"
-                ),
-                None => println!("Query paging is currently disabled. Use PAGING ON to enable."),
+                Some(size) => println!("PAGING is ON\nPage size: {size}"),
+                None => println!("PAGING is OFF"),
             },
             Some("ON") => {
                 let size = self.paging.unwrap_or(DEFAULT_PAGE_SIZE);
                 self.paging = Some(size);
-                println!("Now Query paging is enabled\nPage size: {size}");
+                println!("PAGING set to ON\nPage size: {size}");
             }
             Some("OFF") => {
                 self.paging = None;
-                println!("Disabled Query paging.");
+                println!("PAGING set to OFF");
             }
             Some(number) => {
-                let size: i32 = number
-                    .parse()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Failure(format!("Improper PAGING command: {number} is not ON, OFF or a page size")))?;
+                let size: i32 = number.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    Failure(format!(
+                        "Improper PAGING command: {number} is not ON, OFF or a page size"
+                    ))
+                })?;
                 self.paging = Some(size);
                 println!("Page size: {size}");
             }
@@ -645,17 +665,15 @@ impl Shell {
 
     fn expand_command(&mut self, rest: &[&str]) -> Result<(), Failure> {
         match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
-            None if self.expand => {
-                println!("Expanded output is currently enabled. Use EXPAND OFF to disable")
-            }
-            None => println!("Expanded output is currently disabled. Use EXPAND ON to enable."),
+            None if self.expand => println!("EXPAND is ON"),
+            None => println!("EXPAND is OFF"),
             Some("ON") => {
                 self.expand = true;
-                println!("Now Expanded output is enabled");
+                println!("EXPAND set to ON");
             }
             Some("OFF") => {
                 self.expand = false;
-                println!("Disabled Expanded output.");
+                println!("EXPAND set to OFF");
             }
             Some(other) => {
                 return Err(Failure(format!(

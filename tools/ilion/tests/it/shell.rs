@@ -161,14 +161,12 @@ fn shell_scripts_print_like_cqlsh_and_copy_round_trips() {
     assert_eq!(code, 1, "{out}{err}");
     let file = script.display().to_string();
     assert!(
-        err.contains(&format!(
-            "{file}:5:SyntaxException: Error from server: code=2000 [Syntax error in CQL query]"
-        )),
+        err.contains(&format!("{file}:6:SyntaxException: line 1:")),
         "{err}"
     );
-    assert!(err.contains(&format!("{file}:6:InvalidRequest: Error from server: code=2200 [Invalid query] message=\"Undefined column name nope\"")), "{err}");
+    assert!(err.contains(&format!("{file}:7:InvalidRequest: Error from server: code=2200 [Invalid query] message=\"Undefined column name nope\"")), "{err}");
     assert!(out.contains(" name\n------\n  ann\n"), "{out}");
-    assert!(out.contains("Consistency level set to QUORUM.\nCurrent consistency level is QUORUM.\nDisabled Query paging.\n"), "{out}");
+    assert!(out.contains("Consistency level set to QUORUM.\nCurrent consistency level is QUORUM.\nPAGING set to OFF\n"), "{out}");
     assert!(out.contains("  bob\n"), "{out}");
 
     // stdin, DESCRIBE, CAPTURE, SOURCE, HELP, TRACING's honest refusal.
@@ -193,7 +191,7 @@ fn shell_scripts_print_like_cqlsh_and_copy_round_trips() {
     assert!(out.contains("CREATE TABLE shop.everything"), "{out}");
     assert!(out.contains("CQL statements (end with ;)"), "{out}");
     assert!(
-        err.contains("<stdin>:6:not yet supported: query tracing"),
+        err.contains("<stdin>:7:not yet supported: query tracing"),
         "{err}"
     );
     assert!(
@@ -294,11 +292,13 @@ fn shell_edits_completes_and_remembers_at_a_terminal() {
     );
 }
 
-/// The listing forms of DESCRIBE print what cqlsh prints, byte for byte,
-/// against the same node: names in columns, grouped under `Keyspace ...`
-/// headings when no keyspace is in use, and `DESCRIBE CLUSTER`'s lines.
+/// A script prints what cqlsh prints, byte for byte on stdout and stderr,
+/// against the same node: DESCRIBE's listings (names in columns, grouped
+/// under `Keyspace ...` headings when no keyspace is in use), elements and
+/// cluster; empty and counted results; EXPAND, CONSISTENCY, SERIAL
+/// CONSISTENCY and TRACING; errors with cqlsh's line numbers and forms.
 #[test]
-fn describe_listings_print_what_cqlsh_prints() {
+fn scripts_print_what_cqlsh_prints() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = Node::start(&dir.path().join("n"), &[]);
     node.wait_ready(Duration::from_secs(20));
@@ -309,25 +309,35 @@ fn describe_listings_print_what_cqlsh_prints() {
          CREATE KEYSPACE tb WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};\
          CREATE TABLE sh.t1 (k int PRIMARY KEY); CREATE TABLE sh.t2 (k int PRIMARY KEY);\
          CREATE TABLE tb.orders_with_a_rather_long_name (k int PRIMARY KEY);\
-         CREATE TYPE tb.address (street text);",
+         CREATE TYPE tb.address (street text);\
+         INSERT INTO sh.t1 (k) VALUES (1); INSERT INTO sh.t1 (k) VALUES (2);",
     );
     let script = dir.path().join("describe.cql");
     std::fs::write(
         &script,
         "DESCRIBE KEYSPACES;\nDESCRIBE TABLES;\nDESCRIBE TYPES;\nDESCRIBE CLUSTER;\n\
-         USE sh;\nDESCRIBE TABLES;\nDESC KEYSPACES;\n",
+         DESCRIBE KEYSPACE tb;\nDESCRIBE TABLE sh.t1;\nDESCRIBE TYPE tb.address;\n\
+         SELECT k FROM sh.t1 WHERE k = 99;\nSELECT count(*) FROM sh.t1;\n\
+         EXPAND;\nEXPAND ON;\nSELECT k FROM sh.t1;\nSELECT k FROM sh.t1 WHERE k = 99;\nEXPAND;\nEXPAND OFF;\n\
+         CONSISTENCY;\nCONSISTENCY QUORUM;\nSERIAL CONSISTENCY;\nTRACING;\n\
+         SELECT nothere FROM sh.t1;\nSELEC k FROM sh.t1;\n\nSELECT\n  nope FROM sh.t1;\n\
+         USE sh;\nDESCRIBE TABLES;\nDESC KEYSPACES;\nSELECT k FROM t1 WHERE k = 1;\n",
     )
     .unwrap();
     let script = script.to_str().unwrap();
-    let (code, ours, err) = shell(port, &["-f", script], "");
-    assert_eq!(code, 0, "{err}");
+    let (code, ours, ours_err) = shell(port, &["-f", script], "");
+    assert_eq!(code, 1, "the script has failing statements: {ours_err}");
     let theirs = Command::new(common::venv_bin("cqlsh"))
         .args(["127.0.0.1", &port.to_string(), "-f", script])
         .output()
         .expect("run cqlsh");
-    assert!(theirs.status.success(), "{theirs:?}");
-    let theirs = String::from_utf8_lossy(&theirs.stdout);
+    let (theirs, theirs_err) = (
+        String::from_utf8_lossy(&theirs.stdout),
+        String::from_utf8_lossy(&theirs.stderr),
+    );
     assert_eq!(ours, theirs, "ilion shell (left) and cqlsh (right) differ");
+    assert_eq!(ours_err, theirs_err, "their errors differ");
+    assert!(ours_err.contains(":25:InvalidRequest"), "{ours_err}");
     assert!(ours.contains("t1  t2"), "{ours}");
     assert!(ours.contains("Cluster: Test Cluster"), "{ours}");
 }
