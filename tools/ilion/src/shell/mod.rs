@@ -170,8 +170,11 @@ pub struct Shell {
     session: Session,
     consistency: Consistency,
     serial: SerialConsistency,
-    /// Page size, or None with PAGING OFF.
+    /// Page size, or None with PAGING OFF. On by default, as in cqlsh;
+    /// pages wait for the user only at a terminal.
     paging: Option<i32>,
+    /// Reading a terminal (not a script, a pipe or `-e`).
+    interactive: bool,
     expand: bool,
     color: bool,
     request_timeout: Duration,
@@ -228,7 +231,8 @@ async fn start(args: ShellArgs) -> anyhow::Result<i32> {
         session,
         consistency: Consistency::One,
         serial: SerialConsistency::Serial,
-        paging: interactive.then_some(DEFAULT_PAGE_SIZE),
+        paging: Some(DEFAULT_PAGE_SIZE),
+        interactive,
         expand: false,
         color,
         request_timeout: Duration::from_secs(args.request_timeout),
@@ -490,7 +494,11 @@ impl Shell {
                 PagingStateResponse::HasMorePages { state } => Some(state),
                 PagingStateResponse::NoMorePages => None,
             };
-            if self.paging.is_some() && (more.is_some() || printed > 0) && !rows.is_empty() {
+            if self.interactive
+                && self.paging.is_some()
+                && (more.is_some() || printed > 0)
+                && !rows.is_empty()
+            {
                 // One page at a time, waiting between pages, as cqlsh does.
                 printed += self.print_rows(&names, &std::mem::take(&mut rows), printed);
                 if more.is_some() && !wait_for_more() {

@@ -319,7 +319,7 @@ fn scripts_print_what_cqlsh_prints() {
          DESCRIBE KEYSPACE tb;\nDESCRIBE TABLE sh.t1;\nDESCRIBE TYPE tb.address;\n\
          SELECT k FROM sh.t1 WHERE k = 99;\nSELECT count(*) FROM sh.t1;\n\
          EXPAND;\nEXPAND ON;\nSELECT k FROM sh.t1;\nSELECT k FROM sh.t1 WHERE k = 99;\nEXPAND;\nEXPAND OFF;\n\
-         CONSISTENCY;\nCONSISTENCY QUORUM;\nSERIAL CONSISTENCY;\nTRACING;\n\
+         CONSISTENCY;\nCONSISTENCY QUORUM;\nSERIAL CONSISTENCY;\nTRACING;\nPAGING;\n\
          SELECT nothere FROM sh.t1;\nSELEC k FROM sh.t1;\n\nSELECT\n  nope FROM sh.t1;\n\
          USE sh;\nDESCRIBE TABLES;\nDESC KEYSPACES;\nSELECT k FROM t1 WHERE k = 1;\n",
     )
@@ -337,7 +337,7 @@ fn scripts_print_what_cqlsh_prints() {
     );
     assert_eq!(ours, theirs, "ilion shell (left) and cqlsh (right) differ");
     assert_eq!(ours_err, theirs_err, "their errors differ");
-    assert!(ours_err.contains(":25:InvalidRequest"), "{ours_err}");
+    assert!(ours_err.contains(":26:InvalidRequest"), "{ours_err}");
     assert!(ours.contains("t1  t2"), "{ours}");
     assert!(ours.contains("Cluster: Test Cluster"), "{ours}");
 }
