@@ -195,14 +195,10 @@ impl fmt::Display for ConsistencyLevel {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::tests::endpoint;
+    use crate::topology::tests::{endpoint, two_dc_ring};
 
     fn ring() -> Ring {
-        Ring::new(vec![
-            endpoint(1, "dc1", "r1", &[0]),
-            endpoint(2, "dc1", "r1", &[100]),
-            endpoint(3, "dc2", "r1", &[200]),
-        ])
+        two_dc_ring()
     }
 
     #[test]

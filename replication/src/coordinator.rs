@@ -240,7 +240,7 @@ impl Coordinator {
             .filter(|e| e.is_local || e.up)
             .count();
         let all = ring.endpoints().len().max(1);
-        if alive < all {
+        if self.remote.is_some() && alive < all {
             return Err(CoordinatorError::Unavailable {
                 consistency: ConsistencyLevel::All,
                 required: all,
@@ -1051,14 +1051,10 @@ fn frontier_cmp(a: &Option<Bytes>, b: &Option<Bytes>) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::tests::endpoint;
+    use crate::topology::tests::two_dc_ring;
 
     fn ring() -> Ring {
-        Ring::new(vec![
-            endpoint(1, "dc1", "r1", &[0]),
-            endpoint(2, "dc1", "r1", &[100]),
-            endpoint(3, "dc2", "r1", &[200]),
-        ])
+        two_dc_ring()
     }
 
     #[test]

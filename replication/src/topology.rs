@@ -257,6 +257,16 @@ impl Topology {
 pub(crate) mod tests {
     use super::*;
 
+    /// Three endpoints: two in dc1 (tokens 0 and 100), one in dc2 (200);
+    /// the first is the local node.
+    pub fn two_dc_ring() -> Ring {
+        Ring::new(vec![
+            endpoint(1, "dc1", "r1", &[0]),
+            endpoint(2, "dc1", "r1", &[100]),
+            endpoint(3, "dc2", "r1", &[200]),
+        ])
+    }
+
     /// An endpoint on 127.0.0.`n` in `dc`/`rack` with these tokens.
     pub fn endpoint(n: u8, dc: &str, rack: &str, tokens: &[i64]) -> EndpointInfo {
         EndpointInfo {
