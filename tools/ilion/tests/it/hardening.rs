@@ -57,6 +57,14 @@ fn attack(node: &Node, args: &[&str]) -> String {
     stdout
 }
 
+/// How many of the rows `fill` writes (0..`rows`) the node holds.
+fn present_rows(node: &Node, rows: usize) -> usize {
+    let out = attack(node, &["present", &rows.to_string()]);
+    out.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a row count: {out}"))
+}
+
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
@@ -203,10 +211,7 @@ fn damaged_commitlog_stops_start_up_and_the_policy_skips_only_that_record() {
         &[("ILION_COMMIT_FAILURE_POLICY", "ignore")],
     );
     node.wait_ready(START_LIMIT);
-    let present: usize = attack(&node, &["present", &ROWS.to_string()])
-        .trim()
-        .parse()
-        .unwrap();
+    let present = present_rows(&node, ROWS);
     assert_eq!(present, ROWS - 1, "only the damaged record may be lost");
     assert!(node.log_text().contains("damaged record skipped"));
 }
@@ -319,7 +324,7 @@ fn a_full_disk_fails_writes_and_the_node_restarts_once_space_is_freed() {
         .expect("SIGKILL");
     std::fs::remove_file(&filler).unwrap();
     let node = start(&data, &["--config", config]);
-    let present: usize = attack(&node, &["present", "1000"]).trim().parse().unwrap();
+    let present = present_rows(&node, 1000);
     assert_eq!(present, 1000, "rows written before the disk filled");
     drop(node);
     std::fs::remove_dir_all(&data).unwrap();
@@ -345,7 +350,7 @@ fn a_full_disk_fails_writes_and_the_node_restarts_once_space_is_freed() {
     file.set_len(keep).unwrap();
     drop(file);
     let node = start(&data, &["--config", config]);
-    let present: usize = attack(&node, &["present", "1000"]).trim().parse().unwrap();
+    let present = present_rows(&node, 1000);
     assert_eq!(present, 1000, "rows replayed on a nearly full disk");
 }
 
