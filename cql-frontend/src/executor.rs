@@ -12,7 +12,11 @@ use std::ops::Bound;
 use bytes::{BufMut, Bytes, BytesMut};
 use std::time::Instant;
 
-use replication::{ConsistencyLevel, CoordinatorError, Placement, ReadTerms, WriteType};
+use std::cell::RefCell;
+
+use replication::{
+    ConsistencyLevel, CoordinatorError, PendingWrite, Placement, ReadTerms, WriteType,
+};
 use storage_lsm::model::{
     Cell, CellValue, ClusteringBound, ClusteringRange, DeletionTime, Mutation, PartitionKey,
     PartitionUpdate, RangeTombstone, Row,
@@ -123,20 +127,87 @@ pub fn execute_statement(
     statement: &Statement,
     params: &QueryParameters,
 ) -> Result<ResultBody, CqlError> {
+    let started = Instant::now();
+    let result = run_statement(node, session, statement, params, started, None);
+    finish(node, statement, started, result)
+}
+
+/// Runs a single-partition write without waiting for the replicas: the
+/// local replica has applied it and the others' messages are queued. The
+/// caller awaits the answer with [`finish_write`], on an async task.
+pub fn start_write(
+    node: &Node,
+    session: &mut Session,
+    statement: &Statement,
+    params: &QueryParameters,
+) -> StartedWrite {
+    let started = Instant::now();
+    let pending = RefCell::new(Vec::new());
+    let result = run_statement(node, session, statement, params, started, Some(&pending));
+    StartedWrite {
+        started,
+        result,
+        pending: pending.into_inner(),
+    }
+}
+
+/// A write statement whose replicas may still be answering.
+#[derive(Debug)]
+pub struct StartedWrite {
+    started: Instant,
+    result: Result<ResultBody, CqlError>,
+    pending: Vec<PendingWrite>,
+}
+
+/// Awaits a started write's replicas: the statement's answer (the first
+/// replica error, as a blocking write would have given it).
+pub async fn finish_write(
+    node: &Node,
+    statement: &Statement,
+    write: StartedWrite,
+) -> Result<ResultBody, CqlError> {
+    let mut result = write.result;
+    for pending in write.pending {
+        if let Err(error) = pending.answer().await {
+            if result.is_ok() {
+                result = Err(coordinator_error(error));
+            }
+        }
+    }
+    finish(node, statement, write.started, result)
+}
+
+fn run_statement(
+    node: &Node,
+    session: &mut Session,
+    statement: &Statement,
+    params: &QueryParameters,
+    started: Instant,
+    deferred: Option<&RefCell<Vec<PendingWrite>>>,
+) -> Result<ResultBody, CqlError> {
     let consistency = consistency_of(params)?;
     let bindings = Bindings {
         values: &params.values,
         now_micros: now_micros(),
     };
-    let started = Instant::now();
     let context = Context {
         node,
         params,
         consistency,
         bindings,
         started,
+        deferred,
     };
-    let result = context.run(session, statement);
+    context.run(session, statement)
+}
+
+/// Records the statement's metrics and announces schema changes.
+fn finish(
+    node: &Node,
+    statement: &Statement,
+    started: Instant,
+    result: Result<ResultBody, CqlError>,
+) -> Result<ResultBody, CqlError> {
     let operation = match statement {
         Statement::Select { .. } => Operation::Read,
         Statement::Insert { .. }
@@ -164,6 +235,9 @@ struct Context<'a> {
     bindings: Bindings<'a>,
     /// When the request arrived: its deadlines count from here.
     started: Instant,
+    /// Set when running on an async task: writes are started and kept
+    /// here instead of waited for (see [`start_write`]).
+    deferred: Option<&'a RefCell<Vec<PendingWrite>>>,
 }
 
 impl Context<'_> {
@@ -382,16 +456,24 @@ impl Context<'_> {
         write_type: WriteType,
     ) -> Result<(), CqlError> {
         let deadline = self.started + self.node.coordinator.timeouts().write;
-        self.node
+        let pending = self
+            .node
             .coordinator
-            .write(
+            .start_write(
                 mutation,
                 &self.placement(table),
                 self.consistency,
                 write_type,
                 deadline,
             )
-            .map_err(coordinator_error)
+            .map_err(coordinator_error)?;
+        match self.deferred {
+            Some(deferred) => {
+                deferred.borrow_mut().push(pending);
+                Ok(())
+            }
+            None => pending.wait().map_err(coordinator_error),
+        }
     }
 
     /// Writes every mutation of a batch. A timeout does not stop the batch
@@ -1650,10 +1732,8 @@ impl Context<'_> {
                 limit: limit - taken,
                 resume_after: resume_after.clone(),
             };
-            let result = self
-                .node
-                .coordinator
-                .read(
+            let read = || {
+                self.node.coordinator.read(
                     table.table_id(),
                     key,
                     &query,
@@ -1663,7 +1743,15 @@ impl Context<'_> {
                         deadline: self.read_deadline(),
                     },
                 )
-                .map_err(coordinator_error)?;
+            };
+            // A write that reads first (list index and by-value
+            // operations) on an async task: the read waits for replicas,
+            // so the task's worker hands its other tasks to another.
+            let result = match self.deferred {
+                Some(_) => tokio::task::block_in_place(read),
+                None => read(),
+            }
+            .map_err(coordinator_error)?;
             match (&mut merged, result) {
                 (_, None) => {}
                 (None, Some(rows)) => merged = Some(rows),
@@ -3358,6 +3446,7 @@ pub fn execute_batch(
                 now_micros: now,
             },
             started,
+            deferred: None,
         };
         mutations.push(context.mutation(session, statement, None)?);
     }
@@ -3371,6 +3460,7 @@ pub fn execute_batch(
         consistency,
         bindings,
         started,
+        deferred: None,
     };
     let result = context.write_all(mutations, write_type);
     node.metrics

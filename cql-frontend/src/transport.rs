@@ -425,6 +425,29 @@ pub async fn serve_connection(
             continue;
         }
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
+        // A single-partition write in a cluster: started here, its
+        // replicas awaited on a task of its own (never the blocking pool).
+        let awaits_replicas = !inline
+            && node
+                .inline_execution
+                .load(std::sync::atomic::Ordering::Relaxed)
+            && prepared.as_ref().is_some_and(|p| p.writes_one_partition());
+        if awaits_replicas {
+            tokio::spawn(async move {
+                let reply = run_write_and_encode(
+                    &node,
+                    &session,
+                    request,
+                    prepared,
+                    &header,
+                    compress_reply,
+                )
+                .await;
+                let _ = out.send(reply).await;
+                drop((permits, granted));
+            });
+            continue;
+        }
         if inline {
             tokio::spawn(async move {
                 let reply =
@@ -573,6 +596,40 @@ fn run_and_encode(
     compression: Option<Compression>,
 ) -> Outbound {
     let response = run_statement(node, session, request, prepared, header.version);
+    encode(header.version, header.stream, &response, compression)
+}
+
+/// An EXECUTE of a single-partition write on an async task: started at
+/// once, its replicas' answers awaited without holding a thread.
+async fn run_write_and_encode(
+    node: &Node,
+    session: &Mutex<Session>,
+    request: Request,
+    prepared: Option<std::sync::Arc<crate::prepared::Prepared>>,
+    header: &FrameHeader,
+    compression: Option<Compression>,
+) -> Outbound {
+    let (Request::Execute { params, .. }, Some(prepared)) = (request, prepared) else {
+        let response = Response::Error(CqlError::Server(
+            "internal error: only a prepared write awaits its replicas on a task".into(),
+        ));
+        return encode(header.version, header.stream, &response, compression);
+    };
+    let mut current = session.lock().clone();
+    if current.keyspace.is_none() {
+        current.keyspace = prepared.keyspace.clone();
+    }
+    let started = executor::start_write(node, &mut current, &prepared.statement, &params);
+    let response = match executor::finish_write(node, &prepared.statement, started).await {
+        Ok(body) => Response::Result(
+            body,
+            MetadataRequest {
+                skip: params.skip_metadata,
+                changed_id: None,
+            },
+        ),
+        Err(error) => Response::Error(error),
+    };
     encode(header.version, header.stream, &response, compression)
 }
 

@@ -170,6 +170,72 @@ impl<'a> Requirement<'a> {
         }
         chosen
     }
+
+    /// This requirement for one request's replicas, owned (no ring
+    /// needed to count its acknowledgements).
+    pub fn tally(&self, ring: &Ring, replicas: &[usize]) -> Tally {
+        Tally {
+            groups: self
+                .groups
+                .iter()
+                .map(|(dc, required)| TallyGroup {
+                    required: *required,
+                    members: replicas
+                        .iter()
+                        .copied()
+                        .filter(|r| Requirement::in_group(dc, ring, *r))
+                        .collect(),
+                    have: 0,
+                })
+                .collect(),
+            counted: Vec::new(),
+        }
+    }
+}
+
+/// Counts one request's acknowledgements against its requirement: each
+/// replica once, in the groups (data centers) it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tally {
+    groups: Vec<TallyGroup>,
+    counted: Vec<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TallyGroup {
+    required: usize,
+    members: Vec<usize>,
+    have: usize,
+}
+
+impl Tally {
+    /// Counts `replica`'s acknowledgement (a second one from it changes nothing).
+    pub fn count(&mut self, replica: usize) {
+        if self.counted.contains(&replica) {
+            return;
+        }
+        self.counted.push(replica);
+        for group in &mut self.groups {
+            if group.members.contains(&replica) {
+                group.have += 1;
+            }
+        }
+    }
+
+    /// Whether every group has what it requires.
+    pub fn met(&self) -> bool {
+        self.groups.iter().all(|g| g.have >= g.required)
+    }
+
+    /// Acknowledgements that count, as errors report them.
+    pub fn received(&self) -> usize {
+        self.groups.iter().map(|g| g.have.min(g.required)).sum()
+    }
+
+    /// Acknowledgements required in all.
+    pub fn required(&self) -> usize {
+        self.groups.iter().map(|g| g.required).sum()
+    }
 }
 
 impl fmt::Display for ConsistencyLevel {

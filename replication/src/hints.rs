@@ -177,7 +177,7 @@ impl Hints {
                 };
                 match decode_mutation(bytes) {
                     Ok(_) => peers
-                        .mutate(address, bytes.to_vec(), timeout)
+                        .mutate(address, bytes::Bytes::copy_from_slice(bytes), timeout)
                         .await
                         .map_err(|e| e.to_string())?,
                     Err(status) => {

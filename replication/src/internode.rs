@@ -1,7 +1,9 @@
-//! The replication verbs over the internode gRPC port: [`ReplicaService`]
-//! answers other nodes' coordinators from the local engine, and [`Peers`]
-//! calls other nodes. Every call has a deadline; a slow or dead peer only
-//! costs the requests that wait for it.
+//! Calls between nodes for the replication verbs: [`Peers`] is the one
+//! handle the coordinator, hints and schema migration use. Mutations,
+//! reads, scans and truncates travel by [`crate::messaging`] (framed, many
+//! per write); schema pushes and pulls, rare and large, stay on the
+//! internode gRPC service ([`ReplicaService`]). Every call has a deadline;
+//! a slow or dead peer only costs the requests that wait for it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,11 +13,14 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use storage_lsm::codec::{Reader, Writer};
 use storage_lsm::model::{Mutation, PartitionKey, PartitionUpdate, TableId};
-use storage_lsm::{Engine, ScanPage, ScanResume, SliceQuery, TokenRange};
+use storage_lsm::{ScanPage, ScanResume, SliceQuery, TokenRange};
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::messaging::frame::{Reply, Verb};
+use crate::messaging::Messenger;
 use crate::verbs;
+use bytes::Bytes;
 
 pub mod proto {
     tonic::include_proto!("ilion.replica.v1");
@@ -44,15 +49,14 @@ pub trait SchemaStore: Send + Sync {
 /// verbs answer Unavailable).
 pub type SchemaSlot = Arc<OnceLock<Arc<dyn SchemaStore>>>;
 
-/// Answers the replication verbs from the local engine.
+/// Answers the schema verbs.
 pub struct ReplicaService {
-    engine: Arc<Engine>,
     schema: SchemaSlot,
 }
 
 impl ReplicaService {
-    pub fn server(engine: Arc<Engine>, schema: SchemaSlot) -> ReplicaServer<ReplicaService> {
-        ReplicaServer::new(ReplicaService { engine, schema })
+    pub fn server(schema: SchemaSlot) -> ReplicaServer<ReplicaService> {
+        ReplicaServer::new(ReplicaService { schema })
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX)
     }
@@ -69,15 +73,6 @@ fn bad(what: &str, error: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("bad {what}: {error}"))
 }
 
-fn storage_status(error: storage_lsm::Error) -> Status {
-    match error {
-        storage_lsm::Error::UnknownTable(_) => Status::not_found(error.to_string()),
-        other => Status::internal(other.to_string()),
-    }
-}
-
-/// Runs engine work off the async workers (reads may touch disk, writes may
-/// wait for an fsync).
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, Status> + Send + 'static,
 ) -> Result<T, Status> {
@@ -98,73 +93,8 @@ pub fn encode_mutation(mutation: &Mutation) -> Vec<u8> {
     w.buf
 }
 
-fn encode_update(update: &PartitionUpdate) -> Vec<u8> {
-    let mut w = Writer::new();
-    w.update(update);
-    w.buf
-}
-
 #[tonic::async_trait]
 impl Replica for ReplicaService {
-    async fn mutate(
-        &self,
-        request: Request<proto::MutateRequest>,
-    ) -> Result<Response<proto::MutateReply>, Status> {
-        let mutation = decode_mutation(&request.into_inner().mutation)?;
-        let engine = self.engine.clone();
-        blocking(move || engine.apply(mutation).map_err(storage_status)).await?;
-        Ok(Response::new(proto::MutateReply {}))
-    }
-
-    async fn read(
-        &self,
-        request: Request<proto::ReadRequest>,
-    ) -> Result<Response<proto::ReadReply>, Status> {
-        let request = request.into_inner();
-        let table =
-            verbs::decode_table(&request.table).ok_or_else(|| bad("table id", "not 16 bytes"))?;
-        let key = verbs::decode_key(&request.key).map_err(|e| bad("partition key", e))?;
-        let query = verbs::decode_query(&request.query).map_err(|e| bad("slice", e))?;
-        let engine = self.engine.clone();
-        let data = blocking(move || {
-            engine
-                .read_data(table, &key, &query)
-                .map_err(storage_status)
-        })
-        .await?;
-        let digest = storage_lsm::replica::digest(data.as_ref());
-        Ok(Response::new(proto::ReadReply {
-            found: data.is_some(),
-            data: match (&data, request.digest_only) {
-                (Some(update), false) => encode_update(update),
-                _ => Vec::new(),
-            },
-            digest,
-        }))
-    }
-
-    async fn scan(
-        &self,
-        request: Request<proto::ScanRequest>,
-    ) -> Result<Response<proto::ScanReply>, Status> {
-        let request = request.into_inner();
-        let table =
-            verbs::decode_table(&request.table).ok_or_else(|| bad("table id", "not 16 bytes"))?;
-        let range = verbs::decode_range(&request.range).map_err(|e| bad("token range", e))?;
-        let resume = verbs::decode_resume(&request.resume).map_err(|e| bad("resume point", e))?;
-        let limit = usize::try_from(request.row_limit).unwrap_or(usize::MAX);
-        let engine = self.engine.clone();
-        let page = blocking(move || {
-            engine
-                .scan(table, &range, resume.as_ref(), limit)
-                .map_err(storage_status)
-        })
-        .await?;
-        Ok(Response::new(proto::ScanReply {
-            page: verbs::encode_page(&page),
-        }))
-    }
-
     async fn push_schema(
         &self,
         request: Request<proto::SchemaMessage>,
@@ -180,17 +110,6 @@ impl Replica for ReplicaService {
         Ok(Response::new(proto::SchemaReply {}))
     }
 
-    async fn truncate(
-        &self,
-        request: Request<proto::TruncateRequest>,
-    ) -> Result<Response<proto::TruncateReply>, Status> {
-        let table = verbs::decode_table(&request.into_inner().table)
-            .ok_or_else(|| bad("table id", "not 16 bytes"))?;
-        let engine = self.engine.clone();
-        blocking(move || engine.truncate(table).map_err(storage_status)).await?;
-        Ok(Response::new(proto::TruncateReply {}))
-    }
-
     async fn pull_schema(
         &self,
         _request: Request<proto::SchemaPullRequest>,
@@ -204,16 +123,7 @@ impl Replica for ReplicaService {
     }
 }
 
-/// Why a call to a peer failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PeerError {
-    #[error("{peer} did not answer within {timeout:?}")]
-    Timeout { peer: SocketAddr, timeout: Duration },
-    #[error("{peer} answered {status}")]
-    Refused { peer: SocketAddr, status: String },
-    #[error("{peer} sent a bad answer: {reason}")]
-    BadAnswer { peer: SocketAddr, reason: String },
-}
+pub use crate::messaging::PeerError;
 
 /// A replica's answer to a read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,21 +132,102 @@ pub enum ReadAnswer {
     Digest(u64),
 }
 
-/// Calls other nodes' replication verbs (one lazily connected channel per peer).
+/// Calls other nodes' replication verbs: the hot ones by messaging, the
+/// schema ones by gRPC (one lazily connected channel per peer).
 #[derive(Debug)]
 pub struct Peers {
     /// This node's listen address: connections leave from it (as
     /// Cassandra's do), so a firewall rule between two nodes cuts them.
     local: std::net::IpAddr,
     channels: Mutex<HashMap<SocketAddr, Channel>>,
+    messenger: Messenger,
+}
+
+fn bad_answer(peer: SocketAddr, reason: impl std::fmt::Display) -> PeerError {
+    PeerError::BadAnswer {
+        peer,
+        reason: reason.to_string(),
+    }
+}
+
+/// A read reply as the coordinator uses it.
+pub fn read_answer(
+    peer: SocketAddr,
+    reply: Reply,
+    digest_only: bool,
+) -> Result<ReadAnswer, PeerError> {
+    match reply {
+        Reply::Read { digest, .. } if digest_only => Ok(ReadAnswer::Digest(digest)),
+        Reply::Read { found: false, .. } => Ok(ReadAnswer::Data(None)),
+        Reply::Read { data, .. } => Reader::new(&data)
+            .update()
+            .map(|update| ReadAnswer::Data(Some(update)))
+            .map_err(|e| bad_answer(peer, e)),
+        other => Err(bad_answer(peer, format!("{other:?} to a read"))),
+    }
+}
+
+/// The read request for a partition slice.
+pub fn read_verb(
+    table: TableId,
+    key: &PartitionKey,
+    query: &SliceQuery,
+    digest_only: bool,
+) -> Verb {
+    Verb::Read {
+        table,
+        key: Bytes::from(verbs::encode_key(key)),
+        query: Bytes::from(verbs::encode_query(query)),
+        digest_only,
+    }
+}
+
+/// The scan request for one page of a token range.
+pub fn scan_verb(
+    table: TableId,
+    range: &TokenRange,
+    resume: Option<&ScanResume>,
+    row_limit: usize,
+) -> Verb {
+    Verb::Scan {
+        table,
+        range: Bytes::from(verbs::encode_range(range)),
+        resume: Bytes::from(verbs::encode_resume(resume)),
+        row_limit: u64::try_from(row_limit).unwrap_or(u64::MAX),
+    }
+}
+
+/// A scan reply as the coordinator uses it.
+pub fn scan_page(peer: SocketAddr, reply: Reply) -> Result<ScanPage, PeerError> {
+    match reply {
+        Reply::Page(page) => verbs::decode_page(&page).map_err(|e| bad_answer(peer, e)),
+        other => Err(bad_answer(peer, format!("{other:?} to a scan"))),
+    }
+}
+
+fn done(peer: SocketAddr, reply: Reply) -> Result<(), PeerError> {
+    match reply {
+        Reply::Done => Ok(()),
+        other => Err(bad_answer(
+            peer,
+            format!("{other:?} where an acknowledgement was due"),
+        )),
+    }
 }
 
 impl Peers {
-    pub fn new(local: std::net::IpAddr) -> Peers {
+    /// Calls from `local`; messaging connections run on `runtime`.
+    pub fn new(local: std::net::IpAddr, runtime: tokio::runtime::Handle) -> Peers {
         Peers {
             local,
             channels: Mutex::new(HashMap::new()),
+            messenger: Messenger::new(local, runtime),
         }
+    }
+
+    /// The messaging layer, for callers that take replies by callback.
+    pub fn messenger(&self) -> &Messenger {
+        &self.messenger
     }
 
     fn client(&self, peer: SocketAddr) -> Result<ReplicaClient<Channel>, PeerError> {
@@ -245,10 +236,7 @@ impl Peers {
             Some(channel) => channel,
             None => {
                 let channel = tonic::transport::Endpoint::from_shared(format!("http://{peer}"))
-                    .map_err(|e| PeerError::BadAnswer {
-                        peer,
-                        reason: e.to_string(),
-                    })?
+                    .map_err(|e| bad_answer(peer, e))?
                     .local_address(Some(self.local))
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
@@ -282,17 +270,18 @@ impl Peers {
         }
     }
 
+    /// Applies an encoded mutation on `peer`.
     pub async fn mutate(
         &self,
         peer: SocketAddr,
-        mutation: Vec<u8>,
+        mutation: Bytes,
         timeout: Duration,
     ) -> Result<(), PeerError> {
-        self.call(peer, timeout, |mut c| async move {
-            c.mutate(proto::MutateRequest { mutation }).await
-        })
-        .await
-        .map(|_| ())
+        let reply = self
+            .messenger
+            .call(peer, Verb::Mutate(mutation), timeout)
+            .await?;
+        done(peer, reply)
     }
 
     pub async fn read(
@@ -304,28 +293,9 @@ impl Peers {
         digest_only: bool,
         timeout: Duration,
     ) -> Result<ReadAnswer, PeerError> {
-        let request = proto::ReadRequest {
-            table: verbs::encode_table(table),
-            key: verbs::encode_key(key),
-            query: verbs::encode_query(query),
-            digest_only,
-        };
-        let reply = self
-            .call(peer, timeout, |mut c| async move { c.read(request).await })
-            .await?;
-        if digest_only {
-            return Ok(ReadAnswer::Digest(reply.digest));
-        }
-        if !reply.found {
-            return Ok(ReadAnswer::Data(None));
-        }
-        let update = Reader::new(&reply.data)
-            .update()
-            .map_err(|e| PeerError::BadAnswer {
-                peer,
-                reason: e.to_string(),
-            })?;
-        Ok(ReadAnswer::Data(Some(update)))
+        let verb = read_verb(table, key, query, digest_only);
+        let reply = self.messenger.call(peer, verb, timeout).await?;
+        read_answer(peer, reply, digest_only)
     }
 
     pub async fn scan(
@@ -337,19 +307,22 @@ impl Peers {
         row_limit: usize,
         timeout: Duration,
     ) -> Result<ScanPage, PeerError> {
-        let request = proto::ScanRequest {
-            table: verbs::encode_table(table),
-            range: verbs::encode_range(range),
-            resume: verbs::encode_resume(resume),
-            row_limit: u64::try_from(row_limit).unwrap_or(u64::MAX),
-        };
+        let verb = scan_verb(table, range, resume, row_limit);
+        let reply = self.messenger.call(peer, verb, timeout).await?;
+        scan_page(peer, reply)
+    }
+
+    pub async fn truncate(
+        &self,
+        peer: SocketAddr,
+        table: TableId,
+        timeout: Duration,
+    ) -> Result<(), PeerError> {
         let reply = self
-            .call(peer, timeout, |mut c| async move { c.scan(request).await })
+            .messenger
+            .call(peer, Verb::Truncate(table), timeout)
             .await?;
-        verbs::decode_page(&reply.page).map_err(|e| PeerError::BadAnswer {
-            peer,
-            reason: e.to_string(),
-        })
+        done(peer, reply)
     }
 
     pub async fn push_schema(
@@ -361,24 +334,6 @@ impl Peers {
         self.call(peer, timeout, |mut c| async move {
             c.push_schema(proto::SchemaMessage { mutations }).await
         })
-        .await
-        .map(|_| ())
-    }
-
-    pub async fn truncate(
-        &self,
-        peer: SocketAddr,
-        table: TableId,
-        timeout: Duration,
-    ) -> Result<(), PeerError> {
-        let request = proto::TruncateRequest {
-            table: verbs::encode_table(table),
-        };
-        self.call(
-            peer,
-            timeout,
-            |mut c| async move { c.truncate(request).await },
-        )
         .await
         .map(|_| ())
     }

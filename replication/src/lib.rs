@@ -8,6 +8,7 @@
 //! - [`strategy`]: SimpleStrategy and NetworkTopologyStrategy placement;
 //! - [`coordinator`]: the path of every client read and write;
 //! - [`hints`]: hinted handoff;
+//! - [`messaging`]: framed internode messages for the hot verbs;
 //! - [`internode`] and [`verbs`]: the replication verbs between nodes.
 //!
 //! Later: streaming for bootstrap and decommission, anti-entropy repair,
@@ -19,6 +20,7 @@ pub mod consistency;
 pub mod coordinator;
 pub mod hints;
 pub mod internode;
+pub mod messaging;
 pub mod murmur3;
 pub mod ring;
 pub mod strategy;
@@ -27,6 +29,6 @@ pub mod verbs;
 
 pub use consistency::ConsistencyLevel;
 pub use coordinator::{
-    Coordinator, CoordinatorError, ReadTerms, Remote, RequestTimeouts, WriteType,
+    Coordinator, CoordinatorError, PendingWrite, ReadTerms, Remote, RequestTimeouts, WriteType,
 };
 pub use strategy::Placement;

@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::cli::ServerArgs;
@@ -23,6 +24,7 @@ use cql_frontend::schema::format_uuid;
 use gossip::{keys, GossipConfig, GossipHandle};
 use replication::hints::Hints;
 use replication::internode::{Peers, ReplicaService, SchemaSlot, SchemaStore};
+use replication::messaging::inbound::ReplicaHandler;
 use replication::topology::Topology;
 use replication::{Coordinator, Remote};
 use storage_lsm::log_limit::RateLimitedLog;
@@ -59,8 +61,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map_or(0, |d| d.as_secs() as i32);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let schema_slot = SchemaSlot::default();
-    let replica = ReplicaService::server(engine.clone(), schema_slot.clone());
-    let gossip = start_gossip(&config, host_id, generation, replica, shutdown_rx.clone()).await?;
+    let replica = ReplicaService::server(schema_slot.clone());
+    let replica_handler = Arc::new(ReplicaHandler::new(
+        engine.clone(),
+        matches!(config.commitlog_sync, CommitlogSync::Periodic { .. }),
+    ));
+    let gossip = start_gossip(
+        &config,
+        host_id,
+        generation,
+        Internode {
+            schema: replica,
+            replica: replica_handler,
+        },
+        shutdown_rx.clone(),
+    )
+    .await?;
     let tokens =
         crate::identity::tokens(data_dir, &gossip, config.num_tokens, host_id, new_node).await?;
     gossip.set_local(keys::TOKENS, gossip::encode_tokens(&tokens));
@@ -69,7 +85,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let hints = Arc::new(
         Hints::open(engine.clone(), config.max_hint_window).context("cannot open the hints")?,
     );
-    let peers = Arc::new(Peers::new(config.listen_address));
+    let peers = Arc::new(Peers::new(
+        config.listen_address,
+        tokio::runtime::Handle::current(),
+    ));
     let coordinator = Coordinator::clustered(
         engine.clone(),
         config.request_timeouts,
@@ -180,6 +199,14 @@ async fn bind(key: &'static str, addr: std::net::SocketAddr) -> Result<TcpListen
         .map_err(|source| ConfigError::PortUnavailable { key, addr, source })
 }
 
+/// What the internode port serves besides gossip.
+struct Internode {
+    /// The schema verbs (gRPC).
+    schema: replication::internode::proto::replica_server::ReplicaServer<ReplicaService>,
+    /// The hot replication verbs (messaging).
+    replica: Arc<ReplicaHandler>,
+}
+
 /// Binds the internode port (listen_address:storage_port), serves gossip and
 /// the replication verbs on it, publishes this node's application states
 /// and starts the rounds.
@@ -187,7 +214,7 @@ async fn start_gossip(
     config: &Config,
     host_id: u128,
     generation: i32,
-    replica: replication::internode::proto::replica_server::ReplicaServer<ReplicaService>,
+    internode: Internode,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<GossipHandle> {
     let addr = std::net::SocketAddr::new(config.listen_address, config.storage_port);
@@ -215,13 +242,13 @@ async fn start_gossip(
     ] {
         gossip.set_local(key, value);
     }
-    tokio::spawn(serve_grpc(
+    tokio::spawn(serve_internode(
         listener,
         tonic::transport::Server::builder()
             .add_service(gossip.service())
-            .add_service(replica),
+            .add_service(internode.schema),
+        internode.replica,
         shutdown,
-        "internode",
     ));
     gossip.start();
     tracing::info!(%addr, seeds = ?config.seeds, "gossiping on the internode port");
@@ -335,6 +362,80 @@ async fn serve_grpc(
         .await;
     if let Err(error) = result {
         tracing::error!(service = name, %error, "gRPC service stopped");
+    }
+}
+
+/// How long a new internode connection may take to say what it is.
+const INTERNODE_HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves the internode port: connections that open with the messaging
+/// magic go to the replica handler, the rest (HTTP/2) to gRPC.
+async fn serve_internode(
+    listener: TcpListener,
+    router: tonic::transport::server::Router,
+    replica: Arc<ReplicaHandler>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel::<std::io::Result<TcpStream>>(64);
+    let mut grpc_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
+        let result = router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = grpc_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::error!(service = "internode", %error, "gRPC service stopped");
+        }
+    });
+    loop {
+        let stream = tokio::select! {
+            _ = async { shutdown.wait_for(|stop| *stop).await.is_ok() } => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "internode accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (grpc_tx, replica) = (grpc_tx.clone(), replica.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let mut hello = [0u8; 4];
+            let peeked = tokio::time::timeout(INTERNODE_HELLO_TIMEOUT, async {
+                loop {
+                    match stream.peek(&mut hello).await {
+                        Ok(n) if n >= hello.len() => return true,
+                        Ok(0) | Err(_) => return false,
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                    }
+                }
+            })
+            .await;
+            if peeked != Ok(true) {
+                return;
+            }
+            if &hello != replication::messaging::frame::MAGIC {
+                let _ = grpc_tx.send(Ok(stream)).await;
+                return;
+            }
+            let mut stream = stream;
+            let mut header = [0u8; 5];
+            if stream.read_exact(&mut header).await.is_err() {
+                return;
+            }
+            if header[4] != replication::messaging::frame::VERSION {
+                tracing::warn!(
+                    version = header[4],
+                    "a peer speaks another messaging version; closing its connection"
+                );
+                return;
+            }
+            replication::messaging::inbound::serve(stream, replica).await;
+        });
     }
 }
 

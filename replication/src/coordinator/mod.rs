@@ -18,21 +18,32 @@
 //! A node alone in its ring (or built with [`Coordinator::new`]) takes the
 //! direct path to its engine for everything.
 
-use std::collections::BTreeMap;
+mod read;
+#[cfg(test)]
+mod simulation;
+mod write;
+
+pub use read::{ReadAction, ReadHandler, ReadRequest};
+pub use write::{ReplicaState, WriteAction, WriteHandler, WriteTarget};
+
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use storage_lsm::model::{Mutation, PartitionKey, PartitionUpdate, TableId};
+use storage_lsm::model::{Mutation, PartitionKey, TableId};
 use storage_lsm::{Engine, PartitionRows, ScanPage, ScanResume, SliceQuery, TokenRange};
 
 use crate::consistency::{ConsistencyLevel, Requirement};
 use crate::hints::Hints;
 use crate::internode::{encode_mutation, Peers, ReadAnswer};
+use crate::messaging::frame::{Reply, Verb};
 use crate::strategy::Placement;
 use crate::topology::{Ring, Topology};
 
@@ -249,15 +260,24 @@ impl Coordinator {
         }
         if let (Some(remote), false) = (&self.remote, peers.is_empty()) {
             let (tx, rx) = std::sync::mpsc::sync_channel(peers.len());
+            let deadline = Instant::now() + timeout;
             for &peer in &peers {
-                let (remote_peers, tx) = (remote.peers.clone(), tx.clone());
-                remote.runtime.spawn(async move {
-                    let result = remote_peers.truncate(peer, table, timeout).await;
-                    let _ = tx.send((peer, result));
-                });
+                let tx = tx.clone();
+                remote.peers.messenger().send(
+                    peer,
+                    Verb::Truncate(table),
+                    deadline,
+                    Box::new(move |result| {
+                        let result = match result {
+                            Ok(Reply::Done) => Ok(()),
+                            Ok(other) => Err(format!("unexpected answer {other:?}")),
+                            Err(error) => Err(error.to_string()),
+                        };
+                        let _ = tx.send((peer, result));
+                    }),
+                );
             }
             drop(tx);
-            let deadline = Instant::now() + timeout;
             for _ in 0..peers.len() {
                 let left = deadline.saturating_duration_since(Instant::now());
                 match rx.recv_timeout(left) {
@@ -338,15 +358,25 @@ impl Coordinator {
         write_type: WriteType,
         deadline: Instant,
     ) -> Result<(), CoordinatorError> {
+        self.start_write(mutation, placement, consistency, write_type, deadline)?
+            .wait()
+    }
+
+    /// Starts a write: Unavailable at once, else the local replica has
+    /// applied it and the others' messages are queued; the returned
+    /// [`PendingWrite`] gives the answer (waited for on a thread, or
+    /// awaited on a task). Never blocks on the network.
+    pub fn start_write(
+        &self,
+        mutation: Mutation,
+        placement: &Placement,
+        consistency: ConsistencyLevel,
+        write_type: WriteType,
+        deadline: Instant,
+    ) -> Result<PendingWrite, CoordinatorError> {
         let ring = self.topology.ring();
         let (replicas, needed, _) = self.plan(&ring, placement, mutation.key.token, consistency)?;
         self.note_coordination(&ring, &replicas);
-        let timed_out = |received| CoordinatorError::WriteTimeout {
-            consistency,
-            received,
-            required: needed.total(),
-            write_type,
-        };
         let local = ring.local().filter(|l| replicas.contains(l));
         let remote = match &self.remote {
             Some(remote) if replicas.iter().any(|r| Some(*r) != local) => remote.clone(),
@@ -354,103 +384,47 @@ impl Coordinator {
                 if local.is_some() {
                     self.engine.apply(mutation)?;
                 }
-                if Instant::now() > deadline {
-                    return Err(timed_out(0));
-                }
-                return Ok(());
+                let result = if Instant::now() > deadline {
+                    Err(CoordinatorError::WriteTimeout {
+                        consistency,
+                        received: 0,
+                        required: needed.total(),
+                        write_type,
+                    })
+                } else {
+                    Ok(())
+                };
+                return Ok(PendingWrite {
+                    state: PendingState::Done(result),
+                });
             }
         };
-        let mutation = Arc::new(mutation);
-        let encoded = Bytes::from(encode_mutation(&mutation));
-        let (acks_tx, acks) = mpsc::channel::<usize>();
-        let mut hinted = 0;
-        for &replica in &replicas {
-            let Some(endpoint) = ring.endpoint(replica) else {
-                continue;
-            };
-            if Some(replica) == local {
-                continue;
-            }
-            if !endpoint.up {
-                if self.hint(&remote, endpoint, &mutation) {
-                    hinted += 1;
-                }
-                continue;
-            }
-            let (peer, host) = (endpoint.address, endpoint.host_id);
-            let (remote_task, mutation, encoded, acks_tx) = (
-                remote.clone(),
-                mutation.clone(),
-                encoded.clone(),
-                acks_tx.clone(),
-            );
-            let timeout = self.timeouts.write;
-            remote.runtime.spawn(async move {
-                match remote_task
-                    .peers
-                    .mutate(peer, encoded.to_vec(), timeout)
-                    .await
-                {
-                    Ok(()) => {
-                        let _ = acks_tx.send(replica);
-                    }
-                    Err(error) => {
-                        tracing::debug!(%error, "replica write failed; keeping a hint");
-                        if let Some(host) = host {
-                            let hints = remote_task.hints.clone();
-                            let _ =
-                                tokio::task::spawn_blocking(move || hints.store(host, &mutation))
-                                    .await;
-                        }
-                    }
-                }
-            });
-        }
-        drop(acks_tx);
-        let mut acked = Vec::new();
-        if let Some(local) = local {
-            self.engine.apply(Arc::unwrap_or_clone(mutation))?;
-            acked.push(local);
-        }
-        if consistency == ConsistencyLevel::Any && hinted > 0 {
-            return Ok(());
-        }
-        while needed.shortfall(&ring, &acked).is_some() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return Err(timed_out(needed.counted(&ring, &acked)));
-            };
-            match acks.recv_timeout(left) {
-                Ok(replica) => acked.push(replica),
-                Err(_) => return Err(timed_out(needed.counted(&ring, &acked))),
-            }
-        }
-        Ok(())
-    }
-
-    /// Keeps a hint for a replica that is down, unless it has been down
-    /// longer than the hint window. Returns whether one was kept.
-    fn hint(
-        &self,
-        remote: &Remote,
-        endpoint: &crate::topology::EndpointInfo,
-        mutation: &Mutation,
-    ) -> bool {
-        let Some(host) = endpoint.host_id else {
-            return false;
-        };
-        if endpoint
-            .down_since
-            .is_some_and(|since| since.elapsed() > remote.hints.max_window)
-        {
-            return false;
-        }
-        match remote.hints.store(host, mutation) {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(endpoint = %endpoint.address, %error, "cannot keep a hint");
-                false
-            }
-        }
+        let targets = write_targets(&ring, &replicas, &remote.hints);
+        let tally = needed.tally(&ring, &replicas);
+        let (handler, actions) = WriteHandler::start(consistency, write_type, tally, targets);
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
+        let endpoints = replicas
+            .iter()
+            .filter_map(|&r| ring.endpoint(r).map(|e| (r, e.address, e.host_id)))
+            .collect();
+        let write = Arc::new(WriteDriver {
+            handler: Mutex::new(handler),
+            encoded: Bytes::from(encode_mutation(&mutation)),
+            mutation,
+            endpoints,
+            remote,
+            engine: self.engine.clone(),
+            answer: Mutex::new(Some(answer_tx)),
+            waker: Mutex::new(None),
+            deadline,
+        });
+        write.run(actions);
+        Ok(PendingWrite {
+            state: PendingState::Waiting {
+                write,
+                answer: answer_rx,
+            },
+        })
     }
 
     /// The ReadTimeout for a read that did not finish by its deadline.
@@ -496,74 +470,25 @@ impl Coordinator {
             .copied()
             .filter(|l| !targets.contains(l))
             .collect();
-        let read = PartitionRead {
+        let tally = needed.tally(&ring, &replicas);
+        let request = ReadRequest {
+            table,
+            key: key.clone(),
+            query: query.clone(),
+            consistency: terms.consistency,
+            now_s: self.engine.now_s(),
+            deadline: terms.deadline,
+            speculate_at: Instant::now() + self.timeouts.read / SPECULATE_AFTER_DIVISOR,
+        };
+        let (handler, actions) = ReadHandler::start(request, tally, &targets, spares);
+        ReadDriver {
             coordinator: self,
             remote: &remote,
             ring: &ring,
-            table,
-            key,
-            query,
+            handler,
             deadline: terms.deadline,
-        };
-        let timeout = |received: usize, data: bool| {
-            Self::read_timeout(&needed, terms.consistency, received, data)
-        };
-        let answers = read
-            .gather(&targets, true, &spares)
-            .map_err(|(n, d)| timeout(n, d))?;
-        let data = answers.iter().find_map(|(_, a)| match a {
-            ReadAnswer::Data(data) => Some(data.clone()),
-            ReadAnswer::Digest(_) => None,
-        });
-        let Some(data) = data else {
-            return Err(timeout(answers.len(), false));
-        };
-        let digest = storage_lsm::replica::digest(data.as_ref());
-        let agree = answers.iter().all(|(_, a)| match a {
-            ReadAnswer::Data(d) => storage_lsm::replica::digest(d.as_ref()) == digest,
-            ReadAnswer::Digest(d) => *d == digest,
-        });
-        let now_s = self.engine.now_s();
-        if agree {
-            return Ok(storage_lsm::replica::reconcile(key, data, query, now_s)?.rows);
         }
-        // Digests differ: data from everyone who answered, reconcile, repair.
-        let answered: Vec<usize> = answers.iter().map(|(r, _)| *r).collect();
-        let full = read
-            .gather(&answered, false, &[])
-            .map_err(|(n, _)| timeout(n, true))?;
-        let datas: Vec<(usize, Option<PartitionUpdate>)> = full
-            .into_iter()
-            .filter_map(|(r, a)| match a {
-                ReadAnswer::Data(d) => Some((r, d)),
-                ReadAnswer::Digest(_) => None,
-            })
-            .collect();
-        let reconciled = storage_lsm::replica::reconcile(
-            key,
-            datas.iter().filter_map(|(_, d)| d.clone()),
-            query,
-            now_s,
-        )?;
-        if let Some(merged) = &reconciled.merged {
-            let merged_digest = storage_lsm::replica::digest(Some(merged));
-            let stale: Vec<usize> = datas
-                .iter()
-                .filter(|(_, d)| storage_lsm::replica::digest(d.as_ref()) != merged_digest)
-                .map(|(r, _)| *r)
-                .collect();
-            let repair = Mutation {
-                table,
-                key: key.clone(),
-                update: merged.clone(),
-            };
-            read.repair(&stale, repair)
-                .map_err(|_| timeout(answered.len(), true))?;
-            self.stats
-                .read_repairs
-                .fetch_add(stale.len() as u64, Ordering::Relaxed);
-        }
-        Ok(reconciled.rows)
+        .run(actions)
     }
 
     /// Scans a token range at `consistency`: the ring's ranges in token
@@ -652,17 +577,17 @@ impl Coordinator {
                 local_page = Some(self.engine.scan(table, segment, resume, row_limit));
                 continue;
             }
-            let (remote, tx, segment, resume) =
-                (remote.clone(), tx.clone(), segment.clone(), resume.cloned());
             let peer = endpoint.address;
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            remote.runtime.clone().spawn(async move {
-                let page = remote
-                    .peers
-                    .scan(peer, table, &segment, resume.as_ref(), row_limit, timeout)
-                    .await;
-                let _ = tx.send(page);
-            });
+            let tx = tx.clone();
+            remote.peers.messenger().send(
+                peer,
+                crate::internode::scan_verb(table, segment, resume, row_limit),
+                deadline,
+                Box::new(move |result| {
+                    let _ =
+                        tx.send(result.and_then(|reply| crate::internode::scan_page(peer, reply)));
+                }),
+            );
         }
         drop(tx);
         let mut pages = Vec::new();
@@ -688,176 +613,335 @@ impl Coordinator {
     }
 }
 
-/// One single-partition read's calls to replicas.
-struct PartitionRead<'a> {
-    coordinator: &'a Coordinator,
-    remote: &'a Arc<Remote>,
-    ring: &'a Ring,
-    table: TableId,
-    key: &'a PartitionKey,
-    query: &'a SliceQuery,
+/// How each replica of a write stands: local, up or down, and whether a
+/// hint may be kept for it.
+fn write_targets(ring: &Ring, replicas: &[usize], hints: &Hints) -> Vec<WriteTarget> {
+    replicas
+        .iter()
+        .filter_map(|&replica| {
+            let endpoint = ring.endpoint(replica)?;
+            let state = if endpoint.is_local {
+                ReplicaState::Local
+            } else if endpoint.up {
+                ReplicaState::Up
+            } else {
+                ReplicaState::Down
+            };
+            let within_window = endpoint
+                .down_since
+                .is_none_or(|since| since.elapsed() <= hints.max_window);
+            Some(WriteTarget {
+                replica,
+                state,
+                hintable: endpoint.host_id.is_some() && within_window,
+            })
+        })
+        .collect()
+}
+
+/// Runs one write's [`WriteHandler`]: replies reach it on the messaging
+/// connections' tasks, and it lives until every replica has settled, so
+/// that one failing after the client's answer still gets its hint.
+struct WriteDriver {
+    handler: Mutex<WriteHandler>,
+    mutation: Mutation,
+    encoded: Bytes,
+    /// Each replica's address and host id.
+    endpoints: Vec<(usize, SocketAddr, Option<u128>)>,
+    remote: Arc<Remote>,
+    engine: Arc<Engine>,
+    answer: Mutex<Option<tokio::sync::oneshot::Sender<Result<(), CoordinatorError>>>>,
+    /// Wakes a thread parked in [`PendingWrite::wait`].
+    waker: Mutex<Option<mpsc::SyncSender<()>>>,
     deadline: Instant,
 }
 
-impl PartitionRead<'_> {
-    /// Asks `targets` (data from the first when `digests`, else from all;
-    /// digests from the rest) and waits for as many answers as targets,
-    /// doubling a slow one with a spare after the speculative delay.
-    /// `Err((received, data_present))` on timeout.
-    fn gather(
-        &self,
-        targets: &[usize],
-        digests: bool,
-        spares: &[usize],
-    ) -> Result<Vec<(usize, ReadAnswer)>, (usize, bool)> {
-        let (tx, rx) = mpsc::channel();
-        let mut answers: Vec<(usize, ReadAnswer)> = Vec::new();
-        let mut local = None;
-        for (i, &target) in targets.iter().enumerate() {
-            let digest_only = digests && i > 0;
-            if Some(target) == self.ring.local() {
-                local = Some((target, digest_only));
-            } else {
-                self.send(target, digest_only, &tx);
+/// A write under way: its answer, once the consistency level is met, a
+/// replica failure decides it, or the deadline passes.
+pub struct PendingWrite {
+    state: PendingState,
+}
+
+impl std::fmt::Debug for PendingWrite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.state {
+            PendingState::Done(result) => {
+                f.debug_tuple("PendingWrite::Done").field(result).finish()
             }
+            PendingState::Waiting { write, .. } => f
+                .debug_struct("PendingWrite::Waiting")
+                .field("deadline", &write.deadline)
+                .finish(),
         }
-        if let Some((target, digest_only)) = local {
-            match self
-                .coordinator
-                .engine
-                .read_data(self.table, self.key, self.query)
-            {
-                Ok(data) if digest_only => answers.push((
-                    target,
-                    ReadAnswer::Digest(storage_lsm::replica::digest(data.as_ref())),
-                )),
-                Ok(data) => answers.push((target, ReadAnswer::Data(data))),
-                Err(error) => tracing::warn!(%error, "local replica read failed"),
-            }
+    }
+}
+
+enum PendingState {
+    /// Answered already (a write to this node alone).
+    Done(Result<(), CoordinatorError>),
+    Waiting {
+        write: Arc<WriteDriver>,
+        answer: tokio::sync::oneshot::Receiver<Result<(), CoordinatorError>>,
+    },
+}
+
+impl PendingWrite {
+    /// Waits on this thread (not an async worker's).
+    pub fn wait(self) -> Result<(), CoordinatorError> {
+        match self.state {
+            PendingState::Done(result) => result,
+            PendingState::Waiting { write, mut answer } => loop {
+                match answer.try_recv() {
+                    Ok(result) => return result,
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                        return write.late_answer()
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                }
+                let now = Instant::now();
+                if now >= write.deadline {
+                    return write.late_answer();
+                }
+                // Parked until the answer's sender wakes this thread.
+                let (tx, rx) = mpsc::sync_channel::<()>(1);
+                *write.waker.lock() = Some(tx);
+                if let Ok(result) = answer.try_recv() {
+                    return result;
+                }
+                let _ = rx.recv_timeout(write.deadline.saturating_duration_since(now));
+            },
         }
-        let has_data = |answers: &[(usize, ReadAnswer)]| {
-            answers
-                .iter()
-                .any(|(_, a)| matches!(a, ReadAnswer::Data(_)))
-        };
-        let mut speculate_at =
-            Some(Instant::now() + self.coordinator.timeouts.read / SPECULATE_AFTER_DIVISOR);
-        let mut spares = spares.iter();
-        loop {
-            if answers.len() >= targets.len() && has_data(&answers) {
-                return Ok(answers);
-            }
-            let now = Instant::now();
-            let Some(left) = self.deadline.checked_duration_since(now) else {
-                return Err((answers.len(), has_data(&answers)));
-            };
-            let wait = speculate_at.map_or(left, |at| left.min(at.saturating_duration_since(now)));
-            let replace = match rx.recv_timeout(wait) {
-                Ok((target, Ok(answer))) => {
-                    if !answers.iter().any(|(t, _)| *t == target) {
-                        answers.push((target, answer));
-                    }
-                    false
-                }
-                Ok((_, Err(error))) => {
-                    tracing::debug!(%error, "replica read failed");
-                    true
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let due = speculate_at.is_some_and(|at| Instant::now() >= at);
-                    if due {
-                        speculate_at = None;
-                    }
-                    due
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err((answers.len(), has_data(&answers)));
-                }
-            };
-            // A failed or slow replica is doubled by a spare: for data if
-            // none has come yet.
-            if replace {
-                if let Some(&spare) = spares.next() {
-                    self.coordinator
-                        .stats
-                        .speculative_retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    self.send(spare, digests && has_data(&answers), &tx);
+    }
+
+    /// Awaits the answer on an async task.
+    pub async fn answer(self) -> Result<(), CoordinatorError> {
+        match self.state {
+            PendingState::Done(result) => result,
+            PendingState::Waiting { write, answer } => {
+                let deadline = tokio::time::Instant::from_std(write.deadline);
+                match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) | Err(_) => write.late_answer(),
                 }
             }
         }
     }
+}
 
-    fn send(
-        &self,
-        target: usize,
+impl WriteDriver {
+    /// The answer when the deadline passed first (or the answer was lost).
+    fn late_answer(&self) -> Result<(), CoordinatorError> {
+        match self.handler.lock().on_deadline() {
+            Some(WriteAction::Answer(result)) => result,
+            _ => Err(CoordinatorError::WriteTimeout {
+                consistency: ConsistencyLevel::One,
+                received: 0,
+                required: 1,
+                write_type: WriteType::Simple,
+            }),
+        }
+    }
+
+    fn run(self: &Arc<Self>, actions: Vec<WriteAction>) {
+        let mut queue: VecDeque<WriteAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                WriteAction::Send(replica) => {
+                    let Some(&(_, address, _)) =
+                        self.endpoints.iter().find(|(r, _, _)| *r == replica)
+                    else {
+                        queue.extend(self.handler.lock().on_failure(replica));
+                        continue;
+                    };
+                    let write = self.clone();
+                    self.remote.peers.messenger().send(
+                        address,
+                        Verb::Mutate(self.encoded.clone()),
+                        self.deadline,
+                        Box::new(move |result| {
+                            let next = {
+                                let mut handler = write.handler.lock();
+                                match result {
+                                    Ok(Reply::Done) => handler.on_ack(replica),
+                                    Ok(_) | Err(_) => handler.on_failure(replica),
+                                }
+                            };
+                            write.run(next);
+                        }),
+                    );
+                }
+                WriteAction::ApplyLocal(replica) => {
+                    let applied = self.engine.apply(self.mutation.clone());
+                    let mut handler = self.handler.lock();
+                    queue.extend(match applied {
+                        Ok(()) => handler.on_ack(replica),
+                        Err(error) => handler.on_local_error(replica, error),
+                    });
+                }
+                WriteAction::Hint(replica) => {
+                    let host = self
+                        .endpoints
+                        .iter()
+                        .find(|(r, _, _)| *r == replica)
+                        .and_then(|(_, _, host)| *host);
+                    if let Some(host) = host {
+                        if let Err(error) = self.remote.hints.store(host, &self.mutation) {
+                            tracing::warn!(%error, "cannot keep a hint");
+                        }
+                    }
+                }
+                WriteAction::Answer(result) => {
+                    if let Some(answer) = self.answer.lock().take() {
+                        let _ = answer.send(result);
+                    }
+                    if let Some(waker) = self.waker.lock().take() {
+                        let _ = waker.try_send(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What reaches a read's driver from the messaging connections.
+enum ReadEvent {
+    Answer {
+        replica: usize,
         digest_only: bool,
-        tx: &mpsc::Sender<(usize, Result<ReadAnswer, crate::internode::PeerError>)>,
-    ) {
-        let Some(endpoint) = self.ring.endpoint(target) else {
-            return;
-        };
-        let (remote, tx) = (self.remote.clone(), tx.clone());
-        let (peer, table, key, query) = (
-            endpoint.address,
-            self.table,
-            self.key.clone(),
-            self.query.clone(),
-        );
-        let timeout = self.deadline.saturating_duration_since(Instant::now());
-        self.remote.runtime.spawn(async move {
-            let answer = remote
-                .peers
-                .read(peer, table, &key, &query, digest_only, timeout)
-                .await;
-            let _ = tx.send((target, answer));
-        });
-    }
+        peer: SocketAddr,
+        result: Result<Reply, crate::internode::PeerError>,
+    },
+    Repaired {
+        replica: usize,
+        ok: bool,
+    },
+}
 
-    /// Sends the reconciled partition to stale replicas and waits for all
-    /// of them (blocking read repair). `Err(())` on timeout.
-    fn repair(&self, stale: &[usize], mutation: Mutation) -> Result<(), ()> {
-        if stale.is_empty() {
-            return Ok(());
-        }
-        let encoded = Bytes::from(encode_mutation(&mutation));
-        let (tx, rx) = mpsc::channel();
-        let mut pending = 0;
-        for &replica in stale {
-            let Some(endpoint) = self.ring.endpoint(replica) else {
-                continue;
-            };
-            if endpoint.is_local {
-                if let Err(error) = self.coordinator.engine.apply(mutation.clone()) {
-                    tracing::warn!(%error, "local read repair failed");
-                    return Err(());
+/// Runs one read's [`ReadHandler`] on the calling thread: local replicas
+/// answer in place, the others' replies come through a channel.
+struct ReadDriver<'a> {
+    coordinator: &'a Coordinator,
+    remote: &'a Arc<Remote>,
+    ring: &'a Ring,
+    handler: ReadHandler,
+    deadline: Instant,
+}
+
+impl ReadDriver<'_> {
+    fn run(mut self, actions: Vec<ReadAction>) -> Result<Option<PartitionRows>, CoordinatorError> {
+        let (tx, rx) = mpsc::channel::<ReadEvent>();
+        let mut queue: VecDeque<ReadAction> = actions.into();
+        loop {
+            while let Some(action) = queue.pop_front() {
+                match action {
+                    ReadAction::Answer(result) => {
+                        self.coordinator
+                            .stats
+                            .speculative_retries
+                            .fetch_add(self.handler.spares_asked() as u64, Ordering::Relaxed);
+                        return result;
+                    }
+                    ReadAction::Ask {
+                        replica,
+                        digest_only,
+                    } => {
+                        let Some(endpoint) = self.ring.endpoint(replica) else {
+                            queue.extend(self.handler.on_failure(replica));
+                            continue;
+                        };
+                        let (table, key, query) = handler_request(&self.handler);
+                        if endpoint.is_local {
+                            let next = match self.coordinator.engine.read_data(table, key, query) {
+                                Ok(data) if digest_only => self.handler.on_answer(
+                                    replica,
+                                    ReadAnswer::Digest(storage_lsm::replica::digest(data.as_ref())),
+                                ),
+                                Ok(data) => self.handler.on_answer(replica, ReadAnswer::Data(data)),
+                                Err(error) => {
+                                    tracing::warn!(%error, "local replica read failed");
+                                    self.handler.on_failure(replica)
+                                }
+                            };
+                            queue.extend(next);
+                            continue;
+                        }
+                        let peer = endpoint.address;
+                        let verb = crate::internode::read_verb(table, key, query, digest_only);
+                        let tx = tx.clone();
+                        self.remote.peers.messenger().send(
+                            peer,
+                            verb,
+                            self.deadline,
+                            Box::new(move |result| {
+                                let _ = tx.send(ReadEvent::Answer {
+                                    replica,
+                                    digest_only,
+                                    peer,
+                                    result,
+                                });
+                            }),
+                        );
+                    }
+                    ReadAction::Repair { replica, mutation } => {
+                        self.coordinator
+                            .stats
+                            .read_repairs
+                            .fetch_add(1, Ordering::Relaxed);
+                        let Some(endpoint) = self.ring.endpoint(replica) else {
+                            queue.extend(self.handler.on_repaired(replica, false));
+                            continue;
+                        };
+                        if endpoint.is_local {
+                            let ok = match self.coordinator.engine.apply(mutation) {
+                                Ok(()) => true,
+                                Err(error) => {
+                                    tracing::warn!(%error, "local read repair failed");
+                                    false
+                                }
+                            };
+                            queue.extend(self.handler.on_repaired(replica, ok));
+                            continue;
+                        }
+                        let tx = tx.clone();
+                        self.remote.peers.messenger().send(
+                            endpoint.address,
+                            Verb::Mutate(Bytes::from(encode_mutation(&mutation))),
+                            self.deadline,
+                            Box::new(move |result| {
+                                let ok = matches!(result, Ok(Reply::Done));
+                                let _ = tx.send(ReadEvent::Repaired { replica, ok });
+                            }),
+                        );
+                    }
                 }
-                continue;
             }
-            pending += 1;
-            let (remote, tx, encoded, peer): (_, _, _, SocketAddr) = (
-                self.remote.clone(),
-                tx.clone(),
-                encoded.clone(),
-                endpoint.address,
-            );
-            let timeout = self.deadline.saturating_duration_since(Instant::now());
-            self.remote.runtime.spawn(async move {
-                let _ = tx.send(remote.peers.mutate(peer, encoded.to_vec(), timeout).await);
-            });
+            let wake = self.handler.next_wakeup();
+            let next = match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Ok(ReadEvent::Answer {
+                    replica,
+                    digest_only,
+                    peer,
+                    result,
+                }) => match result
+                    .and_then(|reply| crate::internode::read_answer(peer, reply, digest_only))
+                {
+                    Ok(answer) => self.handler.on_answer(replica, answer),
+                    Err(error) => {
+                        tracing::debug!(%error, "replica read failed");
+                        self.handler.on_failure(replica)
+                    }
+                },
+                Ok(ReadEvent::Repaired { replica, ok }) => self.handler.on_repaired(replica, ok),
+                Err(_) => self.handler.on_tick(Instant::now()),
+            };
+            queue.extend(next);
         }
-        for _ in 0..pending {
-            let left = self
-                .deadline
-                .checked_duration_since(Instant::now())
-                .ok_or(())?;
-            match rx.recv_timeout(left) {
-                Ok(Ok(())) => {}
-                _ => return Err(()),
-            }
-        }
-        Ok(())
     }
+}
+
+fn handler_request(handler: &ReadHandler) -> (TableId, &PartitionKey, &SliceQuery) {
+    let request = handler.request();
+    (request.table, &request.key, &request.query)
 }
 
 /// Whether `token` is inside `range`.
