@@ -132,49 +132,112 @@ pub fn execute_statement(
     finish(node, statement, started, result)
 }
 
-/// Runs a single-partition write without waiting for the replicas: the
-/// local replica has applied it and the others' messages are queued. The
-/// caller awaits the answer with [`finish_write`], on an async task.
-pub fn start_write(
+/// What a statement run on an async task leaves for the task to await:
+/// the writes it started, and the read it needs next. The task does that
+/// read and runs the statement again, which then finds it done (a
+/// statement's reads come in the same order on every run).
+#[derive(Debug, Default)]
+pub struct OnTask {
+    writes: Vec<PendingWrite>,
+    reads_done: Vec<(NeededRead, Result<Option<PartitionRows>, CqlError>)>,
+    reads_used: usize,
+    read_needed: Option<NeededRead>,
+}
+
+/// A single-partition read a statement needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeededRead {
+    table: storage_lsm::model::TableId,
+    key: PartitionKey,
+    query: SliceQuery,
+    placement: Placement,
+    consistency: ConsistencyLevel,
+    deadline: Instant,
+}
+
+/// Reads of one statement on one async task, at most (more falls back to
+/// a blocking thread).
+pub const TASK_READS_MAX: usize = 8;
+
+/// Runs a statement on an async task: writes are started, not waited
+/// for; a read not yet done stops the run and is named in the result.
+pub fn run_on_task(
     node: &Node,
     session: &mut Session,
     statement: &Statement,
     params: &QueryParameters,
-) -> StartedWrite {
-    let started = Instant::now();
-    let pending = RefCell::new(Vec::new());
-    let result = run_statement(node, session, statement, params, started, Some(&pending));
-    StartedWrite {
-        started,
-        result,
-        pending: pending.into_inner(),
+    started: Instant,
+    on_task: &RefCell<OnTask>,
+) -> TaskRun {
+    on_task.borrow_mut().reads_used = 0;
+    let result = run_statement(node, session, statement, params, started, Some(on_task));
+    let mut state = on_task.borrow_mut();
+    match state.read_needed.take() {
+        Some(read) => {
+            // A statement reads before it writes: a run that stops for a
+            // read has started no write (the next run would repeat it).
+            debug_assert!(state.writes.is_empty(), "a write started before a read");
+            TaskRun::NeedsRead(read)
+        }
+        None => TaskRun::Done(result, std::mem::take(&mut state.writes)),
     }
 }
 
-/// A write statement whose replicas may still be answering.
+/// How a run on a task ended.
 #[derive(Debug)]
-pub struct StartedWrite {
-    started: Instant,
-    result: Result<ResultBody, CqlError>,
-    pending: Vec<PendingWrite>,
+pub enum TaskRun {
+    /// The statement's result, once these writes are answered.
+    Done(Result<ResultBody, CqlError>, Vec<PendingWrite>),
+    /// Do this read, then run the statement again.
+    NeedsRead(NeededRead),
 }
 
-/// Awaits a started write's replicas: the statement's answer (the first
-/// replica error, as a blocking write would have given it).
-pub async fn finish_write(
+/// Does a read a run on a task needed (keep its result with
+/// [`OnTask::keep_read`] for the next run).
+pub async fn read_on_task(
+    node: &Node,
+    read: &NeededRead,
+) -> Result<Option<PartitionRows>, CqlError> {
+    node.coordinator
+        .read_async(
+            read.table,
+            &read.key,
+            &read.query,
+            ReadTerms {
+                placement: &read.placement,
+                consistency: read.consistency,
+                deadline: read.deadline,
+            },
+        )
+        .await
+        .map_err(coordinator_error)
+}
+
+impl OnTask {
+    /// Keeps a read's result for the statement's next run.
+    pub fn keep_read(&mut self, read: NeededRead, result: Result<Option<PartitionRows>, CqlError>) {
+        self.reads_done.push((read, result));
+    }
+}
+
+/// Awaits the writes a run on a task started: the statement's answer (the
+/// first replica error, as a blocking write would have given it), with its
+/// metrics recorded.
+pub async fn finish_on_task(
     node: &Node,
     statement: &Statement,
-    write: StartedWrite,
+    started: Instant,
+    mut result: Result<ResultBody, CqlError>,
+    writes: Vec<PendingWrite>,
 ) -> Result<ResultBody, CqlError> {
-    let mut result = write.result;
-    for pending in write.pending {
+    for pending in writes {
         if let Err(error) = pending.answer().await {
             if result.is_ok() {
                 result = Err(coordinator_error(error));
             }
         }
     }
-    finish(node, statement, write.started, result)
+    finish(node, statement, started, result)
 }
 
 fn run_statement(
@@ -183,7 +246,7 @@ fn run_statement(
     statement: &Statement,
     params: &QueryParameters,
     started: Instant,
-    deferred: Option<&RefCell<Vec<PendingWrite>>>,
+    on_task: Option<&RefCell<OnTask>>,
 ) -> Result<ResultBody, CqlError> {
     let consistency = consistency_of(params)?;
     let bindings = Bindings {
@@ -196,7 +259,7 @@ fn run_statement(
         consistency,
         bindings,
         started,
-        deferred,
+        on_task,
     };
     context.run(session, statement)
 }
@@ -236,8 +299,8 @@ struct Context<'a> {
     /// When the request arrived: its deadlines count from here.
     started: Instant,
     /// Set when running on an async task: writes are started and kept
-    /// here instead of waited for (see [`start_write`]).
-    deferred: Option<&'a RefCell<Vec<PendingWrite>>>,
+    /// here instead of waited for, reads come from here (see [`OnTask`]).
+    on_task: Option<&'a RefCell<OnTask>>,
 }
 
 impl Context<'_> {
@@ -467,9 +530,9 @@ impl Context<'_> {
                 deadline,
             )
             .map_err(coordinator_error)?;
-        match self.deferred {
-            Some(deferred) => {
-                deferred.borrow_mut().push(pending);
+        match self.on_task {
+            Some(on_task) => {
+                on_task.borrow_mut().writes.push(pending);
                 Ok(())
             }
             None => pending.wait().map_err(coordinator_error),
@@ -1732,26 +1795,44 @@ impl Context<'_> {
                 limit: limit - taken,
                 resume_after: resume_after.clone(),
             };
-            let read = || {
-                self.node.coordinator.read(
-                    table.table_id(),
-                    key,
-                    &query,
-                    ReadTerms {
-                        placement: &placement,
+            let result = match self.on_task {
+                Some(on_task) => {
+                    let needed = NeededRead {
+                        table: table.table_id(),
+                        key: key.clone(),
+                        query,
+                        placement: placement.clone(),
                         consistency: self.consistency,
                         deadline: self.read_deadline(),
-                    },
-                )
+                    };
+                    let mut on_task = on_task.borrow_mut();
+                    let at = on_task.reads_used;
+                    on_task.reads_used += 1;
+                    match on_task.reads_done.get(at) {
+                        Some((done, result)) if *done == needed => result.clone()?,
+                        _ => {
+                            on_task.read_needed = Some(needed);
+                            return Err(CqlError::Server(
+                                "internal: this statement's read runs on its task".into(),
+                            ));
+                        }
+                    }
+                }
+                None => self
+                    .node
+                    .coordinator
+                    .read(
+                        table.table_id(),
+                        key,
+                        &query,
+                        ReadTerms {
+                            placement: &placement,
+                            consistency: self.consistency,
+                            deadline: self.read_deadline(),
+                        },
+                    )
+                    .map_err(coordinator_error)?,
             };
-            // A write that reads first (list index and by-value
-            // operations) on an async task: the read waits for replicas,
-            // so the task's worker hands its other tasks to another.
-            let result = match self.deferred {
-                Some(_) => tokio::task::block_in_place(read),
-                None => read(),
-            }
-            .map_err(coordinator_error)?;
             match (&mut merged, result) {
                 (_, None) => {}
                 (None, Some(rows)) => merged = Some(rows),
@@ -3446,7 +3527,7 @@ pub fn execute_batch(
                 now_micros: now,
             },
             started,
-            deferred: None,
+            on_task: None,
         };
         mutations.push(context.mutation(session, statement, None)?);
     }
@@ -3460,7 +3541,7 @@ pub fn execute_batch(
         consistency,
         bindings,
         started,
-        deferred: None,
+        on_task: None,
     };
     let result = context.write_all(mutations, write_type);
     node.metrics

@@ -54,18 +54,6 @@ pub struct Prepared {
     pub result_metadata_id: [u8; 16],
 }
 
-impl Prepared {
-    /// A write of one partition (INSERT, UPDATE, DELETE): it may run on an
-    /// async task and await its replicas there.
-    pub fn writes_one_partition(&self) -> bool {
-        self.single_partition
-            && matches!(
-                self.statement,
-                Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. }
-            )
-    }
-}
-
 /// A cached statement, when it was last used, and the bytes it counts.
 struct Entry {
     used: u64,

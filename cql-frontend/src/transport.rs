@@ -425,16 +425,16 @@ pub async fn serve_connection(
             continue;
         }
         let (node, session, out) = (node.clone(), session.clone(), out.clone());
-        // A single-partition write in a cluster: started here, its
+        // A single-partition statement in a cluster: started here, its
         // replicas awaited on a task of its own (never the blocking pool).
         let awaits_replicas = !inline
             && node
                 .inline_execution
                 .load(std::sync::atomic::Ordering::Relaxed)
-            && prepared.as_ref().is_some_and(|p| p.writes_one_partition());
+            && prepared.as_ref().is_some_and(|p| p.single_partition);
         if awaits_replicas {
             tokio::spawn(async move {
-                let reply = run_write_and_encode(
+                let reply = run_on_task_and_encode(
                     &node,
                     &session,
                     request,
@@ -599,38 +599,84 @@ fn run_and_encode(
     encode(header.version, header.stream, &response, compression)
 }
 
-/// An EXECUTE of a single-partition write on an async task: started at
-/// once, its replicas' answers awaited without holding a thread.
-async fn run_write_and_encode(
-    node: &Node,
-    session: &Mutex<Session>,
+/// An EXECUTE of a single-partition statement in a cluster, on an async
+/// task: writes are started and their replicas awaited, reads awaited,
+/// without holding a thread. A statement that needs more than
+/// [`executor::TASK_READS_MAX`] reads finishes on a blocking thread.
+async fn run_on_task_and_encode(
+    node: &Arc<Node>,
+    session: &Arc<Mutex<Session>>,
     request: Request,
     prepared: Option<std::sync::Arc<crate::prepared::Prepared>>,
     header: &FrameHeader,
     compression: Option<Compression>,
 ) -> Outbound {
-    let (Request::Execute { params, .. }, Some(prepared)) = (request, prepared) else {
+    let (
+        Request::Execute {
+            params,
+            result_metadata_id,
+            ..
+        },
+        Some(found),
+    ) = (&request, &prepared)
+    else {
         let response = Response::Error(CqlError::Server(
-            "internal error: only a prepared write awaits its replicas on a task".into(),
+            "internal error: only an EXECUTE runs on its own task".into(),
         ));
         return encode(header.version, header.stream, &response, compression);
     };
-    let mut current = session.lock().clone();
-    if current.keyspace.is_none() {
-        current.keyspace = prepared.keyspace.clone();
+    let started = std::time::Instant::now();
+    let on_task = std::cell::RefCell::new(executor::OnTask::default());
+    for _ in 0..=executor::TASK_READS_MAX {
+        let mut current = session.lock().clone();
+        if current.keyspace.is_none() {
+            current.keyspace = found.keyspace.clone();
+        }
+        let run = executor::run_on_task(
+            node,
+            &mut current,
+            &found.statement,
+            params,
+            started,
+            &on_task,
+        );
+        match run {
+            executor::TaskRun::NeedsRead(read) => {
+                let result = executor::read_on_task(node, &read).await;
+                on_task.borrow_mut().keep_read(read, result);
+            }
+            executor::TaskRun::Done(result, writes) => {
+                let result =
+                    executor::finish_on_task(node, &found.statement, started, result, writes).await;
+                let current = found.result_metadata_id;
+                let response = match result {
+                    Ok(body) => Response::Result(
+                        body,
+                        MetadataRequest {
+                            skip: params.skip_metadata,
+                            changed_id: result_metadata_id
+                                .as_ref()
+                                .filter(|held| held.as_ref() != current)
+                                .map(|_| current),
+                        },
+                    ),
+                    Err(error) => Response::Error(error),
+                };
+                return encode(header.version, header.stream, &response, compression);
+            }
+        }
     }
-    let started = executor::start_write(node, &mut current, &prepared.statement, &params);
-    let response = match executor::finish_write(node, &prepared.statement, started).await {
-        Ok(body) => Response::Result(
-            body,
-            MetadataRequest {
-                skip: params.skip_metadata,
-                changed_id: None,
-            },
-        ),
-        Err(error) => Response::Error(error),
-    };
-    encode(header.version, header.stream, &response, compression)
+    let (node, session, header) = (node.clone(), session.clone(), *header);
+    tokio::task::spawn_blocking(move || {
+        run_and_encode(&node, &session, request, prepared, &header, compression)
+    })
+    .await
+    .unwrap_or_else(|_| {
+        let response = Response::Error(CqlError::Server(
+            "internal error: the statement's thread failed".into(),
+        ));
+        encode(header.version, header.stream, &response, compression)
+    })
 }
 
 fn encode(version: u8, id: i16, response: &Response, compression: Option<Compression>) -> Outbound {

@@ -6,6 +6,15 @@
 //! the next `replication_factor` distinct endpoints (SimpleStrategy's rule;
 //! NetworkTopologyStrategy with one data center and one rack places the same
 //! way).
+//!
+//! Also the range arithmetic of scans: [`segments`] cuts a token range
+//! into the ring's ranges, each with the token that owns it.
+
+use std::ops::Bound;
+
+use storage_lsm::TokenRange;
+
+use crate::topology::Ring;
 
 /// Size of the whole token space (2^64) as a float.
 const RING_SIZE: f64 = 18_446_744_073_709_551_616.0;
@@ -126,6 +135,102 @@ pub fn allocate_tokens(existing: &[Vec<i64>], count: usize, offset: i64) -> Vec<
     tokens
 }
 
+/// Whether `token` is inside `range`.
+pub(crate) fn contains(range: &TokenRange, token: i64) -> bool {
+    let after_start = match range.start {
+        Bound::Unbounded => true,
+        Bound::Included(s) => token >= s,
+        Bound::Excluded(s) => token > s,
+    };
+    let before_end = match range.end {
+        Bound::Unbounded => true,
+        Bound::Included(e) => token <= e,
+        Bound::Excluded(e) => token < e,
+    };
+    after_start && before_end
+}
+
+/// The later of two start bounds.
+fn max_start(a: Bound<i64>, b: Bound<i64>) -> Bound<i64> {
+    let key = |bound: &Bound<i64>| match bound {
+        Bound::Unbounded => (i128::MIN, 0),
+        Bound::Included(t) => (i128::from(*t), 0),
+        Bound::Excluded(t) => (i128::from(*t), 1),
+    };
+    if key(&a) >= key(&b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// The earlier of two end bounds.
+fn min_end(a: Bound<i64>, b: Bound<i64>) -> Bound<i64> {
+    let key = |bound: &Bound<i64>| match bound {
+        Bound::Unbounded => (i128::MAX, 0),
+        Bound::Included(t) => (i128::from(*t), 0),
+        Bound::Excluded(t) => (i128::from(*t), -1),
+    };
+    if key(&a) <= key(&b) {
+        a
+    } else {
+        b
+    }
+}
+
+/// Is the range empty?
+fn is_empty(range: &TokenRange) -> bool {
+    match (range.start, range.end) {
+        (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
+            s >= e
+        }
+        (Bound::Excluded(s), Bound::Excluded(e)) => s >= e || s.checked_add(1) == Some(e),
+    }
+}
+
+/// The ring's ranges that meet `range`, in token order, each with the
+/// token that owns it; from the one holding `start_token` when resuming.
+pub(crate) fn segments(
+    ring: &Ring,
+    range: &TokenRange,
+    start_token: Option<i64>,
+) -> Vec<(TokenRange, i64)> {
+    let tokens: Vec<i64> = ring.tokens().iter().map(|(t, _)| *t).collect();
+    let (Some(&first), Some(&last)) = (tokens.first(), tokens.last()) else {
+        return Vec::new();
+    };
+    let mut pieces = vec![(Bound::Unbounded, Bound::Included(first), first)];
+    for pair in tokens.windows(2) {
+        if let [low, high] = pair {
+            if low != high {
+                pieces.push((Bound::Excluded(*low), Bound::Included(*high), *high));
+            }
+        }
+    }
+    pieces.push((Bound::Excluded(last), Bound::Unbounded, first));
+    pieces
+        .into_iter()
+        .map(|(start, end, owner)| {
+            (
+                TokenRange {
+                    start: max_start(start, range.start),
+                    end: min_end(end, range.end),
+                },
+                owner,
+            )
+        })
+        .filter(|(segment, _)| !is_empty(segment))
+        .filter(|(segment, _)| {
+            start_token.is_none_or(|t| {
+                contains(segment, t)
+                    || matches!(segment.start, Bound::Included(s) | Bound::Excluded(s) if s >= t)
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +287,28 @@ mod tests {
         // A token two endpoints share is owned by one of them, not twice.
         let shared = ownership(&[vec![0, 100], vec![100]], 1);
         assert!(close(shared.iter().sum::<f64>(), 1.0), "{shared:?}");
+    }
+
+    #[test]
+    fn segments_cover_the_range_once_in_token_order() {
+        let ring = crate::topology::tests::two_dc_ring();
+        let all = segments(&ring, &TokenRange::all(), None);
+        let owners: Vec<i64> = all.iter().map(|(_, o)| *o).collect();
+        assert_eq!(owners, vec![0, 100, 200, 0]);
+        assert_eq!(all[0].0.end, Bound::Included(0));
+        assert_eq!(all[3].0.start, Bound::Excluded(200));
+        let part = TokenRange {
+            start: Bound::Excluded(50),
+            end: Bound::Included(150),
+        };
+        let some = segments(&ring, &part, None);
+        assert_eq!(some.len(), 2);
+        assert_eq!(some[0].0.start, Bound::Excluded(50));
+        assert_eq!(some[1].0.end, Bound::Included(150));
+        let resumed = segments(&ring, &TokenRange::all(), Some(150));
+        assert_eq!(
+            resumed.iter().map(|(_, o)| *o).collect::<Vec<_>>(),
+            vec![200, 0]
+        );
     }
 }

@@ -1,10 +1,12 @@
 //! Goal: no payload a peer can send makes the internode verbs' decoders
 //! panic: slices, token ranges, resume points, scan pages, partition keys
 //! and table ids, from arbitrary bytes and from valid encodings with a
-//! flipped byte. Property-based fuzzing with `proptest`, kept short for CI;
+//! flipped byte; and messaging frames from arbitrary bytes, whole or in
+//! pieces (a bad frame is an error, never a panic or a huge allocation). Property-based fuzzing with `proptest`, kept short for CI;
 //! longer runs: `PROPTEST_CASES=200000 cargo test -p replication --test fuzz_verbs`.
 
 use proptest::prelude::*;
+use replication::messaging::frame;
 use replication::verbs;
 use storage_lsm::model::PartitionKey;
 use storage_lsm::{ScanResume, SliceQuery, TokenRange};
@@ -20,6 +22,23 @@ proptest! {
         let _ = verbs::decode_page(&bytes);
         let _ = verbs::decode_key(&bytes);
         let _ = verbs::decode_table(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_frames_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+        valid_length in any::<bool>(),
+    ) {
+        let mut stream = bytes::BytesMut::new();
+        if valid_length {
+            // A right length and checksum, so the header and body decoders
+            // see the arbitrary bytes.
+            stream.extend_from_slice(&(bytes.len() as u32 + 4).to_be_bytes());
+            stream.extend_from_slice(&crc32fast::hash(&bytes).to_be_bytes());
+        }
+        stream.extend_from_slice(&bytes);
+        while let Ok(Some(_)) = frame::decode(&mut stream) {}
+        prop_assert!(stream.capacity() <= frame::FRAME_BYTES_MAX);
     }
 
     #[test]

@@ -28,7 +28,6 @@ pub use write::{ReplicaState, WriteAction, WriteHandler, WriteTarget};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
-use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -44,6 +43,7 @@ use crate::consistency::{ConsistencyLevel, Requirement};
 use crate::hints::Hints;
 use crate::internode::{encode_mutation, Peers, ReadAnswer};
 use crate::messaging::frame::{Reply, Verb};
+use crate::ring::{contains, segments};
 use crate::strategy::Placement;
 use crate::topology::{Ring, Topology};
 
@@ -442,7 +442,8 @@ impl Coordinator {
         }
     }
 
-    /// Reads one partition's live rows at `consistency`.
+    /// Reads one partition's live rows at `consistency`, waiting on this
+    /// thread (not an async worker's).
     pub fn read(
         &self,
         table: TableId,
@@ -450,6 +451,69 @@ impl Coordinator {
         query: &SliceQuery,
         terms: ReadTerms<'_>,
     ) -> Result<Option<PartitionRows>, CoordinatorError> {
+        match self.start_read(table, key, query, terms)? {
+            StartedRead::Done(rows) => Ok(rows),
+            StartedRead::Remote(mut driver) => {
+                let (tx, rx) = mpsc::channel::<ReadEvent>();
+                let sink: EventSink = Arc::new(move |event| {
+                    let _ = tx.send(event);
+                });
+                let mut actions = driver.take_start();
+                loop {
+                    if let Some(answer) = driver.perform(actions, &sink) {
+                        return answer;
+                    }
+                    let wake = driver.handler.next_wakeup();
+                    actions = match rx.recv_timeout(wake.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(event) => driver.on_event(event),
+                        Err(_) => driver.handler.on_tick(Instant::now()),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Reads one partition's live rows at `consistency` on an async task:
+    /// the same handler as [`Coordinator::read`], awaited.
+    pub async fn read_async(
+        &self,
+        table: TableId,
+        key: &PartitionKey,
+        query: &SliceQuery,
+        terms: ReadTerms<'_>,
+    ) -> Result<Option<PartitionRows>, CoordinatorError> {
+        match self.start_read(table, key, query, terms)? {
+            StartedRead::Done(rows) => Ok(rows),
+            StartedRead::Remote(mut driver) => {
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ReadEvent>();
+                let sink: EventSink = Arc::new(move |event| {
+                    let _ = tx.send(event);
+                });
+                let mut actions = driver.take_start();
+                loop {
+                    if let Some(answer) = driver.perform(actions, &sink) {
+                        return answer;
+                    }
+                    let wake = tokio::time::Instant::from_std(driver.handler.next_wakeup());
+                    actions = match tokio::time::timeout_at(wake, rx.recv()).await {
+                        Ok(Some(event)) => driver.on_event(event),
+                        Ok(None) | Err(_) => driver.handler.on_tick(Instant::now()),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Plans a read: Unavailable, the local engine's answer when no other
+    /// node is needed, or a started handler.
+    fn start_read(
+        &self,
+        table: TableId,
+        key: &PartitionKey,
+        query: &SliceQuery,
+        terms: ReadTerms<'_>,
+    ) -> Result<StartedRead<'_>, CoordinatorError> {
         let ring = self.topology.ring();
         let (replicas, needed, live) =
             self.plan(&ring, terms.placement, key.token, terms.consistency)?;
@@ -462,7 +526,7 @@ impl Coordinator {
                 if Instant::now() > terms.deadline {
                     return Err(Self::read_timeout(&needed, terms.consistency, 0, false));
                 }
-                return Ok(rows);
+                return Ok(StartedRead::Done(rows));
             }
         };
         let spares: Vec<usize> = live
@@ -481,14 +545,15 @@ impl Coordinator {
             speculate_at: Instant::now() + self.timeouts.read / SPECULATE_AFTER_DIVISOR,
         };
         let (handler, actions) = ReadHandler::start(request, tally, &targets, spares);
-        ReadDriver {
+        drop(needed);
+        Ok(StartedRead::Remote(Box::new(ReadDriver {
             coordinator: self,
-            remote: &remote,
-            ring: &ring,
+            remote,
+            ring,
             handler,
+            start: actions,
             deadline: terms.deadline,
-        }
-        .run(actions)
+        })))
     }
 
     /// Scans a token range at `consistency`: the ring's ranges in token
@@ -817,223 +882,153 @@ enum ReadEvent {
     },
 }
 
-/// Runs one read's [`ReadHandler`] on the calling thread: local replicas
-/// answer in place, the others' replies come through a channel.
+/// Where a read's driver gets its events: a thread's channel or a task's.
+type EventSink = Arc<dyn Fn(ReadEvent) + Send + Sync>;
+
+/// A planned read.
+enum StartedRead<'a> {
+    /// Answered by the local engine alone.
+    Done(Option<PartitionRows>),
+    Remote(Box<ReadDriver<'a>>),
+}
+
+/// Carries out one read's [`ReadHandler`] actions: local replicas answer
+/// in place, the others' replies come back as [`ReadEvent`]s through the
+/// caller's sink (a thread or a task waits on it).
 struct ReadDriver<'a> {
     coordinator: &'a Coordinator,
-    remote: &'a Arc<Remote>,
-    ring: &'a Ring,
+    remote: Arc<Remote>,
+    ring: Arc<Ring>,
     handler: ReadHandler,
+    /// The handler's first actions, until the caller takes them.
+    start: Vec<ReadAction>,
     deadline: Instant,
 }
 
 impl ReadDriver<'_> {
-    fn run(mut self, actions: Vec<ReadAction>) -> Result<Option<PartitionRows>, CoordinatorError> {
-        let (tx, rx) = mpsc::channel::<ReadEvent>();
-        let mut queue: VecDeque<ReadAction> = actions.into();
-        loop {
-            while let Some(action) = queue.pop_front() {
-                match action {
-                    ReadAction::Answer(result) => {
-                        self.coordinator
-                            .stats
-                            .speculative_retries
-                            .fetch_add(self.handler.spares_asked() as u64, Ordering::Relaxed);
-                        return result;
-                    }
-                    ReadAction::Ask {
-                        replica,
-                        digest_only,
-                    } => {
-                        let Some(endpoint) = self.ring.endpoint(replica) else {
-                            queue.extend(self.handler.on_failure(replica));
-                            continue;
-                        };
-                        let (table, key, query) = handler_request(&self.handler);
-                        if endpoint.is_local {
-                            let next = match self.coordinator.engine.read_data(table, key, query) {
-                                Ok(data) if digest_only => self.handler.on_answer(
-                                    replica,
-                                    ReadAnswer::Digest(storage_lsm::replica::digest(data.as_ref())),
-                                ),
-                                Ok(data) => self.handler.on_answer(replica, ReadAnswer::Data(data)),
-                                Err(error) => {
-                                    tracing::warn!(%error, "local replica read failed");
-                                    self.handler.on_failure(replica)
-                                }
-                            };
-                            queue.extend(next);
-                            continue;
-                        }
-                        let peer = endpoint.address;
-                        let verb = crate::internode::read_verb(table, key, query, digest_only);
-                        let tx = tx.clone();
-                        self.remote.peers.messenger().send(
-                            peer,
-                            verb,
-                            self.deadline,
-                            Box::new(move |result| {
-                                let _ = tx.send(ReadEvent::Answer {
-                                    replica,
-                                    digest_only,
-                                    peer,
-                                    result,
-                                });
-                            }),
-                        );
-                    }
-                    ReadAction::Repair { replica, mutation } => {
-                        self.coordinator
-                            .stats
-                            .read_repairs
-                            .fetch_add(1, Ordering::Relaxed);
-                        let Some(endpoint) = self.ring.endpoint(replica) else {
-                            queue.extend(self.handler.on_repaired(replica, false));
-                            continue;
-                        };
-                        if endpoint.is_local {
-                            let ok = match self.coordinator.engine.apply(mutation) {
-                                Ok(()) => true,
-                                Err(error) => {
-                                    tracing::warn!(%error, "local read repair failed");
-                                    false
-                                }
-                            };
-                            queue.extend(self.handler.on_repaired(replica, ok));
-                            continue;
-                        }
-                        let tx = tx.clone();
-                        self.remote.peers.messenger().send(
-                            endpoint.address,
-                            Verb::Mutate(Bytes::from(encode_mutation(&mutation))),
-                            self.deadline,
-                            Box::new(move |result| {
-                                let ok = matches!(result, Ok(Reply::Done));
-                                let _ = tx.send(ReadEvent::Repaired { replica, ok });
-                            }),
-                        );
-                    }
+    fn take_start(&mut self) -> Vec<ReadAction> {
+        std::mem::take(&mut self.start)
+    }
+
+    /// The handler's answer to an event.
+    fn on_event(&mut self, event: ReadEvent) -> Vec<ReadAction> {
+        match event {
+            ReadEvent::Answer {
+                replica,
+                digest_only,
+                peer,
+                result,
+            } => match result
+                .and_then(|reply| crate::internode::read_answer(peer, reply, digest_only))
+            {
+                Ok(answer) => self.handler.on_answer(replica, answer),
+                Err(error) => {
+                    tracing::debug!(%error, "replica read failed");
+                    self.handler.on_failure(replica)
                 }
-            }
-            let wake = self.handler.next_wakeup();
-            let next = match rx.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-                Ok(ReadEvent::Answer {
+            },
+            ReadEvent::Repaired { replica, ok } => self.handler.on_repaired(replica, ok),
+        }
+    }
+
+    /// Does `actions` (and what local answers lead to); the client's
+    /// answer when one of them is it.
+    fn perform(
+        &mut self,
+        actions: Vec<ReadAction>,
+        sink: &EventSink,
+    ) -> Option<Result<Option<PartitionRows>, CoordinatorError>> {
+        let mut queue: VecDeque<ReadAction> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            match action {
+                ReadAction::Answer(result) => {
+                    self.coordinator
+                        .stats
+                        .speculative_retries
+                        .fetch_add(self.handler.spares_asked() as u64, Ordering::Relaxed);
+                    return Some(result);
+                }
+                ReadAction::Ask {
                     replica,
                     digest_only,
-                    peer,
-                    result,
-                }) => match result
-                    .and_then(|reply| crate::internode::read_answer(peer, reply, digest_only))
-                {
-                    Ok(answer) => self.handler.on_answer(replica, answer),
-                    Err(error) => {
-                        tracing::debug!(%error, "replica read failed");
-                        self.handler.on_failure(replica)
+                } => {
+                    let Some(endpoint) = self.ring.endpoint(replica) else {
+                        queue.extend(self.handler.on_failure(replica));
+                        continue;
+                    };
+                    let (table, key, query) = handler_request(&self.handler);
+                    if endpoint.is_local {
+                        let next = match self.coordinator.engine.read_data(table, key, query) {
+                            Ok(data) if digest_only => self.handler.on_answer(
+                                replica,
+                                ReadAnswer::Digest(storage_lsm::replica::digest(data.as_ref())),
+                            ),
+                            Ok(data) => self.handler.on_answer(replica, ReadAnswer::Data(data)),
+                            Err(error) => {
+                                tracing::warn!(%error, "local replica read failed");
+                                self.handler.on_failure(replica)
+                            }
+                        };
+                        queue.extend(next);
+                        continue;
                     }
-                },
-                Ok(ReadEvent::Repaired { replica, ok }) => self.handler.on_repaired(replica, ok),
-                Err(_) => self.handler.on_tick(Instant::now()),
-            };
-            queue.extend(next);
+                    let peer = endpoint.address;
+                    let verb = crate::internode::read_verb(table, key, query, digest_only);
+                    let sink = sink.clone();
+                    self.remote.peers.messenger().send(
+                        peer,
+                        verb,
+                        self.deadline,
+                        Box::new(move |result| {
+                            sink(ReadEvent::Answer {
+                                replica,
+                                digest_only,
+                                peer,
+                                result,
+                            })
+                        }),
+                    );
+                }
+                ReadAction::Repair { replica, mutation } => {
+                    self.coordinator
+                        .stats
+                        .read_repairs
+                        .fetch_add(1, Ordering::Relaxed);
+                    let Some(endpoint) = self.ring.endpoint(replica) else {
+                        queue.extend(self.handler.on_repaired(replica, false));
+                        continue;
+                    };
+                    if endpoint.is_local {
+                        let ok = match self.coordinator.engine.apply(mutation) {
+                            Ok(()) => true,
+                            Err(error) => {
+                                tracing::warn!(%error, "local read repair failed");
+                                false
+                            }
+                        };
+                        queue.extend(self.handler.on_repaired(replica, ok));
+                        continue;
+                    }
+                    let sink = sink.clone();
+                    self.remote.peers.messenger().send(
+                        endpoint.address,
+                        Verb::Mutate(Bytes::from(encode_mutation(&mutation))),
+                        self.deadline,
+                        Box::new(move |result| {
+                            let ok = matches!(result, Ok(Reply::Done));
+                            sink(ReadEvent::Repaired { replica, ok })
+                        }),
+                    );
+                }
+            }
         }
+        None
     }
 }
 
 fn handler_request(handler: &ReadHandler) -> (TableId, &PartitionKey, &SliceQuery) {
     let request = handler.request();
     (request.table, &request.key, &request.query)
-}
-
-/// Whether `token` is inside `range`.
-fn contains(range: &TokenRange, token: i64) -> bool {
-    let after_start = match range.start {
-        Bound::Unbounded => true,
-        Bound::Included(s) => token >= s,
-        Bound::Excluded(s) => token > s,
-    };
-    let before_end = match range.end {
-        Bound::Unbounded => true,
-        Bound::Included(e) => token <= e,
-        Bound::Excluded(e) => token < e,
-    };
-    after_start && before_end
-}
-
-/// The later of two start bounds.
-fn max_start(a: Bound<i64>, b: Bound<i64>) -> Bound<i64> {
-    let key = |bound: &Bound<i64>| match bound {
-        Bound::Unbounded => (i128::MIN, 0),
-        Bound::Included(t) => (i128::from(*t), 0),
-        Bound::Excluded(t) => (i128::from(*t), 1),
-    };
-    if key(&a) >= key(&b) {
-        a
-    } else {
-        b
-    }
-}
-
-/// The earlier of two end bounds.
-fn min_end(a: Bound<i64>, b: Bound<i64>) -> Bound<i64> {
-    let key = |bound: &Bound<i64>| match bound {
-        Bound::Unbounded => (i128::MAX, 0),
-        Bound::Included(t) => (i128::from(*t), 0),
-        Bound::Excluded(t) => (i128::from(*t), -1),
-    };
-    if key(&a) <= key(&b) {
-        a
-    } else {
-        b
-    }
-}
-
-/// Is the range empty?
-fn is_empty(range: &TokenRange) -> bool {
-    match (range.start, range.end) {
-        (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
-        (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s), Bound::Excluded(e)) | (Bound::Excluded(s), Bound::Included(e)) => {
-            s >= e
-        }
-        (Bound::Excluded(s), Bound::Excluded(e)) => s >= e || s.checked_add(1) == Some(e),
-    }
-}
-
-/// The ring's ranges that meet `range`, in token order, each with the
-/// token that owns it; from the one holding `start_token` when resuming.
-fn segments(ring: &Ring, range: &TokenRange, start_token: Option<i64>) -> Vec<(TokenRange, i64)> {
-    let tokens: Vec<i64> = ring.tokens().iter().map(|(t, _)| *t).collect();
-    let (Some(&first), Some(&last)) = (tokens.first(), tokens.last()) else {
-        return Vec::new();
-    };
-    let mut pieces = vec![(Bound::Unbounded, Bound::Included(first), first)];
-    for pair in tokens.windows(2) {
-        if let [low, high] = pair {
-            if low != high {
-                pieces.push((Bound::Excluded(*low), Bound::Included(*high), *high));
-            }
-        }
-    }
-    pieces.push((Bound::Excluded(last), Bound::Unbounded, first));
-    pieces
-        .into_iter()
-        .map(|(start, end, owner)| {
-            (
-                TokenRange {
-                    start: max_start(start, range.start),
-                    end: min_end(end, range.end),
-                },
-                owner,
-            )
-        })
-        .filter(|(segment, _)| !is_empty(segment))
-        .filter(|(segment, _)| {
-            start_token.is_none_or(|t| {
-                contains(segment, t)
-                    || matches!(segment.start, Bound::Included(s) | Bound::Excluded(s) if s >= t)
-            })
-        })
-        .collect()
 }
 
 /// Merges replicas' pages of one range: partitions by key, rows by
@@ -1135,34 +1130,6 @@ fn frontier_cmp(a: &Option<Bytes>, b: &Option<Bytes>) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::tests::two_dc_ring;
-
-    fn ring() -> Ring {
-        two_dc_ring()
-    }
-
-    #[test]
-    fn segments_cover_the_range_once_in_token_order() {
-        let ring = ring();
-        let all = segments(&ring, &TokenRange::all(), None);
-        let owners: Vec<i64> = all.iter().map(|(_, o)| *o).collect();
-        assert_eq!(owners, vec![0, 100, 200, 0]);
-        assert_eq!(all[0].0.end, Bound::Included(0));
-        assert_eq!(all[3].0.start, Bound::Excluded(200));
-        let part = TokenRange {
-            start: Bound::Excluded(50),
-            end: Bound::Included(150),
-        };
-        let some = segments(&ring, &part, None);
-        assert_eq!(some.len(), 2);
-        assert_eq!(some[0].0.start, Bound::Excluded(50));
-        assert_eq!(some[1].0.end, Bound::Included(150));
-        let resumed = segments(&ring, &TokenRange::all(), Some(150));
-        assert_eq!(
-            resumed.iter().map(|(_, o)| *o).collect::<Vec<_>>(),
-            vec![200, 0]
-        );
-    }
 
     #[test]
     fn pages_merge_up_to_the_earliest_stop() {

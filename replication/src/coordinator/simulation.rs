@@ -96,7 +96,7 @@ enum Event {
     Deliver {
         from: usize,
         to: usize,
-        message: Message,
+        message: Box<Message>,
     },
     Tick(usize),
 }
@@ -130,7 +130,7 @@ struct Op {
 
 enum Handler {
     Write(WriteHandler),
-    Read(ReadHandler),
+    Read(Box<ReadHandler>),
     Done,
 }
 
@@ -303,7 +303,14 @@ impl Sim {
             return;
         }
         let at = self.now_us + 100 + self.rng.below(3_000);
-        self.schedule(at, Event::Deliver { from, to, message });
+        self.schedule(
+            at,
+            Event::Deliver {
+                from,
+                to,
+                message: Box::new(message),
+            },
+        );
     }
 
     fn run(&mut self) {
@@ -324,7 +331,7 @@ impl Sim {
             match event {
                 Event::Start(op) => self.start(op),
                 Event::Tick(op) => self.tick(op),
-                Event::Deliver { from, to, message } => self.deliver(from, to, message),
+                Event::Deliver { from, to, message } => self.deliver(from, to, *message),
             }
         }
     }
@@ -430,7 +437,7 @@ impl Sim {
                     speculate_at: self.instant(self.now_us + SPECULATE_US),
                 };
                 let (handler, actions) = ReadHandler::start(request, tally, &targets, spares);
-                self.handlers[op] = Handler::Read(handler);
+                self.handlers[op] = Handler::Read(Box::new(handler));
                 self.read_actions(op, actions);
             }
         }

@@ -117,6 +117,11 @@ async fn three_nodes_replicate_route_and_hand_off_hints() {
 
     // Token-aware routing: every write lands on its partition's replica
     // (counted by the nodes, scraped by the script around its writes).
+    // Statements whose replicas are awaited on a task: reads before
+    // writes, many reads, more than a task does before a thread takes over.
+    let out = driver(&dir, &nodes, &["shapes"]);
+    assert!(out.contains("shapes ok"), "{out}");
+
     let out = driver(&dir, &nodes, &["routing", "token-aware", "300"]);
     assert!(out.contains("misrouted=0\n"), "{out}");
     for node in nodes {

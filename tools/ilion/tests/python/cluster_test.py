@@ -30,13 +30,17 @@ Usage: cluster_test.py ADDRESSES MODE [ARGS...]
                            through the first address only, at ONE, waits up
                            to WAIT seconds until all keys FROM..TO are there;
                            prints found=N
+  MODE=shapes              through the first address only, at QUORUM,
+                           prepared list updates that read first, IN over 3
+                           and 12 partitions with a clustering IN; prints
+                           "shapes ok"
 Exits non-zero with a message on the first failed check.
 """
 
 import sys
 import time
 
-from cassandra import ConsistencyLevel, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout
+from cassandra import ConsistencyLevel, InvalidRequest, OperationTimedOut, Unavailable, WriteTimeout, ReadTimeout
 from cassandra.cluster import Cluster, ExecutionProfile, EXEC_PROFILE_DEFAULT, NoHostAvailable
 from cassandra.policies import (DCAwareRoundRobinPolicy, FallthroughRetryPolicy, RoundRobinPolicy,
                                 TokenAwarePolicy, WhiteListRoundRobinPolicy)
@@ -259,6 +263,54 @@ def count_one(addresses, first, last, wait):
     cluster.shutdown()
 
 
+def shapes(addresses):
+    """Prepared single-partition statements of every shape the coordinator
+    runs on a task (reads before writes, several reads, more reads than a
+    task does before handing over to a thread), through a node that is not
+    always a replica, at QUORUM."""
+    cluster, session = only(addresses[0])
+    session.execute("CREATE KEYSPACE IF NOT EXISTS shapes WITH replication = "
+                    "{'class': 'SimpleStrategy', 'replication_factor': 3}")
+    session.execute("CREATE TABLE IF NOT EXISTS shapes.l (k int PRIMARY KEY, items list<int>)")
+    session.execute("CREATE TABLE IF NOT EXISTS shapes.w (k int, c int, v int, PRIMARY KEY (k, c))")
+    cluster.control_connection.wait_for_schema_agreement()
+    quorum = ConsistencyLevel.QUORUM
+
+    def prepared(cql):
+        statement = session.prepare(cql)
+        statement.consistency_level = quorum
+        return statement
+
+    insert_list = prepared("INSERT INTO shapes.l (k, items) VALUES (?, ?)")
+    set_index = prepared("UPDATE shapes.l SET items[1] = 20 WHERE k = ?")
+    remove = prepared("UPDATE shapes.l SET items = items - ? WHERE k = ?")
+    get_list = prepared("SELECT items FROM shapes.l WHERE k = ?")
+    for k in range(20):
+        session.execute(insert_list, (k, [1, 2, 3]))
+        session.execute(set_index, (k,))
+        session.execute(remove, ([1], k))
+        items = session.execute(get_list, (k,)).one().items
+        expect(items == [20, 3], f"list of key {k} is {items}, expected [20, 3]")
+    try:
+        session.execute(prepared("UPDATE shapes.l SET items[5] = 9 WHERE k = ?"), (0,))
+        fail("an index past the list's end was accepted")
+    except InvalidRequest as error:
+        expect("index" in str(error).lower(), f"unexpected error: {error}")
+
+    insert = prepared("INSERT INTO shapes.w (k, c, v) VALUES (?, ?, ?)")
+    for k in range(12):
+        for c in range(4):
+            session.execute(insert, (k, c, k * 10 + c))
+    for keys in ([0, 1, 2], list(range(12))):
+        marks = ", ".join("?" for _ in keys)
+        select = prepared(f"SELECT k, c, v FROM shapes.w WHERE k IN ({marks}) AND c IN (1, 3)")
+        rows = sorted((r.k, r.c, r.v) for r in session.execute(select, keys))
+        wanted = sorted((k, c, k * 10 + c) for k in keys for c in (1, 3))
+        expect(rows == wanted, f"IN over {len(keys)} keys read {rows}")
+    print("shapes ok")
+    cluster.shutdown()
+
+
 def main():
     addresses = sys.argv[1].split(",")
     mode, args = sys.argv[2], sys.argv[3:]
@@ -282,6 +334,8 @@ def main():
         ddl(addresses, args[0])
     elif mode == "has-table":
         has_table(addresses, args[0], args[1], float(args[2]))
+    elif mode == "shapes":
+        shapes(addresses)
     elif mode == "count-one":
         count_one(addresses, int(args[0]), int(args[1]), float(args[2]))
     else:

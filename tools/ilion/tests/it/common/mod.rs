@@ -13,10 +13,37 @@ pub fn ilion_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ilion"))
 }
 
-/// A port nobody listens on right now (the kernel picks it).
+/// Where test ports come from: below the kernel's ephemeral range
+/// (32768–60999 here), so no client connection of a parallel test (drivers,
+/// internode connections) can take a port between our pick and the
+/// server's bind, as a kernel-picked port could be.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port in [`TEST_PORTS`] nobody listens on right now, held open until
+/// the caller drops it.
+fn bind_test_port() -> TcpListener {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for _ in 0..1000 {
+        let draw = DRAWS.fetch_add(1, Ordering::Relaxed);
+        let mixed =
+            (seed ^ draw.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        let span = u64::from(TEST_PORTS.end - TEST_PORTS.start);
+        let port = TEST_PORTS.start + ((mixed >> 32) % span) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?} after 1000 tries");
+}
+
+/// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local addr").port()
+    bind_test_port().local_addr().expect("local addr").port()
 }
 
 /// The four ports of a node, all free and distinct.
@@ -29,10 +56,8 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Ports {
-        // Hold all four listeners at once so the kernel cannot hand out one twice.
-        let listeners: Vec<TcpListener> = (0..4)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-            .collect();
+        // Hold all four listeners at once so no port is picked twice.
+        let listeners: Vec<TcpListener> = (0..4).map(|_| bind_test_port()).collect();
         let port = |i: usize| listeners[i].local_addr().expect("local addr").port();
         Ports {
             native: port(0),
