@@ -691,12 +691,23 @@ impl Context<'_> {
                         .find(|(s, _)| s.name == c.name)
                         .map(|(_, v)| v.clone())
                 })?;
-                let clustering = clustering_key(&table, |c| {
-                    assigned
-                        .iter()
-                        .find(|(s, _)| s.name == c.name)
-                        .map(|(_, v)| v.clone())
-                })?;
+                // Only the partition key and static columns: no row, the
+                // static row alone (as Cassandra writes it).
+                let kind_given =
+                    |kind: fn(&ColumnKind) -> bool| assigned.iter().any(|(s, _)| kind(&s.kind));
+                let statics_only = table.clustering().next().is_some()
+                    && kind_given(|k| matches!(k, ColumnKind::Static))
+                    && !kind_given(|k| matches!(k, ColumnKind::Clustering | ColumnKind::Regular));
+                let clustering = if statics_only {
+                    Bytes::new()
+                } else {
+                    clustering_key(&table, |c| {
+                        assigned
+                            .iter()
+                            .find(|(s, _)| s.name == c.name)
+                            .map(|(_, v)| v.clone())
+                    })?
+                };
                 let mut written = Vec::with_capacity(assigned.len());
                 for (schema, value) in &assigned {
                     if matches!(schema.kind, ColumnKind::Regular | ColumnKind::Static) {
@@ -711,7 +722,9 @@ impl Context<'_> {
                     }
                 }
                 let mut update = cells_update(&table, &written, clustering)?;
-                if let Some(row) = update.rows.first_mut() {
+                if statics_only {
+                    // No row marker: the static row is the whole write.
+                } else if let Some(row) = update.rows.first_mut() {
                     row.add_cell(cell(ROW_MARKER, timestamp, ttl, now_s, Some(Bytes::new())));
                 } else {
                     update.rows.push(Row::new(
@@ -739,7 +752,18 @@ impl Context<'_> {
                 let (timestamp, ttl) = self.write_time(&table, using, outer)?;
                 let restrictions = self.restrictions(&table, relations)?;
                 let key = restrictions.single_partition(&table)?;
-                let clustering = restrictions.full_clustering(&table)?;
+                // Only static columns set: the partition key alone names them.
+                let only_statics = !assignments.is_empty()
+                    && assignments.iter().all(|(column, _)| {
+                        table
+                            .column(column)
+                            .is_some_and(|c| matches!(c.kind, ColumnKind::Static))
+                    });
+                let clustering = if only_statics && !restrictions.restricts_clustering() {
+                    Bytes::new()
+                } else {
+                    restrictions.full_clustering(&table)?
+                };
                 let mut assigned = Vec::with_capacity(assignments.len());
                 for (column, assignment) in assignments {
                     let schema = table
@@ -797,11 +821,6 @@ impl Context<'_> {
                 let clustering_count = table.clustering().count();
                 let mut update = PartitionUpdate::default();
                 if !columns.is_empty() {
-                    let rows = if clustering_count > 0 {
-                        restrictions.full_clusterings(&table)?
-                    } else {
-                        vec![restrictions.full_clustering(&table)?]
-                    };
                     let mut cells = Vec::new();
                     let mut statics = Vec::new();
                     for (column, element) in columns {
@@ -842,7 +861,14 @@ impl Context<'_> {
                             ColumnKind::Regular => cells.push(tombstone),
                         }
                     }
+                    // Rows are named only when a regular column is deleted:
+                    // static columns alone need the partition key alone.
                     if !cells.is_empty() {
+                        let rows = if clustering_count > 0 {
+                            restrictions.full_clusterings(&table)?
+                        } else {
+                            vec![restrictions.full_clustering(&table)?]
+                        };
                         for clustering in rows {
                             update.rows.push(Row::new(clustering, cells.clone()));
                         }
@@ -1476,7 +1502,7 @@ impl Context<'_> {
             return Err(invalid("Cannot execute this query as it might involve data filtering and thus may have unpredictable performance. If you want to execute this query despite the performance unpredictability, use ALLOW FILTERING"));
         }
         let mut projection = project(&table, selectors)?;
-        let group_columns = group_columns(&table, group_by)?;
+        let group_columns = group_columns(&table, group_by, &restrictions)?;
         let visible = projection.len();
         // Group key columns ride along, hidden, after the selected ones.
         projection.extend(
@@ -2760,6 +2786,8 @@ enum ScalarFunction {
     ToUnixTimestamp,
     ToDate,
     Cast,
+    /// A field of a user-defined type's value, by position at each level.
+    Field(Vec<usize>),
 }
 
 /// Milliseconds since the epoch in a version 1 (time) UUID.
@@ -2804,7 +2832,37 @@ fn apply_scalar(
             Some(Bytes::copy_from_slice(&(days as u32).to_be_bytes()))
         }
         ScalarFunction::Cast => cast_value(from, to, &value?),
+        ScalarFunction::Field(path) => {
+            let mut value = value?;
+            for &index in path {
+                value = udt_field(&value, index)?;
+            }
+            Some(value)
+        }
     }
+}
+
+/// Field `index` of a serialized user-type value (`[int length][bytes]`
+/// per field); None when null or absent (a field added after the value
+/// was written).
+fn udt_field(value: &Bytes, index: usize) -> Option<Bytes> {
+    let mut at = 0usize;
+    for field in 0..=index {
+        let length = i32::from_be_bytes(value.get(at..at + 4)?.try_into().ok()?);
+        at += 4;
+        if length < 0 {
+            if field == index {
+                return None;
+            }
+            continue;
+        }
+        let end = at.checked_add(length as usize)?;
+        if field == index {
+            return Some(value.slice(at..end.min(value.len())));
+        }
+        at = end;
+    }
+    None
 }
 
 /// `CAST(value AS to)` between numbers, and from anything to text.
@@ -3069,6 +3127,48 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                     "the {name}() function in a selection"
                 )))
             }
+            Selector::Field(..) => {
+                let mut names = Vec::new();
+                let mut base = inner;
+                while let Selector::Field(of, field) = base {
+                    names.push(field.as_str());
+                    base = of.as_ref();
+                }
+                names.reverse();
+                let Selector::Column(column_name) = base else {
+                    return Err(CqlError::not_yet_supported(
+                        "field selection of anything but a column",
+                    ));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                let mut ty = column.ty.clone();
+                let mut path = Vec::with_capacity(names.len());
+                for name in &names {
+                    let CqlType::UserType(udt) = ty.unfrozen() else {
+                        return Err(invalid(format!(
+                            "Invalid field selection: {column_name} of type {} is not a user type",
+                            column.ty
+                        )));
+                    };
+                    let Some(index) = udt.fields.iter().position(|(f, _)| f == name) else {
+                        return Err(invalid(format!(
+                            "{} of type {} has no field {name}",
+                            column_name, column.ty
+                        )));
+                    };
+                    path.push(index);
+                    ty = udt.fields[index].1.clone();
+                }
+                let output = alias.unwrap_or_else(|| format!("{column_name}.{}", names.join(".")));
+                out.push(Projected::Scalar(
+                    ScalarFunction::Field(path),
+                    vec![column.clone()],
+                    ty,
+                    output,
+                ));
+            }
             Selector::Aliased(..) => return Err(invalid("nested aliases")),
         }
     }
@@ -3113,17 +3213,47 @@ fn clustering_components(table: &TableSchema, clustering: &[u8]) -> Result<Vec<B
     Ok(out)
 }
 
-/// Checks that `GROUP BY` names a prefix of the primary key; returns its columns.
-fn group_columns(table: &TableSchema, group_by: &[String]) -> Result<Vec<ColumnSchema>, CqlError> {
-    let key: Vec<&ColumnSchema> = table.partition_key().chain(table.clustering()).collect();
+/// Checks that `GROUP BY` names a prefix of the primary key, where key
+/// columns restricted to one value (`=`) may be left out, as in Cassandra
+/// (`WHERE p = 1 GROUP BY c1`); returns the prefix's columns, those left
+/// out included (they are the same on every row).
+fn group_columns(
+    table: &TableSchema,
+    group_by: &[String],
+    restrictions: &Restrictions,
+) -> Result<Vec<ColumnSchema>, CqlError> {
+    let one_value = |column: &ColumnSchema, clustering_index: Option<usize>| match clustering_index
+    {
+        None => restrictions
+            .partition
+            .iter()
+            .any(|(p, values)| *p == column.position as usize && values.len() == 1),
+        Some(i) => i < restrictions.clustering_depth && restrictions.clustering_prefixes.len() == 1,
+    };
+    let key: Vec<(&ColumnSchema, Option<usize>)> = table
+        .partition_key()
+        .map(|c| (c, None))
+        .chain(table.clustering().enumerate().map(|(i, c)| (c, Some(i))))
+        .collect();
     let mut out = Vec::new();
-    for (i, name) in group_by.iter().enumerate() {
-        match key.get(i) {
-            Some(column) if column.name == *name => out.push((*column).clone()),
-            _ => {
-                return Err(invalid(format!(
-                    "Group by currently only support groups of columns following their declared order in the PRIMARY KEY ({name} is out of order)"
-                )))
+    let mut at = 0;
+    for name in group_by {
+        loop {
+            match key.get(at) {
+                Some((column, _)) if column.name == *name => {
+                    out.push((*column).clone());
+                    at += 1;
+                    break;
+                }
+                Some((column, index)) if one_value(column, *index) => {
+                    out.push((*column).clone());
+                    at += 1;
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "Group by currently only support groups of columns following their declared order in the PRIMARY KEY ({name} is out of order)"
+                    )))
+                }
             }
         }
     }

@@ -245,6 +245,7 @@ fn describe(
             ..
         } => {
             let schema = table_of(table)?;
+            check_insert_names_key(&schema, columns)?;
             for (column, term) in columns.iter().zip(values) {
                 let ty = schema
                     .column(column)
@@ -281,12 +282,17 @@ fn describe(
                         collect(term, &schema, column, &removed, &mut markers)
                     }
                     Assignment::SetElement(key, value) => {
-                        let (key_ty, value_ty) = match &ty {
-                            CqlType::Map(k, v) => ((**k).clone(), (**v).clone()),
-                            _ => (CqlType::Int, ty.clone()),
+                        // Named and typed as Cassandra names them:
+                        // key(m)/value(m) for a map, idx(l)/value(l) for a list.
+                        let (key_name, key_ty, value_ty) = match ty.unfrozen() {
+                            CqlType::Map(k, v) => ("key", (**k).clone(), (**v).clone()),
+                            CqlType::List(e) => ("idx", CqlType::Int, (**e).clone()),
+                            _ => ("idx", CqlType::Int, ty.clone()),
                         };
-                        collect(key, &schema, column, &key_ty, &mut markers);
-                        collect(value, &schema, column, &value_ty, &mut markers);
+                        let key_column = format!("{key_name}({column})");
+                        let value_column = format!("value({column})");
+                        collect(key, &schema, &key_column, &key_ty, &mut markers);
+                        collect(value, &schema, &value_column, &value_ty, &mut markers);
                     }
                 }
             }
@@ -521,6 +527,40 @@ fn collect_relations(
                     _ => {}
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// An INSERT must name the whole partition key, and the whole clustering
+/// key unless it writes only static columns: checked at PREPARE as
+/// Cassandra does (JSON inserts name their columns in the value).
+fn check_insert_names_key(table: &TableSchema, columns: &[String]) -> Result<(), CqlError> {
+    if columns.is_empty() {
+        return Ok(());
+    }
+    let named = |c: &crate::schema::ColumnSchema| columns.contains(&c.name);
+    if let Some(missing) = table.partition_key().find(|c| !named(c)) {
+        return Err(CqlError::Invalid(format!(
+            "Some partition key parts are missing: {}",
+            missing.name
+        )));
+    }
+    let statics_only = columns.iter().all(|n| {
+        table
+            .column(n)
+            .is_some_and(|c| matches!(c.kind, ColumnKind::PartitionKey | ColumnKind::Static))
+    }) && columns.iter().any(|n| {
+        table
+            .column(n)
+            .is_some_and(|c| c.kind == ColumnKind::Static)
+    });
+    if !statics_only {
+        if let Some(missing) = table.clustering().find(|c| !named(c)) {
+            return Err(CqlError::Invalid(format!(
+                "Some clustering keys are missing: {}",
+                missing.name
+            )));
         }
     }
     Ok(())

@@ -281,13 +281,24 @@ pub const TTL_MAX_S: i64 = 630_720_000;
 /// The smallest `bloom_filter_fp_chance` Cassandra supports.
 const BLOOM_FILTER_FP_CHANCE_MIN: f64 = 6.71e-05;
 
-/// Validates `CREATE KEYSPACE` / `ALTER KEYSPACE` options.
+/// Validates `CREATE KEYSPACE` options.
 pub fn keyspace_from_options(
     name: &str,
     options: &[(String, OptionValue)],
 ) -> Result<KeyspaceSchema, CqlError> {
-    let mut strategy = None;
-    let mut durable_writes = true;
+    keyspace_with_options(name, options, None)
+}
+
+/// Validates `CREATE KEYSPACE` options, or `ALTER KEYSPACE` ones over the
+/// `previous` definition (what an ALTER does not name stays, as in
+/// Cassandra: `WITH durable_writes = false` keeps the replication).
+fn keyspace_with_options(
+    name: &str,
+    options: &[(String, OptionValue)],
+    previous: Option<&KeyspaceSchema>,
+) -> Result<KeyspaceSchema, CqlError> {
+    let mut strategy = previous.map(|p| p.strategy.clone());
+    let mut durable_writes = previous.is_none_or(|p| p.durable_writes);
     for (key, value) in options {
         match (key.as_str(), value) {
             ("replication", OptionValue::Map(entries)) => {
@@ -685,11 +696,11 @@ fn apply_column_ids(table: &mut TableSchema, stored: &[u8]) -> Result<(), CqlErr
     Ok(())
 }
 
-/// Longest keyspace, table or type name (Cassandra's `NAME_LENGTH`): names
+/// Longest keyspace or table name (Cassandra's `NAME_LENGTH`): names
 /// become directory and file names.
 pub const NAME_LENGTH_MAX: usize = 48;
 
-/// Refuses a keyspace, table or type name Cassandra refuses: empty, longer
+/// Refuses a keyspace or table name Cassandra refuses: empty, longer
 /// than [`NAME_LENGTH_MAX`], or with characters other than letters, digits
 /// and `_`. (An empty table name used to overwrite its keyspace's stored
 /// definition.)
@@ -704,6 +715,26 @@ pub fn check_name(kind: &str, name: &str) -> Result<(), CqlError> {
         "{kind} name must not be empty, more than {NAME_LENGTH_MAX} characters long, \
          or contain non-alphanumeric-underscore characters (got \"{name}\")"
     )))
+}
+
+/// Longest user type name: it travels as a `[string]` (a 16-bit length)
+/// in SCHEMA_CHANGE events.
+pub const TYPE_NAME_BYTES_MAX: usize = u16::MAX as usize;
+
+/// Refuses a user type name Cassandra refuses: only the empty one (type
+/// names are no file names, so `"test.field@#$%@%#!"` is fine, as the
+/// Python driver's tests use it); and one too long for the protocol.
+pub fn check_type_name(name: &str) -> Result<(), CqlError> {
+    if name.is_empty() {
+        return Err(CqlError::Invalid("Type name must not be empty".into()));
+    }
+    if name.len() > TYPE_NAME_BYTES_MAX {
+        return Err(CqlError::Invalid(format!(
+            "Type name is {} bytes long; the limit is {TYPE_NAME_BYTES_MAX}",
+            name.len()
+        )));
+    }
+    Ok(())
 }
 
 fn schema_key(keyspace: &str) -> PartitionKey {
@@ -947,10 +978,10 @@ impl Catalog {
                 "Cannot alter system keyspace {name}"
             )));
         }
-        if !self.keyspaces.contains_key(name) {
+        let Some(previous) = self.keyspaces.get(name) else {
             return Err(invalid(format!("Keyspace '{name}' does not exist")));
-        }
-        let keyspace = keyspace_from_options(name, options)?;
+        };
+        let keyspace = keyspace_with_options(name, options, Some(previous))?;
         write_keyspace_row(engine, &keyspace)?;
         self.keyspaces.insert(name.to_owned(), keyspace);
         self.refresh_version();
@@ -1168,7 +1199,7 @@ impl Catalog {
         fields: &[(String, CqlType)],
         current_keyspace: Option<&str>,
     ) -> Result<Option<Arc<UserType>>, CqlError> {
-        check_name("Type", &name.name)?;
+        check_type_name(&name.name)?;
         let keyspace = self.keyspace_for_new(name, current_keyspace, "types")?;
         if self
             .types

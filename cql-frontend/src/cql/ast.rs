@@ -172,6 +172,8 @@ pub enum Selector {
     CountAll,
     /// `CAST(selector AS type)`
     Cast(Box<Selector>, CqlType),
+    /// `selector.field` of a user-defined type's value.
+    Field(Box<Selector>, String),
     Aliased(Box<Selector>, String),
 }
 

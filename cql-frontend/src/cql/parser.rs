@@ -350,6 +350,10 @@ impl Parser {
                 break;
             }
             self.expect_symbol(",")?;
+            // A trailing comma before the closing parenthesis is allowed.
+            if self.eat_symbol(")") {
+                break;
+            }
         }
         let mut clustering_order = Vec::new();
         let mut options = Vec::new();
@@ -409,6 +413,12 @@ impl Parser {
             match self.peek_token() {
                 Some(Token::Word(w)) if depth > 0 || text.is_empty() => {
                     text.push_str(w);
+                    self.at += 1;
+                }
+                Some(Token::Quoted(name)) if depth > 0 || text.is_empty() => {
+                    text.push('"');
+                    text.push_str(&name.replace('"', "\"\""));
+                    text.push('"');
                     self.at += 1;
                 }
                 Some(Token::Symbol("<")) => {
@@ -968,6 +978,10 @@ impl Parser {
         } else {
             Selector::Column(name)
         };
+        let mut selector = selector;
+        while self.eat_symbol(".") {
+            selector = Selector::Field(Box::new(selector), self.identifier()?);
+        }
         Ok(selector)
     }
 

@@ -48,6 +48,19 @@ fn python_driver_full_session() {
     assert!(out.contains("all checks passed"), "{out}");
 }
 
+/// Statements Cassandra accepts that Ilion once refused (issue 19): static
+/// columns by the partition key alone, ALTER KEYSPACE of durable_writes
+/// alone, a trailing comma, quoted type names in frozen<>, GROUP BY past
+/// key columns restricted to one value.
+#[test]
+fn python_driver_cql_parity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(START_LIMIT);
+    let out = run_driver(&node, &["parity"]);
+    assert!(out.contains("parity: all checks passed"), "{out}");
+}
+
 /// PasswordAuthenticator: the default superuser, roles, refused logins and
 /// who may manage roles; the roles survive a restart.
 #[test]

@@ -561,6 +561,93 @@ def read(port, count):
     print(f"durability: all {count} rows present")
 
 
+def parity(port):
+    """Statements Cassandra accepts that Ilion refused (issue 19)."""
+    cluster, s = connect(port)
+    s.execute("CREATE KEYSPACE par WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
+    # Static columns named by the partition key alone.
+    s.execute("CREATE TABLE par.s (k int, c int, s int STATIC, v int, PRIMARY KEY (k, c))")
+    s.execute("UPDATE par.s SET s = 1 WHERE k = 1")
+    rows = list(s.execute("SELECT k, c, s, v FROM par.s WHERE k = 1"))
+    expect([tuple(r) for r in rows] == [(1, None, 1, None)], f"static-only partition reads {rows}")
+    update = s.prepare("UPDATE par.s SET s = ? WHERE k = ?")
+    s.execute(update, (7, 1))
+    s.execute("INSERT INTO par.s (k, c, v) VALUES (1, 1, 10)")
+    rows = [tuple(r) for r in s.execute("SELECT k, c, s, v FROM par.s WHERE k = 1")]
+    expect(rows == [(1, 1, 7, 10)], f"static beside a row reads {rows}")
+    s.execute("INSERT INTO par.s (k, s) VALUES (2, 5)")
+    rows = [tuple(r) for r in s.execute("SELECT k, c, s, v FROM par.s WHERE k = 2")]
+    expect(rows == [(2, None, 5, None)], f"INSERT of key and static reads {rows}")
+    s.execute("DELETE s FROM par.s WHERE k = 2")
+    rows = list(s.execute("SELECT k, c, s, v FROM par.s WHERE k = 2"))
+    expect(rows == [], f"deleted static leaves {rows}")
+    s.execute("CREATE TABLE par.sl (k int, c int, tags list<int> STATIC, PRIMARY KEY (k, c))")
+    s.execute("UPDATE par.sl SET tags = [1, 2, 3] WHERE k = 1")
+    s.execute("UPDATE par.sl SET tags[1] = 20 WHERE k = 1")
+    s.execute("DELETE tags[0] FROM par.sl WHERE k = 1")
+    tags = s.execute("SELECT tags FROM par.sl WHERE k = 1").one().tags
+    expect(tags == [20, 3], f"static list reads {tags}")
+    set_element = s.prepare("UPDATE par.sl SET tags[?] = ? WHERE k = ?")
+    names = [c.name for c in set_element.column_metadata]
+    expect(names == ["idx(tags)", "value(tags)", "k"], f"bind markers named {names}")
+    s.execute(set_element, (0, 30, 1))
+    tags = s.execute("SELECT tags FROM par.sl WHERE k = 1").one().tags
+    expect(tags == [30, 3], f"static list after a bound element update reads {tags}")
+    # What still needs the clustering key says so.
+    expect_error(InvalidRequest, s, "UPDATE par.s SET v = 1 WHERE k = 1", "Some clustering keys are missing: c")
+    expect_error(InvalidRequest, s, "INSERT INTO par.s (k, v) VALUES (1, 1)", "Some clustering keys are missing: c")
+    expect_error(InvalidRequest, s, "DELETE v FROM par.s WHERE k = 1", "Some clustering keys are missing: c")
+    # PREPARE checks what an INSERT names, as Cassandra does.
+    for cql, fragment in [("INSERT INTO par.s (c, v) VALUES (?, ?)", "Some partition key parts are missing: k"),
+                          ("INSERT INTO par.s (k, v) VALUES (?, ?)", "Some clustering keys are missing: c")]:
+        try:
+            s.prepare(cql)
+            raise AssertionError(f"PREPARE {cql!r} was accepted")
+        except InvalidRequest as error:
+            expect(fragment in str(error), f"PREPARE {cql!r}: {error}")
+    s.prepare("INSERT INTO par.s (k, s) VALUES (?, ?)")
+    # ALTER KEYSPACE with only durable_writes keeps the replication.
+    s.execute("ALTER KEYSPACE par WITH durable_writes = false")
+    row = s.execute("SELECT durable_writes, replication FROM system_schema.keyspaces WHERE keyspace_name = 'par'").one()
+    expect(row.durable_writes is False, f"durable_writes reads {row.durable_writes}")
+    expect(row.replication.get("replication_factor") == "1", f"replication became {row.replication}")
+    # A trailing comma; quoted type names inside frozen<>.
+    s.execute("CREATE TABLE par.trailing (k int PRIMARY KEY, v int,)")
+    odd = "test.field@#$%@%#!"  # the Python driver's own test uses this name
+    s.execute(f'CREATE TYPE par."{odd}" ("{odd}" text)')
+    s.execute(f'CREATE TABLE par.q (k int PRIMARY KEY, m map<frozen<"{odd}">, int>)')
+    s.execute(f'INSERT INTO par.q (k, m) VALUES (0, {{{{"{odd}": \'nonalphanum\'}}: 0}})')
+    key, value = s.execute("SELECT m FROM par.q WHERE k = 0").one().m.popitem()
+    expect(getattr(key, "_0", None) == "nonalphanum" or key[0] == "nonalphanum", f"odd type's value read {key!r}")
+    expect(value == 0, f"map value read {value}")
+    # Fields of user-defined type values in selections.
+    s.execute("CREATE TYPE par.city (name text, zip int)")
+    s.execute("CREATE TYPE par.addr (street text, city frozen<city>)")
+    s.execute("CREATE TABLE par.people (k int PRIMARY KEY, home frozen<addr>)")
+    s.execute("INSERT INTO par.people (k, home) VALUES (1, {street: 'Main', city: {name: 'Troy', zip: 12180}})")
+    s.execute("INSERT INTO par.people (k, home) VALUES (2, {street: 'Elm'})")
+    row = s.execute("SELECT home.street, home.city.zip AS zip, home.city FROM par.people WHERE k = 1").one()
+    expect(row[0] == "Main" and row.zip == 12180 and row[2].name == "Troy", f"field selection read {row}")
+    row = s.execute("SELECT home.city.name FROM par.people WHERE k = 2").one()
+    expect(row[0] is None, f"a null field read {row}")
+    expect_error(InvalidRequest, s, "SELECT home.nope FROM par.people", "has no field nope")
+    expect_error(InvalidRequest, s, "SELECT k.x FROM par.people", "not a user type")
+    # GROUP BY may leave out key columns restricted to one value.
+    s.execute("CREATE TABLE par.g (p int, c1 int, c2 int, v int, PRIMARY KEY (p, c1, c2))")
+    insert = s.prepare("INSERT INTO par.g (p, c1, c2, v) VALUES (?, ?, ?, ?)")
+    for c1 in range(3):
+        for c2 in range(c1 + 1):
+            s.execute(insert, (1, c1, c2, 1))
+    s.execute(insert, (2, 0, 0, 1))
+    groups = [tuple(r) for r in s.execute("SELECT c1, count(*) FROM par.g WHERE p = 1 GROUP BY c1")]
+    expect(groups == [(0, 1), (1, 2), (2, 3)], f"GROUP BY c1 gave {groups}")
+    groups = [tuple(r) for r in s.execute("SELECT c2, count(*) FROM par.g WHERE p = 1 AND c1 = 2 GROUP BY c2")]
+    expect(groups == [(0, 1), (1, 1), (2, 1)], f"GROUP BY c2 gave {groups}")
+    expect_error(InvalidRequest, s, "SELECT c2, count(*) FROM par.g WHERE p = 1 GROUP BY c2", "out of order")
+    cluster.shutdown()
+    print("parity: all checks passed")
+
+
 if __name__ == "__main__":
     port = int(sys.argv[1])
     mode = sys.argv[2]
@@ -579,5 +666,7 @@ if __name__ == "__main__":
         alter(port)
     elif mode == "timeouts":
         timeouts(port)
+    elif mode == "parity":
+        parity(port)
     else:
         read(port, int(sys.argv[3]))
