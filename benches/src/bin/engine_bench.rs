@@ -134,8 +134,27 @@ mod ilion {
                 start: std::ops::Bound::Included(key(start).token),
                 end: std::ops::Bound::Unbounded,
             };
-            let page = self.engine.scan(TABLE, &range, None, count)?;
-            Ok(page.partitions.len())
+            // Page by page, as every consumer of the engine reads a range
+            // (CQL paging, replicas' scan pages), so that the figure is
+            // the iteration's and not one huge page's memory: the peers'
+            // iterators do not keep what they visited either.
+            const PAGE_ROWS: usize = 4_096;
+            let mut scanned = 0;
+            let mut resume = None;
+            while scanned < count {
+                let page = self.engine.scan(
+                    TABLE,
+                    &range,
+                    resume.as_ref(),
+                    PAGE_ROWS.min(count - scanned),
+                )?;
+                scanned += page.partitions.len();
+                match page.resume {
+                    Some(next) => resume = Some(next),
+                    None => break,
+                }
+            }
+            Ok(scanned)
         }
 
         fn close(self: Box<Self>) -> anyhow::Result<()> {
