@@ -547,6 +547,7 @@ impl Context<'_> {
         mutations: Vec<(std::sync::Arc<TableSchema>, Mutation)>,
         write_type: WriteType,
     ) -> Result<(), CqlError> {
+        warn_of_batch_size(&mutations);
         let mut timed_out = None;
         for (table, mutation) in mutations {
             match self.write(&table, mutation, write_type) {
@@ -1648,6 +1649,9 @@ impl Context<'_> {
                 .iter()
                 .any(|p| matches!(p, Projected::Aggregate(..)))
         {
+            if restrictions.partition.is_empty() {
+                crate::warnings::warn("Aggregation query used without partition key".into());
+            }
             // Aggregates see every row: fetch page after page, folding as we go.
             let shape = Shape {
                 has_clustering_restriction,
@@ -3263,6 +3267,30 @@ fn group_columns(
         ));
     }
     Ok(out)
+}
+
+/// Warns when a batch's mutations are larger than Cassandra's
+/// `batch_size_warn_threshold` (5 KiB), in Cassandra's words.
+fn warn_of_batch_size(mutations: &[(std::sync::Arc<TableSchema>, Mutation)]) {
+    let size: usize = mutations
+        .iter()
+        .map(|(_, m)| replication::internode::encode_mutation(m).len())
+        .sum();
+    let limit = crate::warnings::BATCH_SIZE_WARN_BYTES;
+    if size <= limit {
+        return;
+    }
+    let mut tables: Vec<String> = mutations
+        .iter()
+        .map(|(t, _)| format!("{}.{}", t.keyspace, t.name))
+        .collect();
+    tables.sort();
+    tables.dedup();
+    crate::warnings::warn(format!(
+        "Batch for [{}] is of size {size}, exceeding specified threshold of {limit} by {}.",
+        tables.join(", "),
+        size - limit
+    ));
 }
 
 /// Rows fetched per internal page while an aggregate folds them.

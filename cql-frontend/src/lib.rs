@@ -14,6 +14,7 @@
 //! - [`values`] and [`json`]: literals, bind values and JSON to serialized
 //!   values;
 //! - [`executor`]: statements to coordinator calls and RESULTs;
+//!   [`warnings`]: what a statement tells its client beside its answer;
 //! - [`results`]: RESULT bodies; [`system_tables`]: `system.*` and
 //!   `system_schema.*` as drivers read them; [`metrics`]: client request
 //!   metrics; [`node`]: shared node state and client events.
@@ -41,3 +42,4 @@ pub mod system_tables;
 pub mod transport;
 pub mod types;
 pub mod values;
+pub mod warnings;

@@ -245,6 +245,13 @@ fn describe(
             ..
         } => {
             let schema = table_of(table)?;
+            if columns.len() != values.len() {
+                return Err(CqlError::Invalid(format!(
+                    "Unmatched column names/values: {} columns, {} values",
+                    columns.len(),
+                    values.len()
+                )));
+            }
             check_insert_names_key(&schema, columns)?;
             for (column, term) in columns.iter().zip(values) {
                 let ty = schema

@@ -585,8 +585,8 @@ fn encode_event(state: &ConnectionState, event: &ClientEvent) -> Outbound {
     Outbound::Envelope(out.freeze())
 }
 
-/// A response as an envelope.
-/// Runs a statement request and encodes its response as a reply to it.
+/// Runs a statement request and encodes its response (with the
+/// statement's warnings) as a reply to it.
 fn run_and_encode(
     node: &Node,
     session: &Mutex<Session>,
@@ -595,8 +595,28 @@ fn run_and_encode(
     header: &FrameHeader,
     compression: Option<Compression>,
 ) -> Outbound {
+    crate::warnings::begin();
     let response = run_statement(node, session, request, prepared, header.version);
-    encode(header.version, header.stream, &response, compression)
+    let warnings = crate::warnings::take();
+    encode_warned(
+        header.version,
+        header.stream,
+        &response,
+        &warnings,
+        compression,
+    )
+}
+
+/// The session an EXECUTE runs in: the connection's, in the keyspace the
+/// statement was prepared in when it had one (its unqualified names were
+/// resolved there, whatever `USE` the connection has run since, or the
+/// v5 per-request keyspace it was prepared with).
+fn prepared_session(session: &Mutex<Session>, prepared: &crate::prepared::Prepared) -> Session {
+    let mut current = session.lock().clone();
+    if let Some(keyspace) = &prepared.keyspace {
+        current.keyspace = Some(keyspace.clone());
+    }
+    current
 }
 
 /// An EXECUTE of a single-partition statement in a cluster, on an async
@@ -628,10 +648,8 @@ async fn run_on_task_and_encode(
     let started = std::time::Instant::now();
     let on_task = std::cell::RefCell::new(executor::OnTask::default());
     for _ in 0..=executor::TASK_READS_MAX {
-        let mut current = session.lock().clone();
-        if current.keyspace.is_none() {
-            current.keyspace = found.keyspace.clone();
-        }
+        let mut current = prepared_session(session, found);
+        crate::warnings::begin();
         let run = executor::run_on_task(
             node,
             &mut current,
@@ -646,6 +664,7 @@ async fn run_on_task_and_encode(
                 on_task.borrow_mut().keep_read(read, result);
             }
             executor::TaskRun::Done(result, writes) => {
+                let warnings = crate::warnings::take();
                 let result =
                     executor::finish_on_task(node, &found.statement, started, result, writes).await;
                 let current = found.result_metadata_id;
@@ -662,7 +681,13 @@ async fn run_on_task_and_encode(
                     ),
                     Err(error) => Response::Error(error),
                 };
-                return encode(header.version, header.stream, &response, compression);
+                return encode_warned(
+                    header.version,
+                    header.stream,
+                    &response,
+                    &warnings,
+                    compression,
+                );
             }
         }
     }
@@ -680,10 +705,32 @@ async fn run_on_task_and_encode(
 }
 
 fn encode(version: u8, id: i16, response: &Response, compression: Option<Compression>) -> Outbound {
-    let body = response.encode_body();
+    encode_warned(version, id, response, &[], compression)
+}
+
+/// A response with client warnings: the WARNING flag and a `[string
+/// list]` before the body (protocol v4 and later; v3 clients get none).
+fn encode_warned(
+    version: u8,
+    id: i16,
+    response: &Response,
+    warnings: &[String],
+    compression: Option<Compression>,
+) -> Outbound {
+    let mut body = response.encode_body();
+    let mut warning_flag = 0;
+    if version >= 4 && !warnings.is_empty() {
+        let mut w = crate::protocol::primitives::BodyWriter::new();
+        let list: Vec<&str> = warnings.iter().map(String::as_str).collect();
+        w.write_string_list(&list);
+        let mut warned = BytesMut::from(w.into_bytes().as_ref());
+        warned.extend_from_slice(&body);
+        body = warned.freeze();
+        warning_flag = flags::WARNING;
+    }
     let (flags, body) = match compression {
-        Some(algorithm) => (flags::COMPRESSION, algorithm.compress(&body)),
-        None => (0, body),
+        Some(algorithm) => (flags::COMPRESSION | warning_flag, algorithm.compress(&body)),
+        None => (warning_flag, body),
     };
     let frame = ResponseFrame {
         version,
@@ -862,10 +909,7 @@ fn run_statement(
                     id: id.to_vec(),
                 });
             };
-            let mut current = session.lock().clone();
-            if current.keyspace.is_none() {
-                current.keyspace = prepared.keyspace.clone();
-            }
+            let mut current = prepared_session(session, &prepared);
             let result =
                 executor::execute_statement(node, &mut current, &prepared.statement, &params);
             let current = prepared.result_metadata_id;

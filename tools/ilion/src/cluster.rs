@@ -330,13 +330,25 @@ impl NodeDir<'_> {
         Ok(Some(pid))
     }
 
-    fn wait_exit(&self, limit: Duration) -> bool {
+    /// Waits until process `pid` has exited: gone, or a zombie. Not until
+    /// it merely stops looking like ours — an exiting process drops its
+    /// memory (and with it its command line) before it closes its files,
+    /// so its ports would still be taken for a moment.
+    fn wait_exit(pid: i32, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if self.running_pid().is_none() {
+            let exited = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => true,
+                Ok(stat) => matches!(
+                    stat.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.trim().chars().next()),
+                    Some('Z' | 'X')
+                ),
+            };
+            if exited {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
         false
     }
@@ -529,10 +541,10 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<String> {
             let cluster = Cluster::existing(&dir)?;
             let mut out = String::new();
             for node in cluster.select(node.as_deref())? {
-                if node.signal(rustix::process::Signal::TERM)?.is_none() {
+                let Some(pid) = node.signal(rustix::process::Signal::TERM)? else {
                     continue;
-                }
-                if !node.wait_exit(STOP_GRACE) {
+                };
+                if !NodeDir::wait_exit(pid, STOP_GRACE) {
                     bail!(
                         "{} did not stop within {STOP_GRACE:?}; `ilion cluster kill {}` ends it",
                         node.spec.name,
@@ -548,7 +560,7 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<String> {
             let mut out = String::new();
             for node in cluster.select(node.as_deref())? {
                 if let Some(pid) = node.signal(rustix::process::Signal::KILL)? {
-                    node.wait_exit(Duration::from_secs(5));
+                    NodeDir::wait_exit(pid, Duration::from_secs(5));
                     out.push_str(&format!("{} killed (pid {pid})\n", node.spec.name));
                 }
             }
@@ -569,8 +581,8 @@ pub fn run(args: ClusterArgs) -> anyhow::Result<String> {
                 return Ok(format!("no cluster in {}\n", dir.display()));
             };
             for node in cluster.nodes() {
-                if node.signal(rustix::process::Signal::KILL)?.is_some() {
-                    node.wait_exit(Duration::from_secs(5));
+                if let Some(pid) = node.signal(rustix::process::Signal::KILL)? {
+                    NodeDir::wait_exit(pid, Duration::from_secs(5));
                 }
             }
             std::fs::remove_dir_all(&dir)

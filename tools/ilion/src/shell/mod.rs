@@ -444,11 +444,14 @@ impl Shell {
         let mut printed = 0usize;
         let mut has_rows = false;
         let mut describe = Vec::new();
+        // The server's warnings (the last page's, as the Python driver keeps them).
+        let mut warnings: Vec<String>;
         loop {
             let (result, next) = self
                 .session
                 .query_single_page(statement.clone(), &[], paging_state)
                 .await?;
+            warnings = result.warnings().map(str::to_owned).collect();
             if let Ok(rows_result) = result.into_rows_result() {
                 has_rows = true;
                 names = rows_result
@@ -558,6 +561,15 @@ impl Shell {
             };
             let count = format!("{gap}({total} rows)\n");
             self.emit(|_| count.clone());
+        }
+        // After the result, as cqlsh prints them (not for USE or DESCRIBE).
+        if !warnings.is_empty() && !is_describe && first_word != "USE" {
+            let mut text = String::from("\nWarnings :\n");
+            for warning in &warnings {
+                text.push_str(warning);
+                text.push_str("\n\n");
+            }
+            self.emit(|_| text.clone());
         }
         if matches!(first_word, "CREATE" | "ALTER" | "DROP") {
             self.refresh_names().await;

@@ -606,6 +606,11 @@ def parity(port):
         except InvalidRequest as error:
             expect(fragment in str(error), f"PREPARE {cql!r}: {error}")
     s.prepare("INSERT INTO par.s (k, s) VALUES (?, ?)")
+    try:
+        s.prepare("INSERT INTO par.s (k, c, v) VALUES (?, ?, ?, ?)")
+        raise AssertionError("PREPARE with more values than columns was accepted")
+    except InvalidRequest as error:
+        expect("Unmatched column names/values" in str(error), f"PREPARE with 4 values: {error}")
     # ALTER KEYSPACE with only durable_writes keeps the replication.
     s.execute("ALTER KEYSPACE par WITH durable_writes = false")
     row = s.execute("SELECT durable_writes, replication FROM system_schema.keyspaces WHERE keyspace_name = 'par'").one()
@@ -644,6 +649,34 @@ def parity(port):
     groups = [tuple(r) for r in s.execute("SELECT c2, count(*) FROM par.g WHERE p = 1 AND c1 = 2 GROUP BY c2")]
     expect(groups == [(0, 1), (1, 1), (2, 1)], f"GROUP BY c2 gave {groups}")
     expect_error(InvalidRequest, s, "SELECT c2, count(*) FROM par.g WHERE p = 1 GROUP BY c2", "out of order")
+    # Client warnings, in Cassandra's words: a batch over 5 KiB, an
+    # aggregate over the whole table; none for a small batch.
+    s.execute("CREATE TABLE par.w (k int PRIMARY KEY, v text)")
+    insert_w = s.prepare("INSERT INTO par.w (k, v) VALUES (?, ?)")
+    big = BatchStatement()
+    for i in range(60):
+        big.add(insert_w, (i, "x" * 100))
+    future = s.execute_async(big)
+    future.result()
+    expect(future.warnings and "Batch for [par.w] is of size" in future.warnings[0]
+           and "exceeding specified threshold of 5120" in future.warnings[0], f"big batch warned {future.warnings}")
+    small = BatchStatement()
+    small.add(insert_w, (1, "x"))
+    future = s.execute_async(small)
+    future.result()
+    expect(not future.warnings, f"small batch warned {future.warnings}")
+    future = s.execute_async("SELECT count(*) FROM par.w")
+    future.result()
+    expect(future.warnings == ["Aggregation query used without partition key"], f"aggregate warned {future.warnings}")
+    future = s.execute_async("SELECT count(*) FROM par.w WHERE k = 1")
+    future.result()
+    expect(not future.warnings, f"keyed aggregate warned {future.warnings}")
+    # A statement prepared with a keyspace (v5) runs there, whatever the
+    # connection's keyspace.
+    s.set_keyspace("system")
+    by_keyspace = s.prepare("SELECT s FROM s WHERE k = ?", keyspace="par")
+    row = s.execute(by_keyspace, (1,)).one()
+    expect(row is not None and row.s == 7, f"per-request keyspace read {row}")
     cluster.shutdown()
     print("parity: all checks passed")
 
