@@ -2792,6 +2792,83 @@ enum ScalarFunction {
     Cast,
     /// A field of a user-defined type's value, by position at each level.
     Field(Vec<usize>),
+    /// `<type>AsBlob` and `blobAs<type>`: the same bytes, another type
+    /// (checked against the target's width when it has one).
+    Reinterpret,
+    /// `abs`, `exp`, `log`, `log10`, `round` of a number, in its own type.
+    Math(MathFunction),
+}
+
+/// The native math functions (Cassandra 5.0): each returns its argument's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MathFunction {
+    Abs,
+    Exp,
+    Log,
+    Log10,
+    Round,
+}
+
+impl MathFunction {
+    fn from_name(name: &str) -> Option<MathFunction> {
+        Some(match name {
+            "abs" => MathFunction::Abs,
+            "exp" => MathFunction::Exp,
+            "log" => MathFunction::Log,
+            "log10" => MathFunction::Log10,
+            "round" => MathFunction::Round,
+            _ => return None,
+        })
+    }
+
+    fn apply(self, x: f64) -> f64 {
+        match self {
+            MathFunction::Abs => x.abs(),
+            MathFunction::Exp => x.exp(),
+            MathFunction::Log => x.ln(),
+            MathFunction::Log10 => x.log10(),
+            MathFunction::Round => x.round(),
+        }
+    }
+}
+
+/// A math function of a fixed-width number, in the number's type (integer
+/// results truncated, as Cassandra's).
+fn apply_math(function: MathFunction, ty: &CqlType, bytes: &[u8]) -> Option<Bytes> {
+    let int = |value: i64| -> Option<i64> {
+        match function {
+            MathFunction::Abs => value.checked_abs(),
+            MathFunction::Round => Some(value),
+            other => Some(other.apply(value as f64) as i64),
+        }
+    };
+    Some(match ty {
+        CqlType::TinyInt => {
+            let v = int(i64::from(i8::from_be_bytes(bytes.try_into().ok()?)))?;
+            Bytes::copy_from_slice(&i8::try_from(v).ok()?.to_be_bytes())
+        }
+        CqlType::SmallInt => {
+            let v = int(i64::from(i16::from_be_bytes(bytes.try_into().ok()?)))?;
+            Bytes::copy_from_slice(&i16::try_from(v).ok()?.to_be_bytes())
+        }
+        CqlType::Int => {
+            let v = int(i64::from(i32::from_be_bytes(bytes.try_into().ok()?)))?;
+            Bytes::copy_from_slice(&i32::try_from(v).ok()?.to_be_bytes())
+        }
+        CqlType::BigInt | CqlType::Counter => {
+            let v = int(i64::from_be_bytes(bytes.try_into().ok()?))?;
+            Bytes::copy_from_slice(&v.to_be_bytes())
+        }
+        CqlType::Float => {
+            let v = function.apply(f64::from(f32::from_be_bytes(bytes.try_into().ok()?)));
+            Bytes::copy_from_slice(&(v as f32).to_be_bytes())
+        }
+        CqlType::Double => {
+            let v = function.apply(f64::from_be_bytes(bytes.try_into().ok()?));
+            Bytes::copy_from_slice(&v.to_be_bytes())
+        }
+        _ => return None,
+    })
 }
 
 /// Milliseconds since the epoch in a version 1 (time) UUID.
@@ -2836,6 +2913,14 @@ fn apply_scalar(
             Some(Bytes::copy_from_slice(&(days as u32).to_be_bytes()))
         }
         ScalarFunction::Cast => cast_value(from, to, &value?),
+        ScalarFunction::Reinterpret => {
+            let value = value?;
+            match to.fixed_width() {
+                Some(width) if value.len() != width && !value.is_empty() => None,
+                _ => Some(value),
+            }
+        }
+        ScalarFunction::Math(math) => apply_math(*math, from, &value?),
         ScalarFunction::Field(path) => {
             let mut value = value?;
             for &index in path {
@@ -3126,6 +3211,46 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                     output,
                 ));
             }
+            Selector::Function { name, args }
+                if MathFunction::from_name(name).is_some() || reinterpretation(name).is_some() =>
+            {
+                let [Selector::Column(column_name)] = args.as_slice() else {
+                    return Err(CqlError::not_yet_supported(&format!(
+                        "{name}() of anything but one column"
+                    )));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
+                let (function, ty) = if let Some(math) = MathFunction::from_name(name) {
+                    let fixed_number = is_numeric(&column.ty)
+                        && !matches!(column.ty, CqlType::VarInt | CqlType::Counter);
+                    if !fixed_number {
+                        return Err(invalid(format!(
+                            "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
+                            column.ty
+                        )));
+                    }
+                    (ScalarFunction::Math(math), column.ty.clone())
+                } else {
+                    let (from, to) =
+                        reinterpretation(name).unwrap_or((CqlType::Blob, CqlType::Blob));
+                    if column.ty.unfrozen() != &from {
+                        return Err(invalid(format!(
+                            "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name} of type {from}",
+                            column.ty
+                        )));
+                    }
+                    (ScalarFunction::Reinterpret, to)
+                };
+                out.push(Projected::Scalar(
+                    function,
+                    vec![column.clone()],
+                    ty,
+                    output,
+                ));
+            }
             Selector::Function { name, .. } => {
                 return Err(CqlError::not_yet_supported(&format!(
                     "the {name}() function in a selection"
@@ -3177,6 +3302,30 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
         }
     }
     Ok(out)
+}
+
+/// `<type>asblob` (type → blob) and `blobas<type>` (blob → type), by
+/// lowercase name: the argument's and the result's types.
+fn reinterpretation(name: &str) -> Option<(CqlType, CqlType)> {
+    let native = |text: &str| {
+        CqlType::parse(text).ok().filter(|t| {
+            t.fixed_width().is_some()
+                || matches!(
+                    t,
+                    CqlType::Text
+                        | CqlType::Ascii
+                        | CqlType::VarInt
+                        | CqlType::Decimal
+                        | CqlType::Inet
+                        | CqlType::Duration
+                )
+        })
+    };
+    if let Some(target) = name.strip_prefix("blobas") {
+        return native(target).map(|t| (CqlType::Blob, t));
+    }
+    let source = name.strip_suffix("asblob")?;
+    native(source).map(|t| (t, CqlType::Blob))
 }
 
 fn partition_key_components(table: &TableSchema, key: &[u8]) -> Result<Vec<Bytes>, CqlError> {

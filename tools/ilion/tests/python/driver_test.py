@@ -649,6 +649,14 @@ def parity(port):
     groups = [tuple(r) for r in s.execute("SELECT c2, count(*) FROM par.g WHERE p = 1 AND c1 = 2 GROUP BY c2")]
     expect(groups == [(0, 1), (1, 1), (2, 1)], f"GROUP BY c2 gave {groups}")
     expect_error(InvalidRequest, s, "SELECT c2, count(*) FROM par.g WHERE p = 1 GROUP BY c2", "out of order")
+    # Native functions in selections: math in the argument's type, blob conversions.
+    s.execute("CREATE TABLE par.f (k int PRIMARY KEY, i int, d double, b blob)")
+    s.execute("INSERT INTO par.f (k, i, d, b) VALUES (1, -7, 2.5, 0x0000002a)")
+    row = s.execute("SELECT abs(i), round(d), exp(i), log10(d), intAsBlob(i), blobAsInt(b) FROM par.f WHERE k = 1").one()
+    expect(row[0] == 7 and row[1] == 3.0 and row[2] == 0 and abs(row[3] - 0.39794) < 1e-4, f"math read {row}")
+    expect(row[4] == b"\xff\xff\xff\xf9" and row[5] == 42, f"blob conversions read {row}")
+    expect_error(InvalidRequest, s, "SELECT abs(b) FROM par.f", "cannot be passed")
+    expect_error(InvalidRequest, s, "SELECT blobAsInt(i) FROM par.f", "cannot be passed")
     # Client warnings, in Cassandra's words: a batch over 5 KiB, an
     # aggregate over the whole table; none for a small batch.
     s.execute("CREATE TABLE par.w (k int PRIMARY KEY, v text)")
