@@ -106,6 +106,7 @@ fn coordinator_error(error: CoordinatorError) -> CqlError {
         },
         CoordinatorError::Storage(error) => CqlError::Server(format!("storage error: {error}")),
         error @ CoordinatorError::Truncate(_) => CqlError::Truncate(error.to_string()),
+        error @ CoordinatorError::Internal(_) => CqlError::Server(error.to_string()),
     }
 }
 
@@ -142,6 +143,10 @@ pub struct OnTask {
     reads_done: Vec<(NeededRead, Result<Option<PartitionRows>, CqlError>)>,
     reads_used: usize,
     read_needed: Option<NeededRead>,
+    /// The statement scans token ranges (a filtering SELECT whose key is
+    /// not restricted by =): a scan waits on its thread, so it must run on
+    /// a blocking thread, not on the task.
+    needs_thread: bool,
 }
 
 /// A single-partition read a statement needs.
@@ -172,6 +177,10 @@ pub fn run_on_task(
     on_task.borrow_mut().reads_used = 0;
     let result = run_statement(node, session, statement, params, started, Some(on_task));
     let mut state = on_task.borrow_mut();
+    if state.needs_thread {
+        debug_assert!(state.writes.is_empty(), "a write started before a scan");
+        return TaskRun::NeedsThread;
+    }
     match state.read_needed.take() {
         Some(read) => {
             // A statement reads before it writes: a run that stops for a
@@ -190,6 +199,8 @@ pub enum TaskRun {
     Done(Result<ResultBody, CqlError>, Vec<PendingWrite>),
     /// Do this read, then run the statement again.
     NeedsRead(NeededRead),
+    /// Run the statement on a blocking thread instead.
+    NeedsThread,
 }
 
 /// Does a read a run on a task needed (keep its result with
@@ -1604,6 +1615,12 @@ impl Context<'_> {
                     key: s.key.clone(),
                     clustering: s.clustering.clone(),
                 });
+                if let Some(on_task) = self.on_task {
+                    on_task.borrow_mut().needs_thread = true;
+                    return Err(CqlError::Server(
+                        "internal: this statement's scan runs on a thread".into(),
+                    ));
+                }
                 let page = self
                     .node
                     .coordinator

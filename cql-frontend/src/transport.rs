@@ -622,7 +622,8 @@ fn prepared_session(session: &Mutex<Session>, prepared: &crate::prepared::Prepar
 /// An EXECUTE of a single-partition statement in a cluster, on an async
 /// task: writes are started and their replicas awaited, reads awaited,
 /// without holding a thread. A statement that needs more than
-/// [`executor::TASK_READS_MAX`] reads finishes on a blocking thread.
+/// [`executor::TASK_READS_MAX`] reads, or scans token ranges, finishes on
+/// a blocking thread.
 async fn run_on_task_and_encode(
     node: &Arc<Node>,
     session: &Arc<Mutex<Session>>,
@@ -663,6 +664,7 @@ async fn run_on_task_and_encode(
                 let result = executor::read_on_task(node, &read).await;
                 on_task.borrow_mut().keep_read(read, result);
             }
+            executor::TaskRun::NeedsThread => break,
             executor::TaskRun::Done(result, writes) => {
                 let warnings = crate::warnings::take();
                 let result =

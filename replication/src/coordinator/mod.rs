@@ -74,6 +74,8 @@ pub enum CoordinatorError {
     Storage(#[from] storage_lsm::Error),
     #[error("Error during truncate: {0}")]
     Truncate(String),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// What kind of write timed out (the WriteTimeout error tells drivers, which
@@ -750,6 +752,13 @@ enum PendingState {
     },
 }
 
+/// The error for an answer the handler gave but the waiter never got (the
+/// driver dropped it: a bug, reported rather than hidden).
+fn lost(write: &WriteDriver) -> CoordinatorError {
+    tracing::error!(deadline = ?write.deadline, "a write's answer was lost");
+    CoordinatorError::Internal("a write's answer was lost".into())
+}
+
 impl PendingWrite {
     /// Waits on this thread (not an async worker's).
     pub fn wait(self) -> Result<(), CoordinatorError> {
@@ -759,13 +768,17 @@ impl PendingWrite {
                 match answer.try_recv() {
                     Ok(result) => return result,
                     Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                        return write.late_answer()
+                        return write.deadline_answer().unwrap_or_else(|| Err(lost(&write)))
                     }
                     Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
                 }
                 let now = Instant::now();
                 if now >= write.deadline {
-                    return write.late_answer();
+                    return match write.deadline_answer() {
+                        Some(result) => result,
+                        // Answered just now: the answer is being sent.
+                        None => answer.blocking_recv().unwrap_or_else(|_| Err(lost(&write))),
+                    };
                 }
                 // Parked until the answer's sender wakes this thread.
                 let (tx, rx) = mpsc::sync_channel::<()>(1);
@@ -782,11 +795,16 @@ impl PendingWrite {
     pub async fn answer(self) -> Result<(), CoordinatorError> {
         match self.state {
             PendingState::Done(result) => result,
-            PendingState::Waiting { write, answer } => {
+            PendingState::Waiting { write, mut answer } => {
                 let deadline = tokio::time::Instant::from_std(write.deadline);
-                match tokio::time::timeout_at(deadline, answer).await {
+                match tokio::time::timeout_at(deadline, &mut answer).await {
                     Ok(Ok(result)) => result,
-                    Ok(Err(_)) | Err(_) => write.late_answer(),
+                    Ok(Err(_)) => write.deadline_answer().unwrap_or_else(|| Err(lost(&write))),
+                    Err(_) => match write.deadline_answer() {
+                        Some(result) => result,
+                        // Answered just now: the answer is being sent.
+                        None => answer.await.unwrap_or_else(|_| Err(lost(&write))),
+                    },
                 }
             }
         }
@@ -794,16 +812,13 @@ impl PendingWrite {
 }
 
 impl WriteDriver {
-    /// The answer when the deadline passed first (or the answer was lost).
-    fn late_answer(&self) -> Result<(), CoordinatorError> {
+    /// The timeout answer when the deadline passed first; None when the
+    /// handler had answered already (that answer is on its way to the
+    /// waiter: take it).
+    fn deadline_answer(&self) -> Option<Result<(), CoordinatorError>> {
         match self.handler.lock().on_deadline() {
-            Some(WriteAction::Answer(result)) => result,
-            _ => Err(CoordinatorError::WriteTimeout {
-                consistency: ConsistencyLevel::One,
-                received: 0,
-                required: 1,
-                write_type: WriteType::Simple,
-            }),
+            Some(WriteAction::Answer(result)) => Some(result),
+            _ => None,
         }
     }
 

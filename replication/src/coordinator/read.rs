@@ -175,6 +175,10 @@ impl ReadHandler {
         let mut actions = Vec::new();
         if self.tally.met() && self.has_data() {
             self.decide(&mut actions);
+        } else if !self.tally.met() && self.waiting.is_empty() && self.spares.len() == 0 {
+            // Nobody left to ask: the level cannot be met.
+            let timeout = self.timeout();
+            actions.push(self.answer(Err(timeout)));
         } else if self.tally.met() && !self.waiting.is_empty() {
             // Enough digests but the data is late: wait for it.
         } else if self.tally.met() {
@@ -210,8 +214,17 @@ impl ReadHandler {
                     self.spares_asked += 1;
                     actions.push(self.ask(spare, digest_only));
                 } else if self.waiting.is_empty() {
-                    let timeout = self.timeout();
-                    actions.push(self.answer(Err(timeout)));
+                    // Nobody left to hear from: with enough digests but no
+                    // data, ask one of them for its data; else it is over.
+                    match self.answers.first() {
+                        Some(&(first, _)) if self.tally.met() => {
+                            actions.push(self.ask_again(first));
+                        }
+                        _ => {
+                            let timeout = self.timeout();
+                            actions.push(self.answer(Err(timeout)));
+                        }
+                    }
                 }
             }
             Phase::Data => {
@@ -266,8 +279,8 @@ impl ReadHandler {
         if matches!(self.phase, Phase::Digests)
             && !self.speculated
             && now >= self.request.speculate_at
-            && !self.waiting.is_empty()
         {
+            // Once: next_wakeup moves on to the deadline.
             self.speculated = true;
             if let Some(spare) = self.spares.next() {
                 let digest_only = self.has_data();
@@ -375,5 +388,67 @@ impl ReadHandler {
     /// Spare replicas asked because one was slow or failed (for metrics).
     pub fn spares_asked(&self) -> usize {
         self.spares_asked
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consistency::Requirement;
+    use crate::strategy::Placement;
+    use crate::topology::tests::two_dc_ring;
+    use std::time::Duration;
+
+    fn all_of_three() -> (ReadHandler, Vec<ReadAction>, Instant) {
+        let ring = two_dc_ring();
+        let placement = Placement::Simple {
+            replication_factor: 3,
+        };
+        let tally =
+            Requirement::of(ConsistencyLevel::All, &placement, &ring).tally(&ring, &[0, 1, 2]);
+        let now = Instant::now();
+        let request = ReadRequest {
+            table: TableId(1),
+            key: PartitionKey::new(1, vec![1]),
+            query: SliceQuery::all(),
+            consistency: ConsistencyLevel::All,
+            now_s: 0,
+            deadline: now + Duration::from_secs(5),
+            speculate_at: now + Duration::from_millis(250),
+        };
+        let (handler, actions) = ReadHandler::start(request, tally, &[0, 1, 2], Vec::new());
+        (handler, actions, now)
+    }
+
+    #[test]
+    fn a_read_that_cannot_meet_its_level_answers_when_the_last_replica_does() {
+        let (mut h, start, _) = all_of_three();
+        assert_eq!(start.len(), 3);
+        assert!(
+            h.on_failure(1).is_empty(),
+            "two replicas still to hear from"
+        );
+        assert!(h.on_answer(0, ReadAnswer::Data(None)).is_empty());
+        let last = h.on_answer(2, ReadAnswer::Digest(storage_lsm::replica::digest(None)));
+        match &last[..] {
+            [ReadAction::Answer(Err(CoordinatorError::ReadTimeout {
+                received, required, ..
+            }))] => {
+                assert_eq!((*received, *required), (2, 3));
+            }
+            other => panic!("expected an early ReadTimeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_speculative_moment_passes_once_even_with_nothing_to_speculate() {
+        let (mut h, _, now) = all_of_three();
+        let speculate_at = h.next_wakeup();
+        assert!(h.on_tick(speculate_at).is_empty(), "no spare to ask");
+        assert_eq!(
+            h.next_wakeup(),
+            now + Duration::from_secs(5),
+            "next: the deadline"
+        );
     }
 }

@@ -114,8 +114,26 @@ impl ReplicaHandler {
     }
 }
 
+/// Appends a reply; one too large for a frame becomes a refusal naming the
+/// limit (the sender would otherwise drop the whole connection).
 fn encode_reply(id: u64, reply: Reply, out: &mut BytesMut) {
+    let start = out.len();
     frame::encode(&Message::Reply { id, reply }, out);
+    let length = out.len() - start;
+    if length > frame::FRAME_BYTES_MAX {
+        out.truncate(start);
+        let reason = format!(
+            "the reply is {length} bytes, over the {} byte frame limit",
+            frame::FRAME_BYTES_MAX
+        );
+        frame::encode(
+            &Message::Reply {
+                id,
+                reply: Reply::Failed(reason),
+            },
+            out,
+        );
+    }
 }
 
 /// Serves one messaging connection (its magic and version already read)
@@ -166,17 +184,34 @@ where
                 continue;
             }
             let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
-            let Ok(permit) = blocking.clone().acquire_owned().await else {
-                break 'serve "shutting down".into();
+            let permit = match blocking.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    // Waiting for a permit: the replies done so far go
+                    // first, so they are not held behind slow work.
+                    if !inline_replies.is_empty()
+                        && replies.send(inline_replies.split().freeze()).await.is_err()
+                    {
+                        break 'serve "the writer stopped".into();
+                    }
+                    let Ok(permit) = blocking.clone().acquire_owned().await else {
+                        break 'serve "shutting down".into();
+                    };
+                    permit
+                }
             };
             let (handler, replies) = (handler.clone(), replies.clone());
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                if Instant::now() >= deadline {
-                    return; // the sender no longer waits
-                }
+                // Past its deadline the sender no longer waits for the work;
+                // it still hears that the request was not done.
+                let reply = if Instant::now() >= deadline {
+                    Reply::Failed("the request's deadline passed before it ran".into())
+                } else {
+                    handler.handle(verb)
+                };
                 let mut out = BytesMut::new();
-                encode_reply(id, handler.handle(verb), &mut out);
+                encode_reply(id, reply, &mut out);
                 let _ = replies.blocking_send(out.freeze());
             });
         }

@@ -80,8 +80,6 @@ struct Connection {
     closed: AtomicBool,
     /// Set when the connection failed: no new one before this instant.
     retry_at: Mutex<Option<Instant>>,
-    /// When it was made (before any request was queued on it).
-    created: Instant,
 }
 
 impl Connection {
@@ -187,7 +185,6 @@ impl Messenger {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
             retry_at: Mutex::new(None),
-            created: Instant::now(),
         });
         connections.insert(peer, connection.clone());
         self.runtime
@@ -215,6 +212,16 @@ impl Messenger {
             },
             &mut encoded,
         );
+        if encoded.len() > frame::FRAME_BYTES_MAX {
+            return on_reply(Err(PeerError::Refused {
+                peer,
+                status: format!(
+                    "the request is {} bytes, over the {} byte frame limit",
+                    encoded.len(),
+                    frame::FRAME_BYTES_MAX
+                ),
+            }));
+        }
         connection.pending.lock().insert(
             id,
             Pending {
@@ -291,6 +298,7 @@ async fn run_connection(
             return;
         }
     };
+    let established = Instant::now();
     let (mut reader, mut writer) = stream.into_split();
     let writing = async {
         let mut batch = Vec::with_capacity(FRAMES_PER_WRITE_MAX);
@@ -312,7 +320,8 @@ async fn run_connection(
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut sweep = tokio::time::interval(SWEEP_EVERY);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_read = connection.created;
+        // Requests sent while connecting are not held against the connection.
+        let mut last_read = established;
         loop {
             tokio::select! {
                 read = reader.read_buf(&mut buf) => match read {
@@ -517,8 +526,12 @@ mod tests {
             "{result:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(1));
-        // Nothing came back within the deadline: the next request opens a
-        // new connection rather than queueing behind a dead one.
+        // A request sent on the established connection gets nothing back
+        // within its deadline: the connection is dropped, and the next
+        // request opens a new one rather than queueing behind a dead one.
+        let _ = messenger
+            .call(silent, Verb::Truncate(TABLE), Duration::from_millis(50))
+            .await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         let _ = messenger
             .call(silent, Verb::Truncate(TABLE), Duration::from_millis(50))

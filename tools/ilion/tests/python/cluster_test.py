@@ -307,6 +307,12 @@ def shapes(addresses):
         rows = sorted((r.k, r.c, r.v) for r in session.execute(select, keys))
         wanted = sorted((k, c, k * 10 + c) for k in keys for c in (1, 3))
         expect(rows == wanted, f"IN over {len(keys)} keys read {rows}")
+    # A prepared filtering scan: its key marker is no partition key, so it
+    # scans token ranges (on a thread, not on the statement's task).
+    scan = prepared("SELECT k, c FROM shapes.w WHERE k > ? ALLOW FILTERING")
+    rows = sorted((r.k, r.c) for r in session.execute(scan, (5,)))
+    wanted = sorted((k, c) for k in range(6, 12) for c in range(4))
+    expect(rows == wanted, f"filtering scan read {len(rows)} rows, expected {len(wanted)}")
     print("shapes ok")
     cluster.shutdown()
 
