@@ -28,9 +28,18 @@ pub fn begin() {
 pub fn warn(message: String) {
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
-        if pending.len() < WARNINGS_MAX && !pending.contains(&message) {
-            pending.push(message);
+        if pending.contains(&message) || pending.len() >= WARNINGS_MAX {
+            return;
         }
+        // The last slot says that the limit was reached, rather than
+        // dropping warnings silently.
+        if pending.len() == WARNINGS_MAX - 1 {
+            pending.push(format!(
+                "more warnings were dropped: at most {WARNINGS_MAX} are sent per statement"
+            ));
+            return;
+        }
+        pending.push(message);
     });
 }
 
@@ -56,6 +65,8 @@ mod tests {
         for n in 0..100 {
             warn(format!("w{n}"));
         }
-        assert_eq!(take().len(), WARNINGS_MAX);
+        let kept = take();
+        assert_eq!(kept.len(), WARNINGS_MAX);
+        assert!(kept[WARNINGS_MAX - 1].contains("at most 16"), "{kept:?}");
     }
 }

@@ -109,15 +109,12 @@ mod kind {
     pub const FAILED: u8 = 67;
 }
 
-fn table_bytes(table: TableId) -> [u8; 16] {
-    table.0.to_be_bytes()
-}
-
 fn read_table(r: &mut Reader<'_>) -> Result<TableId, DecodeError> {
-    let raw = r.take(16)?;
-    let mut bytes = [0u8; 16];
-    bytes.copy_from_slice(raw);
-    Ok(TableId(u128::from_be_bytes(bytes)))
+    let at = r.offset();
+    crate::verbs::decode_table(r.take(16)?).ok_or(DecodeError {
+        offset: at,
+        reason: "table id",
+    })
 }
 
 /// Appends `message` as one frame.
@@ -140,7 +137,8 @@ pub fn encode(message: &Message, out: &mut BytesMut) {
                     query,
                     digest_only,
                 } => {
-                    body.buf.extend_from_slice(&table_bytes(*table));
+                    body.buf
+                        .extend_from_slice(&crate::verbs::encode_table(*table));
                     body.bytes(key);
                     body.bytes(query);
                     body.u8(u8::from(*digest_only));
@@ -152,14 +150,16 @@ pub fn encode(message: &Message, out: &mut BytesMut) {
                     resume,
                     row_limit,
                 } => {
-                    body.buf.extend_from_slice(&table_bytes(*table));
+                    body.buf
+                        .extend_from_slice(&crate::verbs::encode_table(*table));
                     body.bytes(range);
                     body.bytes(resume);
                     body.varint(*row_limit);
                     kind::SCAN
                 }
                 Verb::Truncate(table) => {
-                    body.buf.extend_from_slice(&table_bytes(*table));
+                    body.buf
+                        .extend_from_slice(&crate::verbs::encode_table(*table));
                     kind::TRUNCATE
                 }
             };
