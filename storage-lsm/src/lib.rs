@@ -11,7 +11,8 @@
 //!   live-row filtering;
 //! - [`sstable`]: immutable files (data, index, filter, statistics, TOC);
 //! - [`commitlog`]: durability before acknowledgement, replay after a crash;
-//! - [`table`]: one table's memtables and SSTables, read/flush paths;
+//! - [`table`]: one table's memtables and SSTables, read/flush paths
+//!   ([`range_walk`]: its partitions in a key range, across sources);
 //! - [`compaction`]: strategies and the merge that purges;
 //! - [`engine`]: the public API over all tables, background threads
 //!   ([`background`]: their lower priority);
@@ -38,6 +39,7 @@ pub mod memtable;
 pub mod merge;
 pub mod model;
 pub mod range_tombstones;
+pub mod range_walk;
 pub mod replica;
 pub mod row_map;
 pub mod sstable;

@@ -22,10 +22,14 @@ use crate::commitlog::Position;
 use crate::error::{Error, Result};
 use crate::fs;
 use crate::memtable::{MemPartitionSource, Memtable, MemtableMemory};
-use crate::merge::{Atom, AtomSource, LiveRows, MergeIterator, PartitionHeader, ReadCounters};
+use crate::merge::{
+    shadow_row, shadows_own_cells, Atom, AtomSource, LiveRows, MergeIterator, PartitionHeader,
+    ReadCounters, VecSource,
+};
 use crate::model::{
     ClusteringPosition, ClusteringRange, PartitionKey, PartitionUpdate, Row, TableId,
 };
+use crate::range_walk::{RangeWalk, WalkStep};
 use crate::sstable::format::IndexEntry;
 use crate::sstable::{
     ChunkCache, Descriptor, FoundPartition, SSTable, SSTablePartitionSource, SSTableWriter,
@@ -563,6 +567,63 @@ impl Table {
     }
 }
 
+/// [`live_rows_of`] for a partition only one source holds, from its
+/// header and atoms: without range deletions, each row is shadowed by the
+/// partition deletion and its own tombstones alone, so no merge is needed.
+fn live_rows_of_one_source(
+    key: PartitionKey,
+    header: PartitionHeader,
+    atoms: Vec<Atom>,
+    limit: usize,
+    now_s: i64,
+) -> Result<(Option<PartitionRows>, ReadCounters)> {
+    let header = PartitionHeader::merge([header]);
+    if atoms.iter().any(|atom| matches!(atom, Atom::Marker(_))) {
+        let source: Box<dyn AtomSource> = Box::new(VecSource::new(atoms));
+        let merge = MergeIterator::new(vec![source], false, header.deletion)?;
+        return live_rows_of(&key, Some((header, merge)), limit, now_s);
+    }
+    let mut counters = ReadCounters::default();
+    if header.deletion.is_some() {
+        counters.tombstones_scanned += 1;
+    }
+    let static_row = header
+        .static_row
+        .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
+    let mut rows = Vec::with_capacity(atoms.len().min(limit));
+    for atom in atoms {
+        if rows.len() >= limit {
+            break;
+        }
+        let Atom::Row(row) = atom else {
+            continue;
+        };
+        let row = if header.deletion.is_some() || shadows_own_cells(&row) {
+            shadow_row(row, header.deletion)
+        } else {
+            row
+        };
+        if row.is_empty() {
+            continue;
+        }
+        if let Some(row) = crate::merge::live_part(row, now_s, &mut counters) {
+            rows.push(row);
+        }
+    }
+    counters.live_rows = rows.len() as u64;
+    if rows.is_empty() && static_row.is_none() {
+        return Ok((None, counters));
+    }
+    Ok((
+        Some(PartitionRows {
+            key,
+            static_row,
+            rows,
+        }),
+        counters,
+    ))
+}
+
 /// Drains a partition's merge into the rows a client sees.
 pub(crate) fn live_rows_of(
     key: &PartitionKey,
@@ -648,7 +709,7 @@ impl Table {
         if max == 0 {
             return Ok(out);
         }
-        self.for_each_partition(&view, lo, hi.as_ref(), |key, merged| {
+        self.for_each_partition(&view, lo, hi, |key, merged| {
             if let Some((header, mut merge)) = merged {
                 if let Some(update) = crate::replica::update_of(header, &mut merge)? {
                     out.push(crate::model::Mutation {
@@ -672,34 +733,78 @@ impl Table {
     fn for_each_partition(
         &self,
         view: &TableView,
-        mut lo: Bound<PartitionKey>,
-        hi: Bound<&PartitionKey>,
+        lo: Bound<PartitionKey>,
+        hi: Bound<PartitionKey>,
         mut visit: impl FnMut(
             &PartitionKey,
             Option<(PartitionHeader, MergeIterator)>,
         ) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
-        const KEY_BATCH: usize = 128;
-        loop {
-            let batch = self.next_batch(view, lo.as_ref(), hi, KEY_BATCH)?;
-            if batch.is_empty() {
+        let mut walk = RangeWalk::new(view, lo, hi);
+        while let Some(step) = walk.next_partition()? {
+            let merged = self.merge_step(view, &mut walk, &step.key, step.entries)?;
+            if visit(&step.key, merged)?.is_break() {
                 return Ok(());
             }
-            for (key, entries) in batch {
-                lo = Bound::Excluded(key.clone());
-                let merged = self.merge_with_entries(
-                    view,
-                    &key,
-                    entries,
-                    &ClusteringPosition::bottom(),
-                    &ClusteringPosition::top(),
-                    false,
-                )?;
-                if visit(&key, merged)?.is_break() {
-                    return Ok(());
-                }
+        }
+        Ok(())
+    }
+
+    /// The whole-partition merge of one step of a range walk.
+    fn merge_step(
+        &self,
+        view: &TableView,
+        walk: &mut RangeWalk,
+        key: &PartitionKey,
+        entries: Vec<(usize, IndexEntry)>,
+    ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
+        let mut with_sstables = Vec::with_capacity(entries.len());
+        for (index, entry) in entries {
+            if let Some(scanner) = walk.scanner(index) {
+                with_sstables.push((scanner.sstable().clone(), entry));
             }
         }
+        self.merge_with_entries(
+            view,
+            key,
+            with_sstables,
+            &ClusteringPosition::bottom(),
+            &ClusteringPosition::top(),
+            false,
+        )
+    }
+
+    /// Live rows of one step of a range walk, at most `limit`: a narrow
+    /// partition that only one SSTable holds is decoded straight from the
+    /// walk's cursor (the usual case after compaction); any other goes
+    /// through the merge.
+    fn live_rows_of_step(
+        &self,
+        view: &TableView,
+        walk: &mut RangeWalk,
+        step: WalkStep,
+        limit: usize,
+        now_s: i64,
+    ) -> Result<(Option<PartitionRows>, ReadCounters)> {
+        let WalkStep {
+            key,
+            in_memtable,
+            mut entries,
+        } = step;
+        if !in_memtable && entries.len() == 1 {
+            if let Some((index, entry)) = entries.pop() {
+                let narrow = match walk.scanner(index) {
+                    Some(scanner) => scanner.read_narrow(&entry)?,
+                    None => None,
+                };
+                if let Some((header, atoms)) = narrow {
+                    return live_rows_of_one_source(key, header, atoms, limit, now_s);
+                }
+                entries.push((index, entry));
+            }
+        }
+        let merged = self.merge_step(view, walk, &key, entries)?;
+        live_rows_of(&key, merged, limit, now_s)
     }
 
     /// Live rows of the partitions in `range`, in token order, at most
@@ -738,19 +843,19 @@ impl Table {
             lo = Bound::Excluded(resume.key.clone());
         }
         if rows_left > 0 {
-            self.for_each_partition(&view, lo, range_hi.as_ref(), |key, merged| {
-                let (result, counters) = live_rows_of(key, merged, rows_left, now_s)?;
+            let mut walk = RangeWalk::new(&view, lo, range_hi);
+            while let Some(step) = walk.next_partition()? {
+                let (result, counters) =
+                    self.live_rows_of_step(&view, &mut walk, step, rows_left, now_s)?;
                 counters_total.tombstones_scanned += counters.tombstones_scanned;
                 if let Some(part) = result {
                     rows_left = rows_left.saturating_sub(part.rows.len().max(1));
                     partitions.push(part);
                 }
-                Ok(if rows_left == 0 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                })
-            })?;
+                if rows_left == 0 {
+                    break;
+                }
+            }
         }
         let resume = if rows_left == 0 {
             partitions.last().map(|p| ScanResume {
@@ -764,34 +869,6 @@ impl Table {
         self.metrics
             .record_range_read(started.elapsed(), &counters_total);
         Ok(ScanPage { partitions, resume })
-    }
-
-    /// The next distinct partition keys after `lo` across every source, each
-    /// with the SSTable index entries that hold it.
-    fn next_batch(
-        &self,
-        view: &TableView,
-        lo: Bound<&PartitionKey>,
-        hi: Bound<&PartitionKey>,
-        max: usize,
-    ) -> Result<Vec<(PartitionKey, Vec<EntryIn>)>> {
-        let mut batch: std::collections::BTreeMap<PartitionKey, Vec<EntryIn>> =
-            std::collections::BTreeMap::new();
-        for memtable in std::iter::once(&view.active).chain(view.flushing.iter()) {
-            for key in memtable.keys_in(lo, hi, max) {
-                batch.entry(key).or_default();
-            }
-        }
-        for sstable in &view.sstables {
-            for entry in sstable.entries_in(lo, hi, max)? {
-                batch
-                    .entry(entry.key.clone())
-                    .or_default()
-                    .push((sstable.clone(), entry));
-            }
-        }
-        // Keys past the first `max` may be missing some sources' entries: drop them.
-        Ok(batch.into_iter().take(max).collect())
     }
 
     /// Bytes on disk of every live SSTable.

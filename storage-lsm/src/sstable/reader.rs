@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ fn le_u64(bytes: &[u8], at: usize) -> Option<u64> {
 }
 
 /// What an index walk does with an entry (see [`SSTable::walk_entries`]).
-enum Visit {
+pub(super) enum Visit {
     /// Pass over it.
     Skip,
     /// Take it, with this key.
@@ -92,6 +92,10 @@ impl std::ops::Deref for LogicalBytes {
         }
     }
 }
+
+/// The chunk a sequential reader used last (see [`SSTable::read_logical_in`]).
+#[derive(Debug, Default)]
+pub struct ChunkMemo(Option<(usize, Chunk)>);
 
 /// A partition of an SSTable, found: where it is, its header, and, for a
 /// point read, its first bytes as the lookup read them.
@@ -232,8 +236,13 @@ impl SSTable {
     /// Reads the key of the partition an index entry points at from the
     /// data (index entries hold only tokens), checks it has the entry's
     /// token, and hands it to `use_key` borrowed.
-    fn with_key_of<T>(&self, head: &EntryHead, use_key: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let bytes = self.read_logical(head.offset, head.header_len)?;
+    fn with_key_of<T>(
+        &self,
+        head: &EntryHead,
+        memo: &mut ChunkMemo,
+        use_key: impl FnOnce(&[u8]) -> T,
+    ) -> Result<T> {
+        let bytes = self.read_logical_in(head.offset, head.header_len, memo)?;
         let (token, key) = Reader::new(&bytes)
             .partition_key_ref()
             .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
@@ -248,15 +257,15 @@ impl SSTable {
     }
 
     /// The key of the partition an index entry points at.
-    fn key_of(&self, head: &EntryHead) -> Result<PartitionKey> {
-        self.with_key_of(head, |key| {
+    pub(super) fn key_of(&self, head: &EntryHead, memo: &mut ChunkMemo) -> Result<PartitionKey> {
+        self.with_key_of(head, memo, |key| {
             PartitionKey::new(head.token, bytes::Bytes::copy_from_slice(key))
         })
     }
 
     /// The first index block that may hold a partition of `token` (an
     /// earlier block holds only smaller tokens).
-    fn first_block_for(&self, token: i64) -> usize {
+    pub(super) fn first_block_for(&self, token: i64) -> usize {
         first_not_less(&self.summary_tokens, token).saturating_sub(1)
     }
 
@@ -270,27 +279,44 @@ impl SSTable {
         mut take: impl FnMut(IndexEntry) -> bool,
     ) -> Result<()> {
         for block in first..self.summary_offsets.len() {
-            let (payload, offset) = self.index_block(block)?;
-            let decode_error = |e| self.decode_error(&self.index_path, offset + 8, e);
-            let mut reader = Reader::new(payload);
-            let mut cursor = IndexBlockCursor::default();
-            while !reader.is_empty() {
-                let head = cursor.head(&mut reader).map_err(decode_error)?;
-                match visit(&head)? {
-                    Visit::Skip => {
-                        IndexBlockCursor::skip_blocks(&mut reader).map_err(decode_error)?
-                    }
-                    Visit::Stop => return Ok(()),
-                    Visit::Take(key) => {
-                        let blocks = IndexBlockCursor::blocks(&mut reader).map_err(decode_error)?;
-                        if take(head.with_key(key, blocks)) {
-                            return Ok(());
-                        }
+            if self.walk_block(block, &mut visit, &mut take)?.is_break() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Index blocks (summary positions) this SSTable has.
+    pub(super) fn index_block_count(&self) -> usize {
+        self.summary_offsets.len()
+    }
+
+    /// [`SSTable::walk_entries`] over one index block; breaks when the walk
+    /// is to end.
+    pub(super) fn walk_block(
+        &self,
+        block: usize,
+        visit: &mut impl FnMut(&EntryHead) -> Result<Visit>,
+        take: &mut impl FnMut(IndexEntry) -> bool,
+    ) -> Result<ControlFlow<()>> {
+        let (payload, offset) = self.index_block(block)?;
+        let decode_error = |e| self.decode_error(&self.index_path, offset + 8, e);
+        let mut reader = Reader::new(payload);
+        let mut cursor = IndexBlockCursor::default();
+        while !reader.is_empty() {
+            let head = cursor.head(&mut reader).map_err(decode_error)?;
+            match visit(&head)? {
+                Visit::Skip => IndexBlockCursor::skip_blocks(&mut reader).map_err(decode_error)?,
+                Visit::Stop => return Ok(ControlFlow::Break(())),
+                Visit::Take(key) => {
+                    let blocks = IndexBlockCursor::blocks(&mut reader).map_err(decode_error)?;
+                    if take(head.with_key(key, blocks)) {
+                        return Ok(ControlFlow::Break(()));
                     }
                 }
             }
         }
-        Ok(())
+        Ok(ControlFlow::Continue(()))
     }
 
     /// The partition `key`, if this SSTable holds it: its index entry, its
@@ -378,13 +404,14 @@ impl SSTable {
             Bound::Included(k) | Bound::Excluded(k) => (self.first_block_for(k.token), k.token),
         };
         let mut out = Vec::new();
+        let mut memo = ChunkMemo::default();
         self.walk_entries(
             first,
             |head| {
                 if head.token < lo_token {
                     return Ok(Visit::Skip);
                 }
-                let key = self.key_of(head)?;
+                let key = self.key_of(head, &mut memo)?;
                 let after_lo = match lo {
                     Bound::Unbounded => true,
                     Bound::Included(k) => key >= *k,
@@ -413,13 +440,24 @@ impl SSTable {
     /// from their chunk when they lie in one (most partitions), copied
     /// together otherwise.
     pub fn read_logical(&self, offset: u64, len: u64) -> Result<LogicalBytes> {
+        self.read_logical_in(offset, len, &mut ChunkMemo::default())
+    }
+
+    /// [`SSTable::read_logical`] for a reader that goes through the data in
+    /// order: the chunk it read last is in `memo`, not looked up again.
+    pub fn read_logical_in(
+        &self,
+        offset: u64,
+        len: u64,
+        memo: &mut ChunkMemo,
+    ) -> Result<LogicalBytes> {
         let end = offset
             .checked_add(len)
             .filter(|&end| end <= self.logical_len)
             .ok_or_else(|| corrupt(&self.index_path, 0, "index points past the end of the data"))?;
         let chunk_size = self.chunk_size as u64;
         if len > 0 && offset / chunk_size == (end - 1) / chunk_size {
-            let chunk = self.chunk((offset / chunk_size) as usize)?;
+            let chunk = self.chunk_in((offset / chunk_size) as usize, memo)?;
             let within = (offset % chunk_size) as usize;
             let range = within..within + len as usize;
             if chunk.get(range.clone()).is_none() {
@@ -431,7 +469,7 @@ impl SSTable {
         let mut at = offset;
         while at < end {
             let chunk_index = (at / chunk_size) as usize;
-            let chunk = self.chunk(chunk_index)?;
+            let chunk = self.chunk_in(chunk_index, memo)?;
             let within = (at % chunk_size) as usize;
             let take = ((end - at) as usize).min(chunk.len().saturating_sub(within));
             let slice = chunk
@@ -442,6 +480,18 @@ impl SSTable {
             at += take as u64;
         }
         Ok(LogicalBytes::Copied(out))
+    }
+
+    /// [`SSTable::chunk`], from `memo` when it holds it.
+    fn chunk_in(&self, index: usize, memo: &mut ChunkMemo) -> Result<Chunk> {
+        if let Some((held, chunk)) = &memo.0 {
+            if *held == index {
+                return Ok(chunk.clone());
+            }
+        }
+        let chunk = self.chunk(index)?;
+        memo.0 = Some((index, chunk.clone()));
+        Ok(chunk)
     }
 
     /// One decompressed chunk, from the chunk cache if it is there.
@@ -496,7 +546,7 @@ impl SSTable {
     /// Decodes the partition at `head` from `bytes` (its first bytes): if
     /// its key is `wanted` (or whatever it is, for `None`), its header. The
     /// key must have the entry's token, else the file is damaged.
-    fn header_if_key(
+    pub(super) fn header_if_key(
         &self,
         head: &EntryHead,
         bytes: &[u8],
@@ -537,7 +587,12 @@ impl SSTable {
 
     /// Decodes the atoms of one row-index block (`bytes`, at logical
     /// offset `base`) into `atoms`, in forward order.
-    fn decode_atoms(&self, bytes: &[u8], base: u64, atoms: &mut Vec<Atom>) -> Result<()> {
+    pub(super) fn decode_atoms(
+        &self,
+        bytes: &[u8],
+        base: u64,
+        atoms: &mut Vec<Atom>,
+    ) -> Result<()> {
         let mut r = Reader::new(bytes);
         loop {
             if r.is_empty() {
