@@ -172,11 +172,30 @@ impl Writer {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// `buf` as shared bytes, when the reader may hand out slices of it
+    /// instead of copies (see [`Reader::over_shared`]).
+    shared: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Reader<'a> {
-        Reader { buf, pos: 0 }
+        Reader {
+            buf,
+            pos: 0,
+            shared: None,
+        }
+    }
+
+    /// A reader whose decoded byte strings share `buf`'s memory instead of
+    /// copying it: each keeps all of `buf` alive, so use it only for
+    /// results that live briefly (a scan page on its way to a client),
+    /// never for data kept (a memtable, a cache).
+    pub fn over_shared(buf: &'a Bytes) -> Reader<'a> {
+        Reader {
+            buf,
+            pos: 0,
+            shared: Some(buf),
+        }
     }
 
     pub fn offset(&self) -> usize {
@@ -255,7 +274,11 @@ impl<'a> Reader<'a> {
     }
 
     pub fn bytes(&mut self) -> Result<Bytes, DecodeError> {
-        self.bytes_ref().map(Bytes::copy_from_slice)
+        let shared = self.shared;
+        self.bytes_ref().map(|bytes| match shared {
+            Some(shared) => shared.slice_ref(bytes),
+            None => Bytes::copy_from_slice(bytes),
+        })
     }
 
     /// A length-prefixed byte string, borrowed from the buffer.
@@ -346,8 +369,8 @@ impl<'a> Reader<'a> {
     }
 
     pub fn partition_key(&mut self) -> Result<PartitionKey, DecodeError> {
-        let (token, key) = self.partition_key_ref()?;
-        Ok(PartitionKey::new(token, Bytes::copy_from_slice(key)))
+        let token = self.fixed_i64()?;
+        Ok(PartitionKey::new(token, self.bytes()?))
     }
 
     /// A partition key's token and bytes, borrowed (nothing is copied).

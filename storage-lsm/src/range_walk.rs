@@ -8,11 +8,14 @@ use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::error::Result;
 use crate::memtable::Memtable;
+use crate::merge::{Atom, PartitionHeader};
 use crate::model::PartitionKey;
 use crate::sstable::format::IndexEntry;
-use crate::sstable::SSTableScanner;
+use crate::sstable::{SSTable, SSTableScanner};
 use crate::table::TableView;
 
 /// Keys a memtable cursor takes from its memtable at a time.
@@ -44,18 +47,22 @@ impl MemtableCursor {
     }
 }
 
-/// One partition of the walk: its key, whether a memtable holds it, and
-/// the SSTables that do (by cursor, with their index entries).
+/// One partition of the walk: the key from a memtable that holds it, if
+/// one does, and the SSTable cursors that hold it (their next entry is the
+/// partition's until the walk moves on; see [`RangeWalk::take_entry`]).
+#[derive(Debug)]
 pub struct WalkStep {
-    pub key: PartitionKey,
-    pub in_memtable: bool,
-    pub entries: Vec<(usize, IndexEntry)>,
+    pub memtable_key: Option<PartitionKey>,
+    pub sstables: SmallVec<[usize; 4]>,
 }
 
 /// The walk over one table view (see the module doc).
 pub struct RangeWalk {
     memtables: Vec<MemtableCursor>,
     sstables: Vec<SSTableScanner>,
+    /// The SSTable cursors of the last step whose entries were not taken:
+    /// the next step passes them, so no partition is walked twice.
+    pending: SmallVec<[usize; 4]>,
 }
 
 impl RangeWalk {
@@ -79,83 +86,94 @@ impl RangeWalk {
         RangeWalk {
             memtables,
             sstables,
+            pending: SmallVec::new(),
         }
     }
 
-    /// The SSTable cursor a step's entry came from.
-    pub fn scanner(&mut self, index: usize) -> Option<&mut SSTableScanner> {
-        self.sstables.get_mut(index)
+    /// The index entry of the current step's partition in SSTable cursor
+    /// `index`, if the step has it there and it was not taken.
+    pub fn entry(&self, index: usize) -> Option<&IndexEntry> {
+        if !self.pending.contains(&index) {
+            return None;
+        }
+        self.sstables.get(index).and_then(SSTableScanner::front)
+    }
+
+    /// Takes the current step's entry from SSTable cursor `index`, with its
+    /// SSTable.
+    pub fn take_entry(&mut self, index: usize) -> Result<Option<(Arc<SSTable>, IndexEntry)>> {
+        let Some(at) = self.pending.iter().position(|&i| i == index) else {
+            return Ok(None);
+        };
+        self.pending.swap_remove(at);
+        let Some(scanner) = self.sstables.get_mut(index) else {
+            return Ok(None);
+        };
+        Ok(scanner
+            .take()?
+            .map(|entry| (scanner.sstable().clone(), entry)))
+    }
+
+    /// Decodes the current step's partition in SSTable cursor `index` into
+    /// `atoms`, if it is narrow, leaving the entry in place (see
+    /// [`SSTableScanner::read_narrow`]).
+    pub fn read_narrow(
+        &mut self,
+        index: usize,
+        atoms: &mut Vec<Atom>,
+    ) -> Result<Option<PartitionHeader>> {
+        if !self.pending.contains(&index) {
+            return Ok(None);
+        }
+        match self.sstables.get_mut(index) {
+            Some(scanner) => scanner.read_narrow_front(atoms),
+            None => Ok(None),
+        }
     }
 
     /// The next partition in the range, or `None` at its end.
     pub fn next_partition(&mut self) -> Result<Option<WalkStep>> {
+        for index in std::mem::take(&mut self.pending) {
+            if let Some(scanner) = self.sstables.get_mut(index) {
+                scanner.take()?;
+            }
+        }
         for cursor in &mut self.memtables {
             cursor.peek();
         }
         for scanner in &mut self.sstables {
             scanner.peek()?;
         }
-        // The lowest key's source, found without copying keys.
-        let mut lowest: Option<(&PartitionKey, Source)> = None;
-        let fronts = self
-            .memtables
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.keys.front().map(|k| (k, Source::Memtable(i))))
-            .chain(
-                self.sstables
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| s.front().map(|e| (&e.key, Source::SSTable(i)))),
-            );
-        for (key, source) in fronts {
-            if lowest.is_none_or(|(low, _)| key < low) {
-                lowest = Some((key, source));
+        // The lowest key, and every source that holds it, found without
+        // copying keys.
+        let mut lowest: Option<&PartitionKey> = None;
+        let memtable_fronts = self.memtables.iter().map(|c| c.keys.front());
+        let sstable_fronts = self.sstables.iter().map(|s| s.front().map(|e| &e.key));
+        for key in memtable_fronts.chain(sstable_fronts).flatten() {
+            if lowest.is_none_or(|low| key < low) {
+                lowest = Some(key);
             }
         }
-        let Some((_, source)) = lowest else {
+        let Some(lowest) = lowest else {
             return Ok(None);
         };
-        let mut entries = Vec::new();
-        let key = match source {
-            Source::Memtable(i) => self.memtables.get_mut(i).and_then(|c| c.keys.pop_front()),
-            Source::SSTable(i) => match self.sstables.get_mut(i) {
-                Some(scanner) => scanner.take()?.map(|entry| {
-                    let key = entry.key.clone();
-                    entries.push((i, entry));
-                    key
-                }),
-                None => None,
-            },
-        };
-        let Some(key) = key else {
-            return Ok(None);
-        };
-        let mut in_memtable = matches!(source, Source::Memtable(_));
-        for cursor in &mut self.memtables {
-            if cursor.keys.front() == Some(&key) {
-                cursor.keys.pop_front();
-                in_memtable = true;
+        let holds = |front: Option<&PartitionKey>| front == Some(lowest);
+        let in_memtables: SmallVec<[usize; 4]> = (0..self.memtables.len())
+            .filter(|&i| holds(self.memtables.get(i).and_then(|c| c.keys.front())))
+            .collect();
+        let in_sstables: SmallVec<[usize; 4]> = (0..self.sstables.len())
+            .filter(|&i| holds(self.sstables.get(i).and_then(|s| s.front()).map(|e| &e.key)))
+            .collect();
+        let mut memtable_key = None;
+        for i in in_memtables {
+            if let Some(key) = self.memtables.get_mut(i).and_then(|c| c.keys.pop_front()) {
+                memtable_key.get_or_insert(key);
             }
         }
-        for (index, scanner) in self.sstables.iter_mut().enumerate() {
-            if scanner.front().is_some_and(|entry| entry.key == key) {
-                if let Some(entry) = scanner.take()? {
-                    entries.push((index, entry));
-                }
-            }
-        }
+        self.pending = in_sstables.clone();
         Ok(Some(WalkStep {
-            key,
-            in_memtable,
-            entries,
+            memtable_key,
+            sstables: in_sstables,
         }))
     }
-}
-
-/// Where the lowest key of a step is.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Memtable(usize),
-    SSTable(usize),
 }

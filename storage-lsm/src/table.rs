@@ -228,6 +228,9 @@ pub struct ScanResume {
     pub clustering: Option<Bytes>,
 }
 
+/// Partitions a scan page makes room for before it reads any.
+const SCAN_PAGE_RESERVED: usize = 4_096;
+
 /// A partition's index entry in one SSTable.
 type EntryIn = (Arc<SSTable>, IndexEntry);
 
@@ -573,13 +576,13 @@ impl Table {
 fn live_rows_of_one_source(
     key: PartitionKey,
     header: PartitionHeader,
-    atoms: Vec<Atom>,
+    atoms: &mut Vec<Atom>,
     limit: usize,
     now_s: i64,
 ) -> Result<(Option<PartitionRows>, ReadCounters)> {
     let header = PartitionHeader::merge([header]);
     if atoms.iter().any(|atom| matches!(atom, Atom::Marker(_))) {
-        let source: Box<dyn AtomSource> = Box::new(VecSource::new(atoms));
+        let source: Box<dyn AtomSource> = Box::new(VecSource::new(std::mem::take(atoms)));
         let merge = MergeIterator::new(vec![source], false, header.deletion)?;
         return live_rows_of(&key, Some((header, merge)), limit, now_s);
     }
@@ -591,7 +594,7 @@ fn live_rows_of_one_source(
         .static_row
         .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
     let mut rows = Vec::with_capacity(atoms.len().min(limit));
-    for atom in atoms {
+    for atom in atoms.drain(..) {
         if rows.len() >= limit {
             break;
         }
@@ -742,8 +745,11 @@ impl Table {
     ) -> Result<()> {
         let mut walk = RangeWalk::new(view, lo, hi);
         while let Some(step) = walk.next_partition()? {
-            let merged = self.merge_step(view, &mut walk, &step.key, step.entries)?;
-            if visit(&step.key, merged)?.is_break() {
+            let Some(key) = Self::key_of_step(&walk, &step) else {
+                continue;
+            };
+            let merged = self.merge_step(view, &mut walk, &key, &step)?;
+            if visit(&key, merged)?.is_break() {
                 return Ok(());
             }
         }
@@ -756,12 +762,12 @@ impl Table {
         view: &TableView,
         walk: &mut RangeWalk,
         key: &PartitionKey,
-        entries: Vec<(usize, IndexEntry)>,
+        step: &WalkStep,
     ) -> Result<Option<(PartitionHeader, MergeIterator)>> {
-        let mut with_sstables = Vec::with_capacity(entries.len());
-        for (index, entry) in entries {
-            if let Some(scanner) = walk.scanner(index) {
-                with_sstables.push((scanner.sstable().clone(), entry));
+        let mut with_sstables = Vec::with_capacity(step.sstables.len());
+        for &index in &step.sstables {
+            if let Some(found) = walk.take_entry(index)? {
+                with_sstables.push(found);
             }
         }
         self.merge_with_entries(
@@ -774,36 +780,40 @@ impl Table {
         )
     }
 
+    /// The key of a step of a range walk.
+    fn key_of_step(walk: &RangeWalk, step: &WalkStep) -> Option<PartitionKey> {
+        step.memtable_key.clone().or_else(|| {
+            step.sstables
+                .first()
+                .and_then(|&index| walk.entry(index))
+                .map(|entry| entry.key.clone())
+        })
+    }
+
     /// Live rows of one step of a range walk, at most `limit`: a narrow
     /// partition that only one SSTable holds is decoded straight from the
-    /// walk's cursor (the usual case after compaction); any other goes
-    /// through the merge.
+    /// walk's cursor (the usual case after compaction) into `atoms`, a
+    /// buffer kept across steps; any other goes through the merge.
     fn live_rows_of_step(
         &self,
         view: &TableView,
         walk: &mut RangeWalk,
         step: WalkStep,
+        atoms: &mut Vec<Atom>,
         limit: usize,
         now_s: i64,
     ) -> Result<(Option<PartitionRows>, ReadCounters)> {
-        let WalkStep {
-            key,
-            in_memtable,
-            mut entries,
-        } = step;
-        if !in_memtable && entries.len() == 1 {
-            if let Some((index, entry)) = entries.pop() {
-                let narrow = match walk.scanner(index) {
-                    Some(scanner) => scanner.read_narrow(&entry)?,
-                    None => None,
-                };
-                if let Some((header, atoms)) = narrow {
-                    return live_rows_of_one_source(key, header, atoms, limit, now_s);
+        if let (None, &[index]) = (&step.memtable_key, step.sstables.as_slice()) {
+            if let Some(header) = walk.read_narrow(index, atoms)? {
+                if let Some((_, entry)) = walk.take_entry(index)? {
+                    return live_rows_of_one_source(entry.key, header, atoms, limit, now_s);
                 }
-                entries.push((index, entry));
             }
         }
-        let merged = self.merge_step(view, walk, &key, entries)?;
+        let Some(key) = Self::key_of_step(walk, &step) else {
+            return Ok((None, ReadCounters::default()));
+        };
+        let merged = self.merge_step(view, walk, &key, &step)?;
         live_rows_of(&key, merged, limit, now_s)
     }
 
@@ -819,7 +829,8 @@ impl Table {
         let started = Instant::now();
         let view = self.view();
         let (range_lo, range_hi) = range.key_bounds();
-        let mut partitions = Vec::new();
+        // Room for a page of narrow partitions up front (grown beyond).
+        let mut partitions = Vec::with_capacity(row_limit.min(SCAN_PAGE_RESERVED));
         let mut rows_left = row_limit;
         let mut counters_total = ReadCounters::default();
         let mut lo: Bound<PartitionKey> = range_lo;
@@ -844,9 +855,10 @@ impl Table {
         }
         if rows_left > 0 {
             let mut walk = RangeWalk::new(&view, lo, range_hi);
+            let mut atoms = Vec::new();
             while let Some(step) = walk.next_partition()? {
                 let (result, counters) =
-                    self.live_rows_of_step(&view, &mut walk, step, rows_left, now_s)?;
+                    self.live_rows_of_step(&view, &mut walk, step, &mut atoms, rows_left, now_s)?;
                 counters_total.tombstones_scanned += counters.tombstones_scanned;
                 if let Some(part) = result {
                     rows_left = rows_left.saturating_sub(part.rows.len().max(1));

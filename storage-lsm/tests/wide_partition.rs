@@ -1,7 +1,8 @@
 //! Goal: slices of a wide partition (many row-index blocks, spread over
 //! memtables and several SSTables, with range deletions crossing block
 //! boundaries) return exactly the live rows, forward and reverse, with limits
-//! and from the middle of a range deletion, before and after compaction.
+//! and from the middle of a range deletion, before and after compaction;
+//! and paged token scans over it and its narrow neighbours see the same.
 
 mod common;
 
@@ -36,6 +37,53 @@ fn range(start: u32, end: u32) -> ClusteringRange {
     }
 }
 
+/// Narrow partitions around the wide one, in token order.
+fn neighbours() -> Vec<PartitionKey> {
+    vec![
+        PartitionKey::new(6, b"before".to_vec()),
+        PartitionKey::new(7, b"a".to_vec()),
+        PartitionKey::new(8, b"after".to_vec()),
+    ]
+}
+
+/// A whole-table token scan in pages of `page_rows`: the rows of `wide`
+/// and the keys of the other partitions, in order.
+fn scan_rows(
+    engine: &storage_lsm::Engine,
+    wide: &PartitionKey,
+    page_rows: usize,
+) -> (Vec<u32>, Vec<PartitionKey>) {
+    let mut rows = Vec::new();
+    let mut others = Vec::new();
+    let mut resume = None;
+    loop {
+        let page = engine
+            .scan(
+                TABLE,
+                &storage_lsm::TokenRange::all(),
+                resume.as_ref(),
+                page_rows,
+            )
+            .unwrap();
+        for partition in &page.partitions {
+            if partition.key == *wide {
+                rows.extend(
+                    partition
+                        .rows
+                        .iter()
+                        .map(|r| u32::from_be_bytes(r.clustering[..4].try_into().unwrap())),
+                );
+            } else if others.last() != Some(&partition.key) {
+                others.push(partition.key.clone());
+            }
+        }
+        match page.resume {
+            Some(next) => resume = Some(next),
+            None => return (rows, others),
+        }
+    }
+}
+
 #[test]
 fn wide_partition_slices_match_expectations() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,6 +106,17 @@ fn wide_partition_slices_match_expectations() {
             },
         );
         if chunk == 3 {
+            // Narrow neighbours, one sharing the wide partition's token.
+            for neighbour in neighbours() {
+                write(
+                    &engine,
+                    &neighbour,
+                    PartitionUpdate {
+                        rows: vec![row(1, 1, 10)],
+                        ..Default::default()
+                    },
+                );
+            }
             engine.flush(TABLE).unwrap();
         }
     }
@@ -175,6 +234,16 @@ fn wide_partition_slices_match_expectations() {
             got.extend(page);
         }
         assert_eq!(got, all, "{label}: paged");
+        // Token scans, paged, see the same rows and every neighbour once.
+        for page_rows in [333, 4_096, 1] {
+            let (wide_rows, others) = scan_rows(&engine, &key, page_rows);
+            assert_eq!(wide_rows, all, "{label}: token scan, pages of {page_rows}");
+            assert_eq!(
+                others,
+                neighbours(),
+                "{label}: token scan neighbours, pages of {page_rows}"
+            );
+        }
     };
     check("memtable + sstables");
     engine.flush(TABLE).unwrap();

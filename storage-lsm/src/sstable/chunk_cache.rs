@@ -25,8 +25,8 @@ use quick_cache::Weighter;
 /// sequential read must find the chunk it is in the middle of.
 pub const CHUNK_CACHE_BYTES_MIN: usize = 1024 * 1024;
 
-/// A decompressed chunk.
-pub type Chunk = Arc<Vec<u8>>;
+/// A decompressed chunk (shared: a clone or a slice counts a reference).
+pub type Chunk = bytes::Bytes;
 
 static NEXT_SSTABLE_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -162,13 +162,13 @@ mod tests {
         let a = next_sstable_id();
         let b = next_sstable_id();
         assert_ne!(a, b);
-        cache.insert(a, 0, Arc::new(vec![1u8; 4096]));
-        cache.insert(b, 0, Arc::new(vec![2u8; 4096]));
+        cache.insert(a, 0, Chunk::from(vec![1u8; 4096]));
+        cache.insert(b, 0, Chunk::from(vec![2u8; 4096]));
         assert_eq!(cache.get(a, 0).map(|c| c[0]), Some(1));
         assert_eq!(cache.get(b, 0).map(|c| c[0]), Some(2));
         assert!(cache.get(a, 1).is_none());
         for i in 0..1000 {
-            cache.insert(a, i, Arc::new(vec![0u8; 4096]));
+            cache.insert(a, i, Chunk::from(vec![0u8; 4096]));
         }
         assert!(cache.held_bytes() <= CHUNK_CACHE_BYTES_MIN as u64);
     }

@@ -237,8 +237,12 @@ pub struct IndexEntry {
     /// Bytes of atoms, end tag included.
     pub atoms_len: u64,
     /// At least one block; the first starts at offset 0.
-    pub blocks: Vec<RowIndexBlock>,
+    pub blocks: RowIndexBlocks,
 }
+
+/// A partition's row-index blocks: one, inline, for a narrow partition
+/// (most of them), so that listing narrow partitions allocates nothing.
+pub type RowIndexBlocks = smallvec::SmallVec<[RowIndexBlock; 1]>;
 
 impl IndexEntry {
     pub fn atoms_offset(&self) -> u64 {
@@ -264,7 +268,7 @@ pub struct EntryHead {
 
 impl EntryHead {
     /// The index entry of `key`, with its row-index blocks.
-    pub fn with_key(self, key: PartitionKey, blocks: Vec<RowIndexBlock>) -> IndexEntry {
+    pub fn with_key(self, key: PartitionKey, blocks: RowIndexBlocks) -> IndexEntry {
         IndexEntry {
             key,
             offset: self.offset,
@@ -354,16 +358,16 @@ impl IndexBlockCursor {
     }
 
     /// The row-index blocks of the entry whose head was just read.
-    pub fn blocks(r: &mut Reader<'_>) -> Result<Vec<RowIndexBlock>, DecodeError> {
+    pub fn blocks(r: &mut Reader<'_>) -> Result<RowIndexBlocks, DecodeError> {
         let count = r.u32_len(1 << 24, "too many row-index blocks")?;
         if count == 0 {
-            return Ok(vec![RowIndexBlock {
+            return Ok(smallvec::smallvec![RowIndexBlock {
                 offset: 0,
                 first_position: ClusteringPosition::top(),
                 open_deletion: None,
             }]);
         }
-        let mut blocks = Vec::with_capacity(count.min(1024));
+        let mut blocks = RowIndexBlocks::with_capacity(count.min(1024));
         for _ in 0..count {
             blocks.push(RowIndexBlock {
                 offset: r.varint()?,

@@ -82,6 +82,23 @@ pub enum LogicalBytes {
     Copied(Vec<u8>),
 }
 
+impl LogicalBytes {
+    /// These bytes as shared bytes (a slice of their chunk when they lie
+    /// in one, no copy).
+    pub fn to_shared(&self) -> bytes::Bytes {
+        match self {
+            LogicalBytes::InChunk(chunk, range) => {
+                if range.end <= chunk.len() && range.start <= range.end {
+                    chunk.slice(range.clone())
+                } else {
+                    bytes::Bytes::new()
+                }
+            }
+            LogicalBytes::Copied(bytes) => bytes::Bytes::copy_from_slice(bytes),
+        }
+    }
+}
+
 impl std::ops::Deref for LogicalBytes {
     type Target = [u8];
 
@@ -233,34 +250,25 @@ impl SSTable {
         Ok((payload, offset))
     }
 
-    /// Reads the key of the partition an index entry points at from the
-    /// data (index entries hold only tokens), checks it has the entry's
-    /// token, and hands it to `use_key` borrowed.
-    fn with_key_of<T>(
-        &self,
-        head: &EntryHead,
-        memo: &mut ChunkMemo,
-        use_key: impl FnOnce(&[u8]) -> T,
-    ) -> Result<T> {
+    /// The key of the partition an index entry points at.
+    ///
+    /// The key shares the data chunk it lies in (the walks that call this
+    /// hand keys on to scan pages and compaction outputs, which keep them
+    /// briefly).
+    pub(super) fn key_of(&self, head: &EntryHead, memo: &mut ChunkMemo) -> Result<PartitionKey> {
         let bytes = self.read_logical_in(head.offset, head.header_len, memo)?;
-        let (token, key) = Reader::new(&bytes)
-            .partition_key_ref()
+        let shared = bytes.to_shared();
+        let key = Reader::over_shared(&shared)
+            .partition_key()
             .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
-        if token != head.token {
+        if key.token != head.token {
             return Err(corrupt(
                 &self.data_path,
                 head.offset,
                 "partition token differs from its index entry",
             ));
         }
-        Ok(use_key(key))
-    }
-
-    /// The key of the partition an index entry points at.
-    pub(super) fn key_of(&self, head: &EntryHead, memo: &mut ChunkMemo) -> Result<PartitionKey> {
-        self.with_key_of(head, memo, |key| {
-            PartitionKey::new(head.token, bytes::Bytes::copy_from_slice(key))
-        })
+        Ok(key)
     }
 
     /// The first index block that may hold a partition of `token` (an
@@ -538,7 +546,7 @@ impl SSTable {
                 format!("chunk does not decompress: {e}"),
             )
         })?;
-        let bytes = Arc::new(bytes);
+        let bytes = Chunk::from(bytes);
         self.cache.insert(self.cache_id, cache_index, bytes.clone());
         Ok(bytes)
     }
@@ -593,7 +601,17 @@ impl SSTable {
         base: u64,
         atoms: &mut Vec<Atom>,
     ) -> Result<()> {
-        let mut r = Reader::new(bytes);
+        self.decode_atoms_from(Reader::new(bytes), base, atoms)
+    }
+
+    /// [`SSTable::decode_atoms`] with the reader given (one over shared
+    /// bytes decodes without copying).
+    pub(super) fn decode_atoms_from(
+        &self,
+        mut r: Reader<'_>,
+        base: u64,
+        atoms: &mut Vec<Atom>,
+    ) -> Result<()> {
         loop {
             if r.is_empty() {
                 break;

@@ -150,13 +150,14 @@ impl SSTableScanner {
         Ok(())
     }
 
-    /// A narrow partition's header and every atom, decoded from the data in
-    /// one read; `None` for a partition of more than one row-index block
-    /// (read those through [`crate::sstable::SSTablePartitionSource`]).
-    pub fn read_narrow(
-        &mut self,
-        entry: &IndexEntry,
-    ) -> Result<Option<(PartitionHeader, Vec<Atom>)>> {
+    /// The next partition's header if it is narrow, and every atom into `atoms` (emptied
+    /// first), decoded from the data in one read; `None` for a partition of
+    /// more than one row-index block (read those through
+    /// [`crate::sstable::SSTablePartitionSource`]).
+    pub fn read_narrow_front(&mut self, atoms: &mut Vec<Atom>) -> Result<Option<PartitionHeader>> {
+        let Some(entry) = self.entries.front() else {
+            return Ok(None);
+        };
         if entry.blocks.len() != 1 {
             return Ok(None);
         }
@@ -183,8 +184,9 @@ impl SSTableScanner {
                 reason: "partition key differs from its index entry".into(),
             });
         };
+        let shared = bytes.to_shared();
         let atoms_at = usize::try_from(entry.header_len).unwrap_or(usize::MAX);
-        let Some(atom_bytes) = bytes.get(atoms_at..) else {
+        if atoms_at > shared.len() {
             return Err(crate::error::Error::Corrupt {
                 path: self
                     .sstable
@@ -193,10 +195,16 @@ impl SSTableScanner {
                 offset: entry.offset,
                 reason: "partition shorter than its header".into(),
             });
-        };
-        let mut atoms = Vec::new();
-        self.sstable
-            .decode_atoms(atom_bytes, entry.atoms_offset(), &mut atoms)?;
-        Ok(Some((header, atoms)))
+        }
+        // The atoms share the chunk: a scan page's rows are on their way to
+        // a client, not kept.
+        let atom_bytes = shared.slice(atoms_at..);
+        atoms.clear();
+        self.sstable.decode_atoms_from(
+            crate::codec::Reader::over_shared(&atom_bytes),
+            entry.atoms_offset(),
+            atoms,
+        )?;
+        Ok(Some(header))
     }
 }

@@ -15,9 +15,9 @@ use crate::model::{CellValue, ClusteringPosition, DeletionTime, PartitionKey, Ro
 use crate::range_tombstones::RangeMarker;
 use crate::sstable::bloom::BloomFilter;
 use crate::sstable::format::{
-    frame_block, Component, Descriptor, IndexBlockCursor, IndexEntry, RowIndexBlock, SSTableStats,
-    CHUNK_SIZE_BYTES, DATA_MAGIC, FORMAT_VERSION, INDEX_BLOCK_BYTES, INDEX_MAGIC,
-    ROW_INDEX_BLOCK_BYTES,
+    frame_block, Component, Descriptor, IndexBlockCursor, IndexEntry, RowIndexBlock,
+    RowIndexBlocks, SSTableStats, CHUNK_SIZE_BYTES, DATA_MAGIC, FORMAT_VERSION, INDEX_BLOCK_BYTES,
+    INDEX_MAGIC, ROW_INDEX_BLOCK_BYTES,
 };
 use crate::sstable::reader::SSTable;
 
@@ -155,7 +155,7 @@ struct PartitionInProgress {
     header_len: u64,
     atoms_len: u64,
     block_start: u64,
-    blocks: Vec<RowIndexBlock>,
+    blocks: RowIndexBlocks,
     open_deletion: Option<DeletionTime>,
     pending: Vec<u8>,
 }
@@ -376,7 +376,7 @@ impl SSTableWriter {
             header_len: buf.buf.len() as u64,
             atoms_len: 0,
             block_start: 0,
-            blocks: Vec::new(),
+            blocks: RowIndexBlocks::new(),
             open_deletion: None,
             pending: buf.buf,
         })
