@@ -15,6 +15,7 @@ use crate::memtable::Memtable;
 use crate::merge::{Atom, PartitionHeader};
 use crate::model::PartitionKey;
 use crate::sstable::format::IndexEntry;
+use crate::sstable::reader::KeyBytes;
 use crate::sstable::{SSTable, SSTableScanner};
 use crate::table::TableView;
 
@@ -66,8 +67,14 @@ pub struct RangeWalk {
 }
 
 impl RangeWalk {
-    /// A walk over the partitions of `view` after `lo` and before `hi`.
-    pub fn new(view: &TableView, lo: Bound<PartitionKey>, hi: Bound<PartitionKey>) -> RangeWalk {
+    /// A walk over the partitions of `view` after `lo` and before `hi`;
+    /// what it reads from SSTables holds its bytes as `key_bytes` says.
+    pub fn new(
+        view: &TableView,
+        lo: Bound<PartitionKey>,
+        hi: Bound<PartitionKey>,
+        key_bytes: KeyBytes,
+    ) -> RangeWalk {
         let memtables = std::iter::once(&view.active)
             .chain(view.flushing.iter())
             .map(|memtable| MemtableCursor {
@@ -81,7 +88,7 @@ impl RangeWalk {
         let sstables = view
             .sstables
             .iter()
-            .map(|sstable| SSTableScanner::new(sstable.clone(), lo.clone(), hi.clone()))
+            .map(|sstable| SSTableScanner::new(sstable.clone(), lo.clone(), hi.clone(), key_bytes))
             .collect();
         RangeWalk {
             memtables,

@@ -31,6 +31,7 @@ use crate::model::{
 };
 use crate::range_walk::{RangeWalk, WalkStep};
 use crate::sstable::format::IndexEntry;
+use crate::sstable::reader::KeyBytes;
 use crate::sstable::{
     ChunkCache, Descriptor, FoundPartition, SSTable, SSTablePartitionSource, SSTableWriter,
 };
@@ -743,7 +744,9 @@ impl Table {
             Option<(PartitionHeader, MergeIterator)>,
         ) -> Result<ControlFlow<()>>,
     ) -> Result<()> {
-        let mut walk = RangeWalk::new(view, lo, hi);
+        // Replicas' scan pages may end up in a memtable (read repair):
+        // their keys must not keep chunks alive.
+        let mut walk = RangeWalk::new(view, lo, hi, KeyBytes::Copied);
         while let Some(step) = walk.next_partition()? {
             let Some(key) = Self::key_of_step(&walk, &step) else {
                 continue;
@@ -854,7 +857,8 @@ impl Table {
             lo = Bound::Excluded(resume.key.clone());
         }
         if rows_left > 0 {
-            let mut walk = RangeWalk::new(&view, lo, range_hi);
+            // A client's page: its rows may share the data chunks.
+            let mut walk = RangeWalk::new(&view, lo, range_hi, KeyBytes::Shared);
             let mut atoms = Vec::new();
             while let Some(step) = walk.next_partition()? {
                 let (result, counters) =

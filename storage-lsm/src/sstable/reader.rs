@@ -110,6 +110,17 @@ impl std::ops::Deref for LogicalBytes {
     }
 }
 
+/// How a partition key read from the data holds its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyBytes {
+    /// A slice of the decompressed chunk, no copy: it keeps the whole
+    /// chunk alive, so only for keys on their way to a client.
+    Shared,
+    /// Copied out: for keys that may be kept (written to a memtable,
+    /// held in a cache).
+    Copied,
+}
+
 /// The chunk a sequential reader used last (see [`SSTable::read_logical_in`]).
 #[derive(Debug, Default)]
 pub struct ChunkMemo(Option<(usize, Chunk)>);
@@ -250,15 +261,24 @@ impl SSTable {
         Ok((payload, offset))
     }
 
-    /// The key of the partition an index entry points at.
-    ///
-    /// The key shares the data chunk it lies in (the walks that call this
-    /// hand keys on to scan pages and compaction outputs, which keep them
-    /// briefly).
-    pub(super) fn key_of(&self, head: &EntryHead, memo: &mut ChunkMemo) -> Result<PartitionKey> {
+    /// The key of the partition an index entry points at; with
+    /// [`KeyBytes::Shared`], sharing the data chunk it lies in.
+    pub(super) fn key_of(
+        &self,
+        head: &EntryHead,
+        memo: &mut ChunkMemo,
+        key_bytes: KeyBytes,
+    ) -> Result<PartitionKey> {
         let bytes = self.read_logical_in(head.offset, head.header_len, memo)?;
-        let shared = bytes.to_shared();
-        let key = Reader::over_shared(&shared)
+        let shared;
+        let mut reader = match key_bytes {
+            KeyBytes::Shared => {
+                shared = bytes.to_shared();
+                Reader::over_shared(&shared)
+            }
+            KeyBytes::Copied => Reader::new(&bytes),
+        };
+        let key = reader
             .partition_key()
             .map_err(|e| self.decode_error(&self.data_path, head.offset, e))?;
         if key.token != head.token {
@@ -419,7 +439,7 @@ impl SSTable {
                 if head.token < lo_token {
                     return Ok(Visit::Skip);
                 }
-                let key = self.key_of(head, &mut memo)?;
+                let key = self.key_of(head, &mut memo, KeyBytes::Copied)?;
                 let after_lo = match lo {
                     Bound::Unbounded => true,
                     Bound::Included(k) => key >= *k,

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::merge::{Atom, PartitionHeader};
 use crate::model::PartitionKey;
 use crate::sstable::format::{EntryHead, IndexEntry};
-use crate::sstable::reader::{ChunkMemo, SSTable, Visit};
+use crate::sstable::reader::{ChunkMemo, KeyBytes, SSTable, Visit};
 
 /// Index entries a cursor holds at most: one index block's worth (see
 /// [`crate::sstable::format::INDEX_BLOCK_BYTES`]), bounded against a
@@ -36,6 +36,10 @@ pub struct SSTableScanner {
     /// The index walk reached `hi` or the end of the SSTable.
     finished: bool,
     memo: ChunkMemo,
+    /// How the keys it reads hold their bytes; a narrow partition's atoms
+    /// read by [`SSTableScanner::read_narrow_front`] share the chunk too
+    /// when this is [`KeyBytes::Shared`].
+    key_bytes: KeyBytes,
 }
 
 impl SSTableScanner {
@@ -44,6 +48,7 @@ impl SSTableScanner {
         sstable: Arc<SSTable>,
         lo: Bound<PartitionKey>,
         hi: Bound<PartitionKey>,
+        key_bytes: KeyBytes,
     ) -> SSTableScanner {
         let next_block = match &lo {
             Bound::Unbounded => 0,
@@ -61,6 +66,7 @@ impl SSTableScanner {
             entries: VecDeque::new(),
             finished: past_end,
             memo: ChunkMemo::default(),
+            key_bytes,
         }
     }
 
@@ -101,6 +107,7 @@ impl SSTableScanner {
         let lo = &mut self.lo;
         let hi = &self.hi;
         let entries = &mut self.entries;
+        let key_bytes = self.key_bytes;
         let mut reached_hi = false;
         let mut visit = |head: &EntryHead| -> Result<Visit> {
             let lo_token = match &*lo {
@@ -110,7 +117,7 @@ impl SSTableScanner {
             if head.token < lo_token {
                 return Ok(Visit::Skip);
             }
-            let key = sstable.key_of(head, memo)?;
+            let key = sstable.key_of(head, memo, key_bytes)?;
             let after_lo = match &*lo {
                 Bound::Unbounded => true,
                 Bound::Included(k) => key >= *k,
@@ -184,9 +191,9 @@ impl SSTableScanner {
                 reason: "partition key differs from its index entry".into(),
             });
         };
-        let shared = bytes.to_shared();
         let atoms_at = usize::try_from(entry.header_len).unwrap_or(usize::MAX);
-        if atoms_at > shared.len() {
+        let base = entry.atoms_offset();
+        let Some(atom_bytes) = bytes.get(atoms_at..) else {
             return Err(crate::error::Error::Corrupt {
                 path: self
                     .sstable
@@ -195,16 +202,21 @@ impl SSTableScanner {
                 offset: entry.offset,
                 reason: "partition shorter than its header".into(),
             });
-        }
-        // The atoms share the chunk: a scan page's rows are on their way to
-        // a client, not kept.
-        let atom_bytes = shared.slice(atoms_at..);
+        };
         atoms.clear();
-        self.sstable.decode_atoms_from(
-            crate::codec::Reader::over_shared(&atom_bytes),
-            entry.atoms_offset(),
-            atoms,
-        )?;
+        match self.key_bytes {
+            KeyBytes::Shared => {
+                // The atoms share the chunk: they are on their way to a
+                // client, not kept.
+                let shared = bytes.to_shared().slice(atoms_at..);
+                self.sstable.decode_atoms_from(
+                    crate::codec::Reader::over_shared(&shared),
+                    base,
+                    atoms,
+                )?
+            }
+            KeyBytes::Copied => self.sstable.decode_atoms(atom_bytes, base, atoms)?,
+        }
         Ok(Some(header))
     }
 }
