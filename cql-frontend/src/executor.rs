@@ -469,6 +469,16 @@ impl Context<'_> {
                     .map_err(coordinator_error)?;
                 Ok(ResultBody::Void)
             }
+            Statement::Delete {
+                table: name,
+                columns,
+                relations,
+                ..
+            } if resolve_keyspace(name, session.keyspace.as_deref())
+                .is_ok_and(|k| k == "system_traces") =>
+            {
+                self.delete_trace(&name.name, columns, relations)
+            }
             Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. } => {
                 let (table, mutation) = self.mutation(session, statement, None)?;
                 self.write(&table, mutation, WriteType::Simple)?;
@@ -1914,6 +1924,50 @@ impl Context<'_> {
             reversed = Some(this);
         }
         Ok(reversed.unwrap_or(false))
+    }
+
+    /// `DELETE [columns] FROM system_traces.sessions WHERE session_id = ?`:
+    /// traces are the node's own (see [`crate::traces`]), so a client may
+    /// delete them as Cassandra lets it delete rows of its trace tables.
+    fn delete_trace(
+        &self,
+        table: &str,
+        columns: &[(String, Option<Term>)],
+        relations: &[Relation],
+    ) -> Result<ResultBody, CqlError> {
+        if table != "sessions" {
+            return Err(CqlError::not_yet_supported(&format!(
+                "DELETE from system_traces.{table} (only system_traces.sessions)"
+            )));
+        }
+        let [Relation::Column {
+            column,
+            op: Operator::Eq,
+            value,
+        }] = relations
+        else {
+            return Err(invalid(
+                "DELETE from system_traces.sessions needs WHERE session_id = <uuid>",
+            ));
+        };
+        if column != "session_id" {
+            return Err(invalid(format!(
+                "DELETE from system_traces.sessions needs WHERE session_id = <uuid>, not {column}"
+            )));
+        }
+        if columns.iter().any(|(_, element)| element.is_some()) {
+            return Err(invalid(
+                "DELETE of a map entry from system_traces.sessions is not supported",
+            ));
+        }
+        let Value::Set(id) = term_value(&CqlType::Uuid, value, column, self.bindings)? else {
+            return Err(invalid(
+                "Invalid null value in condition for column session_id",
+            ));
+        };
+        let names: Vec<String> = columns.iter().map(|(name, _)| name.clone()).collect();
+        self.node.traces.delete(&id, &names).map_err(invalid)?;
+        Ok(ResultBody::Void)
     }
 
     fn select_virtual(

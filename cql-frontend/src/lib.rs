@@ -39,6 +39,7 @@ pub mod results;
 pub mod roles;
 pub mod schema;
 pub mod system_tables;
+pub mod traces;
 pub mod transport;
 pub mod types;
 pub mod values;

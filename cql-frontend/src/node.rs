@@ -73,6 +73,8 @@ pub struct Node {
     /// per request costs more than the work) only when a write never waits
     /// for an fsync: the server turns it on in periodic commitlog mode.
     pub inline_execution: std::sync::atomic::AtomicBool,
+    /// Traces of recent traced requests (`system_traces`).
+    pub traces: crate::traces::TraceStore,
 }
 
 /// Statement requests the node runs at once; past it clients get Overloaded.
@@ -157,6 +159,7 @@ impl Node {
             metrics: crate::metrics::ClientMetrics::new()
                 .map_err(|e| CqlError::Server(format!("cannot set up metrics: {e}")))?,
             inline_execution: std::sync::atomic::AtomicBool::new(false),
+            traces: crate::traces::TraceStore::default(),
         }))
     }
 }
@@ -167,4 +170,6 @@ pub struct Session {
     pub keyspace: Option<String>,
     /// The role this connection logged in as (`None` without authentication).
     pub user: Option<String>,
+    /// The client's address (for traces).
+    pub client: Option<std::net::IpAddr>,
 }

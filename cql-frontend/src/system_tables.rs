@@ -165,6 +165,34 @@ fn definitions(keyspace: &str, table: &str) -> Option<(ColumnDefs, usize, usize)
             1,
             0,
         ),
+        ("system_traces", "sessions") => (
+            &[
+                ("session_id", "uuid"),
+                ("client", "inet"),
+                ("command", "text"),
+                ("coordinator", "inet"),
+                ("coordinator_port", "int"),
+                ("duration", "int"),
+                ("parameters", "map<text, text>"),
+                ("request", "text"),
+                ("started_at", "timestamp"),
+            ],
+            1,
+            0,
+        ),
+        ("system_traces", "events") => (
+            &[
+                ("session_id", "uuid"),
+                ("event_id", "timeuuid"),
+                ("activity", "text"),
+                ("source", "inet"),
+                ("source_elapsed", "int"),
+                ("source_port", "int"),
+                ("thread", "text"),
+            ],
+            1,
+            1,
+        ),
         ("system", "size_estimates") => (
             &[
                 ("keyspace_name", "text"),
@@ -332,7 +360,7 @@ fn definitions(keyspace: &str, table: &str) -> Option<(ColumnDefs, usize, usize)
 }
 
 /// Every virtual table, for `system_schema` itself.
-const VIRTUAL_TABLES: [(&str, &str); 15] = [
+const VIRTUAL_TABLES: [(&str, &str); 17] = [
     ("system", "local"),
     ("system", "peers"),
     ("system", "peers_v2"),
@@ -348,6 +376,8 @@ const VIRTUAL_TABLES: [(&str, &str); 15] = [
     ("system_schema", "indexes"),
     ("system_schema", "views"),
     ("system_schema", "dropped_columns"),
+    ("system_traces", "sessions"),
+    ("system_traces", "events"),
 ];
 
 /// The virtual table `keyspace.table`, if it is one this node serves.
@@ -369,9 +399,51 @@ pub fn virtual_table(
         ("system_schema", "tables") => tables(catalog),
         ("system_schema", "columns") => schema_columns(catalog),
         ("system_schema", "types") => types(catalog),
+        ("system_traces", "sessions") => trace_sessions(node),
+        ("system_traces", "events") => trace_events(node),
         _ => Vec::new(),
     };
     Some(VirtualTable { columns, rows })
+}
+
+/// `system_traces.sessions`: the traces this node keeps.
+fn trace_sessions(node: &Node) -> Vec<Vec<Option<Bytes>>> {
+    node.traces
+        .sessions()
+        .into_iter()
+        .map(|session| {
+            vec![
+                Some(crate::traces::session_id_bytes(&session)),
+                session.client.and_then(inet),
+                text(session.command),
+                inet(session.coordinator),
+                int(session.coordinator_port),
+                session.duration_us.and_then(int),
+                text_map(&session.parameters),
+                text(&session.request),
+                Some(Bytes::copy_from_slice(&session.started_at_ms.to_be_bytes())),
+            ]
+        })
+        .collect()
+}
+
+/// `system_traces.events`: the steps of the traces this node keeps.
+fn trace_events(node: &Node) -> Vec<Vec<Option<Bytes>>> {
+    let mut rows = Vec::new();
+    for session in node.traces.sessions() {
+        for event in &session.events {
+            rows.push(vec![
+                Some(crate::traces::session_id_bytes(&session)),
+                Some(Bytes::copy_from_slice(&event.event_id)),
+                text(&event.activity),
+                inet(event.source),
+                int(event.source_elapsed_us),
+                int(session.coordinator_port),
+                text(&event.thread),
+            ]);
+        }
+    }
+    rows
 }
 
 /// `system_schema.types`: each user-defined type's fields, in order.

@@ -213,7 +213,10 @@ pub async fn serve_connection(
     let (out, rx) = mpsc::channel::<Outbound>(IN_FLIGHT_PER_CONNECTION_MAX + 16);
     let writing = tokio::spawn(write_loop(writer, rx));
     let mut state = ConnectionState::default();
-    let session = Arc::new(Mutex::new(Session::default()));
+    let session = Arc::new(Mutex::new(Session {
+        client: peer.map(|p| p.ip()),
+        ..Session::default()
+    }));
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION_MAX));
     let mut events = node.events.subscribe();
     let mut inbound = Inbound {
@@ -405,10 +408,14 @@ pub async fn serve_connection(
             Request::Execute { id, .. } => node.prepared.get(id),
             _ => None,
         };
+        // A traced request runs on one blocking thread from start to end,
+        // where its steps gather (see `replication::trace`).
+        let traced = header.flags & flags::TRACING != 0;
         // Only requests that never wait on another node may run inline.
-        let inline = node
-            .inline_execution
-            .load(std::sync::atomic::Ordering::Relaxed)
+        let inline = !traced
+            && node
+                .inline_execution
+                .load(std::sync::atomic::Ordering::Relaxed)
             && prepared.as_ref().is_some_and(|p| p.single_partition)
             && node.coordinator.is_local_only();
         if inline && !inbound.more_buffered() {
@@ -428,6 +435,7 @@ pub async fn serve_connection(
         // A single-partition statement in a cluster: started here, its
         // replicas awaited on a task of its own (never the blocking pool).
         let awaits_replicas = !inline
+            && !traced
             && node
                 .inline_execution
                 .load(std::sync::atomic::Ordering::Relaxed)
@@ -596,15 +604,99 @@ fn run_and_encode(
     compression: Option<Compression>,
 ) -> Outbound {
     crate::warnings::begin();
+    let trace = (header.flags & flags::TRACING != 0)
+        .then(|| trace_start(session, &request, prepared.as_deref()))
+        .flatten();
+    if let Some(start) = &trace {
+        replication::trace::begin();
+        replication::trace::event(|| match &request {
+            Request::Query { query, .. } => format!("Parsing {query}"),
+            Request::Batch(batch) => {
+                format!("Executing a batch of {} statements", batch.statements.len())
+            }
+            _ => {
+                let query = start.parameters.iter().find(|(name, _)| name == "query");
+                format!(
+                    "Executing prepared statement {}",
+                    query.map_or("", |(_, q)| q.as_str())
+                )
+            }
+        });
+    }
     let response = run_statement(node, session, request, prepared, header.version);
     let warnings = crate::warnings::take();
-    encode_warned(
+    let tracing_id = trace.map(|start| {
+        let (steps, duration) = replication::trace::finish().unwrap_or_default();
+        let id = start.session_id;
+        node.traces.record(start.finish(
+            node.info.rpc_address,
+            node.info.native_port,
+            steps,
+            duration,
+        ));
+        id
+    });
+    encode_traced(
         header.version,
         header.stream,
         &response,
+        tracing_id,
         &warnings,
         compression,
     )
+}
+
+/// What the session row of a traced request will say, for the requests
+/// that are traced (QUERY, EXECUTE, BATCH; Cassandra traces PREPARE too,
+/// not yet here).
+fn trace_start(
+    session: &Mutex<Session>,
+    request: &Request,
+    prepared: Option<&crate::prepared::Prepared>,
+) -> Option<crate::traces::TraceStart> {
+    let client = session.lock().client;
+    let level = |code: u16| {
+        replication::consistency::ConsistencyLevel::from_code(code)
+            .map_or_else(|| format!("{code:#06x}"), |l| l.to_string())
+    };
+    let (command, request_name, mut parameters) = match request {
+        Request::Query { query, params } => (
+            "QUERY",
+            "Execute CQL3 query",
+            vec![
+                ("query".to_owned(), query.clone()),
+                ("consistency_level".to_owned(), level(params.consistency)),
+            ],
+        ),
+        Request::Execute { params, .. } => (
+            "EXECUTE",
+            "Execute CQL3 prepared query",
+            vec![
+                (
+                    "query".to_owned(),
+                    prepared.map(|p| p.query.clone()).unwrap_or_default(),
+                ),
+                ("consistency_level".to_owned(), level(params.consistency)),
+            ],
+        ),
+        Request::Batch(batch) => (
+            "BATCH",
+            "Execute batch of CQL3 queries",
+            vec![("consistency_level".to_owned(), level(batch.consistency))],
+        ),
+        _ => return None,
+    };
+    if let Request::Query { params, .. } | Request::Execute { params, .. } = request {
+        if let Some(page_size) = params.page_size {
+            parameters.push(("page_size".to_owned(), page_size.to_string()));
+        }
+    }
+    Some(crate::traces::TraceStart::now(
+        client,
+        command,
+        request_name,
+        parameters,
+    ))
 }
 
 /// The session an EXECUTE runs in: the connection's, in the keyspace the
@@ -719,20 +811,42 @@ fn encode_warned(
     warnings: &[String],
     compression: Option<Compression>,
 ) -> Outbound {
+    encode_traced(version, id, response, None, warnings, compression)
+}
+
+/// A response with its tracing id (the TRACING flag and a `[uuid]` first)
+/// and client warnings (the WARNING flag and a `[string list]` next, v4
+/// and later), then the body.
+fn encode_traced(
+    version: u8,
+    id: i16,
+    response: &Response,
+    tracing_id: Option<[u8; 16]>,
+    warnings: &[String],
+    compression: Option<Compression>,
+) -> Outbound {
     let mut body = response.encode_body();
-    let mut warning_flag = 0;
-    if version >= 4 && !warnings.is_empty() {
-        let mut w = crate::protocol::primitives::BodyWriter::new();
-        let list: Vec<&str> = warnings.iter().map(String::as_str).collect();
-        w.write_string_list(&list);
-        let mut warned = BytesMut::from(w.into_bytes().as_ref());
-        warned.extend_from_slice(&body);
-        body = warned.freeze();
-        warning_flag = flags::WARNING;
+    let mut header_flags = 0;
+    let warned = version >= 4 && !warnings.is_empty();
+    if tracing_id.is_some() || warned {
+        let mut prefix = BytesMut::new();
+        if let Some(tracing_id) = tracing_id {
+            prefix.extend_from_slice(&tracing_id);
+            header_flags |= flags::TRACING;
+        }
+        if warned {
+            let mut w = crate::protocol::primitives::BodyWriter::new();
+            let list: Vec<&str> = warnings.iter().map(String::as_str).collect();
+            w.write_string_list(&list);
+            prefix.extend_from_slice(&w.into_bytes());
+            header_flags |= flags::WARNING;
+        }
+        prefix.extend_from_slice(&body);
+        body = prefix.freeze();
     }
     let (flags, body) = match compression {
-        Some(algorithm) => (flags::COMPRESSION | warning_flag, algorithm.compress(&body)),
-        None => (warning_flag, body),
+        Some(algorithm) => (flags::COMPRESSION | header_flags, algorithm.compress(&body)),
+        None => (header_flags, body),
     };
     let frame = ResponseFrame {
         version,

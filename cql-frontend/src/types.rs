@@ -368,7 +368,7 @@ impl fmt::Display for CqlType {
 /// How deeply type parameters may nest (`frozen<list<...>>`): parsing,
 /// printing and decoding a type recurse once per level, so a deeper type
 /// from a client could exhaust a request thread's stack.
-pub const TYPE_NESTING_DEPTH_MAX: usize = 32;
+pub const TYPE_NESTING_DEPTH_MAX: usize = 64;
 
 /// Refuses a type whose `<` nest deeper than [`TYPE_NESTING_DEPTH_MAX`],
 /// before anything recurses over it.

@@ -25,6 +25,7 @@ pub mod murmur3;
 pub mod ring;
 pub mod strategy;
 pub mod topology;
+pub mod trace;
 pub mod verbs;
 
 pub use consistency::ConsistencyLevel;

@@ -52,6 +52,11 @@ for _ in $(seq 1 100); do
     if (exec 3<>/dev/tcp/127.0.0.1/9042) 2>/dev/null; then break; fi
     sleep 0.2
 done
+if ! kill -0 "$SERVER" 2>/dev/null; then
+    echo "driver-suite: ilion server did not start:" >&2
+    tail -5 "$WORK/server.log" >&2
+    exit 1
+fi
 
 paths=()
 for m in "${MODULES[@]}"; do paths+=("tests/integration/standard/$m.py"); done

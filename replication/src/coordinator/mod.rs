@@ -379,11 +379,19 @@ impl Coordinator {
         let ring = self.topology.ring();
         let (replicas, needed, _) = self.plan(&ring, placement, mutation.key.token, consistency)?;
         self.note_coordination(&ring, &replicas);
+        crate::trace::event(|| {
+            format!(
+                "Writing token {} to {} replicas at {consistency}",
+                mutation.key.token,
+                replicas.len()
+            )
+        });
         let local = ring.local().filter(|l| replicas.contains(l));
         let remote = match &self.remote {
             Some(remote) if replicas.iter().any(|r| Some(*r) != local) => remote.clone(),
             _ => {
                 if local.is_some() {
+                    crate::trace::event(|| "Appending to commitlog and memtable locally".into());
                     self.engine.apply(mutation)?;
                 }
                 let result = if Instant::now() > deadline {
@@ -521,10 +529,25 @@ impl Coordinator {
             self.plan(&ring, terms.placement, key.token, terms.consistency)?;
         self.note_coordination(&ring, &replicas);
         let targets = needed.choose(&ring, &live);
+        crate::trace::event(|| {
+            format!(
+                "Reading token {} at {} from {} of {} replicas",
+                key.token,
+                terms.consistency,
+                targets.len(),
+                replicas.len()
+            )
+        });
         let remote = match &self.remote {
             Some(remote) if targets.iter().any(|t| Some(*t) != ring.local()) => remote.clone(),
             _ => {
                 let rows = self.engine.read(table, key, query)?;
+                crate::trace::event(|| {
+                    format!(
+                        "Read locally: {} live rows",
+                        rows.as_ref().map_or(0, |r| r.rows.len())
+                    )
+                });
                 if Instant::now() > terms.deadline {
                     return Err(Self::read_timeout(&needed, terms.consistency, 0, false));
                 }
@@ -571,7 +594,9 @@ impl Coordinator {
         let ring = self.topology.ring();
         let Some(remote) = self.remote.clone().filter(|_| !ring.is_local_only()) else {
             self.plan(&ring, terms.placement, 0, terms.consistency)?;
+            crate::trace::event(|| format!("Scanning token range {range:?} locally"));
             let page = self.engine.scan(table, range, resume, row_limit)?;
+            crate::trace::event(|| format!("Scanned {} partitions locally", page.partitions.len()));
             if Instant::now() > terms.deadline {
                 let needed = Requirement::of(terms.consistency, terms.placement, &ring);
                 return Err(Self::read_timeout(&needed, terms.consistency, 0, false));
@@ -833,6 +858,7 @@ impl WriteDriver {
                         queue.extend(self.handler.lock().on_failure(replica));
                         continue;
                     };
+                    crate::trace::event(|| format!("Sending MUTATION message to /{address}"));
                     let write = self.clone();
                     self.remote.peers.messenger().send(
                         address,
@@ -851,6 +877,7 @@ impl WriteDriver {
                     );
                 }
                 WriteAction::ApplyLocal(replica) => {
+                    crate::trace::event(|| "Appending to commitlog and memtable locally".into());
                     let applied = self.engine.apply(self.mutation.clone());
                     let mut handler = self.handler.lock();
                     queue.extend(match applied {
@@ -865,6 +892,7 @@ impl WriteDriver {
                         .find(|(r, _, _)| *r == replica)
                         .and_then(|(_, _, host)| *host);
                     if let Some(host) = host {
+                        crate::trace::event(|| format!("Storing a hint for replica {replica}"));
                         if let Err(error) = self.remote.hints.store(host, &self.mutation) {
                             tracing::warn!(%error, "cannot keep a hint");
                         }
@@ -973,7 +1001,16 @@ impl ReadDriver<'_> {
                     };
                     let (table, key, query) = handler_request(&self.handler);
                     if endpoint.is_local {
-                        let next = match self.coordinator.engine.read_data(table, key, query) {
+                        let read = self.coordinator.engine.read_data(table, key, query);
+                        crate::trace::event(|| match &read {
+                            Ok(data) => format!(
+                                "Read {} locally: {} rows",
+                                if digest_only { "a digest" } else { "data" },
+                                data.as_ref().map_or(0, |d| d.rows.len())
+                            ),
+                            Err(error) => format!("Local read failed: {error}"),
+                        });
+                        let next = match read {
                             Ok(data) if digest_only => self.handler.on_answer(
                                 replica,
                                 ReadAnswer::Digest(storage_lsm::replica::digest(data.as_ref())),
@@ -988,6 +1025,10 @@ impl ReadDriver<'_> {
                         continue;
                     }
                     let peer = endpoint.address;
+                    crate::trace::event(|| {
+                        let what = if digest_only { "digest" } else { "data" };
+                        format!("Sending READ message ({what}) to /{peer}")
+                    });
                     let verb = crate::internode::read_verb(table, key, query, digest_only);
                     let sink = sink.clone();
                     self.remote.peers.messenger().send(
@@ -1013,6 +1054,7 @@ impl ReadDriver<'_> {
                         queue.extend(self.handler.on_repaired(replica, false));
                         continue;
                     };
+                    crate::trace::event(|| format!("Read repair of /{}", endpoint.address));
                     if endpoint.is_local {
                         let ok = match self.coordinator.engine.apply(mutation) {
                             Ok(()) => true,

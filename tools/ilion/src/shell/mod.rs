@@ -185,6 +185,8 @@ pub struct Shell {
     address: String,
     /// Any statement failed (the exit code of a script).
     failed: bool,
+    /// TRACING ON: every statement is traced and its trace printed.
+    tracing: bool,
 }
 
 /// Runs the shell; returns the process exit code.
@@ -242,6 +244,7 @@ async fn start(args: ShellArgs) -> anyhow::Result<i32> {
         release_version,
         address,
         failed: false,
+        tracing: false,
     };
     shell.refresh_names().await;
     if let Some(keyspace) = &args.keyspace {
@@ -387,15 +390,7 @@ impl Shell {
             "SERIAL" => self.serial_command(&rest)?,
             "PAGING" => self.paging_command(&rest)?,
             "EXPAND" => self.expand_command(&rest)?,
-            "TRACING" => match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
-                None => println!("TRACING is OFF"),
-                Some("OFF") => println!("TRACING set to OFF"),
-                Some(_) => {
-                    return Err(Failure(
-                        "not yet supported: query tracing (Ilion does not record traces yet); TRACING stays OFF".into(),
-                    ))
-                }
-            },
+            "TRACING" => self.tracing_command(&rest)?,
             "CAPTURE" => self.capture_command(statement)?,
             "SOURCE" => {
                 let path = quoted_argument(statement).ok_or_else(|| {
@@ -409,7 +404,11 @@ impl Shell {
             "SHOW" => match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
                 Some("VERSION") => println!("{}", self.version_line()),
                 Some("HOST") => println!("Connected to {} at {}.", self.cluster_name, self.address),
-                _ => return Err(Failure("Improper SHOW command: use SHOW VERSION or SHOW HOST".into())),
+                _ => {
+                    return Err(Failure(
+                        "Improper SHOW command: use SHOW VERSION or SHOW HOST".into(),
+                    ))
+                }
             },
             "CLEAR" | "CLS" => print!("\x1b[2J\x1b[H"),
             "COPY" => {
@@ -421,8 +420,111 @@ impl Shell {
         Ok(Flow::Continue)
     }
 
+    /// `TRACING [ON|OFF]`, answered as cqlsh answers it.
+    fn tracing_command(&mut self, rest: &[&str]) -> Result<(), Failure> {
+        match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+            None if self.tracing => {
+                println!("Tracing is currently enabled. Use TRACING OFF to disable")
+            }
+            None => println!("Tracing is currently disabled. Use TRACING ON to enable."),
+            Some("ON") if self.tracing => {
+                println!("Tracing is already enabled. Use TRACING OFF to disable.")
+            }
+            Some("ON") => {
+                self.tracing = true;
+                println!("Now Tracing is enabled");
+            }
+            Some("OFF") if self.tracing => {
+                self.tracing = false;
+                println!("Disabled Tracing.");
+            }
+            Some("OFF") => println!("Tracing is not enabled."),
+            Some(other) => {
+                return Err(Failure(format!(
+                    "Improper TRACING command: {other}; use TRACING ON or TRACING OFF"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the trace of a traced statement as cqlsh does: the request,
+    /// each step with its thread, and the request's completion.
+    async fn print_trace(&mut self, id: uuid::Uuid) {
+        let info = match self.session.get_tracing_info(&id).await {
+            Ok(info) => info,
+            Err(error) => {
+                self.emit(|_| {
+                    format!("\nStatement trace did not complete within the wait: {error}\n")
+                });
+                return;
+            }
+        };
+        let client = info.client.map(|c| c.to_string()).unwrap_or_default();
+        let coordinator = info.coordinator.map(|c| c.to_string()).unwrap_or_default();
+        let started_ms = info.started_at.map_or(0, |t| t.0);
+        let text_cell = |text: String| Cell {
+            text,
+            kind: format::Kind::Text,
+        };
+        let number_cell = |n: i64| Cell {
+            text: n.to_string(),
+            kind: format::Kind::Number,
+        };
+        let row = |activity: String, at_us: i64, source: String, elapsed_us: i64| {
+            vec![
+                text_cell(activity),
+                text_cell(trace_time(at_us)),
+                text_cell(source),
+                number_cell(elapsed_us),
+                text_cell(client.clone()),
+            ]
+        };
+        let mut rows = vec![row(
+            info.request.clone().unwrap_or_default(),
+            started_ms * 1000,
+            coordinator.clone(),
+            0,
+        )];
+        for event in &info.events {
+            let activity = format!(
+                "{} [{}]",
+                event.activity.as_deref().unwrap_or_default(),
+                event.thread.as_deref().unwrap_or_default()
+            );
+            let elapsed = i64::from(event.source_elapsed.unwrap_or(0));
+            rows.push(row(
+                activity,
+                timeuuid_micros(event.event_id.as_bytes()),
+                event.source.map(|s| s.to_string()).unwrap_or_default(),
+                elapsed,
+            ));
+        }
+        let duration = i64::from(info.duration.unwrap_or(0));
+        rows.push(row(
+            "Request complete".into(),
+            started_ms * 1000 + duration,
+            coordinator,
+            duration,
+        ));
+        let names: Vec<String> = [
+            "activity",
+            "timestamp",
+            "source",
+            "source_elapsed",
+            "client",
+        ]
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+        self.emit(|_| format!("\nTracing session: {id}\n\n"));
+        self.emit(|color| format::table(&names, &rows, color));
+        self.emit(|_| "\n".to_owned());
+    }
+
     fn statement(&self, text: &str) -> Statement {
         let mut statement = Statement::new(text);
+        statement.set_tracing(self.tracing);
         statement.set_consistency(self.consistency);
         statement.set_serial_consistency(Some(self.serial));
         statement.set_request_timeout(Some(self.request_timeout));
@@ -446,12 +548,15 @@ impl Shell {
         let mut describe = Vec::new();
         // The server's warnings (the last page's, as the Python driver keeps them).
         let mut warnings: Vec<String>;
+        // The trace of the statement (its last traced page), with TRACING ON.
+        let mut tracing_id = None;
         loop {
             let (result, next) = self
                 .session
                 .query_single_page(statement.clone(), &[], paging_state)
                 .await?;
             warnings = result.warnings().map(str::to_owned).collect();
+            tracing_id = result.tracing_id().or(tracing_id);
             if let Ok(rows_result) = result.into_rows_result() {
                 has_rows = true;
                 names = rows_result
@@ -570,6 +675,9 @@ impl Shell {
                 text.push_str("\n\n");
             }
             self.emit(|_| text.clone());
+        }
+        if let Some(id) = tracing_id {
+            self.print_trace(id).await;
         }
         if matches!(first_word, "CREATE" | "ALTER" | "DROP") {
             self.refresh_names().await;
@@ -778,7 +886,28 @@ fn help(topic: Option<&str>) -> String {
         Some("COPY") => "COPY <table> [(columns)] TO|FROM '<file.csv>'|STDOUT|STDIN [WITH HEADER = true AND DELIMITER = ',' AND NULL = '' AND MAXROWS = n]".into(),
         Some("CAPTURE") => "CAPTURE '<file>' | CAPTURE OFF: also write query output to a file.".into(),
         Some("SOURCE") => "SOURCE '<file>': run the statements of a file.".into(),
-        Some("TRACING") => "TRACING: not yet supported; Ilion does not record query traces yet.".into(),
+        Some("TRACING") => "TRACING [ON|OFF]: trace every later statement and print its trace (from system_traces) after its result.".into(),
         Some(other) => format!("No help for {other}; HELP lists the topics."),
     }
+}
+
+/// A time in microseconds since the epoch as cqlsh prints trace times
+/// (UTC, to the microsecond).
+fn trace_time(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let sub = micros.rem_euclid(1_000_000);
+    match chrono::DateTime::from_timestamp(secs, (sub * 1000) as u32) {
+        Some(at) => at.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+        None => micros.to_string(),
+    }
+}
+
+/// The time of a version 1 (time) UUID, in microseconds since the epoch.
+fn timeuuid_micros(bytes: &[u8; 16]) -> i64 {
+    let time_low = u64::from(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    let time_mid = u64::from(u16::from_be_bytes([bytes[4], bytes[5]]));
+    let time_hi = u64::from(u16::from_be_bytes([bytes[6], bytes[7]]) & 0x0fff);
+    let ticks = (time_hi << 48) | (time_mid << 32) | time_low;
+    // 100 ns intervals since 1582-10-15.
+    (ticks.wrapping_sub(0x01b2_1dd2_1381_4000) / 10) as i64
 }
