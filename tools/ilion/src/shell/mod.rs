@@ -422,28 +422,25 @@ impl Shell {
 
     /// `TRACING [ON|OFF]`, answered as cqlsh answers it.
     fn tracing_command(&mut self, rest: &[&str]) -> Result<(), Failure> {
-        match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
-            None if self.tracing => {
-                println!("Tracing is currently enabled. Use TRACING OFF to disable")
+        let state = |on: bool| if on { "ON" } else { "OFF" };
+        let wanted = match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
+            None => {
+                println!("TRACING is {}", state(self.tracing));
+                return Ok(());
             }
-            None => println!("Tracing is currently disabled. Use TRACING ON to enable."),
-            Some("ON") if self.tracing => {
-                println!("Tracing is already enabled. Use TRACING OFF to disable.")
-            }
-            Some("ON") => {
-                self.tracing = true;
-                println!("Now Tracing is enabled");
-            }
-            Some("OFF") if self.tracing => {
-                self.tracing = false;
-                println!("Disabled Tracing.");
-            }
-            Some("OFF") => println!("Tracing is not enabled."),
+            Some("ON") => true,
+            Some("OFF") => false,
             Some(other) => {
                 return Err(Failure(format!(
                     "Improper TRACING command: {other}; use TRACING ON or TRACING OFF"
                 )))
             }
+        };
+        if wanted == self.tracing {
+            println!("TRACING is already {}", state(wanted));
+        } else {
+            self.tracing = wanted;
+            println!("TRACING set to {}", state(wanted));
         }
         Ok(())
     }

@@ -169,7 +169,7 @@ fn shell_scripts_print_like_cqlsh_and_copy_round_trips() {
     assert!(out.contains("Consistency level set to QUORUM.\nCurrent consistency level is QUORUM.\nPAGING set to OFF\n"), "{out}");
     assert!(out.contains("  bob\n"), "{out}");
 
-    // stdin, DESCRIBE, CAPTURE, SOURCE, HELP, TRACING's honest refusal.
+    // stdin, DESCRIBE, CAPTURE, SOURCE, HELP, TRACING.
     let capture = dir.path().join("captured.txt");
     let source = dir.path().join("source.cql");
     std::fs::write(&source, "SELECT name FROM shop.everything WHERE k = 10;\n").unwrap();
@@ -177,12 +177,14 @@ fn shell_scripts_print_like_cqlsh_and_copy_round_trips() {
         port,
         &[],
         &format!(
-            "DESCRIBE KEYSPACE shop;\nCAPTURE '{}'\nSOURCE '{}'\nCAPTURE OFF\nHELP\nTRACING ON\nEXIT\nSELECT 'never' FROM shop.everything;\n",
+            "DESCRIBE KEYSPACE shop;\nCAPTURE '{}'\nSOURCE '{}'\nCAPTURE OFF\nHELP\nTRACING ON\n\
+             SELECT name FROM shop.everything WHERE k = 10;\nTRACING\nTRACING OFF\nTRACING OFF\n\
+             EXIT\nSELECT 'never' FROM shop.everything;\n",
             capture.display(),
             source.display()
         ),
     );
-    assert_eq!(code, 1, "TRACING ON is refused: {err}");
+    assert_eq!(code, 0, "every statement succeeds: {err}");
     assert!(
         out.contains("CREATE KEYSPACE shop WITH replication"),
         "{out}"
@@ -190,10 +192,30 @@ fn shell_scripts_print_like_cqlsh_and_copy_round_trips() {
     assert!(out.contains("CREATE TYPE shop.address"), "{out}");
     assert!(out.contains("CREATE TABLE shop.everything"), "{out}");
     assert!(out.contains("CQL statements (end with ;)"), "{out}");
+    // The traced SELECT prints its rows, then its trace as cqlsh does.
     assert!(
-        err.contains("<stdin>:7:not yet supported: query tracing"),
-        "{err}"
+        out.contains("TRACING set to ON\n")
+            && out.contains("TRACING is ON\nTRACING set to OFF\nTRACING is already OFF\n"),
+        "{out}"
     );
+    let trace = out
+        .split("\nTracing session: ")
+        .nth(1)
+        .expect("a trace is printed");
+    let header = " activity";
+    assert!(
+        trace.contains(header) && trace.contains("| source_elapsed | client"),
+        "{trace}"
+    );
+    for step in [
+        "Execute CQL3 query |",
+        "Parsing SELECT name FROM shop.everything WHERE k = 10 [",
+        "Reading token ",
+        "Read locally: 1 live rows [",
+        "Request complete |",
+    ] {
+        assert!(trace.contains(step), "no {step:?} in the trace:\n{trace}");
+    }
     assert!(
         !out.contains("never") && !err.contains("never"),
         "EXIT ends the script"

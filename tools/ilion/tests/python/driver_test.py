@@ -685,8 +685,41 @@ def parity(port):
     by_keyspace = s.prepare("SELECT s FROM s WHERE k = ?", keyspace="par")
     row = s.execute(by_keyspace, (1,)).one()
     expect(row is not None and row.s == 7, f"per-request keyspace read {row}")
+    tracing(s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def tracing(s):
+    """trace=True: the driver reads the trace from system_traces."""
+    s.set_keyspace("par")
+    untraced = s.execute("SELECT s FROM s WHERE k = 1")
+    expect(untraced.get_query_trace() is None, "an untraced statement has a trace")
+    rs = s.execute("INSERT INTO s (k, c, v) VALUES (3, 1, 1)", trace=True)
+    trace = rs.get_query_trace(5.0)
+    expect(trace.request_type == "Execute CQL3 query", f"request type {trace.request_type}")
+    expect(trace.duration is not None and trace.started_at is not None, "trace incomplete")
+    expect(str(trace.coordinator) == "127.0.0.1", f"coordinator {trace.coordinator}")
+    expect(trace.parameters.get("query") == "INSERT INTO s (k, c, v) VALUES (3, 1, 1)",
+           f"parameters {trace.parameters}")
+    steps = [e.description for e in trace.events]
+    expect(steps and steps[0].startswith("Parsing INSERT"), f"steps {steps}")
+    expect(any("memtable" in step for step in steps), f"no write step in {steps}")
+    prepared = s.prepare("SELECT v FROM s WHERE k = ? AND c = ?")
+    rs = s.execute(prepared, (3, 1), trace=True)
+    expect([tuple(r) for r in rs] == [(1,)], "traced read lost its rows")
+    trace = rs.get_query_trace(5.0)
+    steps = [e.description for e in trace.events]
+    expect(trace.request_type == "Execute CQL3 prepared query", f"request {trace.request_type}")
+    expect(any("Read locally: 1 live rows" in step for step in steps), f"no read step in {steps}")
+    times = [e.datetime for e in trace.events]
+    expect(times == sorted(times), f"steps out of order {times}")
+    # A client may delete what drivers poll for, as in Cassandra.
+    s.execute(f"DELETE duration FROM system_traces.sessions WHERE session_id = {trace.trace_id}")
+    row = s.execute(f"SELECT duration FROM system_traces.sessions WHERE session_id = {trace.trace_id}").one()
+    expect(row is not None and row.duration is None, f"duration after delete {row}")
+    expect_error(InvalidRequest, s, "DELETE FROM system_traces.events WHERE session_id = 00000000-0000-0000-0000-000000000000",
+                 "not yet supported")
 
 
 if __name__ == "__main__":
