@@ -85,7 +85,7 @@ pub fn describe_table(table: &TableSchema) -> String {
         "cdc = false".to_owned(),
         format!("comment = '{}'", table.comment.replace('\'', "''")),
         format!("compaction = {}", map_text(&table.compaction)),
-        "compression = {'chunk_length_in_kb': '16', 'class': 'org.apache.cassandra.io.compress.LZ4Compressor'}".to_owned(),
+        format!("compression = {}", map_text(&table.compression)),
         "crc_check_chance = 1.0".to_owned(),
         format!("default_time_to_live = {}", table.default_time_to_live),
         "extensions = {}".to_owned(),

@@ -140,6 +140,10 @@ pub struct TableSchema {
     pub default_time_to_live: i64,
     pub comment: String,
     pub compaction: Vec<(String, String)>,
+    /// `compression` as given (normalized as Cassandra stores it). The
+    /// engine compresses every SSTable with LZ4 in 4 KiB chunks whatever
+    /// this says (README, limits).
+    pub compression: Vec<(String, String)>,
     pub create_cql: String,
     /// The id the next added column gets: ids of dropped columns are never
     /// given again, so their old cells stay invisible.
@@ -498,6 +502,7 @@ pub fn table_from_definition(
             ("max_threshold".into(), "32".into()),
             ("min_threshold".into(), "4".into()),
         ],
+        compression: default_compression(),
         create_cql: create_cql.to_owned(),
         next_column_id,
     };
@@ -597,8 +602,13 @@ fn apply_table_options(
                 entries.sort();
                 table.compaction = entries;
             }
-            "compression"
-            | "caching"
+            "compression" => {
+                let OptionValue::Map(entries) = value else {
+                    return Err(invalid("compression must be a map"));
+                };
+                table.compression = compression_options(entries)?;
+            }
+            "caching"
             | "speculative_retry"
             | "additional_write_policy"
             | "read_repair"
@@ -608,6 +618,105 @@ fn apply_table_options(
         }
     }
     Ok(())
+}
+
+/// The `compression` Cassandra stores when a table names none.
+pub fn default_compression() -> Vec<(String, String)> {
+    vec![
+        ("chunk_length_in_kb".into(), "16".into()),
+        (
+            "class".into(),
+            "org.apache.cassandra.io.compress.LZ4Compressor".into(),
+        ),
+    ]
+}
+
+/// Checks `compression` sub-options as Cassandra does and normalizes them
+/// as it stores them: `{'enabled': 'false'}` alone when disabled, the class
+/// fully qualified, `chunk_length_in_kb` 16 unless given.
+fn compression_options(entries: &[(String, String)]) -> Result<Vec<(String, String)>, CqlError> {
+    const KNOWN: [&str; 6] = [
+        "class",
+        "chunk_length_in_kb",
+        "chunk_length_kb",
+        "enabled",
+        "crc_check_chance",
+        "min_compress_ratio",
+    ];
+    const CLASSES: [&str; 5] = [
+        "LZ4Compressor",
+        "SnappyCompressor",
+        "DeflateCompressor",
+        "ZstdCompressor",
+        "NoopCompressor",
+    ];
+    let unknown: Vec<&str> = entries
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !KNOWN.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(invalid(format!(
+            "Unknown compression options [{}]",
+            unknown.join(", ")
+        )));
+    }
+    let get = |key: &str| {
+        entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    match get("enabled").map(str::to_ascii_lowercase).as_deref() {
+        Some("false") => return Ok(vec![("enabled".into(), "false".into())]),
+        Some("true") | None => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "Invalid value {other} for 'enabled' compression sub-option: use true or false"
+            )))
+        }
+    }
+    let Some(class) = get("class") else {
+        return Err(invalid(
+            "Missing sub-option 'class' for the 'compression' option.",
+        ));
+    };
+    let short = class.rsplit('.').next().unwrap_or_default();
+    if !CLASSES.contains(&short) {
+        return Err(invalid(format!(
+            "Could not create Compression for type {class}"
+        )));
+    }
+    let chunk = get("chunk_length_in_kb")
+        .or(get("chunk_length_kb"))
+        .unwrap_or("16");
+    match chunk.parse::<u32>() {
+        Ok(kb) if kb > 0 && kb.is_power_of_two() => {}
+        _ => {
+            return Err(invalid(format!(
+                "Invalid 'chunk_length_in_kb' value {chunk}: it must be a positive power of 2"
+            )))
+        }
+    }
+    let mut out = vec![
+        ("chunk_length_in_kb".to_owned(), chunk.to_owned()),
+        (
+            "class".to_owned(),
+            format!("org.apache.cassandra.io.compress.{short}"),
+        ),
+    ];
+    for key in ["crc_check_chance", "min_compress_ratio"] {
+        if let Some(value) = get(key) {
+            if value.parse::<f64>().is_err() {
+                return Err(invalid(format!(
+                    "Invalid '{key}' value {value}: not a number"
+                )));
+            }
+            out.push((key.to_owned(), value.to_owned()));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The compaction thresholds Cassandra accepts: integers, `min_threshold`
@@ -1783,6 +1892,10 @@ fn table_cql(table: &TableSchema) -> String {
         (
             "compaction".to_owned(),
             OptionValue::Map(table.compaction.clone()),
+        ),
+        (
+            "compression".to_owned(),
+            OptionValue::Map(table.compression.clone()),
         ),
         (
             "default_time_to_live".to_owned(),

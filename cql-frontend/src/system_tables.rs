@@ -610,19 +610,13 @@ fn table_row(
     id: u128,
     comment: &str,
     compaction: &[(String, String)],
+    compression: &[(String, String)],
     ttl: i64,
     gc_grace: i64,
 ) -> Vec<Option<Bytes>> {
     let caching = [
         ("keys".to_string(), "ALL".to_string()),
         ("rows_per_partition".to_string(), "NONE".to_string()),
-    ];
-    let compression = [
-        ("chunk_length_in_kb".to_string(), "16".to_string()),
-        (
-            "class".to_string(),
-            "org.apache.cassandra.io.compress.LZ4Compressor".to_string(),
-        ),
     ];
     vec![
         text(keyspace),
@@ -633,7 +627,7 @@ fn table_row(
         boolean(false),
         text(comment),
         text_map(compaction),
-        text_map(&compression),
+        text_map(compression),
         double(1.0),
         double(0.0),
         int(ttl as i32),
@@ -664,7 +658,19 @@ fn tables(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     )];
     let mut rows: Vec<Vec<Option<Bytes>>> = VIRTUAL_TABLES
         .iter()
-        .map(|(ks, t)| table_row(ks, t, virtual_id(ks, t), "", &local_compaction, 0, 0))
+        .map(|(ks, t)| {
+            let compression = crate::schema::default_compression();
+            table_row(
+                ks,
+                t,
+                virtual_id(ks, t),
+                "",
+                &local_compaction,
+                &compression,
+                0,
+                0,
+            )
+        })
         .collect();
     for table in catalog.tables.values() {
         rows.push(table_row(
@@ -673,6 +679,7 @@ fn tables(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
             table.id,
             &table.comment,
             &table.compaction,
+            &table.compression,
             table.default_time_to_live,
             table.gc_grace_seconds,
         ));

@@ -686,8 +686,35 @@ def parity(port):
     row = s.execute(by_keyspace, (1,)).one()
     expect(row is not None and row.s == 7, f"per-request keyspace read {row}")
     tracing(s)
+    compression(cluster, s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def compression(cluster, s):
+    """Table compression options are kept as given, as Cassandra keeps them."""
+    s.execute("CREATE TABLE par.plain (k int PRIMARY KEY) WITH compression = {'enabled': 'false'}")
+    s.execute("CREATE TABLE par.big (k int PRIMARY KEY) WITH compression = {'class': 'ZstdCompressor', 'chunk_length_in_kb': 64}")
+    s.execute("CREATE TABLE par.usual (k int PRIMARY KEY)")
+    stored = {r.table_name: dict(r.compression) for r in s.execute(
+        "SELECT table_name, compression FROM system_schema.tables WHERE keyspace_name = 'par'")}
+    expect(stored["plain"] == {"enabled": "false"}, f"disabled stored as {stored['plain']}")
+    expect(stored["big"] == {"class": "org.apache.cassandra.io.compress.ZstdCompressor", "chunk_length_in_kb": "64"},
+           f"zstd stored as {stored['big']}")
+    expect(stored["usual"] == {"class": "org.apache.cassandra.io.compress.LZ4Compressor", "chunk_length_in_kb": "16"},
+           f"default stored as {stored['usual']}")
+    cluster.refresh_table_metadata("par", "plain")
+    cql = cluster.metadata.keyspaces["par"].tables["plain"].export_as_string()
+    expect("compression = {'enabled': 'false'}" in cql, f"exported {cql}")
+    s.execute("ALTER TABLE par.usual WITH compression = {'class': 'LZ4Compressor', 'chunk_length_in_kb': 4}")
+    row = s.execute("SELECT compression FROM system_schema.tables WHERE keyspace_name = 'par' AND table_name = 'usual'").one()
+    expect(dict(row.compression)["chunk_length_in_kb"] == "4", f"altered to {row.compression}")
+    expect_error(InvalidRequest, s, "CREATE TABLE par.bad (k int PRIMARY KEY) WITH compression = {'class': 'NoSuchCompressor'}",
+                 "Could not create Compression for type NoSuchCompressor")
+    expect_error(InvalidRequest, s, "CREATE TABLE par.bad (k int PRIMARY KEY) WITH compression = {'chunk_length_in_kb': 3, 'class': 'LZ4Compressor'}",
+                 "power of 2")
+    expect_error(InvalidRequest, s, "CREATE TABLE par.bad (k int PRIMARY KEY) WITH compression = {'level': 3, 'class': 'LZ4Compressor'}",
+                 "Unknown compression options [level]")
 
 
 def tracing(s):
