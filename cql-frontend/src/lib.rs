@@ -6,7 +6,8 @@
 //! - [`transport`]: one tokio task per client connection, driving the codec;
 //! - [`auth`] and [`roles`]: password authentication and role statements;
 //! - [`cql`]: lexer, AST and parser of the CQL language;
-//! - [`types`]: CQL types, protocol type options, byte-comparable keys;
+//! - [`types`]: CQL types and protocol type options; [`comparable`]: the
+//!   byte-comparable form of values (clustering keys, collection paths);
 //! - [`prepared`]: the prepared statement cache and bind metadata;
 //! - [`describe`]: server-side DESCRIBE;
 //! - [`schema`]: the catalog of keyspaces, types and tables, stored in the
@@ -25,6 +26,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod auth;
+pub mod comparable;
 pub mod cql;
 pub mod describe;
 pub mod executor;

@@ -632,7 +632,8 @@ pub fn default_compression() -> Vec<(String, String)> {
 }
 
 /// Checks `compression` sub-options as Cassandra does and normalizes them
-/// as it stores them: `{'enabled': 'false'}` alone when disabled, the class
+/// as it stores them: `{'enabled': 'false'}` alone when disabled (also
+/// for `{}`), the class
 /// fully qualified, `chunk_length_in_kb` 16 unless given.
 fn compression_options(entries: &[(String, String)]) -> Result<Vec<(String, String)>, CqlError> {
     const KNOWN: [&str; 6] = [
@@ -667,6 +668,10 @@ fn compression_options(entries: &[(String, String)]) -> Result<Vec<(String, Stri
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
+    if entries.is_empty() {
+        // `compression = {}` turns it off, as in Cassandra.
+        return Ok(vec![("enabled".into(), "false".into())]);
+    }
     match get("enabled").map(str::to_ascii_lowercase).as_deref() {
         Some("false") => return Ok(vec![("enabled".into(), "false".into())]),
         Some("true") | None => {}

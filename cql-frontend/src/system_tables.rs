@@ -603,17 +603,29 @@ fn keyspaces(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
     rows
 }
 
+/// A table's options as `system_schema.tables` shows them.
+struct TableOptionsRow<'a> {
+    comment: &'a str,
+    compaction: &'a [(String, String)],
+    compression: &'a [(String, String)],
+    ttl: i64,
+    gc_grace: i64,
+}
+
 /// One `system_schema.tables` row.
 fn table_row(
     keyspace: &str,
     name: &str,
     id: u128,
-    comment: &str,
-    compaction: &[(String, String)],
-    compression: &[(String, String)],
-    ttl: i64,
-    gc_grace: i64,
+    options: TableOptionsRow<'_>,
 ) -> Vec<Option<Bytes>> {
+    let TableOptionsRow {
+        comment,
+        compaction,
+        compression,
+        ttl,
+        gc_grace,
+    } = options;
     let caching = [
         ("keys".to_string(), "ALL".to_string()),
         ("rows_per_partition".to_string(), "NONE".to_string()),
@@ -660,29 +672,25 @@ fn tables(catalog: &Catalog) -> Vec<Vec<Option<Bytes>>> {
         .iter()
         .map(|(ks, t)| {
             let compression = crate::schema::default_compression();
-            table_row(
-                ks,
-                t,
-                virtual_id(ks, t),
-                "",
-                &local_compaction,
-                &compression,
-                0,
-                0,
-            )
+            let options = TableOptionsRow {
+                comment: "",
+                compaction: &local_compaction,
+                compression: &compression,
+                ttl: 0,
+                gc_grace: 0,
+            };
+            table_row(ks, t, virtual_id(ks, t), options)
         })
         .collect();
     for table in catalog.tables.values() {
-        rows.push(table_row(
-            &table.keyspace,
-            &table.name,
-            table.id,
-            &table.comment,
-            &table.compaction,
-            &table.compression,
-            table.default_time_to_live,
-            table.gc_grace_seconds,
-        ));
+        let options = TableOptionsRow {
+            comment: &table.comment,
+            compaction: &table.compaction,
+            compression: &table.compression,
+            ttl: table.default_time_to_live,
+            gc_grace: table.gc_grace_seconds,
+        };
+        rows.push(table_row(&table.keyspace, &table.name, table.id, options));
     }
     rows
 }

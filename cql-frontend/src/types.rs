@@ -185,58 +185,14 @@ impl CqlType {
     }
 
     /// Appends the byte-comparable form of `value` (a protocol-encoded value
-    /// of this type) to `out`.
+    /// of this type) to `out` (see [`crate::comparable`]).
     pub fn encode_comparable(
         &self,
         value: &[u8],
         descending: bool,
         out: &mut Vec<u8>,
     ) -> Result<(), TypeError> {
-        let start = out.len();
-        match (self.unfrozen(), self.fixed_width()) {
-            (CqlType::Float | CqlType::Double, Some(width)) => {
-                check_width(self, value, width)?;
-                let negative = value.first().is_some_and(|b| b & 0x80 != 0);
-                out.extend(value.iter().enumerate().map(|(i, b)| {
-                    if negative {
-                        !b
-                    } else if i == 0 {
-                        b ^ 0x80
-                    } else {
-                        *b
-                    }
-                }));
-            }
-            (CqlType::Boolean | CqlType::Uuid | CqlType::TimeUuid | CqlType::Date, Some(width)) => {
-                // Unsigned already (date is an unsigned day number centred on 2^31).
-                check_width(self, value, width)?;
-                out.extend_from_slice(value);
-            }
-            (_, Some(width)) => {
-                check_width(self, value, width)?;
-                out.extend(
-                    value
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| if i == 0 { b ^ 0x80 } else { *b }),
-                );
-            }
-            (_, None) => {
-                for &b in value {
-                    out.push(b);
-                    if b == 0 {
-                        out.push(0xFF);
-                    }
-                }
-                out.extend_from_slice(&[0, 0]);
-            }
-        }
-        if descending {
-            for b in out.iter_mut().skip(start) {
-                *b = !*b;
-            }
-        }
-        Ok(())
+        crate::comparable::encode(self, value, descending, out)
     }
 
     /// Reads one byte-comparable component back into its protocol value;
@@ -246,80 +202,8 @@ impl CqlType {
         bytes: &[u8],
         descending: bool,
     ) -> Result<(Vec<u8>, usize), TypeError> {
-        let flip = |b: u8| if descending { !b } else { b };
-        match self.fixed_width() {
-            Some(width) => {
-                let raw: Vec<u8> = bytes
-                    .get(..width)
-                    .ok_or_else(|| TypeError(format!("clustering key too short for {self}")))?
-                    .iter()
-                    .map(|b| flip(*b))
-                    .collect();
-                let value = match self.unfrozen() {
-                    CqlType::Float | CqlType::Double => {
-                        let was_negative = raw.first().is_some_and(|b| b & 0x80 == 0);
-                        raw.iter()
-                            .enumerate()
-                            .map(|(i, b)| {
-                                if was_negative {
-                                    !b
-                                } else if i == 0 {
-                                    b ^ 0x80
-                                } else {
-                                    *b
-                                }
-                            })
-                            .collect()
-                    }
-                    CqlType::Boolean | CqlType::Uuid | CqlType::TimeUuid | CqlType::Date => raw,
-                    _ => raw
-                        .iter()
-                        .enumerate()
-                        .map(|(i, b)| if i == 0 { b ^ 0x80 } else { *b })
-                        .collect(),
-                };
-                Ok((value, width))
-            }
-            None => {
-                let mut value = Vec::new();
-                let mut i = 0;
-                loop {
-                    let b =
-                        flip(*bytes.get(i).ok_or_else(|| {
-                            TypeError("unterminated clustering component".into())
-                        })?);
-                    if b == 0 {
-                        let next = flip(*bytes.get(i + 1).ok_or_else(|| {
-                            TypeError("unterminated clustering component".into())
-                        })?);
-                        match next {
-                            0 => return Ok((value, i + 2)),
-                            0xFF => {
-                                value.push(0);
-                                i += 2;
-                            }
-                            _ => {
-                                return Err(TypeError("bad escape in clustering component".into()))
-                            }
-                        }
-                    } else {
-                        value.push(b);
-                        i += 1;
-                    }
-                }
-            }
-        }
+        crate::comparable::decode(self, bytes, descending)
     }
-}
-
-fn check_width(ty: &CqlType, value: &[u8], width: usize) -> Result<(), TypeError> {
-    if value.len() != width {
-        return Err(TypeError(format!(
-            "a {ty} value has {width} bytes, not {}",
-            value.len()
-        )));
-    }
-    Ok(())
 }
 
 impl fmt::Display for CqlType {
@@ -577,6 +461,8 @@ mod tests {
             (CqlType::Text, &b"a\0b"[..]),
             (CqlType::Double, &(-2.5f64).to_be_bytes()[..]),
             (CqlType::BigInt, &(-9i64).to_be_bytes()[..]),
+            (CqlType::VarInt, &[0xff, 0x7f][..]),
+            (CqlType::VarInt, &[][..]),
         ] {
             for desc in [false, true] {
                 let bytes = comparable(&ty, value, desc)?;
@@ -584,6 +470,143 @@ mod tests {
                 assert_eq!((back.as_slice(), used), (value, bytes.len()));
             }
         }
+        Ok(())
+    }
+
+    /// A protocol `[bytes]` (None: null).
+    fn item(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        match value {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                out.extend_from_slice(v);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+
+    fn tuple(parts: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in parts {
+            item(&mut out, *part);
+        }
+        out
+    }
+
+    fn collection(elements: &[&[u8]]) -> Vec<u8> {
+        let mut out = (elements.len() as i32).to_be_bytes().to_vec();
+        for element in elements {
+            item(&mut out, Some(element));
+        }
+        out
+    }
+
+    /// Values listed in CQL's order must encode in increasing byte order,
+    /// decreasing when descending, and decode back to themselves.
+    fn assert_orders(ty: &CqlType, values: &[Vec<u8>]) -> TestResult {
+        for desc in [false, true] {
+            let encoded: Vec<Vec<u8>> = values
+                .iter()
+                .map(|v| comparable(ty, v, desc))
+                .collect::<Result<_, _>>()?;
+            for (pair, values) in encoded.windows(2).zip(values.windows(2)) {
+                let ordered = if desc {
+                    pair[0] > pair[1]
+                } else {
+                    pair[0] < pair[1]
+                };
+                assert!(
+                    ordered,
+                    "{ty}: {:?} before {:?} (desc {desc})",
+                    values[0], values[1]
+                );
+            }
+            for (value, bytes) in values.iter().zip(&encoded) {
+                let mut followed = bytes.clone();
+                followed.extend_from_slice(&[0x42, 0x00]);
+                let (back, used) = ty.decode_comparable(&followed, desc)?;
+                assert_eq!((&back, used), (value, bytes.len()), "{ty} round trip");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn composite_values_order_component_by_component() -> TestResult {
+        let int = |i: i32| i.to_be_bytes().to_vec();
+        // Varints: numerically, whatever their length.
+        let varints: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0x80, 0x00, 0x00],
+            vec![0xff, 0x00],
+            vec![0x80],
+            vec![0xff],
+            vec![0x00],
+            vec![0x01],
+            vec![0x7f],
+            vec![0x00, 0x80],
+            vec![0x01, 0x00, 0x00],
+        ];
+        assert_orders(&CqlType::VarInt, &varints)?;
+        // Tuples: by the first component, then the next; null first; a
+        // negative int before a positive; a shorter text before a longer one
+        // only when it is a prefix.
+        let ty = CqlType::parse("tuple<int, text>")?;
+        let tuples = vec![
+            tuple(&[None, Some(b"z")]),
+            tuple(&[Some(&int(-5)), Some(b"b")]),
+            tuple(&[Some(&int(1)), None]),
+            tuple(&[Some(&int(1)), Some(b"")]),
+            tuple(&[Some(&int(1)), Some(b"a")]),
+            tuple(&[Some(&int(1)), Some(b"aa")]),
+            tuple(&[Some(&int(1)), Some(b"b")]),
+            tuple(&[Some(&int(2)), Some(b"a")]),
+        ];
+        assert_orders(&ty, &tuples)?;
+        // Frozen lists and sets: element by element, a prefix first.
+        let ty = CqlType::parse("frozen<list<int>>")?;
+        let lists = vec![
+            collection(&[]),
+            collection(&[&int(-3)]),
+            collection(&[&int(1)]),
+            collection(&[&int(1), &int(-7)]),
+            collection(&[&int(1), &int(2)]),
+            collection(&[&int(2)]),
+        ];
+        assert_orders(&ty, &lists)?;
+        // Frozen maps: key, then value, entry by entry ({1: 'v1', 2: 'v2'}
+        // before {3: 'v3'}, as the driver suite's map of UDTs expects).
+        let ty = CqlType::parse("frozen<map<int, text>>")?;
+        let map = |entries: &[(i32, &[u8])]| {
+            let mut out = (entries.len() as i32).to_be_bytes().to_vec();
+            for (k, v) in entries {
+                item(&mut out, Some(&int(*k)));
+                item(&mut out, Some(v));
+            }
+            out
+        };
+        let maps = vec![
+            map(&[]),
+            map(&[(1, b"v1")]),
+            map(&[(1, b"v1"), (2, b"v2")]),
+            map(&[(1, b"v2")]),
+            map(&[(3, b"v3")]),
+        ];
+        assert_orders(&ty, &maps)?;
+        // Nesting: a tuple holding a frozen list.
+        let ty = CqlType::parse("tuple<frozen<list<int>>, int>")?;
+        let nested = vec![
+            tuple(&[Some(&collection(&[&int(1)])), Some(&int(9))]),
+            tuple(&[Some(&collection(&[&int(1), &int(0)])), Some(&int(0))]),
+            tuple(&[Some(&collection(&[&int(2)])), Some(&int(-1))]),
+        ];
+        assert_orders(&ty, &nested)?;
+        // Damage is an error, not a panic.
+        let ty = CqlType::parse("frozen<list<int>>")?;
+        assert!(comparable(&ty, &[0, 0, 0, 5, 0, 0], false).is_err());
+        assert!(ty.decode_comparable(&[1, 0x80], false).is_err());
+        assert!(CqlType::VarInt
+            .decode_comparable(&[2, 0xff, 0xff, 0xff, 0xff], false)
+            .is_err());
         Ok(())
     }
 }

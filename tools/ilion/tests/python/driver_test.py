@@ -687,8 +687,30 @@ def parity(port):
     expect(row is not None and row.s == 7, f"per-request keyspace read {row}")
     tracing(s)
     compression(cluster, s)
+    composite_order(s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def composite_order(s):
+    """Tuples, frozen collections and varints order as Cassandra orders them."""
+    s.execute("CREATE TABLE par.tc (k int, c frozen<tuple<int, text>>, PRIMARY KEY (k, c))")
+    insert = s.prepare("INSERT INTO par.tc (k, c) VALUES (0, ?)")
+    for c in [(1, "b"), (-5, "b"), (1, "aa"), (-10, "z"), (1, None)]:
+        s.execute(insert, (c,))
+    got = [r.c for r in s.execute("SELECT c FROM par.tc WHERE k = 0")]
+    expect(got == [(-10, "z"), (-5, "b"), (1, None), (1, "aa"), (1, "b")], f"tuple clustering order {got}")
+    got = [r.c for r in s.execute("SELECT c FROM par.tc WHERE k = 0 AND c > (1, 'a')")]
+    expect(got == [(1, "aa"), (1, "b")], f"tuple clustering slice {got}")
+    s.execute("CREATE TABLE par.vc (k int, c varint, PRIMARY KEY (k, c)) WITH CLUSTERING ORDER BY (c DESC)")
+    for c in [5, -1, 70000, -300, 0, 2**70, -(2**70)]:
+        s.execute("INSERT INTO par.vc (k, c) VALUES (0, %s)", (c,))
+    got = [r.c for r in s.execute("SELECT c FROM par.vc WHERE k = 0")]
+    expect(got == [2**70, 70000, 5, 0, -1, -300, -(2**70)], f"varint clustering order {got}")
+    s.execute("CREATE TABLE par.mk (k int PRIMARY KEY, m map<frozen<map<int, text>>, int>, l list<frozen<list<int>>>)")
+    s.execute("UPDATE par.mk SET m = m + {{3: 'v3'}: 1, {1: 'v1', 2: 'v2'}: 2, {1: 'v1'}: 3} WHERE k = 0")
+    got = [dict(key) for key in s.execute("SELECT m FROM par.mk WHERE k = 0").one().m.keys()]
+    expect(got == [{1: "v1"}, {1: "v1", 2: "v2"}, {3: "v3"}], f"map of frozen maps ordered {got}")
 
 
 def compression(cluster, s):
@@ -696,9 +718,11 @@ def compression(cluster, s):
     s.execute("CREATE TABLE par.plain (k int PRIMARY KEY) WITH compression = {'enabled': 'false'}")
     s.execute("CREATE TABLE par.big (k int PRIMARY KEY) WITH compression = {'class': 'ZstdCompressor', 'chunk_length_in_kb': 64}")
     s.execute("CREATE TABLE par.usual (k int PRIMARY KEY)")
+    s.execute("CREATE TABLE par.empty (k int PRIMARY KEY) WITH compression = {}")
     stored = {r.table_name: dict(r.compression) for r in s.execute(
         "SELECT table_name, compression FROM system_schema.tables WHERE keyspace_name = 'par'")}
     expect(stored["plain"] == {"enabled": "false"}, f"disabled stored as {stored['plain']}")
+    expect(stored["empty"] == {"enabled": "false"}, f"empty stored as {stored['empty']}")
     expect(stored["big"] == {"class": "org.apache.cassandra.io.compress.ZstdCompressor", "chunk_length_in_kb": "64"},
            f"zstd stored as {stored['big']}")
     expect(stored["usual"] == {"class": "org.apache.cassandra.io.compress.LZ4Compressor", "chunk_length_in_kb": "16"},
@@ -715,6 +739,8 @@ def compression(cluster, s):
                  "power of 2")
     expect_error(InvalidRequest, s, "CREATE TABLE par.bad (k int PRIMARY KEY) WITH compression = {'level': 3, 'class': 'LZ4Compressor'}",
                  "Unknown compression options [level]")
+    expect_error(InvalidRequest, s, "CREATE TABLE par.bad (k int PRIMARY KEY) WITH compression = {'chunk_length_in_kb': 64}",
+                 "Missing sub-option 'class'")
 
 
 def tracing(s):
