@@ -114,7 +114,7 @@ pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
         CqlType::Boolean => (bytes.first().copied().unwrap_or(0) != 0).to_string(),
         CqlType::Text | CqlType::Ascii => quote(&String::from_utf8_lossy(bytes)),
         CqlType::Uuid | CqlType::TimeUuid => quote(&uuid_text(bytes)),
-        CqlType::Blob => hex(bytes),
+        CqlType::Blob | CqlType::Custom(_) => hex(bytes),
         CqlType::Inet => quote(&match bytes.len() {
             4 => std::net::Ipv4Addr::from(be::<4>(bytes)).to_string(),
             _ => std::net::Ipv6Addr::from(be::<16>(bytes)).to_string(),

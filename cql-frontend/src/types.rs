@@ -44,6 +44,11 @@ pub enum CqlType {
     /// A type name as written, before the schema resolves it to a
     /// [`CqlType::UserType`].
     UserTypeName(String),
+    /// A custom type, written as a string of its server class
+    /// (`'org.apache.cassandra.db.marshal.CompositeType(AsciiType,
+    /// Int32Type)'`): the class with every marshal class in it fully
+    /// qualified. Its values are opaque bytes to Ilion.
+    Custom(String),
 }
 
 /// The definition of a user-defined type.
@@ -136,7 +141,7 @@ impl CqlType {
             CqlType::Set(_) => 0x0022,
             CqlType::Tuple(_) => 0x0031,
             CqlType::UserType(_) => 0x0030,
-            CqlType::Frozen(_) | CqlType::UserTypeName(_) => 0x0000,
+            CqlType::Frozen(_) | CqlType::UserTypeName(_) | CqlType::Custom(_) => 0x0000,
         }
     }
 
@@ -164,6 +169,7 @@ impl CqlType {
                     ty.write_option(w);
                 }
             }
+            CqlType::Custom(class) => w.write_string(class),
             _ => {}
         }
     }
@@ -245,6 +251,7 @@ impl fmt::Display for CqlType {
             CqlType::Frozen(inner) => write!(f, "frozen<{inner}>"),
             CqlType::UserType(udt) => write!(f, "{}", crate::schema::quote(&udt.name)),
             CqlType::UserTypeName(name) => write!(f, "{}", crate::schema::quote(name)),
+            CqlType::Custom(class) => write!(f, "'{}'", class.replace('\'', "''")),
         }
     }
 }
@@ -273,6 +280,99 @@ fn check_type_nesting(text: &str) -> Result<(), TypeError> {
         }
     }
     Ok(())
+}
+
+/// Where Cassandra's marshal classes live.
+const MARSHAL_PACKAGE: &str = "org.apache.cassandra.db.marshal.";
+
+/// A type written as a class string: a native type when the class is one
+/// (`'Int32Type'` is `int`), else [`CqlType::Custom`] with every class in it
+/// fully qualified, as Cassandra stores it.
+fn custom_type(class: &str) -> Result<CqlType, TypeError> {
+    let class = class.trim();
+    if class.is_empty() {
+        return Err(TypeError("expected a type in \"\"".into()));
+    }
+    let simple = class.strip_prefix(MARSHAL_PACKAGE).unwrap_or(class);
+    let native = match simple {
+        "AsciiType" => Some(CqlType::Ascii),
+        "LongType" => Some(CqlType::BigInt),
+        "BytesType" => Some(CqlType::Blob),
+        "BooleanType" => Some(CqlType::Boolean),
+        "CounterColumnType" => Some(CqlType::Counter),
+        "SimpleDateType" => Some(CqlType::Date),
+        "DecimalType" => Some(CqlType::Decimal),
+        "DoubleType" => Some(CqlType::Double),
+        "DurationType" => Some(CqlType::Duration),
+        "FloatType" => Some(CqlType::Float),
+        "InetAddressType" => Some(CqlType::Inet),
+        "Int32Type" => Some(CqlType::Int),
+        "ShortType" => Some(CqlType::SmallInt),
+        "UTF8Type" => Some(CqlType::Text),
+        "TimeType" => Some(CqlType::Time),
+        "TimestampType" => Some(CqlType::Timestamp),
+        "TimeUUIDType" => Some(CqlType::TimeUuid),
+        "ByteType" => Some(CqlType::TinyInt),
+        "UUIDType" => Some(CqlType::Uuid),
+        "IntegerType" => Some(CqlType::VarInt),
+        _ => None,
+    };
+    if let Some(native) = native {
+        return Ok(native);
+    }
+    Ok(CqlType::Custom(qualify_classes(class)?))
+}
+
+/// Qualifies every class name in a class string with the marshal package
+/// (names with a `.` are left as written); `alias=>Class` pairs and
+/// parameters in parentheses keep their shape, spaces are dropped.
+fn qualify_classes(class: &str) -> Result<String, TypeError> {
+    let mut out = String::with_capacity(class.len() + 64);
+    let mut name = String::new();
+    let flush = |name: &mut String, out: &mut String| {
+        if !name.is_empty() {
+            if !name.contains('.') {
+                out.push_str(MARSHAL_PACKAGE);
+            }
+            out.push_str(name);
+            name.clear();
+        }
+    };
+    let unbalanced = || TypeError(format!("unbalanced parentheses in custom type {class:?}"));
+    let mut depth = 0usize;
+    let mut chars = class.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | ')' | ',' => {
+                flush(&mut name, &mut out);
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth = depth.checked_sub(1).ok_or_else(unbalanced)?,
+                    _ => {}
+                }
+                out.push(c);
+            }
+            '=' if chars.peek() == Some(&'>') => {
+                chars.next();
+                // What came before was an alias, not a class.
+                out.push_str(&name);
+                name.clear();
+                out.push_str("=>");
+            }
+            c if c.is_whitespace() => {}
+            c if c.is_alphanumeric() || c == '.' || c == '_' || c == '$' => name.push(c),
+            other => {
+                return Err(TypeError(format!(
+                    "unexpected {other:?} in custom type {class:?}"
+                )))
+            }
+        }
+    }
+    flush(&mut name, &mut out);
+    if depth != 0 {
+        return Err(unbalanced());
+    }
+    Ok(out)
 }
 
 struct TypeParser<'a> {
@@ -310,6 +410,29 @@ impl TypeParser<'_> {
         }
     }
 
+    /// A `'string'` (`''` inside is one quote).
+    fn string(&mut self) -> Result<String, TypeError> {
+        let mut text = String::new();
+        let mut chars = self.text[self.at + 1..].char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c != '\'' {
+                text.push(c);
+                continue;
+            }
+            if self.text[self.at + 1 + i + 1..].starts_with('\'') {
+                text.push('\'');
+                chars.next();
+                continue;
+            }
+            self.at += 1 + i + 1;
+            return Ok(text);
+        }
+        Err(TypeError(format!(
+            "unterminated custom type string in {:?}",
+            self.text
+        )))
+    }
+
     /// A `"quoted"` name, case kept (`""` inside is one quote).
     fn quoted(&mut self) -> Result<String, TypeError> {
         let mut name = String::new();
@@ -338,6 +461,10 @@ impl TypeParser<'_> {
         if self.text[self.at..].starts_with('"') {
             // A quoted name is always a user type's, even "int".
             return Ok(CqlType::UserTypeName(self.quoted()?));
+        }
+        if self.text[self.at..].starts_with('\'') {
+            let class = self.string()?;
+            return custom_type(&class);
         }
         let name = self.word();
         Ok(match name.as_str() {

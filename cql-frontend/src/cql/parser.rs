@@ -421,6 +421,13 @@ impl Parser {
                     text.push('"');
                     self.at += 1;
                 }
+                // A custom type as its class string.
+                Some(Token::Str(class)) if depth > 0 || text.is_empty() => {
+                    text.push('\'');
+                    text.push_str(&class.replace('\'', "''"));
+                    text.push('\'');
+                    self.at += 1;
+                }
                 Some(Token::Symbol("<")) => {
                     depth += 1;
                     text.push('<');

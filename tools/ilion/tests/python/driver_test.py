@@ -688,8 +688,30 @@ def parity(port):
     tracing(s)
     compression(cluster, s)
     composite_order(s)
+    custom_types(cluster, s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def custom_types(cluster, s):
+    """Types written as class strings, as Cassandra takes them."""
+    s.execute("CREATE TABLE par.composites (a int PRIMARY KEY, "
+              "b 'org.apache.cassandra.db.marshal.CompositeType(AsciiType, Int32Type)', "
+              "c 'DynamicCompositeType(s => UTF8Type, i => Int32Type)', d 'Int32Type')")
+    s.execute("INSERT INTO par.composites (a, b, d) VALUES (0, 'abc:123', 5)")
+    row = s.execute("SELECT b, d FROM par.composites WHERE a = 0").one()
+    expect(tuple(row.b) == ("abc", 123) and row.d == 5, f"composite read back {row}")
+    s.execute("INSERT INTO par.composites (a, b) VALUES (0, 'abc')")
+    row = s.execute("SELECT b FROM par.composites WHERE a = 0").one()
+    expect(tuple(row.b) == ("abc",), f"short composite read back {row}")
+    types = {r.column_name: r.type for r in s.execute(
+        "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = 'par' AND table_name = 'composites'")}
+    expect(types["d"] == "int", f"'Int32Type' is int, not {types['d']}")
+    expect(types["c"] == "'org.apache.cassandra.db.marshal.DynamicCompositeType(s=>org.apache.cassandra.db.marshal.UTF8Type,"
+           "i=>org.apache.cassandra.db.marshal.Int32Type)'", f"dynamic composite stored as {types['c']}")
+    expect_error(InvalidRequest, s, "INSERT INTO par.composites (a, b) VALUES (1, 'abc:123:x')", "3 components")
+    expect_error(InvalidRequest, s, "INSERT INTO par.composites (a, c) VALUES (1, 'x')", "not yet supported")
+    expect_error(SyntaxException, s, "CREATE TABLE par.badcustom (a int PRIMARY KEY, b 'Int32Type(')", "custom type")
 
 
 def composite_order(s):
