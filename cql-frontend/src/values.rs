@@ -268,7 +268,7 @@ fn custom_from_string(class: &str, text: &str, column: &str) -> Result<Vec<u8>, 
 
 fn hex_bytes(text: &str) -> Option<Vec<u8>> {
     let text = text.strip_prefix("0x").unwrap_or(text);
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
