@@ -365,6 +365,12 @@ impl Context<'_> {
                     .catalog
                     .write()
                     .drop_keyspace(engine, name, *if_exists)?;
+                if dropped {
+                    // Statements on its tables must not run against new
+                    // tables of the same names (CASSANDRA-15252): clients
+                    // are told Unprepared and prepare again.
+                    self.node.prepared.clear();
+                }
                 Ok(if dropped {
                     schema_change("DROPPED", "KEYSPACE", name, None)
                 } else {
@@ -455,6 +461,10 @@ impl Context<'_> {
                     *if_exists,
                     session.keyspace.as_deref(),
                 )?;
+                if dropped {
+                    // As for a dropped keyspace (CASSANDRA-15252).
+                    self.node.prepared.clear();
+                }
                 Ok(if dropped {
                     schema_change("DROPPED", "TABLE", &keyspace, Some(&name.name))
                 } else {

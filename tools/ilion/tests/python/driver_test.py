@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 
-from cassandra import AlreadyExists, AuthenticationFailed, InvalidRequest, Unauthorized, Unavailable, ConsistencyLevel
+from cassandra import AlreadyExists, AuthenticationFailed, DriverException, InvalidRequest, Unauthorized, Unavailable, ConsistencyLevel
 from cassandra import ReadTimeout, WriteTimeout, WriteType
 from cassandra.util import Duration
 from cassandra.auth import PlainTextAuthProvider
@@ -689,8 +689,33 @@ def parity(port):
     compression(cluster, s)
     composite_order(s)
     custom_types(cluster, s)
+    dropped_table_unprepares(s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def dropped_table_unprepares(s):
+    """A statement prepared on a dropped table is not run against a new
+    table of the same name: the driver is told to prepare it again."""
+    s.execute("CREATE TABLE par.foo (k int PRIMARY KEY)")
+    prepared = s.prepare("SELECT * FROM par.foo WHERE k = ?")
+    s.execute("INSERT INTO par.foo (k) VALUES (0)")
+    expect(len(list(s.execute(prepared, [0]))) == 1, "prepared read before the drop")
+    s.execute("DROP TABLE par.foo")
+    s.execute("CREATE TABLE par.foo (k int PRIMARY KEY, v int)")
+    s.execute("INSERT INTO par.foo (k, v) VALUES (0, 1)")
+    rows = list(s.execute(prepared, [0]))
+    expect(len(rows) == 1 and rows[0].v == 1, f"re-prepared read sees the new table: {rows}")
+    # Prepared again in another keyspace, the id differs: the driver says so.
+    s.execute("DROP TABLE par.foo")
+    s.execute("CREATE TABLE par.foo (k int PRIMARY KEY)")
+    s.set_keyspace("system")
+    try:
+        s.execute(prepared, [0])
+        raise AssertionError("executing after a drop and a USE should fail on the id")
+    except DriverException as error:
+        expect("ID mismatch" in str(error), f"error {error}")
+    s.set_keyspace("par")
 
 
 def custom_types(cluster, s):
