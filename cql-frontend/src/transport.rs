@@ -262,9 +262,17 @@ pub async fn serve_connection(
                 version,
                 stream: id,
             }) => {
-                let message = format!(
-                    "Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4, 5/v5)"
-                );
+                let message = if version == crate::protocol::frame::BETA_VERSION {
+                    // Drivers downgrade on either phrase.
+                    "Beta version of the protocol used (6/v6-beta), but USE_BETA flag is unset \
+                     (Invalid or unsupported protocol version without it: supported versions \
+                     are (3/v3, 4/v4, 5/v5, 6/v6-beta))"
+                        .to_owned()
+                } else {
+                    format!(
+                        "Invalid or unsupported protocol version ({version}); supported versions are (3/v3, 4/v4, 5/v5, 6/v6-beta)"
+                    )
+                };
                 let error = Response::Error(CqlError::Protocol(message));
                 let _ = out.send(encode(FALLBACK_VERSION, id, &error, None)).await;
                 break;

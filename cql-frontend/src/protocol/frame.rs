@@ -16,7 +16,10 @@ pub const HEADER_BYTES: usize = 9;
 /// Largest body accepted (Cassandra's `native_transport_max_frame_size`, 16 MiB).
 pub const FRAME_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Versions this node speaks.
-pub const SUPPORTED_VERSIONS: [u8; 3] = [3, 4, 5];
+pub const SUPPORTED_VERSIONS: [u8; 4] = [3, 4, 5, BETA_VERSION];
+/// The beta version (Cassandra 5.0's 6/v6-beta): a client must set
+/// [`flags::USE_BETA`] on every frame to speak it; it is v5 otherwise.
+pub const BETA_VERSION: u8 = 6;
 /// The version used to answer a request in a version we do not speak.
 pub const FALLBACK_VERSION: u8 = 4;
 
@@ -115,7 +118,8 @@ pub fn check_header(buf: &[u8]) -> Result<HeaderCheck, ProtocolViolation> {
         )));
     }
     let version = version_byte & 0x7f;
-    if !SUPPORTED_VERSIONS.contains(&version) {
+    let beta_unflagged = version == BETA_VERSION && flags & flags::USE_BETA == 0;
+    if !SUPPORTED_VERSIONS.contains(&version) || beta_unflagged {
         return Ok(HeaderCheck::UnsupportedVersion { version, stream });
     }
     let opcode = Opcode::from_byte(opcode_byte)

@@ -172,7 +172,22 @@ fn newer_version_gets_the_downgrade_error() {
             message.contains("Invalid or unsupported protocol version"),
             "drivers look for this text: {message}"
         );
+        if version == 6 {
+            assert!(
+                message.contains("USE_BETA flag is unset"),
+                "the Python driver looks for this text: {message}"
+            );
+        }
     }
+    // With USE_BETA, v6 is spoken (as v5).
+    let mut s = connect(&node);
+    let use_beta = 0x10;
+    let mut options = frame(6, 9, 0x05, &[]);
+    options[1] = use_beta;
+    s.write_all(&options).unwrap();
+    let reply = read_reply(&mut s).unwrap();
+    assert_eq!(reply.version, 0x86, "answered in v6");
+    assert_eq!(reply.opcode, 0x06, "SUPPORTED");
 }
 
 #[test]

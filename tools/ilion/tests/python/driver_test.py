@@ -690,8 +690,20 @@ def parity(port):
     composite_order(s)
     custom_types(cluster, s)
     dropped_table_unprepares(s)
+    beta_protocol(port)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def beta_protocol(port):
+    """v6-beta, when the client allows beta versions (as Cassandra 5.0)."""
+    beta = Cluster(["127.0.0.1"], port=port, protocol_version=6, allow_beta_protocol_version=True)
+    session = beta.connect()
+    row = session.execute("SELECT release_version FROM system.local").one()
+    expect(row is not None and beta.protocol_version == 6, f"v6-beta session: {beta.protocol_version}")
+    prepared = session.prepare("SELECT s FROM par.s WHERE k = ?")
+    expect(session.execute(prepared, (1,)).one().s == 7, "v6-beta prepared read")
+    beta.shutdown()
 
 
 def dropped_table_unprepares(s):
