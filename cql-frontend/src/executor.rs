@@ -3293,7 +3293,8 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                 ));
             }
             Selector::Function { name, args }
-                if MathFunction::from_name(name).is_some() || reinterpretation(name).is_some() =>
+                if MathFunction::from_name(name).is_some()
+                    || crate::values::reinterpretation(name).is_some() =>
             {
                 let [Selector::Column(column_name)] = args.as_slice() else {
                     return Err(CqlError::not_yet_supported(&format!(
@@ -3315,8 +3316,8 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                     }
                     (ScalarFunction::Math(math), column.ty.clone())
                 } else {
-                    let (from, to) =
-                        reinterpretation(name).unwrap_or((CqlType::Blob, CqlType::Blob));
+                    let (from, to) = crate::values::reinterpretation(name)
+                        .unwrap_or((CqlType::Blob, CqlType::Blob));
                     if column.ty.unfrozen() != &from {
                         return Err(invalid(format!(
                             "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name} of type {from}",
@@ -3383,30 +3384,6 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
         }
     }
     Ok(out)
-}
-
-/// `<type>asblob` (type → blob) and `blobas<type>` (blob → type), by
-/// lowercase name: the argument's and the result's types.
-fn reinterpretation(name: &str) -> Option<(CqlType, CqlType)> {
-    let native = |text: &str| {
-        CqlType::parse(text).ok().filter(|t| {
-            t.fixed_width().is_some()
-                || matches!(
-                    t,
-                    CqlType::Text
-                        | CqlType::Ascii
-                        | CqlType::VarInt
-                        | CqlType::Decimal
-                        | CqlType::Inet
-                        | CqlType::Duration
-                )
-        })
-    };
-    if let Some(target) = name.strip_prefix("blobas") {
-        return native(target).map(|t| (CqlType::Blob, t));
-    }
-    let source = name.strip_suffix("asblob")?;
-    native(source).map(|t| (t, CqlType::Blob))
 }
 
 fn partition_key_components(table: &TableSchema, key: &[u8]) -> Result<Vec<Bytes>, CqlError> {

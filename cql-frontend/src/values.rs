@@ -46,9 +46,7 @@ pub fn term_value(
         Term::Literal(Literal::Null) => Ok(Value::Null),
         Term::Literal(literal) => literal_value(ty, literal, column).map(Value::Set),
         Term::Cast(_, inner) => term_value(ty, inner, column, bindings),
-        Term::Function { name, args } => {
-            function_value(ty, name, args, column, bindings).map(Value::Set)
-        }
+        Term::Function { name, args } => function_value(ty, name, args, column, bindings),
         Term::List(items) | Term::Set(items) => {
             let element = match ty.unfrozen() {
                 CqlType::List(e) | CqlType::Set(e) => e,
@@ -360,7 +358,62 @@ fn literal_display(literal: &Literal) -> String {
     }
 }
 
+/// `<type>asblob` (type → blob) and `blobas<type>` (blob → type), by
+/// lowercase name: the argument's and the result's types.
+pub(crate) fn reinterpretation(name: &str) -> Option<(CqlType, CqlType)> {
+    let native = |text: &str| {
+        CqlType::parse(text).ok().filter(|t| {
+            t.fixed_width().is_some()
+                || matches!(
+                    t,
+                    CqlType::Text
+                        | CqlType::Ascii
+                        | CqlType::VarInt
+                        | CqlType::Decimal
+                        | CqlType::Inet
+                        | CqlType::Duration
+                )
+        })
+    };
+    if let Some(target) = name.strip_prefix("blobas") {
+        return native(target).map(|t| (CqlType::Blob, t));
+    }
+    let source = name.strip_suffix("asblob")?;
+    native(source).map(|t| (t, CqlType::Blob))
+}
+
+/// The value of a function call in a term (INSERT and UPDATE values, WHERE
+/// terms): the reinterpretations `blobAs<type>(blob)` and
+/// `<type>AsBlob(value)`, which keep a null and may give an empty value (as
+/// `blobAsInt(0x)` does in Cassandra), then the other native functions.
 fn function_value(
+    ty: &CqlType,
+    name: &str,
+    args: &[Term],
+    column: &str,
+    bindings: Bindings<'_>,
+) -> Result<Value, CqlError> {
+    let (Some((from, to)), [arg]) = (reinterpretation(name), args) else {
+        return function_bytes(ty, name, args, column, bindings).map(Value::Set);
+    };
+    if to != *ty.unfrozen() {
+        return Err(invalid(format!(
+            "Type error: cannot assign result of function {name} (type {to}) to {column} (type {ty})"
+        )));
+    }
+    let value = term_value(&from, arg, column, bindings)?;
+    if let (Value::Set(bytes), Some(width)) = (&value, to.fixed_width()) {
+        if !bytes.is_empty() && bytes.len() != width {
+            return Err(invalid(format!(
+                "In call to function {name}, value 0x{} is not a valid binary representation for type {to}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            )));
+        }
+    }
+    Ok(value)
+}
+
+fn function_bytes(
     ty: &CqlType,
     name: &str,
     args: &[Term],

@@ -691,8 +691,27 @@ def parity(port):
     custom_types(cluster, s)
     dropped_table_unprepares(s)
     beta_protocol(port)
+    reinterpreting_terms(s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def reinterpreting_terms(s):
+    """blobAs<type> and <type>AsBlob in INSERT values, as in Cassandra."""
+    from cassandra.cqltypes import Int32Type, EMPTY
+    s.execute("CREATE TABLE par.reint (k text PRIMARY KEY, i int, b blob, l bigint)")
+    s.execute("INSERT INTO par.reint (k, i, b, l) VALUES ('a', blobAsInt(0x0000002a), intAsBlob(7), blobAsBigint(0x0000000000000009))")
+    row = s.execute("SELECT i, b, l FROM par.reint WHERE k = 'a'").one()
+    expect((row.i, row.b, row.l) == (42, b"\x00\x00\x00\x07", 9), f"reinterpreted values read {row}")
+    s.execute("INSERT INTO par.reint (k, i) VALUES ('e', blobAsInt(0x))")
+    try:
+        Int32Type.support_empty_values = True
+        row = s.execute("SELECT i FROM par.reint WHERE k = 'e'").one()
+        expect(row is not None and row.i is EMPTY, f"an empty int reads {row}")
+    finally:
+        Int32Type.support_empty_values = False
+    expect_error(InvalidRequest, s, "INSERT INTO par.reint (k, i) VALUES ('x', blobAsBigint(0x01))", "Type error")
+    expect_error(InvalidRequest, s, "INSERT INTO par.reint (k, i) VALUES ('x', blobAsInt(0x0102))", "not a valid binary representation")
 
 
 def beta_protocol(port):
