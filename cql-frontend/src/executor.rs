@@ -2878,6 +2878,162 @@ enum ScalarFunction {
     Reinterpret,
     /// `abs`, `exp`, `log`, `log10`, `round` of a number, in its own type.
     Math(MathFunction),
+    /// `now()`, `uuid()`, `currentTimestamp()` and the like: no argument,
+    /// evaluated for each row as Cassandra does.
+    Clock(ClockFunction),
+    /// `map_keys`, `map_values`, `collection_count`, `collection_min`,
+    /// `collection_max` of a collection column (Cassandra 5.0).
+    Collection(CollectionFunction),
+}
+
+/// The native functions of no argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClockFunction {
+    Now,
+    Uuid,
+    CurrentTimestamp,
+    CurrentDate,
+    CurrentTime,
+    CurrentTimeUuid,
+}
+
+impl ClockFunction {
+    /// The function and its result type, by lowercase name.
+    fn from_name(name: &str) -> Option<(ClockFunction, CqlType)> {
+        Some(match name {
+            "now" => (ClockFunction::Now, CqlType::TimeUuid),
+            "uuid" => (ClockFunction::Uuid, CqlType::Uuid),
+            "currenttimestamp" => (ClockFunction::CurrentTimestamp, CqlType::Timestamp),
+            "currentdate" => (ClockFunction::CurrentDate, CqlType::Date),
+            "currenttime" => (ClockFunction::CurrentTime, CqlType::Time),
+            "currenttimeuuid" => (ClockFunction::CurrentTimeUuid, CqlType::TimeUuid),
+            _ => return None,
+        })
+    }
+
+    fn value(self) -> Bytes {
+        const DAY_US: i64 = 86_400_000_000;
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        match self {
+            ClockFunction::Now | ClockFunction::CurrentTimeUuid => {
+                Bytes::copy_from_slice(&crate::values::timeuuid(micros))
+            }
+            ClockFunction::Uuid => {
+                let random: u128 = rand::random();
+                let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
+                    | (0x8000u128 << 48);
+                Bytes::copy_from_slice(&v4.to_be_bytes())
+            }
+            ClockFunction::CurrentTimestamp => {
+                Bytes::copy_from_slice(&(micros / 1000).to_be_bytes())
+            }
+            ClockFunction::CurrentDate => {
+                let days = micros.div_euclid(DAY_US) + (1 << 31);
+                Bytes::copy_from_slice(&(days as u32).to_be_bytes())
+            }
+            ClockFunction::CurrentTime => {
+                Bytes::copy_from_slice(&(micros.rem_euclid(DAY_US) * 1000).to_be_bytes())
+            }
+        }
+    }
+}
+
+/// The native collection functions (Cassandra 5.0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CollectionFunction {
+    MapKeys,
+    MapValues,
+    Count,
+    Min,
+    Max,
+}
+
+impl CollectionFunction {
+    fn from_name(name: &str) -> Option<CollectionFunction> {
+        Some(match name {
+            "map_keys" => CollectionFunction::MapKeys,
+            "map_values" => CollectionFunction::MapValues,
+            "collection_count" => CollectionFunction::Count,
+            "collection_min" => CollectionFunction::Min,
+            "collection_max" => CollectionFunction::Max,
+            _ => return None,
+        })
+    }
+
+    /// The result type for a column of type `ty`, if it takes one.
+    fn result_type(self, ty: &CqlType) -> Option<CqlType> {
+        match (self, ty.unfrozen()) {
+            (CollectionFunction::MapKeys, CqlType::Map(k, _)) => Some(CqlType::Set(k.clone())),
+            (CollectionFunction::MapValues, CqlType::Map(_, v)) => Some(CqlType::List(v.clone())),
+            (CollectionFunction::Count, CqlType::Map(..) | CqlType::List(_) | CqlType::Set(_)) => {
+                Some(CqlType::Int)
+            }
+            (
+                CollectionFunction::Min | CollectionFunction::Max,
+                CqlType::List(e) | CqlType::Set(e),
+            ) => Some((**e).clone()),
+            _ => None,
+        }
+    }
+
+    /// Applies the function to a protocol-encoded collection of type `ty`.
+    fn apply(self, ty: &CqlType, value: &[u8]) -> Option<Bytes> {
+        let (count, items) = collection_items(value)?;
+        match self {
+            CollectionFunction::Count => Some(Bytes::copy_from_slice(
+                &i32::try_from(count).ok()?.to_be_bytes(),
+            )),
+            CollectionFunction::MapKeys | CollectionFunction::MapValues => {
+                let take = usize::from(self == CollectionFunction::MapValues);
+                let picked: Vec<&[u8]> = items.iter().skip(take).step_by(2).copied().collect();
+                let mut out = Vec::new();
+                out.extend_from_slice(&i32::try_from(picked.len()).ok()?.to_be_bytes());
+                for item in picked {
+                    out.extend_from_slice(&i32::try_from(item.len()).ok()?.to_be_bytes());
+                    out.extend_from_slice(item);
+                }
+                Some(Bytes::from(out))
+            }
+            CollectionFunction::Min | CollectionFunction::Max => {
+                let (CqlType::List(element) | CqlType::Set(element)) = ty.unfrozen() else {
+                    return None;
+                };
+                let mut keyed: Vec<(Vec<u8>, &[u8])> = items
+                    .iter()
+                    .map(|item| {
+                        let mut key = Vec::new();
+                        element.encode_comparable(item, false, &mut key).ok()?;
+                        Some((key, *item))
+                    })
+                    .collect::<Option<_>>()?;
+                keyed.sort();
+                let chosen = if self == CollectionFunction::Min {
+                    keyed.first()
+                } else {
+                    keyed.last()
+                };
+                chosen.map(|(_, item)| Bytes::copy_from_slice(item))
+            }
+        }
+    }
+}
+
+/// A protocol-encoded collection's element count and its elements (a map's
+/// keys and values alternate); `None` if it is malformed.
+fn collection_items(value: &[u8]) -> Option<(usize, Vec<&[u8]>)> {
+    let count = usize::try_from(i32::from_be_bytes(value.get(..4)?.try_into().ok()?)).ok()?;
+    let mut at = 4;
+    let mut items = Vec::new();
+    while at < value.len() {
+        let len =
+            usize::try_from(i32::from_be_bytes(value.get(at..at + 4)?.try_into().ok()?)).ok()?;
+        at += 4;
+        items.push(value.get(at..at + len)?);
+        at += len;
+    }
+    Some((count, items))
 }
 
 /// The native math functions (Cassandra 5.0): each returns its argument's type.
@@ -3002,6 +3158,8 @@ fn apply_scalar(
             }
         }
         ScalarFunction::Math(math) => apply_math(*math, from, &value?),
+        ScalarFunction::Clock(clock) => Some(clock.value()),
+        ScalarFunction::Collection(collection) => collection.apply(from, &value?),
         ScalarFunction::Field(path) => {
             let mut value = value?;
             for &index in path {
@@ -3328,6 +3486,48 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                 };
                 out.push(Projected::Scalar(
                     function,
+                    vec![column.clone()],
+                    ty,
+                    output,
+                ));
+            }
+            Selector::Function { name, args } if ClockFunction::from_name(name).is_some() => {
+                if !args.is_empty() {
+                    return Err(invalid(format!(
+                        "Invalid number of arguments in call to function system.{name}: 0 required but {} provided",
+                        args.len()
+                    )));
+                }
+                let (function, ty) = ClockFunction::from_name(name)
+                    .ok_or_else(|| CqlError::Server("a clock function vanished".into()))?;
+                let output = alias.unwrap_or_else(|| format!("system.{name}()"));
+                out.push(Projected::Scalar(
+                    ScalarFunction::Clock(function),
+                    Vec::new(),
+                    ty,
+                    output,
+                ));
+            }
+            Selector::Function { name, args } if CollectionFunction::from_name(name).is_some() => {
+                let function = CollectionFunction::from_name(name)
+                    .ok_or_else(|| CqlError::Server("a collection function vanished".into()))?;
+                let [Selector::Column(column_name)] = args.as_slice() else {
+                    return Err(CqlError::not_yet_supported(&format!(
+                        "{name}() of anything but one column"
+                    )));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                let ty = function.result_type(&column.ty).ok_or_else(|| {
+                    invalid(format!(
+                        "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
+                        column.ty
+                    ))
+                })?;
+                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
+                out.push(Projected::Scalar(
+                    ScalarFunction::Collection(function),
                     vec![column.clone()],
                     ty,
                     output,

@@ -692,8 +692,33 @@ def parity(port):
     dropped_table_unprepares(s)
     beta_protocol(port)
     reinterpreting_terms(s)
+    selection_functions(s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def selection_functions(s):
+    """Clock and collection functions in selections (Cassandra 5.0)."""
+    import uuid as uuidlib
+    import datetime
+    s.execute("CREATE TABLE par.fns (k int PRIMARY KEY, m map<text, int>, l list<int>, st set<text>)")
+    s.execute("INSERT INTO par.fns (k, m, l, st) VALUES (1, {'b': 2, 'a': 1}, [3, -1, 7], {'x', 'y'})")
+    s.execute("INSERT INTO par.fns (k) VALUES (2)")
+    row = s.execute("SELECT map_keys(m) AS keys, map_values(m) AS vals, collection_count(l) AS n, "
+                    "collection_min(l) AS lo, collection_max(l) AS hi, collection_count(st) AS ns "
+                    "FROM par.fns WHERE k = 1").one()
+    expect(sorted(row.keys) == ["a", "b"] and list(row.vals) == [1, 2], f"map functions {row}")
+    expect((row.n, row.lo, row.hi, row.ns) == (3, -1, 7, 2), f"collection functions {row}")
+    row = s.execute("SELECT map_keys(m), collection_count(l) FROM par.fns WHERE k = 2").one()
+    expect(tuple(row) == (None, None), f"functions of null collections {row}")
+    before = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - datetime.timedelta(seconds=5)
+    rows = list(s.execute("SELECT k, now() AS t, uuid() AS u, currentTimestamp() AS ts, currentDate() AS d FROM par.fns"))
+    expect(len(rows) == 2, f"rows {rows}")
+    expect(all(r.t.version == 1 and r.u.version == 4 for r in rows), f"ids {rows}")
+    expect(rows[0].t != rows[1].t and rows[0].u != rows[1].u, "now() and uuid() are per row")
+    expect(all(r.ts >= before for r in rows), f"currentTimestamp {rows[0].ts} before {before}")
+    expect_error(InvalidRequest, s, "SELECT map_keys(l) FROM par.fns", "cannot be passed as argument 0 of function system.map_keys")
+    expect_error(InvalidRequest, s, "SELECT now(k) FROM par.fns", "0 required but 1 provided")
 
 
 def reinterpreting_terms(s):
