@@ -2014,33 +2014,52 @@ impl Context<'_> {
             };
             filters.push((index, bytes));
         }
-        let indexes: Vec<(usize, Option<String>)> = if selectors.is_empty() {
-            (0..table.columns.len()).map(|i| (i, None)).collect()
+        // What each selected column is: a column of the table, or a clock
+        // function (`SELECT now() FROM system.local`, as cqlsh users write).
+        enum Picked {
+            Column(usize, Option<String>),
+            Clock(ClockFunction, ColumnSpec),
+        }
+        let picked: Vec<Picked> = if selectors.is_empty() {
+            (0..table.columns.len())
+                .map(|i| Picked::Column(i, None))
+                .collect()
         } else {
             let mut out = Vec::new();
             for selector in selectors {
-                let (name, alias) = match selector {
-                    Selector::Column(name) => (name, None),
-                    Selector::Aliased(inner, alias) => match inner.as_ref() {
-                        Selector::Column(name) => (name, Some(alias.clone())),
-                        _ => {
+                let (inner, alias) = match selector {
+                    Selector::Aliased(inner, alias) => (inner.as_ref(), Some(alias.clone())),
+                    other => (other, None),
+                };
+                match inner {
+                    Selector::Column(name) => {
+                        let index = table
+                            .columns
+                            .iter()
+                            .position(|c| &c.name == name)
+                            .ok_or_else(|| invalid(format!("Undefined column name {name}")))?;
+                        out.push(Picked::Column(index, alias));
+                    }
+                    Selector::Function { name, args } if args.is_empty() => {
+                        let Some((function, ty)) = ClockFunction::from_name(name) else {
                             return Err(CqlError::not_yet_supported(
-                                "functions in selections on system tables",
-                            ))
-                        }
-                    },
+                                "functions other than now(), uuid() and currentX() in selections on system tables",
+                            ));
+                        };
+                        let spec = ColumnSpec {
+                            keyspace: table.columns.first().map(|c| c.keyspace.clone()).unwrap_or_default(),
+                            table: table.columns.first().map(|c| c.table.clone()).unwrap_or_default(),
+                            name: alias.unwrap_or_else(|| format!("system.{name}()")),
+                            ty,
+                        };
+                        out.push(Picked::Clock(function, spec));
+                    }
                     _ => {
                         return Err(CqlError::not_yet_supported(
-                            "functions in selections on system tables",
+                            "functions other than now(), uuid() and currentX() in selections on system tables",
                         ))
                     }
-                };
-                let index = table
-                    .columns
-                    .iter()
-                    .position(|c| &c.name == name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {name}")))?;
-                out.push((index, alias));
+                }
             }
             out
         };
@@ -2054,19 +2073,23 @@ impl Context<'_> {
             })
             .take(limit.unwrap_or(usize::MAX))
             .map(|row| {
-                indexes
+                picked
                     .iter()
-                    .map(|(i, _)| row.get(*i).cloned().flatten())
+                    .map(|p| match p {
+                        Picked::Column(i, _) => row.get(*i).cloned().flatten(),
+                        Picked::Clock(function, _) => Some(function.value()),
+                    })
                     .collect()
             })
             .collect();
-        let columns = indexes
+        let columns = picked
             .iter()
-            .filter_map(|(i, alias)| {
-                table.columns.get(*i).map(|c| ColumnSpec {
+            .filter_map(|p| match p {
+                Picked::Column(i, alias) => table.columns.get(*i).map(|c| ColumnSpec {
                     name: alias.clone().unwrap_or_else(|| c.name.clone()),
                     ..c.clone()
-                })
+                }),
+                Picked::Clock(_, spec) => Some(spec.clone()),
             })
             .collect();
         Ok(ResultBody::Rows(Rows {

@@ -717,6 +717,9 @@ def selection_functions(s):
     expect(all(r.t.version == 1 and r.u.version == 4 for r in rows), f"ids {rows}")
     expect(rows[0].t != rows[1].t and rows[0].u != rows[1].u, "now() and uuid() are per row")
     expect(all(r.ts >= before for r in rows), f"currentTimestamp {rows[0].ts} before {before}")
+    row = s.execute("SELECT release_version, now() AS t, currentDate() FROM system.local").one()
+    expect(row.release_version and row.t.version == 1, f"clock functions on system.local {row}")
+    expect(row[2] is not None, f"currentDate() on system.local {row}")
     expect_error(InvalidRequest, s, "SELECT map_keys(l) FROM par.fns", "cannot be passed as argument 0 of function system.map_keys")
     expect_error(InvalidRequest, s, "SELECT now(k) FROM par.fns", "0 required but 1 provided")
 
