@@ -4,8 +4,10 @@
 //! every byte inverted, descending.
 //!
 //! - fixed-width numbers: big-endian with the sign bit flipped (floats:
-//!   every bit of a negative one flipped); uuids, booleans, dates as they
-//!   are;
+//!   every bit of a negative one flipped); booleans and dates as they are;
+//! - uuids and timeuuids: the version, then a timeuuid's timestamp (its
+//!   fields reordered, high to low) or another uuid's first half, then the
+//!   second half as signed bytes (Cassandra's `TimeUUIDType`/`UUIDType`);
 //! - `varint`: a sign marker, the length (inverted for negatives), then the
 //!   minimal two's-complement bytes, so that longer means larger for
 //!   positives and smaller for negatives;
@@ -105,7 +107,11 @@ fn encode_ascending(ty: &CqlType, value: &[u8], out: &mut Vec<u8>) -> Result<(),
                 }
             }));
         }
-        (CqlType::Boolean | CqlType::Uuid | CqlType::TimeUuid | CqlType::Date, Some(width)) => {
+        (CqlType::Uuid | CqlType::TimeUuid, Some(width)) => {
+            check_width(ty, value, width)?;
+            encode_uuid(value, out);
+        }
+        (CqlType::Boolean | CqlType::Date, Some(width)) => {
             // Unsigned already (date is an unsigned day number centred on 2^31).
             check_width(ty, value, width)?;
             out.extend_from_slice(value);
@@ -149,6 +155,37 @@ fn encode_ascending(ty: &CqlType, value: &[u8], out: &mut Vec<u8>) -> Result<(),
         }
         (_, None) => encode_escaped(value, out),
     }
+    Ok(())
+}
+
+/// A uuid as Cassandra orders uuids and timeuuids: by version, then a
+/// time-based (version 1) one by its timestamp (`time_hi`, `time_mid`,
+/// `time_low`) and any other by its first half as it is, then the second
+/// half byte by byte as signed bytes. The version leads as a byte of its own.
+fn encode_uuid(value: &[u8], out: &mut Vec<u8>) {
+    let version = value.get(6).map_or(0, |b| b >> 4);
+    out.push(version);
+    if version == 1 {
+        out.extend_from_slice(&value[6..8]);
+        out.extend_from_slice(&value[4..6]);
+        out.extend_from_slice(&value[0..4]);
+    } else {
+        out.extend_from_slice(&value[0..8]);
+    }
+    out.extend(value[8..16].iter().map(|b| b ^ 0x80));
+}
+
+fn decode_uuid(input: &mut Input<'_>, out: &mut Vec<u8>) -> Result<(), TypeError> {
+    let version = input.byte()?;
+    let first = input.take(8)?;
+    if version == 1 {
+        out.extend_from_slice(&first[4..8]);
+        out.extend_from_slice(&first[2..4]);
+        out.extend_from_slice(&first[0..2]);
+    } else {
+        out.extend_from_slice(&first);
+    }
+    out.extend(input.take(8)?.iter().map(|b| b ^ 0x80));
     Ok(())
 }
 
@@ -274,7 +311,8 @@ fn decode_ascending(
                 }
             }));
         }
-        (CqlType::Boolean | CqlType::Uuid | CqlType::TimeUuid | CqlType::Date, Some(width)) => {
+        (CqlType::Uuid | CqlType::TimeUuid, Some(_)) => decode_uuid(input, out)?,
+        (CqlType::Boolean | CqlType::Date, Some(width)) => {
             out.extend(input.take(width)?);
         }
         (_, Some(width)) => {

@@ -727,6 +727,33 @@ mod tests {
             tuple(&[Some(&collection(&[&int(2)])), Some(&int(-1))]),
         ];
         assert_orders(&ty, &nested)?;
+        // Timeuuids by time, whatever their time_low (which wraps every
+        // seven minutes); at one time, by the rest as signed bytes.
+        let at = |millis: i64, tail: u8| {
+            let mut id = crate::values::edge_timeuuid(millis, false);
+            id[8..].copy_from_slice(&[tail; 8]);
+            id.to_vec()
+        };
+        let timeuuids = vec![
+            at(1_000, 0x80),
+            at(1_000, 0xff),
+            at(1_000, 0x00),
+            at(1_000, 0x7f),
+            at(1_001, 0x80),
+            at(430_000, 0x80),
+            at(10_000_000, 0x80),
+            at(1_700_000_000_000, 0x80),
+        ];
+        assert_orders(&CqlType::TimeUuid, &timeuuids)?;
+        // Uuids: by version first; random (v4) ones by their bytes.
+        let mut v4 = [0x11u8; 16];
+        v4[6] = 0x40;
+        let mut v4b = v4;
+        v4b[0] = 0x12;
+        assert_orders(
+            &CqlType::Uuid,
+            &[at(5, 0x80), at(9, 0x80), v4.to_vec(), v4b.to_vec()],
+        )?;
         // Damage is an error, not a panic.
         let ty = CqlType::parse("frozen<list<int>>")?;
         assert!(comparable(&ty, &[0, 0, 0, 5, 0, 0], false).is_err());

@@ -436,6 +436,22 @@ fn function_bytes(
                 .to_be_bytes()
                 .to_vec(),
         )),
+        ("mintimeuuid" | "maxtimeuuid", [inner]) => {
+            if !matches!(ty.unfrozen(), CqlType::TimeUuid) {
+                return Err(invalid(format!(
+                    "Type error: cannot assign result of function system.{name} (type timeuuid) to {column} (type {ty})"
+                )));
+            }
+            let millis = match term_value(&CqlType::Timestamp, inner, column, bindings)? {
+                Value::Set(b) if b.len() == 8 => {
+                    i64::from_be_bytes(b.as_ref().try_into().unwrap_or([0; 8]))
+                }
+                _ => return Err(invalid(format!("{name}() needs a timestamp argument"))),
+            };
+            Ok(Bytes::from(
+                edge_timeuuid(millis, name == "maxtimeuuid").to_vec(),
+            ))
+        }
         ("totimestamp" | "todate" | "tounixtimestamp", [inner]) => {
             let micros = match term_value(&CqlType::TimeUuid, inner, column, bindings)? {
                 Value::Set(b) if b.len() == 16 => timeuuid_micros(&b),
@@ -460,6 +476,29 @@ fn function_bytes(
             )))
         }
     }
+}
+
+/// The lowest (or highest) version 1 UUID of a millisecond, as Cassandra's
+/// `minTimeuuid`/`maxTimeuuid` build them: no real id equals one, so they
+/// bound a time range of timeuuids (`t > maxTimeuuid('2013-01-01')`).
+pub fn edge_timeuuid(millis: i64, highest: bool) -> [u8; 16] {
+    // 100 ns intervals since 1582-10-15; the highest is the millisecond's last.
+    let first = (millis as u64)
+        .wrapping_mul(10_000)
+        .wrapping_add(0x01b2_1dd2_1381_4000);
+    let ticks = if highest {
+        first.wrapping_add(9_999)
+    } else {
+        first
+    };
+    let mut out = [0u8; 16];
+    out[0..4].copy_from_slice(&((ticks & 0xffff_ffff) as u32).to_be_bytes());
+    out[4..6].copy_from_slice(&(((ticks >> 32) & 0xffff) as u16).to_be_bytes());
+    out[6..8].copy_from_slice(&((((ticks >> 48) & 0x0fff) as u16) | 0x1000).to_be_bytes());
+    // Cassandra's clock sequence and node of the lowest and highest ids.
+    let tail: u8 = if highest { 0x7f } else { 0x80 };
+    out[8..16].copy_from_slice(&[tail; 8]);
+    out
 }
 
 /// A version 1 UUID for a time (random node and clock sequence).

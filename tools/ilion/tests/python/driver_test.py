@@ -813,6 +813,20 @@ def composite_order(s):
         s.execute("INSERT INTO par.vc (k, c) VALUES (0, %s)", (c,))
     got = [r.c for r in s.execute("SELECT c FROM par.vc WHERE k = 0")]
     expect(got == [2**70, 70000, 5, 0, -1, -300, -(2**70)], f"varint clustering order {got}")
+    # Timeuuids by time, across time_low's wrap (every 7 minutes), and
+    # minTimeuuid/maxTimeuuid bound a time range.
+    from cassandra.util import uuid_from_time
+    s.execute("CREATE TABLE par.events (k int, t timeuuid, v int, PRIMARY KEY (k, t))")
+    insert = s.prepare("INSERT INTO par.events (k, t, v) VALUES (0, ?, ?)")
+    base = 1_700_000_000
+    for minutes in [30, 0, 9, 2, 17]:
+        s.execute(insert, (uuid_from_time(base + minutes * 60), minutes))
+    got = [r.v for r in s.execute("SELECT v FROM par.events WHERE k = 0")]
+    expect(got == [0, 2, 9, 17, 30], f"timeuuid clustering order {got}")
+    got = [r.v for r in s.execute(
+        "SELECT v FROM par.events WHERE k = 0 AND t > maxTimeuuid('2023-11-14 22:15:00+0000') "
+        "AND t < minTimeuuid('2023-11-14 22:30:00+0000')")]
+    expect(got == [2, 9], f"timeuuid range by min/maxTimeuuid {got}")
     s.execute("CREATE TABLE par.mk (k int PRIMARY KEY, m map<frozen<map<int, text>>, int>, l list<frozen<list<int>>>)")
     s.execute("UPDATE par.mk SET m = m + {{3: 'v3'}: 1, {1: 'v1', 2: 'v2'}: 2, {1: 'v1'}: 3} WHERE k = 0")
     got = [dict(key) for key in s.execute("SELECT m FROM par.mk WHERE k = 0").one().m.keys()]
