@@ -2907,6 +2907,8 @@ enum ScalarFunction {
     /// `map_keys`, `map_values`, `collection_count`, `collection_min`,
     /// `collection_max` of a collection column (Cassandra 5.0).
     Collection(CollectionFunction),
+    /// `toJson(column)`: the value as JSON text (`null` for a null).
+    ToJson,
 }
 
 /// The native functions of no argument.
@@ -3182,6 +3184,10 @@ fn apply_scalar(
         }
         ScalarFunction::Math(math) => apply_math(*math, from, &value?),
         ScalarFunction::Clock(clock) => Some(clock.value()),
+        ScalarFunction::ToJson => Some(Bytes::from(match value {
+            Some(bytes) => crate::json::render(from, &bytes),
+            None => "null".to_owned(),
+        })),
         ScalarFunction::Collection(collection) => collection.apply(from, &value?),
         ScalarFunction::Field(path) => {
             let mut value = value?;
@@ -3511,6 +3517,23 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                     function,
                     vec![column.clone()],
                     ty,
+                    output,
+                ));
+            }
+            Selector::Function { name, args } if name == "tojson" => {
+                let [Selector::Column(column_name)] = args.as_slice() else {
+                    return Err(CqlError::not_yet_supported(
+                        "toJson() of anything but one column",
+                    ));
+                };
+                let column = table
+                    .column(column_name)
+                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                let output = alias.unwrap_or_else(|| format!("system.tojson({column_name})"));
+                out.push(Projected::Scalar(
+                    ScalarFunction::ToJson,
+                    vec![column.clone()],
+                    CqlType::Text,
                     output,
                 ));
             }

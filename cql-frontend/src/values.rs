@@ -393,6 +393,18 @@ fn function_value(
     column: &str,
     bindings: Bindings<'_>,
 ) -> Result<Value, CqlError> {
+    if let ("fromjson", [arg]) = (name, args) {
+        let Value::Set(text) = term_value(&CqlType::Text, arg, column, bindings)? else {
+            return Ok(Value::Null);
+        };
+        let json: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+            invalid(format!(
+                "Could not decode JSON string for \"{column}\": {e}"
+            ))
+        })?;
+        let term = crate::json::to_term(ty, &json, column)?;
+        return term_value(ty, &term, column, bindings);
+    }
     let (Some((from, to)), [arg]) = (reinterpretation(name), args) else {
         return function_bytes(ty, name, args, column, bindings).map(Value::Set);
     };
