@@ -108,7 +108,9 @@ mod tests {
         for n in 0..2 * TRACE_EVENTS_MAX {
             event(|| format!("e{n}"));
         }
-        let (events, elapsed) = finish().expect("a trace was begun");
+        let Some((events, elapsed)) = finish() else {
+            panic!("a trace was begun");
+        };
         assert!(!active());
         assert_eq!(events.len(), TRACE_EVENTS_MAX);
         assert_eq!(events[0].activity, "first");

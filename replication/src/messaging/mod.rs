@@ -400,21 +400,19 @@ mod tests {
 
     const TABLE: TableId = TableId(42);
 
-    fn engine(dir: &std::path::Path) -> Arc<Engine> {
-        let engine = Engine::open(EngineConfig::new(dir.join("data"), dir.join("commitlog")))
-            .expect("engine opens");
-        engine
-            .create_table(TABLE, TableOptions::default())
-            .expect("table");
-        Arc::new(engine)
+    /// Tests fail with the error instead of panicking on it.
+    type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    fn engine(dir: &std::path::Path) -> TestResult<Arc<Engine>> {
+        let engine = Engine::open(EngineConfig::new(dir.join("data"), dir.join("commitlog")))?;
+        engine.create_table(TABLE, TableOptions::default())?;
+        Ok(Arc::new(engine))
     }
 
     /// A replica listening on 127.0.19.1: reads the hello, then serves.
-    async fn replica(engine: Arc<Engine>) -> SocketAddr {
-        let listener = tokio::net::TcpListener::bind("127.0.19.1:0")
-            .await
-            .expect("bind");
-        let address = listener.local_addr().expect("address");
+    async fn replica(engine: Arc<Engine>) -> TestResult<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.19.1:0").await?;
+        let address = listener.local_addr()?;
         let handler = Arc::new(ReplicaHandler::new(engine, true));
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
@@ -427,7 +425,7 @@ mod tests {
                 });
             }
         });
-        address
+        Ok(address)
     }
 
     fn mutation(n: u8) -> Mutation {
@@ -442,12 +440,12 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn thousands_of_requests_share_one_connection_and_each_gets_its_reply() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let engine = engine(dir.path());
-        let address = replica(engine.clone()).await;
+    async fn thousands_of_requests_share_one_connection_and_each_gets_its_reply() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let engine = engine(dir.path())?;
+        let address = replica(engine.clone()).await?;
         let messenger = Arc::new(Messenger::new(
-            "127.0.19.2".parse().expect("ip"),
+            "127.0.19.2".parse()?,
             tokio::runtime::Handle::current(),
         ));
         let mut calls = tokio::task::JoinSet::new();
@@ -461,7 +459,7 @@ mod tests {
             });
         }
         while let Some(reply) = calls.join_next().await {
-            assert_eq!(reply.expect("task").expect("reply"), Reply::Done);
+            assert_eq!(reply??, Reply::Done);
         }
         assert_eq!(
             messenger.connections.lock().len(),
@@ -473,9 +471,8 @@ mod tests {
             let verb = crate::internode::read_verb(TABLE, &key, &SliceQuery::all(), false);
             let reply = messenger
                 .call(address, verb, Duration::from_secs(5))
-                .await
-                .expect("read reply");
-            match crate::internode::read_answer(address, reply, false).expect("answer") {
+                .await?;
+            match crate::internode::read_answer(address, reply, false)? {
                 crate::internode::ReadAnswer::Data(Some(update)) => {
                     assert_eq!(update.rows.len(), 1, "the row written through messaging");
                 }
@@ -493,15 +490,14 @@ mod tests {
             }
             other => panic!("expected a refusal, got {other:?}"),
         }
+        Ok(())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_silent_peer_times_out_and_a_closed_port_is_unreachable() {
+    async fn a_silent_peer_times_out_and_a_closed_port_is_unreachable() -> TestResult {
         // Accepts and reads, never answers.
-        let listener = tokio::net::TcpListener::bind("127.0.19.3:0")
-            .await
-            .expect("bind");
-        let silent = listener.local_addr().expect("address");
+        let listener = tokio::net::TcpListener::bind("127.0.19.3:0").await?;
+        let silent = listener.local_addr()?;
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = accepted.clone();
         tokio::spawn(async move {
@@ -513,10 +509,7 @@ mod tests {
                 });
             }
         });
-        let messenger = Messenger::new(
-            "127.0.19.2".parse().expect("ip"),
-            tokio::runtime::Handle::current(),
-        );
+        let messenger = Messenger::new("127.0.19.2".parse()?, tokio::runtime::Handle::current());
         let started = Instant::now();
         let result = messenger
             .call(silent, Verb::Truncate(TABLE), Duration::from_millis(100))
@@ -539,8 +532,8 @@ mod tests {
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "reconnected once");
 
         let closed = {
-            let probe = std::net::TcpListener::bind("127.0.19.4:0").expect("bind");
-            probe.local_addr().expect("address")
+            let probe = std::net::TcpListener::bind("127.0.19.4:0")?;
+            probe.local_addr()?
         };
         let result = messenger
             .call(closed, Verb::Truncate(TABLE), Duration::from_secs(2))
@@ -557,5 +550,6 @@ mod tests {
             matches!(again, Err(PeerError::Unreachable { .. })),
             "{again:?}"
         );
+        Ok(())
     }
 }
