@@ -2945,12 +2945,7 @@ impl ClockFunction {
             ClockFunction::Now | ClockFunction::CurrentTimeUuid => {
                 Bytes::copy_from_slice(&crate::values::timeuuid(micros))
             }
-            ClockFunction::Uuid => {
-                let random: u128 = rand::random();
-                let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
-                    | (0x8000u128 << 48);
-                Bytes::copy_from_slice(&v4.to_be_bytes())
-            }
+            ClockFunction::Uuid => Bytes::copy_from_slice(&crate::values::random_uuid()),
             ClockFunction::CurrentTimestamp => {
                 Bytes::copy_from_slice(&(micros / 1000).to_be_bytes())
             }
@@ -3326,6 +3321,26 @@ pub fn result_columns(
         .collect())
 }
 
+/// The one column a function of a column is called on, and the name of
+/// its result (the alias, or `system.name(column)` as Cassandra names it).
+fn function_column<'t>(
+    table: &'t TableSchema,
+    name: &str,
+    args: &[Selector],
+    alias: Option<String>,
+) -> Result<(&'t ColumnSchema, String), CqlError> {
+    let [Selector::Column(column_name)] = args else {
+        return Err(CqlError::not_yet_supported(&format!(
+            "{name}() of anything but one column"
+        )));
+    };
+    let column = table
+        .column(column_name)
+        .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+    let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
+    Ok((column, output))
+}
+
 fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>, CqlError> {
     if selectors.is_empty() {
         return Ok(table
@@ -3483,15 +3498,8 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                 if MathFunction::from_name(name).is_some()
                     || crate::values::reinterpretation(name).is_some() =>
             {
-                let [Selector::Column(column_name)] = args.as_slice() else {
-                    return Err(CqlError::not_yet_supported(&format!(
-                        "{name}() of anything but one column"
-                    )));
-                };
-                let column = table
-                    .column(column_name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
-                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
+                let (column, output) = function_column(table, name, args, alias)?;
+                let column_name = &column.name;
                 let (function, ty) = if let Some(math) = MathFunction::from_name(name) {
                     let fixed_number = is_numeric(&column.ty)
                         && !matches!(column.ty, CqlType::VarInt | CqlType::Counter);
@@ -3521,15 +3529,7 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
                 ));
             }
             Selector::Function { name, args } if name == "tojson" => {
-                let [Selector::Column(column_name)] = args.as_slice() else {
-                    return Err(CqlError::not_yet_supported(
-                        "toJson() of anything but one column",
-                    ));
-                };
-                let column = table
-                    .column(column_name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
-                let output = alias.unwrap_or_else(|| format!("system.tojson({column_name})"));
+                let (column, output) = function_column(table, name, args, alias)?;
                 out.push(Projected::Scalar(
                     ScalarFunction::ToJson,
                     vec![column.clone()],
@@ -3557,21 +3557,14 @@ fn project(table: &TableSchema, selectors: &[Selector]) -> Result<Vec<Projected>
             Selector::Function { name, args } if CollectionFunction::from_name(name).is_some() => {
                 let function = CollectionFunction::from_name(name)
                     .ok_or_else(|| CqlError::Server("a collection function vanished".into()))?;
-                let [Selector::Column(column_name)] = args.as_slice() else {
-                    return Err(CqlError::not_yet_supported(&format!(
-                        "{name}() of anything but one column"
-                    )));
-                };
-                let column = table
-                    .column(column_name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
+                let (column, output) = function_column(table, name, args, alias)?;
+                let column_name = &column.name;
                 let ty = function.result_type(&column.ty).ok_or_else(|| {
                     invalid(format!(
                         "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
                         column.ty
                     ))
                 })?;
-                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
                 out.push(Projected::Scalar(
                     ScalarFunction::Collection(function),
                     vec![column.clone()],

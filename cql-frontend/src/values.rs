@@ -434,12 +434,7 @@ fn function_bytes(
 ) -> Result<Bytes, CqlError> {
     match (name, args) {
         ("now", []) => Ok(Bytes::from(timeuuid(bindings.now_micros).to_vec())),
-        ("uuid", []) => {
-            let random: u128 = rand::random();
-            let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
-                | (0x8000u128 << 48);
-            Ok(Bytes::from(v4.to_be_bytes().to_vec()))
-        }
+        ("uuid", []) => Ok(Bytes::from(random_uuid().to_vec())),
         ("currenttimestamp", []) => Ok(Bytes::from(
             (bindings.now_micros / 1000).to_be_bytes().to_vec(),
         )),
@@ -511,6 +506,14 @@ pub fn edge_timeuuid(millis: i64, highest: bool) -> [u8; 16] {
     let tail: u8 = if highest { 0x7f } else { 0x80 };
     out[8..16].copy_from_slice(&[tail; 8]);
     out
+}
+
+/// A random (version 4) UUID, as `uuid()` makes.
+pub fn random_uuid() -> [u8; 16] {
+    let random: u128 = rand::random();
+    let v4 = (random & !(0xf000u128 << 64) | (0x4000u128 << 64)) & !(0xc000u128 << 48)
+        | (0x8000u128 << 48);
+    v4.to_be_bytes()
 }
 
 /// A version 1 UUID for a time (random node and clock sequence).

@@ -587,13 +587,7 @@ fn live_rows_of_one_source(
         let merge = MergeIterator::new(vec![source], false, header.deletion)?;
         return live_rows_of(&key, Some((header, merge)), limit, now_s);
     }
-    let mut counters = ReadCounters::default();
-    if header.deletion.is_some() {
-        counters.tombstones_scanned += 1;
-    }
-    let static_row = header
-        .static_row
-        .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
+    let (mut counters, static_row) = live_static_row(header.static_row, header.deletion, now_s);
     let mut rows = Vec::with_capacity(atoms.len().min(limit));
     for atom in atoms.drain(..) {
         if rows.len() >= limit {
@@ -615,17 +609,42 @@ fn live_rows_of_one_source(
         }
     }
     counters.live_rows = rows.len() as u64;
-    if rows.is_empty() && static_row.is_none() {
-        return Ok((None, counters));
-    }
     Ok((
-        Some(PartitionRows {
-            key,
-            static_row,
-            rows,
-        }),
+        partition_rows(std::borrow::Cow::Owned(key), static_row, rows),
         counters,
     ))
+}
+
+/// The counters a partition's header starts a read with (its deletion is
+/// a tombstone scanned), and its live static row.
+fn live_static_row(
+    static_row: Option<Row>,
+    deletion: Option<crate::model::DeletionTime>,
+    now_s: i64,
+) -> (ReadCounters, Option<Row>) {
+    let mut counters = ReadCounters::default();
+    if deletion.is_some() {
+        counters.tombstones_scanned += 1;
+    }
+    let static_row = static_row.and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
+    (counters, static_row)
+}
+
+/// A partition as a client sees it, if it shows anything (the key is
+/// copied only then).
+fn partition_rows(
+    key: std::borrow::Cow<'_, PartitionKey>,
+    static_row: Option<Row>,
+    rows: Vec<Row>,
+) -> Option<PartitionRows> {
+    if rows.is_empty() && static_row.is_none() {
+        return None;
+    }
+    Some(PartitionRows {
+        key: key.into_owned(),
+        static_row,
+        rows,
+    })
 }
 
 /// Drains a partition's merge into the rows a client sees.
@@ -638,13 +657,7 @@ pub(crate) fn live_rows_of(
     let Some((header, merge)) = merged else {
         return Ok((None, ReadCounters::default()));
     };
-    let mut counters = ReadCounters::default();
-    if header.deletion.is_some() {
-        counters.tombstones_scanned += 1;
-    }
-    let static_row = header
-        .static_row
-        .and_then(|row| crate::merge::live_part(row, now_s, &mut counters));
+    let (mut counters, static_row) = live_static_row(header.static_row, header.deletion, now_s);
     let mut live = LiveRows::new(merge, now_s, limit);
     let mut rows = Vec::new();
     while let Some(row) = live.next_row()? {
@@ -652,15 +665,8 @@ pub(crate) fn live_rows_of(
     }
     counters.tombstones_scanned += live.counters.tombstones_scanned;
     counters.live_rows = live.counters.live_rows;
-    if rows.is_empty() && static_row.is_none() {
-        return Ok((None, counters));
-    }
     Ok((
-        Some(PartitionRows {
-            key: key.clone(),
-            static_row,
-            rows,
-        }),
+        partition_rows(std::borrow::Cow::Borrowed(key), static_row, rows),
         counters,
     ))
 }

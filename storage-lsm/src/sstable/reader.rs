@@ -76,6 +76,36 @@ pub(super) enum Visit {
     Stop,
 }
 
+/// Where a key stands against a walk's bounds.
+pub(super) enum Placement {
+    Before,
+    Within,
+    After,
+}
+
+/// Where `key` stands against `lo` and `hi`.
+pub(super) fn place(
+    key: &PartitionKey,
+    lo: Bound<&PartitionKey>,
+    hi: Bound<&PartitionKey>,
+) -> Placement {
+    let before_hi = match hi {
+        Bound::Unbounded => true,
+        Bound::Included(k) => key <= k,
+        Bound::Excluded(k) => key < k,
+    };
+    let after_lo = match lo {
+        Bound::Unbounded => true,
+        Bound::Included(k) => key >= k,
+        Bound::Excluded(k) => key > k,
+    };
+    match (after_lo, before_hi) {
+        (_, false) => Placement::After,
+        (true, true) => Placement::Within,
+        (false, true) => Placement::Before,
+    }
+}
+
 /// Bytes of the logical data stream (see [`SSTable::read_logical`]).
 pub enum LogicalBytes {
     InChunk(Chunk, std::ops::Range<usize>),
@@ -419,6 +449,53 @@ impl SSTable {
         }
     }
 
+    /// A narrow partition's header, and every atom into `atoms` (emptied
+    /// first), decoded in one read; `None` for a partition of more than one
+    /// row-index block. With [`KeyBytes::Shared`] the atoms share the chunk.
+    pub(super) fn read_narrow(
+        &self,
+        entry: &IndexEntry,
+        memo: &mut ChunkMemo,
+        key_bytes: KeyBytes,
+        atoms: &mut Vec<Atom>,
+    ) -> Result<Option<PartitionHeader>> {
+        if entry.blocks.len() != 1 {
+            return Ok(None);
+        }
+        let len = entry.header_len.saturating_add(entry.atoms_len);
+        let bytes = self.read_logical_in(entry.offset, len, memo)?;
+        let head = EntryHead {
+            token: entry.key.token,
+            offset: entry.offset,
+            header_len: entry.header_len,
+            atoms_len: entry.atoms_len,
+        };
+        let Some(header) = self.header_if_key(&head, &bytes, Some(&entry.key))? else {
+            return Err(corrupt(
+                &self.data_path,
+                entry.offset,
+                "partition key differs from its index entry",
+            ));
+        };
+        let atoms_at = usize::try_from(entry.header_len).unwrap_or(usize::MAX);
+        let Some(atom_bytes) = bytes.get(atoms_at..) else {
+            return Err(corrupt(
+                &self.data_path,
+                entry.offset,
+                "partition shorter than its header",
+            ));
+        };
+        atoms.clear();
+        match key_bytes {
+            KeyBytes::Shared => {
+                let shared = bytes.to_shared().slice(atoms_at..);
+                self.decode_atoms_from(Reader::over_shared(&shared), entry.atoms_offset(), atoms)?
+            }
+            KeyBytes::Copied => self.decode_atoms(atom_bytes, entry.atoms_offset(), atoms)?,
+        }
+        Ok(Some(header))
+    }
+
     /// Index entries with keys within bounds, in order, at most `max` of
     /// them.
     pub fn entries_in(
@@ -440,20 +517,10 @@ impl SSTable {
                     return Ok(Visit::Skip);
                 }
                 let key = self.key_of(head, &mut memo, KeyBytes::Copied)?;
-                let after_lo = match lo {
-                    Bound::Unbounded => true,
-                    Bound::Included(k) => key >= *k,
-                    Bound::Excluded(k) => key > *k,
-                };
-                let before_hi = match hi {
-                    Bound::Unbounded => true,
-                    Bound::Included(k) => key <= *k,
-                    Bound::Excluded(k) => key < *k,
-                };
-                Ok(match (after_lo, before_hi) {
-                    (_, false) => Visit::Stop,
-                    (true, true) => Visit::Take(key),
-                    (false, true) => Visit::Skip,
+                Ok(match place(&key, lo, hi) {
+                    Placement::After => Visit::Stop,
+                    Placement::Within => Visit::Take(key),
+                    Placement::Before => Visit::Skip,
                 })
             },
             |entry| {
@@ -574,7 +641,7 @@ impl SSTable {
     /// Decodes the partition at `head` from `bytes` (its first bytes): if
     /// its key is `wanted` (or whatever it is, for `None`), its header. The
     /// key must have the entry's token, else the file is damaged.
-    pub(super) fn header_if_key(
+    fn header_if_key(
         &self,
         head: &EntryHead,
         bytes: &[u8],
@@ -626,12 +693,7 @@ impl SSTable {
 
     /// [`SSTable::decode_atoms`] with the reader given (one over shared
     /// bytes decodes without copying).
-    pub(super) fn decode_atoms_from(
-        &self,
-        mut r: Reader<'_>,
-        base: u64,
-        atoms: &mut Vec<Atom>,
-    ) -> Result<()> {
+    fn decode_atoms_from(&self, mut r: Reader<'_>, base: u64, atoms: &mut Vec<Atom>) -> Result<()> {
         loop {
             if r.is_empty() {
                 break;

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::merge::{Atom, PartitionHeader};
 use crate::model::PartitionKey;
 use crate::sstable::format::{EntryHead, IndexEntry};
-use crate::sstable::reader::{ChunkMemo, KeyBytes, SSTable, Visit};
+use crate::sstable::reader::{place, ChunkMemo, KeyBytes, Placement, SSTable, Visit};
 
 /// Index entries a cursor holds at most: one index block's worth (see
 /// [`crate::sstable::format::INDEX_BLOCK_BYTES`]), bounded against a
@@ -118,27 +118,17 @@ impl SSTableScanner {
                 return Ok(Visit::Skip);
             }
             let key = sstable.key_of(head, memo, key_bytes)?;
-            let after_lo = match &*lo {
-                Bound::Unbounded => true,
-                Bound::Included(k) => key >= *k,
-                Bound::Excluded(k) => key > *k,
-            };
-            let before_hi = match hi {
-                Bound::Unbounded => true,
-                Bound::Included(k) => key <= *k,
-                Bound::Excluded(k) => key < *k,
-            };
-            Ok(match (after_lo, before_hi) {
-                (_, false) => {
+            Ok(match place(&key, lo.as_ref(), hi.as_ref()) {
+                Placement::After => {
                     reached_hi = true;
                     Visit::Stop
                 }
-                (true, true) => {
+                Placement::Within => {
                     // Keys come in order: every later one is past `lo` too.
                     *lo = Bound::Unbounded;
                     Visit::Take(key)
                 }
-                (false, true) => Visit::Skip,
+                Placement::Before => Visit::Skip,
             })
         };
         let mut take = |entry: IndexEntry| {
@@ -165,58 +155,7 @@ impl SSTableScanner {
         let Some(entry) = self.entries.front() else {
             return Ok(None);
         };
-        if entry.blocks.len() != 1 {
-            return Ok(None);
-        }
-        let len = entry.header_len.saturating_add(entry.atoms_len);
-        let bytes = self
-            .sstable
-            .read_logical_in(entry.offset, len, &mut self.memo)?;
-        let head = EntryHead {
-            token: entry.key.token,
-            offset: entry.offset,
-            header_len: entry.header_len,
-            atoms_len: entry.atoms_len,
-        };
-        let Some(header) = self
-            .sstable
-            .header_if_key(&head, &bytes, Some(&entry.key))?
-        else {
-            return Err(crate::error::Error::Corrupt {
-                path: self
-                    .sstable
-                    .descriptor
-                    .path(crate::sstable::format::Component::Data),
-                offset: entry.offset,
-                reason: "partition key differs from its index entry".into(),
-            });
-        };
-        let atoms_at = usize::try_from(entry.header_len).unwrap_or(usize::MAX);
-        let base = entry.atoms_offset();
-        let Some(atom_bytes) = bytes.get(atoms_at..) else {
-            return Err(crate::error::Error::Corrupt {
-                path: self
-                    .sstable
-                    .descriptor
-                    .path(crate::sstable::format::Component::Data),
-                offset: entry.offset,
-                reason: "partition shorter than its header".into(),
-            });
-        };
-        atoms.clear();
-        match self.key_bytes {
-            KeyBytes::Shared => {
-                // The atoms share the chunk: they are on their way to a
-                // client, not kept.
-                let shared = bytes.to_shared().slice(atoms_at..);
-                self.sstable.decode_atoms_from(
-                    crate::codec::Reader::over_shared(&shared),
-                    base,
-                    atoms,
-                )?
-            }
-            KeyBytes::Copied => self.sstable.decode_atoms(atom_bytes, base, atoms)?,
-        }
-        Ok(Some(header))
+        self.sstable
+            .read_narrow(entry, &mut self.memo, self.key_bytes, atoms)
     }
 }
