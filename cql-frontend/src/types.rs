@@ -285,6 +285,45 @@ fn check_type_nesting(text: &str) -> Result<(), TypeError> {
 /// Where Cassandra's marshal classes live.
 const MARSHAL_PACKAGE: &str = "org.apache.cassandra.db.marshal.";
 
+/// The marshal classes a custom type string may name (Cassandra's own;
+/// it cannot load others either).
+const MARSHAL_CLASSES: [&str; 34] = [
+    "AsciiType",
+    "BooleanType",
+    "ByteType",
+    "BytesType",
+    "CollectionType",
+    "ColumnToCollectionType",
+    "CompositeType",
+    "CounterColumnType",
+    "DateType",
+    "DecimalType",
+    "DoubleType",
+    "DurationType",
+    "DynamicCompositeType",
+    "EmptyType",
+    "FloatType",
+    "FrozenType",
+    "InetAddressType",
+    "Int32Type",
+    "IntegerType",
+    "LexicalUUIDType",
+    "ListType",
+    "LongType",
+    "MapType",
+    "PartitionerDefinedOrder",
+    "ReversedType",
+    "SetType",
+    "ShortType",
+    "SimpleDateType",
+    "TimeType",
+    "TimeUUIDType",
+    "TimestampType",
+    "TupleType",
+    "UTF8Type",
+    "UUIDType",
+];
+
 /// A type written as a class string: a native type when the class is one
 /// (`'Int32Type'` is `int`), else [`CqlType::Custom`] with every class in it
 /// fully qualified, as Cassandra stores it.
@@ -329,14 +368,19 @@ fn custom_type(class: &str) -> Result<CqlType, TypeError> {
 fn qualify_classes(class: &str) -> Result<String, TypeError> {
     let mut out = String::with_capacity(class.len() + 64);
     let mut name = String::new();
-    let flush = |name: &mut String, out: &mut String| {
+    let flush = |name: &mut String, out: &mut String| -> Result<(), TypeError> {
         if !name.is_empty() {
-            if !name.contains('.') {
-                out.push_str(MARSHAL_PACKAGE);
+            let simple = name.strip_prefix(MARSHAL_PACKAGE).unwrap_or(name);
+            if !MARSHAL_CLASSES.contains(&simple) {
+                return Err(TypeError(format!(
+                    "Unable to find abstract-type class '{name}' (Ilion knows Cassandra's marshal classes only)"
+                )));
             }
-            out.push_str(name);
+            out.push_str(MARSHAL_PACKAGE);
+            out.push_str(simple);
             name.clear();
         }
+        Ok(())
     };
     let unbalanced = || TypeError(format!("unbalanced parentheses in custom type {class:?}"));
     let mut depth = 0usize;
@@ -344,8 +388,13 @@ fn qualify_classes(class: &str) -> Result<String, TypeError> {
     while let Some(c) = chars.next() {
         match c {
             '(' | ')' | ',' => {
-                flush(&mut name, &mut out);
+                flush(&mut name, &mut out)?;
                 match c {
+                    '(' if depth >= TYPE_NESTING_DEPTH_MAX => {
+                        return Err(TypeError(format!(
+                            "type parameters nest deeper than {TYPE_NESTING_DEPTH_MAX} levels"
+                        )))
+                    }
                     '(' => depth += 1,
                     ')' => depth = depth.checked_sub(1).ok_or_else(unbalanced)?,
                     _ => {}
@@ -368,7 +417,7 @@ fn qualify_classes(class: &str) -> Result<String, TypeError> {
             }
         }
     }
-    flush(&mut name, &mut out);
+    flush(&mut name, &mut out)?;
     if depth != 0 {
         return Err(unbalanced());
     }
@@ -412,15 +461,26 @@ impl TypeParser<'_> {
 
     /// A `'string'` (`''` inside is one quote).
     fn string(&mut self) -> Result<String, TypeError> {
+        self.delimited('\'', "custom type string")
+    }
+
+    /// A `"quoted"` name, case kept (`""` inside is one quote).
+    fn quoted(&mut self) -> Result<String, TypeError> {
+        self.delimited('"', "quoted name")
+    }
+
+    /// Text between two `quote`s from here, a doubled quote inside standing
+    /// for one.
+    fn delimited(&mut self, quote: char, what: &str) -> Result<String, TypeError> {
         let mut text = String::new();
         let mut chars = self.text[self.at + 1..].char_indices();
         while let Some((i, c)) = chars.next() {
-            if c != '\'' {
+            if c != quote {
                 text.push(c);
                 continue;
             }
-            if self.text[self.at + 1 + i + 1..].starts_with('\'') {
-                text.push('\'');
+            if self.text[self.at + 1 + i + 1..].starts_with(quote) {
+                text.push(quote);
                 chars.next();
                 continue;
             }
@@ -428,30 +488,7 @@ impl TypeParser<'_> {
             return Ok(text);
         }
         Err(TypeError(format!(
-            "unterminated custom type string in {:?}",
-            self.text
-        )))
-    }
-
-    /// A `"quoted"` name, case kept (`""` inside is one quote).
-    fn quoted(&mut self) -> Result<String, TypeError> {
-        let mut name = String::new();
-        let mut chars = self.text[self.at + 1..].char_indices();
-        while let Some((i, c)) = chars.next() {
-            if c != '"' {
-                name.push(c);
-                continue;
-            }
-            if self.text[self.at + 1 + i + 1..].starts_with('"') {
-                name.push('"');
-                chars.next();
-                continue;
-            }
-            self.at += 1 + i + 1;
-            return Ok(name);
-        }
-        Err(TypeError(format!(
-            "unterminated quoted name in type {:?}",
+            "unterminated {what} in type {:?}",
             self.text
         )))
     }

@@ -804,6 +804,14 @@ def custom_types(cluster, s):
     expect_error(InvalidRequest, s, "INSERT INTO par.composites (a, b) VALUES (1, 'abc:123:x')", "3 components")
     expect_error(InvalidRequest, s, "INSERT INTO par.composites (a, c) VALUES (1, 'x')", "not yet supported")
     expect_error(SyntaxException, s, "CREATE TABLE par.badcustom (a int PRIMARY KEY, b 'Int32Type(')", "custom type")
+    # Hostile class strings: unknown classes, deep nesting, a huge name.
+    expect_error(SyntaxException, s, "CREATE TABLE par.badcustom (a int PRIMARY KEY, b 'NoSuchType')",
+                 "Unable to find abstract-type class 'NoSuchType'")
+    deep = "CompositeType(" * 5000 + "Int32Type" + ")" * 5000
+    expect_error(SyntaxException, s, f"CREATE TABLE par.badcustom (a int PRIMARY KEY, b '{deep}')", "nest deeper than 64")
+    huge = "A" * 100_000
+    expect_error(SyntaxException, s, f"CREATE TABLE par.badcustom (a int PRIMARY KEY, b '{huge}')", "Unable to find")
+    expect(s.execute("SELECT b FROM par.composites WHERE a = 0").one() is not None, "the node serves on")
 
 
 def composite_order(s):
