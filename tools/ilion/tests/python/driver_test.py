@@ -909,6 +909,17 @@ def tracing(s):
     expect(row is not None and row.duration is None, f"duration after delete {row}")
     expect_error(InvalidRequest, s, "DELETE FROM system_traces.events WHERE session_id = 00000000-0000-0000-0000-000000000000",
                  "not yet supported")
+    # More traced requests than the node keeps: the newest 1,000 stay.
+    from cassandra.query import SimpleStatement
+    for _ in range(3):  # 500 at a time: under the 1,024 requests a connection may have in flight
+        futures = [s.execute_async(SimpleStatement("SELECT v FROM s WHERE k = 3 AND c = 1"), trace=True)
+                   for _ in range(500)]
+        for future in futures:
+            future.result()
+    kept = len(list(s.execute("SELECT session_id FROM system_traces.sessions")))
+    expect(kept == 1_000, f"trace sessions kept {kept}")
+    events = len(list(s.execute("SELECT event_id FROM system_traces.events")))
+    expect(0 < events <= 1_000 * 1_000, f"trace events kept {events}")
 
 
 if __name__ == "__main__":
