@@ -346,12 +346,46 @@ def truncate_down(hosts, port):
 
 
 def events(hosts, port):
+    """Node 1 must push the events of schema it merged from node 2, and its
+    driver must refresh from them. The events are recorded as they arrive,
+    so a failure tells the node's part (no event) from the driver's (an
+    event whose refresh the driver skipped, e.g. waiting for agreement)."""
+    import logging
+    from cassandra.cluster import ControlConnection
+
+    received = []
+    handle = ControlConnection._handle_schema_change
+
+    def record(control, event):
+        connection = control._connection
+        received.append((connection and connection.endpoint.address, dict(event)))
+        handle(control, event)
+
+    class Recent(logging.Handler):
+        def __init__(self):
+            super().__init__(logging.DEBUG)
+            self.lines = []
+
+        def emit(self, record):
+            self.lines = self.lines[-199:] + [self.format(record)]
+
+    driver_log = Recent()
+    driver_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    logger = logging.getLogger("cassandra.cluster")
+    logger.addHandler(driver_log)
+    logger.setLevel(logging.DEBUG)
+    # The driver looks the handler up by name for each event.
+    ControlConnection._handle_schema_change = record
     first, s1 = connect(hosts, port, only=hosts[0])
     second, s2 = connect(hosts, port, only=hosts[1])
+    # A loaded machine may take more than the driver's default 10 s to agree;
+    # the driver then skips the refresh an event asked for, so wait longer.
+    first.max_schema_agreement_wait = 40
     s2.execute("CREATE KEYSPACE IF NOT EXISTS ev WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}")
     s2.execute("CREATE TYPE IF NOT EXISTS ev.addr (street text, number int)")
     s2.execute("ALTER KEYSPACE ev WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 2}")
-    deadline = time.time() + 15
+
+    deadline = time.time() + 45
     while time.time() < deadline:
         meta = first.metadata.keyspaces.get("ev")
         udt = meta.user_types.get("addr") if meta else None
@@ -363,7 +397,12 @@ def events(hosts, port):
         meta = first.metadata.keyspaces.get("ev")
         raise AssertionError(f"node 1's driver did not see the changes: "
                              f"types={meta and {n: list(t.field_names) for n, t in meta.user_types.items()}}, "
-                             f"rf={meta and meta.replication_strategy.replication_factor}")
+                             f"rf={meta and meta.replication_strategy.replication_factor}; "
+                             f"events received: {received}\ndriver log:\n" + "\n".join(driver_log.lines))
+    for target, change in (("TYPE", "CREATED"), ("KEYSPACE", "UPDATED")):
+        expect(any(host == hosts[0] and (event.get("target_type"), event.get("change_type"), event.get("keyspace"))
+                   == (target, change, "ev") for host, event in received),
+               f"node 1 pushed no {change} {target} event for ev: {received}")
     first.shutdown()
     second.shutdown()
     print("events: all checks passed")
