@@ -1,0 +1,95 @@
+//! BATCH messages: every statement's mutation built and checked first, then
+//! all written; the size warning Cassandra gives for large batches.
+
+use std::time::Instant;
+
+use replication::WriteType;
+use storage_lsm::model::Mutation;
+
+use crate::cql::ast::Statement;
+use crate::metrics::Operation;
+use crate::node::{Node, Session};
+use crate::protocol::error::CqlError;
+use crate::protocol::messages::QueryParameters;
+use crate::results::ResultBody;
+use crate::schema::TableSchema;
+use crate::values::Bindings;
+
+use super::{consistency_of, invalid, now_micros, Context};
+
+/// Warns when a batch's mutations are larger than Cassandra's
+/// `batch_size_warn_threshold` (5 KiB), in Cassandra's words.
+pub(super) fn warn_of_batch_size(mutations: &[(std::sync::Arc<TableSchema>, Mutation)]) {
+    let size: usize = mutations
+        .iter()
+        .map(|(_, m)| replication::internode::encode_mutation(m).len())
+        .sum();
+    let limit = crate::warnings::BATCH_SIZE_WARN_BYTES;
+    if size <= limit {
+        return;
+    }
+    let mut tables: Vec<String> = mutations
+        .iter()
+        .map(|(t, _)| format!("{}.{}", t.keyspace, t.name))
+        .collect();
+    tables.sort();
+    tables.dedup();
+    crate::warnings::warn(format!(
+        "Batch for [{}] is of size {size}, exceeding specified threshold of {limit} by {}.",
+        tables.join(", "),
+        size - limit
+    ));
+}
+
+/// Runs the statements of a BATCH message: every mutation is built (and
+/// checked) first, then all are written.
+pub fn execute_batch(
+    node: &Node,
+    session: &mut Session,
+    statements: &[(Statement, crate::protocol::messages::BoundValues)],
+    params: &QueryParameters,
+    write_type: WriteType,
+) -> Result<ResultBody, CqlError> {
+    let started = Instant::now();
+    let consistency = consistency_of(params)?;
+    let now = now_micros();
+    let mut mutations = Vec::with_capacity(statements.len());
+    for (statement, values) in statements {
+        if !matches!(
+            statement,
+            Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. }
+        ) {
+            return Err(invalid(
+                "Only INSERT, UPDATE and DELETE statements are allowed in a BATCH",
+            ));
+        }
+        let context = Context {
+            node,
+            params,
+            consistency,
+            bindings: Bindings {
+                values,
+                now_micros: now,
+            },
+            started,
+            on_task: None,
+        };
+        mutations.push(context.mutation(session, statement, None)?);
+    }
+    let bindings = Bindings {
+        values: &params.values,
+        now_micros: now,
+    };
+    let context = Context {
+        node,
+        params,
+        consistency,
+        bindings,
+        started,
+        on_task: None,
+    };
+    let result = context.write_all(mutations, write_type);
+    node.metrics
+        .record(Operation::Write, started.elapsed(), result.as_ref().err());
+    result.map(|()| ResultBody::Void)
+}
