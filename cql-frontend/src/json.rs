@@ -96,19 +96,54 @@ fn elements(bytes: &[u8]) -> Vec<Bytes> {
 }
 
 /// One value as JSON text.
+/// A decimal's text as Java's `BigDecimal.toString()` writes it (which is
+/// what Cassandra shows): plain digits unless the scale is negative or the
+/// exponent is below -6, then `1.23E+5`.
+pub fn decimal_text(bytes: &[u8]) -> Option<String> {
+    let scale = i64::from(i32::from_be_bytes(bytes.get(..4)?.try_into().ok()?));
+    let unscaled = num_bigint::BigInt::from_signed_bytes_be(bytes.get(4..)?);
+    let sign = if unscaled.sign() == num_bigint::Sign::Minus {
+        "-"
+    } else {
+        ""
+    };
+    let digits = unscaled.magnitude().to_string();
+    let length = digits.len() as i64;
+    let adjusted = length - 1 - scale;
+    let text = if scale >= 0 && adjusted >= -6 {
+        if scale == 0 {
+            digits
+        } else if length > scale {
+            let point = (length - scale) as usize;
+            format!("{}.{}", &digits[..point], &digits[point..])
+        } else {
+            format!("0.{}{digits}", "0".repeat((scale - length) as usize))
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exponent = if adjusted >= 0 {
+            format!("+{adjusted}")
+        } else {
+            adjusted.to_string()
+        };
+        format!("{first}{fraction}E{exponent}")
+    };
+    Some(format!("{sign}{text}"))
+}
+
 pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
     match ty.unfrozen() {
         CqlType::TinyInt => i8::from_be_bytes(be::<1>(bytes)).to_string(),
         CqlType::SmallInt => i16::from_be_bytes(be::<2>(bytes)).to_string(),
         CqlType::Int => i32::from_be_bytes(be::<4>(bytes)).to_string(),
         CqlType::BigInt | CqlType::Counter => i64::from_be_bytes(be::<8>(bytes)).to_string(),
-        CqlType::VarInt => {
-            let negative = bytes.first().is_some_and(|b| b & 0x80 != 0);
-            let mut full = [if negative { 0xff } else { 0 }; 16];
-            let take = bytes.len().min(16);
-            full[16 - take..].copy_from_slice(&bytes[bytes.len() - take..]);
-            i128::from_be_bytes(full).to_string()
-        }
+        CqlType::VarInt => num_bigint::BigInt::from_signed_bytes_be(bytes).to_string(),
+        CqlType::Decimal => decimal_text(bytes).unwrap_or_else(|| hex(bytes)),
         CqlType::Float => float(f64::from(f32::from_be_bytes(be::<4>(bytes)))),
         CqlType::Double => float(f64::from_be_bytes(be::<8>(bytes))),
         CqlType::Boolean => (bytes.first().copied().unwrap_or(0) != 0).to_string(),
@@ -192,9 +227,7 @@ pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
                 .collect();
             format!("{{{}}}", items.join(", "))
         }
-        CqlType::Decimal | CqlType::Duration | CqlType::Frozen(_) | CqlType::UserTypeName(_) => {
-            hex(bytes)
-        }
+        CqlType::Duration | CqlType::Frozen(_) | CqlType::UserTypeName(_) => hex(bytes),
     }
 }
 
@@ -332,5 +365,36 @@ pub fn to_term(ty: &CqlType, value: &serde_json::Value, column: &str) -> Result<
         (ty, other) => Err(invalid(format!(
             "Unable to make {ty} from JSON value {other} for column {column}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_text;
+
+    fn decimal(scale: i32, unscaled: i64) -> Vec<u8> {
+        let mut out = scale.to_be_bytes().to_vec();
+        out.extend(num_bigint::BigInt::from(unscaled).to_signed_bytes_be());
+        out
+    }
+
+    #[test]
+    fn decimals_read_as_javas_big_decimal_writes_them() {
+        for (scale, unscaled, text) in [
+            (1, 1050, "105.0"),
+            (0, 5, "5"),
+            (3, 5, "0.005"),
+            (-2, 123, "1.23E+4"),
+            (10, 1, "1E-10"),
+            (7, -15, "-0.0000015"),
+            (8, 15, "1.5E-7"),
+            (2, -12345, "-123.45"),
+        ] {
+            assert_eq!(
+                decimal_text(&decimal(scale, unscaled)).as_deref(),
+                Some(text)
+            );
+        }
+        assert_eq!(decimal_text(&[0, 0]), None, "too short for a scale");
     }
 }

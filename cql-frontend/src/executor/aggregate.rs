@@ -2,6 +2,7 @@
 //! and the columns a GROUP BY groups on.
 
 use bytes::Bytes;
+use num_bigint::BigInt;
 
 use crate::protocol::error::CqlError;
 use crate::schema::{ColumnSchema, TableSchema};
@@ -97,6 +98,7 @@ pub(super) fn is_numeric(ty: &CqlType) -> bool {
             | CqlType::Int
             | CqlType::BigInt
             | CqlType::VarInt
+            | CqlType::Decimal
             | CqlType::Float
             | CqlType::Double
             | CqlType::Counter
@@ -112,6 +114,11 @@ pub(super) struct Fold {
     pub(super) best: Option<(Vec<u8>, Bytes)>,
     pub(super) int_sum: i128,
     pub(super) float_sum: f64,
+    /// varint sums: exact, however large.
+    pub(super) big_sum: BigInt,
+    /// decimal sum, or for avg Cassandra's running mean (each value moves
+    /// it by `(value - mean) / count`, rounded half-even at the mean's scale).
+    pub(super) decimal: Decimal,
     /// A plain column's value from the first row (Cassandra's behaviour).
     pub(super) first: Option<Option<Bytes>>,
 }
@@ -131,6 +138,8 @@ impl Fold {
             best: None,
             int_sum: 0,
             float_sum: 0.0,
+            big_sum: BigInt::default(),
+            decimal: Decimal::default(),
             first: None,
         }
     }
@@ -172,6 +181,17 @@ impl Fold {
                     self.float_sum +=
                         f64::from_be_bytes(value.as_ref().try_into().unwrap_or([0; 8]))
                 }
+                CqlType::VarInt => self.big_sum += BigInt::from_signed_bytes_be(value),
+                CqlType::Decimal => {
+                    let number = Decimal::decode(value)
+                        .ok_or_else(|| CqlError::Server("a stored decimal is malformed".into()))?;
+                    self.decimal = if kind == AggregateKind::Sum {
+                        self.decimal.add(&number)
+                    } else {
+                        let step = number.sub(&self.decimal).div_half_even(self.count);
+                        self.decimal.add(&step)
+                    };
+                }
                 _ => {
                     let mut extended = [if value.first().is_some_and(|b| b & 0x80 != 0) {
                         0xff
@@ -212,6 +232,10 @@ impl Fold {
                     CqlType::Double => {
                         Bytes::copy_from_slice(&(self.float_sum / divisor as f64).to_be_bytes())
                     }
+                    CqlType::VarInt => {
+                        Bytes::from((self.big_sum / BigInt::from(divisor)).to_signed_bytes_be())
+                    }
+                    CqlType::Decimal => self.decimal.encode(),
                     _ => {
                         let total = self.int_sum / i128::from(divisor);
                         let bytes = total.to_be_bytes();
@@ -221,5 +245,164 @@ impl Fold {
                 })
             }
         })
+    }
+}
+
+/// A decimal as Cassandra's `BigDecimal`: unscaled × 10^-scale.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Decimal {
+    unscaled: BigInt,
+    scale: i32,
+}
+
+impl Decimal {
+    /// The wire form: a 4-byte scale, then the unscaled varint.
+    fn decode(bytes: &[u8]) -> Option<Decimal> {
+        let scale = i32::from_be_bytes(bytes.get(..4)?.try_into().ok()?);
+        Some(Decimal {
+            unscaled: BigInt::from_signed_bytes_be(bytes.get(4..)?),
+            scale,
+        })
+    }
+
+    fn encode(&self) -> Bytes {
+        let mut out = self.scale.to_be_bytes().to_vec();
+        out.extend(self.unscaled.to_signed_bytes_be());
+        Bytes::from(out)
+    }
+
+    /// Both values at the larger scale.
+    fn aligned(&self, other: &Decimal) -> (BigInt, BigInt, i32) {
+        let scale = self.scale.max(other.scale);
+        let widen = |d: &Decimal| {
+            let by = u32::try_from(i64::from(scale) - i64::from(d.scale)).unwrap_or(0);
+            &d.unscaled * BigInt::from(10u8).pow(by)
+        };
+        (widen(self), widen(other), scale)
+    }
+
+    fn add(&self, other: &Decimal) -> Decimal {
+        let (a, b, scale) = self.aligned(other);
+        Decimal {
+            unscaled: a + b,
+            scale,
+        }
+    }
+
+    fn sub(&self, other: &Decimal) -> Decimal {
+        let (a, b, scale) = self.aligned(other);
+        Decimal {
+            unscaled: a - b,
+            scale,
+        }
+    }
+
+    /// Divided by a count at this scale, rounded half to even (Java's
+    /// `divide(BigDecimal.valueOf(count), RoundingMode.HALF_EVEN)`).
+    fn div_half_even(&self, count: i64) -> Decimal {
+        let divisor = BigInt::from(count.max(1));
+        let quotient = &self.unscaled / &divisor;
+        let remainder = &self.unscaled - &quotient * &divisor;
+        let twice = (&remainder * BigInt::from(2)).magnitude().clone();
+        let away = match twice.cmp(divisor.magnitude()) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Equal => (&quotient % BigInt::from(2)) != BigInt::default(),
+            std::cmp::Ordering::Less => false,
+        };
+        let unscaled = if !away {
+            quotient
+        } else if remainder.sign() == num_bigint::Sign::Minus {
+            quotient - 1
+        } else {
+            quotient + 1
+        };
+        Decimal {
+            unscaled,
+            scale: self.scale,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness::{rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
+
+    fn table() -> Result<TestNode, Box<dyn std::error::Error>> {
+        let mut node = TestNode::new()?;
+        node.run(
+            "CREATE TABLE t (p int, c1 int, c2 int, v int, d decimal, n varint, \
+             PRIMARY KEY (p, c1, c2))",
+        )?;
+        for p in 1..=2 {
+            for c1 in 1..=2 {
+                for c2 in 1..=3 {
+                    node.run(&format!(
+                        "INSERT INTO t (p, c1, c2, v, d, n) VALUES ({p}, {c1}, {c2}, {v}, {v}.5, \
+                         {v}00000000000000000000000000000000000)",
+                        v = c1 * 10 + c2
+                    ))?;
+                }
+            }
+        }
+        Ok(node)
+    }
+
+    #[test]
+    fn aggregates_fold_every_selected_row() -> TestResult {
+        let mut node = table()?;
+        assert_eq!(
+            node.rows("SELECT count(*), min(v), max(v), sum(v), avg(v) FROM t WHERE p = 1")?,
+            rows(&[&["6", "11", "23", "102", "17"]])
+        );
+        // Exact, past what 64 or 128 bits hold, as Cassandra's BigDecimal
+        // and BigInteger sums are.
+        assert_eq!(
+            node.rows("SELECT sum(d), avg(d), sum(n), avg(n) FROM t WHERE p = 1")?,
+            rows(&[&[
+                "105.0",
+                "17.5",
+                "10200000000000000000000000000000000000",
+                "1700000000000000000000000000000000000"
+            ]])
+        );
+        assert_eq!(node.rows("SELECT count(*) FROM t")?, rows(&[&["12"]]));
+        assert_eq!(
+            node.rows("SELECT count(*) FROM t WHERE p = 3")?,
+            rows(&[&["0"]]),
+            "an aggregate over no rows is one row"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_decimal_mean_rounds_half_even_at_its_scale() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE m (k int PRIMARY KEY, d decimal)")?;
+        for (k, d) in [(1, "1"), (2, "2"), (3, "2")] {
+            node.run(&format!("INSERT INTO m (k, d) VALUES ({k}, {d})"))?;
+        }
+        // Cassandra's running mean at scale 0: 1, then 1 + (2-1)/2 = 1
+        // (0.5 rounds to even 0), then 1 + (2-1)/3 = 1.
+        assert_eq!(
+            node.rows("SELECT avg(d), sum(d) FROM m")?,
+            rows(&[&["1", "5"]])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn group_by_groups_on_a_primary_key_prefix() -> TestResult {
+        let mut node = table()?;
+        assert_eq!(
+            node.rows("SELECT c1, count(*), max(v) FROM t WHERE p = 1 GROUP BY c1")?,
+            rows(&[&["1", "3", "13"], &["2", "3", "23"]])
+        );
+        let mut per_partition = node.rows("SELECT p, sum(v) FROM t GROUP BY p")?;
+        per_partition.sort();
+        assert_eq!(per_partition, rows(&[&["1", "102"], &["2", "102"]]));
+        let error = node.error("SELECT v, count(*) FROM t GROUP BY v")?;
+        assert!(matches!(error, CqlError::Invalid(_)), "{error:?}");
+        Ok(())
     }
 }

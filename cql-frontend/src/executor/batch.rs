@@ -93,3 +93,57 @@ pub fn execute_batch(
         .record(Operation::Write, started.elapsed(), result.as_ref().err());
     result.map(|()| ResultBody::Void)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness::{rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
+
+    #[test]
+    fn a_batch_writes_every_statement_or_none() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE a (k int PRIMARY KEY, v int)",
+            "CREATE TABLE b (k int PRIMARY KEY, v text)",
+            "BEGIN BATCH \
+               INSERT INTO a (k, v) VALUES (1, 1); \
+               INSERT INTO b (k, v) VALUES (1, 'one'); \
+               UPDATE a SET v = 2 WHERE k = 2; \
+             APPLY BATCH",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT k, v FROM a WHERE k IN (1, 2)")?,
+            rows(&[&["1", "1"], &["2", "2"]])
+        );
+        assert_eq!(node.rows("SELECT v FROM b")?, rows(&[&["\"one\""]]));
+        let error = node.error(
+            "BEGIN BATCH \
+               INSERT INTO a (k, v) VALUES (3, 3); \
+               INSERT INTO b (k, v) VALUES (3, 3); \
+             APPLY BATCH",
+        )?;
+        assert!(matches!(error, CqlError::Invalid(_)), "{error:?}");
+        assert!(
+            node.rows("SELECT v FROM a WHERE k = 3")?.is_empty(),
+            "a batch with a bad statement writes nothing"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_batch_timestamp_applies_to_its_statements() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE a (k int PRIMARY KEY, v int)",
+            "BEGIN UNLOGGED BATCH USING TIMESTAMP 1000 \
+               INSERT INTO a (k, v) VALUES (1, 1); \
+               INSERT INTO a (k, v) VALUES (2, 2); \
+             APPLY BATCH",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT writetime(v) FROM a WHERE k IN (1, 2)")?,
+            rows(&[&["1000"], &["1000"]])
+        );
+        Ok(())
+    }
+}

@@ -392,3 +392,45 @@ pub(super) fn castable(from: &CqlType, to: &CqlType) -> bool {
     matches!(to, CqlType::Text | CqlType::Ascii) && !from.is_multi_cell()
         || numeric(from) && numeric(to) && !matches!(to, CqlType::Counter)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness::{rows, TestNode, TestResult};
+
+    #[test]
+    fn math_collection_and_blob_functions_apply_per_row() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE t (k int PRIMARY KEY, d double, i int, l list<int>, m map<text, int>)",
+            "INSERT INTO t (k, d, i, l, m) VALUES (1, -2.5, -7, [3, 1, 2], {'a': 1, 'b': 2})",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT abs(i), abs(d), round(d), exp(0.0), log10(100.0) FROM t")?,
+            rows(&[&["7", "2.5", "-3.0", "1.0", "2.0"]])
+        );
+        assert_eq!(
+            node.rows("SELECT map_keys(m), map_values(m), collection_count(l) FROM t")?,
+            rows(&[&["[\"a\", \"b\"]", "[1, 2]", "3"]])
+        );
+        assert_eq!(
+            node.rows("SELECT intAsBlob(i), blobAsInt(intAsBlob(i)) FROM t")?,
+            rows(&[&["\"0xfffffff9\"", "-7"]])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn clock_functions_answer_now() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE t (k int PRIMARY KEY)")?;
+        node.run("INSERT INTO t (k) VALUES (1)")?;
+        let now = node.rows("SELECT toUnixTimestamp(now()), currentDate() FROM t")?;
+        let millis: i64 = now[0][0].parse()?;
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        assert!((wall - millis).abs() < 60_000, "now() {millis} vs {wall}");
+        assert_eq!(now[0][1].len(), "\"2026-12-07\"".len(), "{now:?}");
+        Ok(())
+    }
+}

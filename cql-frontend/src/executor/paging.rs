@@ -68,3 +68,49 @@ impl PagingState {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness::{TestNode, TestResult};
+    use super::PagingState;
+    use crate::protocol::error::CqlError;
+    use bytes::Bytes;
+
+    #[test]
+    fn a_paging_state_survives_its_round_trip() -> TestResult {
+        let state = PagingState {
+            key: storage_lsm::model::PartitionKey::new(
+                -42,
+                Bytes::from_static(b"\x00\x00\x00\x07"),
+            ),
+            clustering: Some(Bytes::from_static(b"\x01\x02")),
+            remaining: Some(3),
+        };
+        let encoded = state.encode();
+        assert_eq!(PagingState::decode(Some(&encoded))?, Some(state));
+        assert_eq!(PagingState::decode(None)?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_paging_state_is_refused_not_guessed() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE t (p int, c int, PRIMARY KEY (p, c))")?;
+        for c in 0..5 {
+            node.run(&format!("INSERT INTO t (p, c) VALUES (1, {c})"))?;
+        }
+        let page = node.page("SELECT c FROM t", 2, None)?;
+        let state = page.paging_state.ok_or("a second page")?;
+        for cut in [0, 1, state.len() / 2, state.len() - 1] {
+            let damaged = state.slice(..cut);
+            let result = node.page("SELECT c FROM t", 2, Some(damaged));
+            let refused = result
+                .as_ref()
+                .err()
+                .and_then(|e| e.downcast_ref::<CqlError>())
+                .is_some_and(|e| matches!(e, CqlError::Protocol(_) | CqlError::Invalid(_)));
+            assert!(refused, "a paging state cut to {cut} bytes: {result:?}");
+        }
+        Ok(())
+    }
+}

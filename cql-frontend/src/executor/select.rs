@@ -752,3 +752,94 @@ impl Context<'_> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness::{render, rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
+
+    fn table(partitions: i32, per_partition: i32) -> Result<TestNode, Box<dyn std::error::Error>> {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE t (p int, c int, v text, PRIMARY KEY (p, c))")?;
+        for p in 0..partitions {
+            for c in 0..per_partition {
+                node.run(&format!(
+                    "INSERT INTO t (p, c, v) VALUES ({p}, {c}, 'v{p}.{c}')"
+                ))?;
+            }
+        }
+        Ok(node)
+    }
+
+    #[test]
+    fn pages_cover_every_row_once_across_partitions() -> TestResult {
+        let mut node = table(7, 5)?;
+        let mut seen = Vec::new();
+        let mut state = None;
+        let mut pages = 0;
+        loop {
+            let page = node.page("SELECT p, c FROM t", 4, state)?;
+            assert!(page.rows.len() <= 4, "a page holds at most its size");
+            seen.extend(render(&page));
+            pages += 1;
+            assert!(pages <= 20, "paging must end");
+            state = page.paging_state;
+            if state.is_none() {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 35, "{seen:?}");
+        let mut unique = seen.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 35, "no row twice");
+        Ok(())
+    }
+
+    #[test]
+    fn limits_order_and_distinct_shape_the_rows() -> TestResult {
+        let mut node = table(3, 4)?;
+        assert_eq!(
+            node.rows("SELECT c FROM t WHERE p = 1 ORDER BY c DESC LIMIT 2")?,
+            rows(&[&["3"], &["2"]])
+        );
+        let mut firsts = node.rows("SELECT p, c FROM t PER PARTITION LIMIT 1")?;
+        firsts.sort();
+        assert_eq!(firsts, rows(&[&["0", "0"], &["1", "0"], &["2", "0"]]));
+        assert_eq!(node.rows("SELECT p, c FROM t LIMIT 5")?.len(), 5);
+        let mut keys = node.rows("SELECT DISTINCT p FROM t")?;
+        keys.sort();
+        assert_eq!(keys, rows(&[&["0"], &["1"], &["2"]]));
+        let error = node.error("SELECT c FROM t WHERE p = 1 LIMIT 0")?;
+        assert!(matches!(error, CqlError::Invalid(_)), "{error:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_limit_carries_across_pages() -> TestResult {
+        let mut node = table(1, 10)?;
+        let first = node.page("SELECT c FROM t WHERE p = 0 LIMIT 7", 5, None)?;
+        assert_eq!(first.rows.len(), 5);
+        let second = node.page("SELECT c FROM t WHERE p = 0 LIMIT 7", 5, first.paging_state)?;
+        assert_eq!(render(&second), rows(&[&["5"], &["6"]]));
+        assert!(second.paging_state.is_none(), "the LIMIT is met");
+        Ok(())
+    }
+
+    #[test]
+    fn system_tables_answer_like_cassandras() -> TestResult {
+        let mut node = TestNode::new()?;
+        let local = node.rows("SELECT cluster_name, data_center FROM system.local")?;
+        assert_eq!(local, rows(&[&["\"Test Cluster\"", "\"datacenter1\""]]));
+        node.run("CREATE TABLE t (k int PRIMARY KEY, v int)")?;
+        let columns = node.rows(
+            "SELECT column_name, kind FROM system_schema.columns \
+             WHERE keyspace_name = 'ks' AND table_name = 't'",
+        )?;
+        assert_eq!(
+            columns,
+            rows(&[&["\"k\"", "\"partition_key\""], &["\"v\"", "\"regular\""]])
+        );
+        Ok(())
+    }
+}

@@ -258,7 +258,10 @@ pub(super) fn project(
                 let column_name = &column.name;
                 let (function, ty) = if let Some(math) = MathFunction::from_name(name) {
                     let fixed_number = is_numeric(&column.ty)
-                        && !matches!(column.ty, CqlType::VarInt | CqlType::Counter);
+                        && !matches!(
+                            column.ty,
+                            CqlType::VarInt | CqlType::Decimal | CqlType::Counter
+                        );
                     if !fixed_number {
                         return Err(invalid(format!(
                             "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
@@ -379,4 +382,69 @@ pub(super) fn project(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::harness::{rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
+    use crate::results::ResultBody;
+
+    #[test]
+    fn selectors_name_their_columns_as_cassandra_does() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TYPE addr (street text, zip int)",
+            "CREATE TABLE t (k int PRIMARY KEY, v int, home frozen<addr>)",
+            "INSERT INTO t (k, v, home) VALUES (1, 2, {street: 'Main', zip: 12345}) USING TTL 1000",
+        ])?;
+        let ResultBody::Rows(result) = node.run(
+            "SELECT k AS key, writetime(v), ttl(v), home.zip, CAST(v AS text), token(k) FROM t",
+        )?
+        else {
+            return Err("expected rows".into());
+        };
+        let names: Vec<&str> = result.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "key",
+                "writetime(v)",
+                "ttl(v)",
+                "home.zip",
+                "cast(v as text)",
+                "system.token(k)"
+            ]
+        );
+        let row = result.rows.first().ok_or("one row")?;
+        assert_eq!(row.len(), 6);
+        assert_eq!(
+            node.rows("SELECT home.zip, home.street, CAST(v AS text) FROM t")?,
+            rows(&[&["12345", "\"Main\"", "\"2\""]])
+        );
+        let ttl = node.rows("SELECT ttl(v) FROM t")?;
+        let left: i64 = ttl[0][0].parse()?;
+        assert!((990..=1000).contains(&left), "ttl {left}");
+        Ok(())
+    }
+
+    #[test]
+    fn selections_of_what_is_not_there_are_refused() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE t (k int PRIMARY KEY, v int, l list<int>)")?;
+        for (cql, fragment) in [
+            ("SELECT nope FROM t", "nope"),
+            ("SELECT writetime(k) FROM t", "k"),
+            ("SELECT v.field FROM t", "v"),
+            ("SELECT CAST(l AS int) FROM t", "l"),
+            ("SELECT no_such_function(v) FROM t", "no_such_function"),
+        ] {
+            let error = node.error(cql)?;
+            assert!(
+                matches!(&error, CqlError::Invalid(m) if m.contains(fragment)),
+                "{cql}: {error:?}"
+            );
+        }
+        Ok(())
+    }
 }
