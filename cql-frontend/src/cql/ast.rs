@@ -175,6 +175,8 @@ pub enum Selector {
     /// `selector.field` of a user-defined type's value.
     Field(Box<Selector>, String),
     Aliased(Box<Selector>, String),
+    /// A constant, as a function's argument (`abs(-2)`, `exp((float) 1)`).
+    Term(Term),
 }
 
 /// A parsed statement.

@@ -960,6 +960,24 @@ impl Parser {
     }
 
     fn unaliased_selector(&mut self) -> Result<Selector> {
+        if matches!(
+            self.peek_token(),
+            Some(
+                Token::Str(_)
+                    | Token::Integer(_)
+                    | Token::Float(_)
+                    | Token::Uuid(_)
+                    | Token::Hex(_)
+                    | Token::Symbol("-" | "(" | "?" | ":")
+            )
+        ) || (["null", "true", "false"].iter().any(|k| self.is_keyword(k))
+            && !matches!(
+                self.tokens.get(self.at + 1).map(|t| &t.token),
+                Some(Token::Symbol("("))
+            ))
+        {
+            return Ok(Selector::Term(self.term()?));
+        }
         let name = self.identifier()?;
         let selector = if self.eat_symbol("(") {
             if name == "cast" {

@@ -396,6 +396,7 @@ pub(super) fn castable(from: &CqlType, to: &CqlType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::harness::{rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
 
     #[test]
     fn math_collection_and_blob_functions_apply_per_row() -> TestResult {
@@ -416,6 +417,42 @@ mod tests {
             node.rows("SELECT intAsBlob(i), blobAsInt(intAsBlob(i)) FROM t")?,
             rows(&[&["\"0xfffffff9\"", "-7"]])
         );
+        Ok(())
+    }
+
+    #[test]
+    fn functions_take_functions_and_typed_constants() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE t (k int PRIMARY KEY, i int, b blob)",
+            "INSERT INTO t (k, i, b) VALUES (1, -3, 0x0000002a)",
+        ])?;
+        assert_eq!(
+            node.rows(
+                "SELECT abs(abs(i)), blobAsInt(b), abs((bigint) -5), abs(-9000000000) FROM t"
+            )?,
+            rows(&[&["3", "42", "5", "9000000000"]])
+        );
+        let deep = (0..20).fold("i".to_owned(), |inner, _| format!("abs({inner})"));
+        let error = node.error(&format!("SELECT {deep} FROM t"))?;
+        assert!(
+            matches!(&error, CqlError::Invalid(m) if m.contains("at most 16")),
+            "{error:?}"
+        );
+        for (cql, fragment) in [
+            ("SELECT abs('text') FROM t", "text"),
+            ("SELECT blobAsInt(i) FROM t", "blob"),
+            (
+                "SELECT abs(writetime(i)) FROM t",
+                "writetime() as the argument",
+            ),
+            ("SELECT abs(null) FROM t", "needs a type"),
+            ("SELECT abs(?) FROM t", "bind markers"),
+            ("SELECT 1 FROM t", "constant as a selector"),
+        ] {
+            let error = node.error(cql)?;
+            assert!(error.to_string().contains(fragment), "{cql}: {error:?}");
+        }
         Ok(())
     }
 

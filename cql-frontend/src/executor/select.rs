@@ -16,12 +16,11 @@ use crate::schema::{
     resolve_keyspace, ColumnKind, ColumnSchema, TableSchema, ROW_MARKER, SYSTEM_KEYSPACES,
 };
 use crate::system_tables::virtual_table;
-use crate::types::CqlType;
 use crate::values::term_value;
 
 use super::aggregate::{group_columns, Fold, AGGREGATE_PAGE_ROWS};
 use super::cells::{assemble_collection, element_cells};
-use super::functions::{apply_scalar, ClockFunction};
+use super::functions::ClockFunction;
 use super::keys::{clustering_components, partition_key_components};
 use super::paging::{rows_left, PagingState};
 use super::restrictions::{Filter, Restrictions};
@@ -115,16 +114,7 @@ pub(super) fn materialize(
                     Projected::WriteTime(column, _) => {
                         cell_of(column).map(|c| Bytes::copy_from_slice(&c.timestamp.to_be_bytes()))
                     }
-                    Projected::Scalar(function, columns, ty, _) => {
-                        let argument = columns.first();
-                        apply_scalar(
-                            function,
-                            argument.map_or(&CqlType::BigInt, |c| &c.ty),
-                            ty,
-                            argument.and_then(&value),
-                            partition.key.token,
-                        )
-                    }
+                    Projected::Scalar(expr, _) => expr.eval(&value, partition.key.token),
                     Projected::Ttl(column, _) => cell_of(column).and_then(|c| match c.value {
                         CellValue::Expiring { expires_at_s, .. } => Some(Bytes::copy_from_slice(
                             &((expires_at_s - now_s).max(0) as i32).to_be_bytes(),

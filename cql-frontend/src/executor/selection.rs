@@ -1,14 +1,18 @@
 //! What a SELECT returns: its selectors resolved against the table into
 //! output columns, and the result metadata a prepared statement announces.
 
-use crate::cql::ast::Selector;
+use bytes::Bytes;
+
+use crate::cql::ast::{Literal, Selector, Term};
 use crate::protocol::error::CqlError;
 use crate::results::ColumnSpec;
 use crate::schema::{ColumnKind, ColumnSchema, TableSchema};
 use crate::types::CqlType;
 
 use super::aggregate::{is_numeric, AggregateKind};
-use super::functions::{castable, ClockFunction, CollectionFunction, MathFunction, ScalarFunction};
+use super::functions::{
+    apply_scalar, castable, ClockFunction, CollectionFunction, MathFunction, ScalarFunction,
+};
 use super::invalid;
 
 /// A selected output.
@@ -21,9 +25,9 @@ pub(super) enum Projected {
     WriteTime(ColumnSchema, String),
     /// `ttl(column)`, and its output name.
     Ttl(ColumnSchema, String),
-    /// A function of column values (`token(k)`, `toDate(ts)`, a cast), its
-    /// result type and output name.
-    Scalar(ScalarFunction, Vec<ColumnSchema>, CqlType, String),
+    /// A value computed from the row (`token(k)`, `toDate(ts)`, a cast,
+    /// `home.zip`, `toUnixTimestamp(now())`), and its output name.
+    Scalar(Expr, String),
 }
 
 impl Projected {
@@ -35,7 +39,7 @@ impl Projected {
             ),
             Projected::WriteTime(_, name) => (name.clone(), CqlType::BigInt),
             Projected::Ttl(_, name) => (name.clone(), CqlType::Int),
-            Projected::Scalar(_, _, ty, name) => (name.clone(), ty.clone()),
+            Projected::Scalar(expr, name) => (name.clone(), expr.ty().clone()),
             Projected::Aggregate(kind, column, name) => {
                 let ty = match (kind, column) {
                     (AggregateKind::Count, _) | (_, None) => CqlType::BigInt,
@@ -72,26 +76,6 @@ pub fn result_columns(
         .iter()
         .filter_map(|p| p.spec(table))
         .collect())
-}
-
-/// The one column a function of a column is called on, and the name of
-/// its result (the alias, or `system.name(column)` as Cassandra names it).
-pub(super) fn function_column<'t>(
-    table: &'t TableSchema,
-    name: &str,
-    args: &[Selector],
-    alias: Option<String>,
-) -> Result<(&'t ColumnSchema, String), CqlError> {
-    let [Selector::Column(column_name)] = args else {
-        return Err(CqlError::not_yet_supported(&format!(
-            "{name}() of anything but one column"
-        )));
-    };
-    let column = table
-        .column(column_name)
-        .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
-    let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
-    Ok((column, output))
 }
 
 pub(super) fn project(
@@ -167,221 +151,315 @@ pub(super) fn project(
                 let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
                 out.push(Projected::Aggregate(kind, Some(column.clone()), output));
             }
-            Selector::Function { name, args } if name == "token" => {
-                let key: Vec<ColumnSchema> = table.partition_key().cloned().collect();
-                let given: Vec<&str> = args
-                    .iter()
-                    .filter_map(|a| match a {
-                        Selector::Column(c) => Some(c.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                let expected: Vec<&str> = key.iter().map(|c| c.name.as_str()).collect();
-                if given != expected {
-                    return Err(invalid(format!(
-                        "Invalid arguments for token(): it takes the partition key columns ({})",
-                        expected.join(", ")
-                    )));
-                }
-                let output =
-                    alias.unwrap_or_else(|| format!("system.token({})", expected.join(", ")));
-                out.push(Projected::Scalar(
-                    ScalarFunction::Token,
-                    key,
-                    CqlType::BigInt,
-                    output,
-                ));
-            }
-            Selector::Function { name, args }
-                if matches!(
-                    name.as_str(),
-                    "totimestamp" | "tounixtimestamp" | "todate" | "dateof" | "unixtimestampof"
-                ) =>
-            {
-                let [Selector::Column(column_name)] = args.as_slice() else {
-                    return Err(invalid(format!("{name}() takes one column")));
-                };
-                let column = table
-                    .column(column_name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
-                let (function, ty) = match name.as_str() {
-                    "totimestamp" | "dateof" => (ScalarFunction::ToTimestamp, CqlType::Timestamp),
-                    "todate" => (ScalarFunction::ToDate, CqlType::Date),
-                    _ => (ScalarFunction::ToUnixTimestamp, CqlType::BigInt),
-                };
-                let accepted = match function {
-                    ScalarFunction::ToDate => {
-                        matches!(column.ty, CqlType::TimeUuid | CqlType::Timestamp)
-                    }
-                    _ => matches!(
-                        column.ty,
-                        CqlType::TimeUuid | CqlType::Timestamp | CqlType::Date
-                    ),
-                };
-                if !accepted {
-                    return Err(invalid(format!(
-                        "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
-                        column.ty
-                    )));
-                }
-                let output = alias.unwrap_or_else(|| format!("system.{name}({column_name})"));
-                out.push(Projected::Scalar(
-                    function,
-                    vec![column.clone()],
-                    ty,
-                    output,
-                ));
-            }
-            Selector::Cast(inner, to) => {
-                let Selector::Column(column_name) = inner.as_ref() else {
-                    return Err(CqlError::not_yet_supported("CAST of anything but a column"));
-                };
-                let column = table
-                    .column(column_name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
-                if !castable(&column.ty, to) {
-                    return Err(invalid(format!("{} cannot be cast to {to}", column.ty)));
-                }
-                let output = alias.unwrap_or_else(|| format!("cast({column_name} as {to})"));
-                out.push(Projected::Scalar(
-                    ScalarFunction::Cast,
-                    vec![column.clone()],
-                    to.clone(),
-                    output,
-                ));
-            }
-            Selector::Function { name, args }
-                if MathFunction::from_name(name).is_some()
-                    || crate::values::reinterpretation(name).is_some() =>
-            {
-                let (column, output) = function_column(table, name, args, alias)?;
-                let column_name = &column.name;
-                let (function, ty) = if let Some(math) = MathFunction::from_name(name) {
-                    let fixed_number = is_numeric(&column.ty)
-                        && !matches!(
-                            column.ty,
-                            CqlType::VarInt | CqlType::Decimal | CqlType::Counter
-                        );
-                    if !fixed_number {
-                        return Err(invalid(format!(
-                            "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
-                            column.ty
-                        )));
-                    }
-                    (ScalarFunction::Math(math), column.ty.clone())
-                } else {
-                    let (from, to) = crate::values::reinterpretation(name)
-                        .unwrap_or((CqlType::Blob, CqlType::Blob));
-                    if column.ty.unfrozen() != &from {
-                        return Err(invalid(format!(
-                            "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name} of type {from}",
-                            column.ty
-                        )));
-                    }
-                    (ScalarFunction::Reinterpret, to)
-                };
-                out.push(Projected::Scalar(
-                    function,
-                    vec![column.clone()],
-                    ty,
-                    output,
-                ));
-            }
-            Selector::Function { name, args } if name == "tojson" => {
-                let (column, output) = function_column(table, name, args, alias)?;
-                out.push(Projected::Scalar(
-                    ScalarFunction::ToJson,
-                    vec![column.clone()],
-                    CqlType::Text,
-                    output,
-                ));
-            }
-            Selector::Function { name, args } if ClockFunction::from_name(name).is_some() => {
-                if !args.is_empty() {
-                    return Err(invalid(format!(
-                        "Invalid number of arguments in call to function system.{name}: 0 required but {} provided",
-                        args.len()
-                    )));
-                }
-                let (function, ty) = ClockFunction::from_name(name)
-                    .ok_or_else(|| CqlError::Server("a clock function vanished".into()))?;
-                let output = alias.unwrap_or_else(|| format!("system.{name}()"));
-                out.push(Projected::Scalar(
-                    ScalarFunction::Clock(function),
-                    Vec::new(),
-                    ty,
-                    output,
-                ));
-            }
-            Selector::Function { name, args } if CollectionFunction::from_name(name).is_some() => {
-                let function = CollectionFunction::from_name(name)
-                    .ok_or_else(|| CqlError::Server("a collection function vanished".into()))?;
-                let (column, output) = function_column(table, name, args, alias)?;
-                let column_name = &column.name;
-                let ty = function.result_type(&column.ty).ok_or_else(|| {
-                    invalid(format!(
-                        "Type error: {column_name} of type {} cannot be passed as argument 0 of function system.{name}",
-                        column.ty
-                    ))
-                })?;
-                out.push(Projected::Scalar(
-                    ScalarFunction::Collection(function),
-                    vec![column.clone()],
-                    ty,
-                    output,
-                ));
-            }
-            Selector::Function { name, .. } => {
-                return Err(CqlError::not_yet_supported(&format!(
-                    "the {name}() function in a selection"
-                )))
-            }
-            Selector::Field(..) => {
-                let mut names = Vec::new();
-                let mut base = inner;
-                while let Selector::Field(of, field) = base {
-                    names.push(field.as_str());
-                    base = of.as_ref();
-                }
-                names.reverse();
-                let Selector::Column(column_name) = base else {
-                    return Err(CqlError::not_yet_supported(
-                        "field selection of anything but a column",
-                    ));
-                };
-                let column = table
-                    .column(column_name)
-                    .ok_or_else(|| invalid(format!("Undefined column name {column_name}")))?;
-                let mut ty = column.ty.clone();
-                let mut path = Vec::with_capacity(names.len());
-                for name in &names {
-                    let CqlType::UserType(udt) = ty.unfrozen() else {
-                        return Err(invalid(format!(
-                            "Invalid field selection: {column_name} of type {} is not a user type",
-                            column.ty
-                        )));
-                    };
-                    let Some(index) = udt.fields.iter().position(|(f, _)| f == name) else {
-                        return Err(invalid(format!(
-                            "{} of type {} has no field {name}",
-                            column_name, column.ty
-                        )));
-                    };
-                    path.push(index);
-                    ty = udt.fields[index].1.clone();
-                }
-                let output = alias.unwrap_or_else(|| format!("{column_name}.{}", names.join(".")));
-                out.push(Projected::Scalar(
-                    ScalarFunction::Field(path),
-                    vec![column.clone()],
-                    ty,
-                    output,
-                ));
-            }
             Selector::Aliased(..) => return Err(invalid("nested aliases")),
+            Selector::Term(_) => {
+                return Err(CqlError::not_yet_supported(
+                    "a constant as a selector (only as a function's argument)",
+                ))
+            }
+            scalar_selector => {
+                let (expr, name) = scalar(table, scalar_selector)?;
+                out.push(Projected::Scalar(expr, alias.unwrap_or(name)));
+            }
         }
     }
     Ok(out)
+}
+
+/// A value a selection computes from one row: a column's, a constant's,
+/// or a function's of other such values (`toUnixTimestamp(now())`).
+#[derive(Debug, Clone)]
+pub(super) enum Expr {
+    Column(ColumnSchema),
+    Constant(Option<Bytes>, CqlType),
+    /// A function of its arguments' values, and its result type.
+    Call(ScalarFunction, Vec<Expr>, CqlType),
+}
+
+impl Expr {
+    pub(super) fn ty(&self) -> &CqlType {
+        match self {
+            Expr::Column(column) => &column.ty,
+            Expr::Constant(_, ty) | Expr::Call(_, _, ty) => ty,
+        }
+    }
+
+    /// This row's value: `column` gives a column's value, `token` is the
+    /// partition's token. A function that cannot apply gives null.
+    pub(super) fn eval(
+        &self,
+        column: &dyn Fn(&ColumnSchema) -> Option<Bytes>,
+        token: i64,
+    ) -> Option<Bytes> {
+        match self {
+            Expr::Column(c) => column(c),
+            Expr::Constant(value, _) => value.clone(),
+            Expr::Call(function, args, ty) => {
+                let argument = args.first();
+                apply_scalar(
+                    function,
+                    argument.map_or(&CqlType::BigInt, Expr::ty),
+                    ty,
+                    argument.and_then(|a| a.eval(column, token)),
+                    token,
+                )
+            }
+        }
+    }
+}
+
+/// Functions of functions nest at most this deep in a selection.
+const NESTING_MAX: usize = 16;
+
+/// Resolves a selector that computes one value per row, and names its
+/// output as Cassandra does (`system.abs(v)`, `cast(v as text)`, `a.b`).
+fn scalar(table: &TableSchema, selector: &Selector) -> Result<(Expr, String), CqlError> {
+    nested_scalar(table, selector, 0)
+}
+
+fn nested_scalar(
+    table: &TableSchema,
+    selector: &Selector,
+    depth: usize,
+) -> Result<(Expr, String), CqlError> {
+    if depth > NESTING_MAX {
+        return Err(invalid(format!(
+            "functions nest at most {NESTING_MAX} deep in a selection"
+        )));
+    }
+    match selector {
+        Selector::Column(name) => {
+            let column = table
+                .column(name)
+                .ok_or_else(|| invalid(format!("Undefined column name {name}")))?;
+            Ok((Expr::Column(column.clone()), name.clone()))
+        }
+        Selector::Field(base, field) => {
+            let (inner, inner_name) = nested_scalar(table, base, depth + 1)?;
+            let CqlType::UserType(udt) = inner.ty().unfrozen() else {
+                return Err(invalid(format!(
+                    "Invalid field selection: {inner_name} of type {} is not a user type",
+                    inner.ty()
+                )));
+            };
+            let Some(index) = udt.fields.iter().position(|(f, _)| f == field) else {
+                return Err(invalid(format!(
+                    "{inner_name} of type {} has no field {field}",
+                    inner.ty()
+                )));
+            };
+            let ty = udt.fields[index].1.clone();
+            Ok((
+                Expr::Call(ScalarFunction::Field(vec![index]), vec![inner], ty),
+                format!("{inner_name}.{field}"),
+            ))
+        }
+        Selector::Cast(inner, to) => {
+            let (inner, inner_name) = nested_scalar(table, inner, depth + 1)?;
+            if !castable(inner.ty(), to) {
+                return Err(invalid(format!("{} cannot be cast to {to}", inner.ty())));
+            }
+            Ok((
+                Expr::Call(ScalarFunction::Cast, vec![inner], to.clone()),
+                format!("cast({inner_name} as {to})"),
+            ))
+        }
+        Selector::Function { name, args } => call(table, name, args, depth),
+        Selector::Term(_) => Err(invalid(
+            "a constant in a selection needs a function to be the argument of",
+        )),
+        Selector::CountAll | Selector::Aliased(..) => Err(invalid(
+            "count(*) and aliases cannot be the argument of a function",
+        )),
+    }
+}
+
+/// A function call in a selection: its arguments resolved, checked
+/// against what the function takes, and its result type.
+fn call(
+    table: &TableSchema,
+    name: &str,
+    args: &[Selector],
+    depth: usize,
+) -> Result<(Expr, String), CqlError> {
+    if name == "token" {
+        let key: Vec<ColumnSchema> = table.partition_key().cloned().collect();
+        let given: Vec<&str> = args
+            .iter()
+            .filter_map(|a| match a {
+                Selector::Column(c) => Some(c.as_str()),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<&str> = key.iter().map(|c| c.name.as_str()).collect();
+        if given != expected {
+            return Err(invalid(format!(
+                "Invalid arguments for token(): it takes the partition key columns ({})",
+                expected.join(", ")
+            )));
+        }
+        let output = format!("system.token({})", expected.join(", "));
+        let columns = key.into_iter().map(Expr::Column).collect();
+        return Ok((
+            Expr::Call(ScalarFunction::Token, columns, CqlType::BigInt),
+            output,
+        ));
+    }
+    if let Some((clock, ty)) = ClockFunction::from_name(name) {
+        if !args.is_empty() {
+            return Err(invalid(format!(
+                "Invalid number of arguments in call to function system.{name}: 0 required but {} provided",
+                args.len()
+            )));
+        }
+        return Ok((
+            Expr::Call(ScalarFunction::Clock(clock), Vec::new(), ty),
+            format!("system.{name}()"),
+        ));
+    }
+    let time = matches!(
+        name,
+        "totimestamp" | "tounixtimestamp" | "todate" | "dateof" | "unixtimestampof"
+    );
+    let reinterpretation = crate::values::reinterpretation(name);
+    let math = MathFunction::from_name(name);
+    let collection = CollectionFunction::from_name(name);
+    if !time
+        && reinterpretation.is_none()
+        && math.is_none()
+        && collection.is_none()
+        && name != "tojson"
+    {
+        return Err(
+            if name == "writetime" || name == "ttl" || AggregateKind::from_name(name).is_some() {
+                CqlError::not_yet_supported(&format!("{name}() as the argument of a function"))
+            } else {
+                CqlError::not_yet_supported(&format!("the {name}() function in a selection"))
+            },
+        );
+    }
+    let [arg] = args else {
+        return Err(invalid(format!(
+            "Invalid number of arguments in call to function system.{name}: 1 required but {} provided",
+            args.len()
+        )));
+    };
+    let expected = reinterpretation.as_ref().map(|(from, _)| from);
+    let (inner, inner_name) = argument(table, arg, expected, depth)?;
+    let from = inner.ty().clone();
+    let type_error = || {
+        invalid(format!(
+            "Type error: {inner_name} of type {from} cannot be passed as argument 0 of function system.{name}"
+        ))
+    };
+    let (function, ty) = if time {
+        let (function, ty) = match name {
+            "totimestamp" | "dateof" => (ScalarFunction::ToTimestamp, CqlType::Timestamp),
+            "todate" => (ScalarFunction::ToDate, CqlType::Date),
+            _ => (ScalarFunction::ToUnixTimestamp, CqlType::BigInt),
+        };
+        let accepted = match function {
+            ScalarFunction::ToDate => matches!(from, CqlType::TimeUuid | CqlType::Timestamp),
+            _ => matches!(from, CqlType::TimeUuid | CqlType::Timestamp | CqlType::Date),
+        };
+        if !accepted {
+            return Err(type_error());
+        }
+        (function, ty)
+    } else if let Some(math) = math {
+        let fixed_number = is_numeric(&from)
+            && !matches!(from, CqlType::VarInt | CqlType::Decimal | CqlType::Counter);
+        if !fixed_number {
+            return Err(type_error());
+        }
+        (ScalarFunction::Math(math), from.clone())
+    } else if let Some((takes, to)) = reinterpretation {
+        if from.unfrozen() != &takes {
+            return Err(invalid(format!(
+                "Type error: {inner_name} of type {from} cannot be passed as argument 0 of function system.{name} of type {takes}"
+            )));
+        }
+        (ScalarFunction::Reinterpret, to)
+    } else if let Some(collection) = collection {
+        let ty = collection.result_type(&from).ok_or_else(type_error)?;
+        (ScalarFunction::Collection(collection), ty)
+    } else {
+        (ScalarFunction::ToJson, CqlType::Text)
+    };
+    Ok((
+        Expr::Call(function, vec![inner], ty),
+        format!("system.{name}({inner_name})"),
+    ))
+}
+
+/// A function's argument: a nested selector, or a constant typed as the
+/// function takes it (else an integer is an int, or a bigint or varint
+/// when it does not fit; a float a double), or as its cast says.
+fn argument(
+    table: &TableSchema,
+    selector: &Selector,
+    expected: Option<&CqlType>,
+    depth: usize,
+) -> Result<(Expr, String), CqlError> {
+    let Selector::Term(term) = selector else {
+        return nested_scalar(table, selector, depth + 1);
+    };
+    let (ty, literal) = match term {
+        Term::Cast(ty, inner) => (ty.clone(), inner.as_ref()),
+        other => (
+            match (expected, other) {
+                (Some(ty), _) => ty.clone(),
+                (None, Term::Literal(literal)) => literal_type(literal)?,
+                _ => CqlType::Text,
+            },
+            other,
+        ),
+    };
+    let Term::Literal(literal) = literal else {
+        return Err(CqlError::not_yet_supported(
+            "bind markers and collections as function arguments in a selection",
+        ));
+    };
+    let value = match literal {
+        Literal::Null => None,
+        literal => Some(crate::values::literal_value(&ty, literal, "argument")?),
+    };
+    let text = match literal {
+        Literal::Str(text) => format!("'{}'", text.replace('\'', "''")),
+        Literal::Integer(text)
+        | Literal::Float(text)
+        | Literal::Uuid(text)
+        | Literal::Duration(text) => text.clone(),
+        Literal::Bool(value) => value.to_string(),
+        Literal::Blob(bytes) => format!(
+            "0x{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+        Literal::Null => "null".into(),
+    };
+    Ok((Expr::Constant(value, ty), text))
+}
+
+/// The type of a constant with nothing to say otherwise.
+fn literal_type(literal: &Literal) -> Result<CqlType, CqlError> {
+    Ok(match literal {
+        Literal::Integer(text) => match text.parse::<i64>() {
+            Ok(n) if i32::try_from(n).is_ok() => CqlType::Int,
+            Ok(_) => CqlType::BigInt,
+            Err(_) => CqlType::VarInt,
+        },
+        Literal::Float(_) => CqlType::Double,
+        Literal::Str(_) => CqlType::Text,
+        Literal::Bool(_) => CqlType::Boolean,
+        Literal::Uuid(_) => CqlType::Uuid,
+        Literal::Blob(_) => CqlType::Blob,
+        Literal::Duration(_) => CqlType::Duration,
+        Literal::Null => {
+            return Err(invalid(
+                "null as a function's argument needs a type: write (type) null",
+            ))
+        }
+    })
 }
 
 #[cfg(test)]
