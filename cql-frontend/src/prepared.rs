@@ -14,7 +14,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::cql::ast::{
-    Assignment, BindMarker, Operator, Relation, Selector, Statement, Term, Using,
+    Assignment, BindMarker, Deleted, Operator, Relation, Selector, Statement, Term, Using,
 };
 use crate::cql::parser::parse;
 use crate::node::{Node, Session};
@@ -288,6 +288,28 @@ fn describe(
                         };
                         collect(term, &schema, column, &removed, &mut markers)
                     }
+                    Assignment::SetField(field, term) => {
+                        let field_ty = match ty.unfrozen() {
+                            CqlType::UserType(udt) => udt
+                                .fields
+                                .iter()
+                                .find(|(name, _)| name == field)
+                                .map(|(_, t)| t.clone()),
+                            _ => None,
+                        }
+                        .ok_or_else(|| {
+                            CqlError::Invalid(format!(
+                                "Unknown field {field} in value of column {column}"
+                            ))
+                        })?;
+                        collect(
+                            term,
+                            &schema,
+                            &format!("{column}.{field}"),
+                            &field_ty,
+                            &mut markers,
+                        )
+                    }
                     Assignment::SetElement(key, value) => {
                         // Named and typed as Cassandra names them:
                         // key(m)/value(m) for a map, idx(l)/value(l) for a list.
@@ -308,11 +330,34 @@ fn describe(
         }
         Statement::Delete {
             table,
+            columns,
             using,
             relations,
             ..
         } => {
             let schema = table_of(table)?;
+            for (column, part) in columns {
+                let Deleted::Element(element) = part else {
+                    continue;
+                };
+                let ty = schema
+                    .column(column)
+                    .map(|c| c.ty.clone())
+                    .ok_or_else(|| CqlError::Invalid(format!("Undefined column name {column}")))?;
+                // Named as Cassandra names them: key(m) for a map or set,
+                // idx(l) for a list.
+                let (name, element_ty) = match ty.unfrozen() {
+                    CqlType::Map(key, _) | CqlType::Set(key) => ("key", (**key).clone()),
+                    _ => ("idx", CqlType::Int),
+                };
+                collect(
+                    element,
+                    &schema,
+                    &format!("{name}({column})"),
+                    &element_ty,
+                    &mut markers,
+                );
+            }
             collect_using(using, &schema, &mut markers);
             collect_relations(relations, &schema, &mut markers)?;
             table_for_keys = Some(schema);

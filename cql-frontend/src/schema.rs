@@ -406,7 +406,8 @@ pub fn table_from_definition(
         let def = find(column)?;
         if def.ty.is_multi_cell() {
             return Err(invalid(format!(
-                "Invalid non-frozen collection type {} for PRIMARY KEY component {column}",
+                "Invalid non-frozen {} type {} for PRIMARY KEY component {column}",
+                def.ty.multi_cell_kind(),
                 def.ty
             )));
         }
@@ -423,7 +424,8 @@ pub fn table_from_definition(
         let def = find(column)?;
         if def.ty.is_multi_cell() {
             return Err(invalid(format!(
-                "Invalid non-frozen collection type {} for PRIMARY KEY component {column}",
+                "Invalid non-frozen {} type {} for PRIMARY KEY component {column}",
+                def.ty.multi_cell_kind(),
                 def.ty
             )));
         }
@@ -1267,7 +1269,7 @@ impl Catalog {
             .iter()
             .map(|column| {
                 let ty = self.resolve_type(keyspace, &column.ty)?;
-                check_udts_frozen(&ty, &column.name)?;
+                check_column_type(&ty, &column.name)?;
                 Ok(ColumnDef {
                     ty,
                     ..column.clone()
@@ -1427,7 +1429,7 @@ impl Catalog {
                         )));
                     }
                     let ty = self.resolve_type(&keyspace, &def.ty)?;
-                    check_udts_frozen(&ty, &def.name)?;
+                    check_column_type(&ty, &def.name)?;
                     if matches!(ty, CqlType::Counter) {
                         return Err(CqlError::not_yet_supported("counters"));
                     }
@@ -1740,13 +1742,31 @@ fn type_clustering(name: &str) -> Bytes {
     Bytes::from(key)
 }
 
-/// Refuses a user-defined type that is not frozen (as a column, or inside
-/// a collection or another type).
+/// A column's type: a user-defined type may be non-frozen at the top (one
+/// cell per field) when its fields hold no non-frozen collection; inside
+/// collections and tuples it must be frozen (as Cassandra requires).
+fn check_column_type(ty: &CqlType, column: &str) -> Result<(), CqlError> {
+    if let CqlType::UserType(udt) = ty {
+        if let Some((field, field_ty)) = udt.fields.iter().find(|(_, t)| t.is_multi_cell()) {
+            return Err(invalid(format!(
+                "Non-frozen UDTs with nested non-frozen collections are not supported: \
+                 field {field} of type {field_ty} in {} (column {column}; use frozen<{field_ty}>)",
+                udt.name
+            )));
+        }
+        return Ok(());
+    }
+    check_udts_frozen(ty, column)
+}
+
+/// Refuses a user-defined type that is not frozen inside a collection, a
+/// tuple or another type (`what` names the column or field).
 fn check_udts_frozen(ty: &CqlType, what: &str) -> Result<(), CqlError> {
     fn check(ty: &CqlType, frozen: bool, what: &str) -> Result<(), CqlError> {
         match ty {
-            CqlType::UserType(udt) if !frozen => Err(CqlError::not_yet_supported(&format!(
-                "non-frozen user-defined types ({what} of type {}; use frozen<{}>)",
+            CqlType::UserType(udt) if !frozen => Err(invalid(format!(
+                "Non-frozen UDTs are not allowed inside collections or other types: \
+                 {what} holds {}; use frozen<{}>",
                 udt.name, udt.name
             ))),
             CqlType::Frozen(inner) => check(inner, true, what),

@@ -105,12 +105,21 @@ impl CqlType {
         }
     }
 
-    /// Is this a non-frozen collection (stored as one cell per element)?
+    /// Is this stored as one cell per part: a non-frozen collection (per
+    /// element) or user-defined type (per field)?
     pub fn is_multi_cell(&self) -> bool {
         matches!(
             self,
-            CqlType::List(_) | CqlType::Set(_) | CqlType::Map(_, _)
+            CqlType::List(_) | CqlType::Set(_) | CqlType::Map(_, _) | CqlType::UserType(_)
         )
+    }
+
+    /// What a multi-cell type is, in error messages.
+    pub fn multi_cell_kind(&self) -> &'static str {
+        match self {
+            CqlType::UserType(_) => "user-defined",
+            _ => "collection",
+        }
     }
 
     /// The protocol's `[option]` id for this type (section 4.2.5.2).

@@ -98,6 +98,19 @@ pub enum Assignment {
     Remove(Term),
     /// `c[key] = value`
     SetElement(Term, Term),
+    /// `c.field = value` (a non-frozen user-defined type's field)
+    SetField(String, Term),
+}
+
+/// What a `DELETE` removes of one column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Deleted {
+    /// The whole column.
+    Column,
+    /// One element of a collection: `m['k']`, `l[1]`, `s['x']`.
+    Element(Term),
+    /// One field of a non-frozen user-defined type: `addr.zip`.
+    Field(String),
 }
 
 /// A column definition in `CREATE TABLE`.
@@ -229,8 +242,8 @@ pub enum Statement {
     },
     Delete {
         table: QualifiedName,
-        /// Columns to delete, each optionally one element (`m['k']`).
-        columns: Vec<(String, Option<Term>)>,
+        /// Columns to delete, or parts of them.
+        columns: Vec<(String, Deleted)>,
         using: Using,
         relations: Vec<Relation>,
         has_conditions: bool,

@@ -875,6 +875,11 @@ impl Parser {
 
     /// What follows a column name in a `SET` clause.
     fn assignment(&mut self, column: &str) -> Result<Assignment> {
+        if self.eat_symbol(".") {
+            let field = self.identifier()?;
+            self.expect_symbol("=")?;
+            return Ok(Assignment::SetField(field, self.term()?));
+        }
         if self.eat_symbol("[") {
             let key = self.term()?;
             self.expect_symbol("]")?;
@@ -923,9 +928,11 @@ impl Parser {
                 let element = if self.eat_symbol("[") {
                     let key = self.term()?;
                     self.expect_symbol("]")?;
-                    Some(key)
+                    Deleted::Element(key)
+                } else if self.eat_symbol(".") {
+                    Deleted::Field(self.identifier()?)
                 } else {
-                    None
+                    Deleted::Column
                 };
                 columns.push((column, element));
                 if !self.eat_symbol(",") {

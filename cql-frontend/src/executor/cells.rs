@@ -94,12 +94,58 @@ pub(super) fn element_cell(
     }
 }
 
-/// A non-frozen collection's serialized value from its element cells (in
-/// path order), or `None` when it has no live element.
+/// The cell path of a non-frozen user-defined type's field: its position,
+/// two bytes big-endian (so cells sort in field order).
+pub(super) fn field_path(index: usize) -> Result<Bytes, CqlError> {
+    let index = u16::try_from(index)
+        .map_err(|_| invalid(format!("a user-defined type has no field {index}")))?;
+    Ok(Bytes::copy_from_slice(&index.to_be_bytes()))
+}
+
+/// A non-frozen user-defined type's value from its field cells: every
+/// field in order, null where no live cell holds it; `None` when no field
+/// has a value (Cassandra reads such a value as null).
+fn assemble_fields(fields: usize, cells: &[&Cell]) -> Result<Option<Bytes>, CqlError> {
+    let mut values: Vec<Option<&Bytes>> = vec![None; fields];
+    for cell in cells {
+        let path = cell.path.as_deref().unwrap_or_default();
+        let index: [u8; 2] = path.try_into().map_err(|_| {
+            CqlError::Server(format!(
+                "stored field path of column {} is malformed ({} bytes)",
+                cell.column,
+                path.len()
+            ))
+        })?;
+        // A field past the type's end cannot be written; skip rather than fail.
+        if let Some(slot) = values.get_mut(usize::from(u16::from_be_bytes(index))) {
+            *slot = cell.value_bytes();
+        }
+    }
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let mut out = BytesMut::new();
+    for value in values {
+        match value {
+            Some(value) => {
+                out.put_i32(value.len() as i32);
+                out.put_slice(value);
+            }
+            None => out.put_i32(-1),
+        }
+    }
+    Ok(Some(out.freeze()))
+}
+
+/// A non-frozen collection's or user-defined type's serialized value from
+/// its element cells (in path order), or `None` when it has no live element.
 pub(super) fn assemble_collection(
     column: &ColumnSchema,
     cells: &[&Cell],
 ) -> Result<Option<Bytes>, CqlError> {
+    if let CqlType::UserType(udt) = &column.ty {
+        return assemble_fields(udt.fields.len(), cells);
+    }
     if cells.is_empty() {
         return Ok(None);
     }

@@ -123,7 +123,14 @@ pub(super) fn project(
                     )));
                 }
                 if column.ty.is_multi_cell() {
-                    return Err(invalid(format!("Cannot use selection function {name} on non-frozen collection {column_name}")));
+                    return Err(invalid(format!(
+                        "Cannot use selection function {name} on non-frozen {} {column_name}",
+                        if matches!(column.ty, CqlType::UserType(_)) {
+                            "UDT"
+                        } else {
+                            "collection"
+                        }
+                    )));
                 }
                 let output = alias.unwrap_or_else(|| format!("{name}({column_name})"));
                 out.push(if name == "writetime" {

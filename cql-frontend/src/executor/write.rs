@@ -9,18 +9,20 @@ use storage_lsm::model::{
     RangeTombstone, Row,
 };
 
-use crate::cql::ast::{Assignment, Operator, Relation, Statement, Term, Using};
+use crate::cql::ast::{Assignment, Deleted, Operator, Relation, Statement, Term, Using};
 use crate::node::Session;
 use crate::protocol::error::CqlError;
 use crate::protocol::primitives::Value;
 use crate::results::ResultBody;
 use crate::schema::{ColumnKind, ColumnSchema, TableSchema, ROW_MARKER};
 use crate::types::CqlType;
-use crate::values::term_value;
+use crate::values::{split_tuple, term_value};
 
 use crate::schema::TTL_MAX_S;
 
-use super::cells::{cell, cells_update, element_cell, list_path, split_collection, split_entries};
+use super::cells::{
+    cell, cells_update, element_cell, field_path, list_path, split_collection, split_entries,
+};
 use super::keys::{clustering_key, partition_key};
 use super::{invalid, Context};
 
@@ -32,6 +34,29 @@ pub(super) enum ColumnWrite {
     Prepend(Value),
     Remove(Value),
     SetElement(Bytes, Value),
+    /// One field of a non-frozen user-defined type, by position.
+    SetField(usize, Value),
+}
+
+/// The position and type of a field of a non-frozen user-defined type
+/// column named in a statement (`SET addr.zip = ?`, `DELETE addr.zip`).
+fn udt_field<'c>(column: &'c ColumnSchema, field: &str) -> Result<(usize, &'c CqlType), CqlError> {
+    let CqlType::UserType(udt) = &column.ty else {
+        return Err(invalid(format!(
+            "Invalid field {field} of column {} of type {}: only a non-frozen user-defined type's fields can be set or deleted one by one",
+            column.name, column.ty
+        )));
+    };
+    udt.fields
+        .iter()
+        .position(|(name, _)| name == field)
+        .map(|index| (index, &udt.fields[index].1))
+        .ok_or_else(|| {
+            invalid(format!(
+                "Unknown field {field} in value of user defined type {}",
+                udt.name
+            ))
+        })
 }
 
 /// The cells a column write becomes. A non-frozen collection is one cell
@@ -99,6 +124,20 @@ pub(super) fn column_cells(
                     ));
                 }
             }
+            CqlType::UserType(_) => {
+                for (i, field) in split_tuple(bytes)?.into_iter().enumerate() {
+                    if let Some(value) = field {
+                        out.push(element_cell(
+                            column.id,
+                            field_path(i)?,
+                            timestamp,
+                            ttl,
+                            now_s,
+                            Some(value),
+                        ));
+                    }
+                }
+            }
             CqlType::List(_) => {
                 for (i, item) in split_collection(bytes)?.into_iter().enumerate() {
                     out.push(element_cell(
@@ -150,6 +189,21 @@ pub(super) fn column_cells(
                 ));
             }
             Ok(cells)
+        }
+        ColumnWrite::SetField(index, value) => {
+            let value = match value {
+                Value::Set(v) => Some(v.clone()),
+                Value::Null => None,
+                Value::NotSet => return Ok(Vec::new()),
+            };
+            Ok(vec![element_cell(
+                column.id,
+                field_path(*index)?,
+                timestamp,
+                ttl,
+                now_s,
+                value,
+            )])
         }
         ColumnWrite::SetElement(key, value) => {
             let CqlType::Map(key_ty, _) = &column.ty else {
@@ -414,12 +468,15 @@ impl Context<'_> {
                 if !columns.is_empty() {
                     let mut cells = Vec::new();
                     let mut statics = Vec::new();
-                    for (column, element) in columns {
+                    for (column, part) in columns {
                         let schema = table
                             .column(column)
                             .ok_or_else(|| invalid(format!("Undefined column name {column}")))?;
                         let mut tombstone = Cell::tombstone(schema.id, timestamp, now_s);
-                        if let Some(element) = element {
+                        if let Deleted::Field(field) = part {
+                            tombstone.path = Some(field_path(udt_field(schema, field)?.0)?);
+                        }
+                        if let Deleted::Element(element) = part {
                             tombstone.path = Some(match schema.ty {
                                 CqlType::List(_) => {
                                     let clustering = match schema.kind {
@@ -724,9 +781,17 @@ impl Context<'_> {
         assignment: &Assignment,
     ) -> Result<ColumnWrite, CqlError> {
         let value = |term: &Term, ty: &CqlType| term_value(ty, term, &column.name, self.bindings);
-        let collection = column.ty.is_multi_cell();
+        let collection = column.ty.is_multi_cell() && !matches!(column.ty, CqlType::UserType(_));
         match assignment {
             Assignment::Set(term) => Ok(ColumnWrite::Set(value(term, &column.ty)?)),
+            Assignment::SetField(field, term) => {
+                let (index, ty) = udt_field(column, field)?;
+                let name = format!("{}.{field}", column.name);
+                Ok(ColumnWrite::SetField(
+                    index,
+                    term_value(ty, term, &name, self.bindings)?,
+                ))
+            }
             _ if matches!(column.ty, CqlType::Counter) => Err(CqlError::not_yet_supported("counters")),
             _ if !collection => Err(invalid(format!(
                 "Invalid operation on column {} of type {}: only non-frozen collections support +, - and [ ]",
@@ -763,7 +828,7 @@ impl Context<'_> {
     pub(super) fn delete_trace(
         &self,
         table: &str,
-        columns: &[(String, Option<Term>)],
+        columns: &[(String, Deleted)],
         relations: &[Relation],
     ) -> Result<ResultBody, CqlError> {
         if table != "sessions" {
@@ -786,7 +851,7 @@ impl Context<'_> {
                 "DELETE from system_traces.sessions needs WHERE session_id = <uuid>, not {column}"
             )));
         }
-        if columns.iter().any(|(_, element)| element.is_some()) {
+        if columns.iter().any(|(_, part)| part != &Deleted::Column) {
             return Err(invalid(
                 "DELETE of a map entry from system_traces.sessions is not supported",
             ));
@@ -923,6 +988,123 @@ mod tests {
             matches!(&error, CqlError::Invalid(m) if m == "not yet supported: counters"),
             "{error:?}"
         );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod udt_tests {
+    use super::super::harness::{rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
+
+    fn node() -> Result<TestNode, Box<dyn std::error::Error>> {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TYPE user (state text, has_corn boolean)",
+            "CREATE TABLE t (a int PRIMARY KEY, b user)",
+        ])?;
+        Ok(node)
+    }
+
+    #[test]
+    fn non_frozen_udt_fields_are_written_one_by_one() -> TestResult {
+        let mut node = node()?;
+        node.run_all(&[
+            "INSERT INTO t (a, b) VALUES (0, {state: 'Nebraska', has_corn: true})",
+            "UPDATE t SET b.has_corn = false WHERE a = 0",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT b, b.state FROM t WHERE a = 0")?,
+            rows(&[&[
+                "{\"state\": \"Nebraska\", \"has_corn\": false}",
+                "\"Nebraska\""
+            ]])
+        );
+        node.run("UPDATE t SET b.state = null WHERE a = 0")?;
+        assert_eq!(
+            node.rows("SELECT b FROM t WHERE a = 0")?,
+            rows(&[&["{\"state\": null, \"has_corn\": false}"]])
+        );
+        node.run("DELETE b.has_corn FROM t WHERE a = 0")?;
+        assert_eq!(
+            node.rows("SELECT b FROM t WHERE a = 0")?,
+            rows(&[&["null"]]),
+            "a value with every field null reads as null, as in Cassandra"
+        );
+        node.run_all(&[
+            "UPDATE t SET b.has_corn = true WHERE a = 0",
+            "UPDATE t SET b = {state: 'Iowa'} WHERE a = 0",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT b FROM t WHERE a = 0")?,
+            rows(&[&["{\"state\": \"Iowa\", \"has_corn\": null}"]]),
+            "setting the whole value replaces every field"
+        );
+        node.run_all(&[
+            "ALTER TYPE user ADD zip int",
+            "UPDATE t SET b.zip = 68501 WHERE a = 0",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT b FROM t WHERE a = 0")?,
+            rows(&[&["{\"state\": \"Iowa\", \"has_corn\": null, \"zip\": 68501}"]])
+        );
+        node.run("DELETE b FROM t WHERE a = 0")?;
+        assert_eq!(
+            node.rows("SELECT b FROM t WHERE a = 0")?,
+            rows(&[&["null"]])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn non_frozen_udts_show_unfrozen_in_the_schema() -> TestResult {
+        let mut node = node()?;
+        assert_eq!(
+            node.rows(
+                "SELECT type FROM system_schema.columns \
+                 WHERE keyspace_name = 'ks' AND table_name = 't' AND column_name = 'b'"
+            )?,
+            rows(&[&["\"user\""]])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn misuses_of_non_frozen_udts_are_refused() -> TestResult {
+        let mut node = node()?;
+        node.run_all(&[
+            "CREATE TABLE f (a int PRIMARY KEY, b frozen<user>)",
+            "CREATE TYPE listy (l list<int>)",
+        ])?;
+        for (cql, fragment) in [
+            ("UPDATE t SET b.nope = 1 WHERE a = 0", "Unknown field nope"),
+            ("UPDATE t SET b.has_corn = 'yes' WHERE a = 0", "has_corn"),
+            (
+                "UPDATE f SET b.state = 'x' WHERE a = 0",
+                "non-frozen user-defined type",
+            ),
+            ("DELETE b.nope FROM t WHERE a = 0", "Unknown field nope"),
+            (
+                "UPDATE t SET b = b + {state: 'x'} WHERE a = 0",
+                "Invalid operation",
+            ),
+            ("SELECT writetime(b) FROM t", "non-frozen"),
+            (
+                "CREATE TABLE x (a int PRIMARY KEY, l list<user>)",
+                "not allowed inside collections",
+            ),
+            ("CREATE TABLE x (a user PRIMARY KEY)", "PRIMARY KEY"),
+            (
+                "CREATE TABLE x (a int PRIMARY KEY, v listy)",
+                "nested non-frozen collections",
+            ),
+        ] {
+            let error = node.error(cql)?;
+            assert!(
+                matches!(&error, CqlError::Invalid(m) | CqlError::Syntax(m) if m.contains(fragment)),
+                "{cql}: {error:?}"
+            );
+        }
         Ok(())
     }
 }
