@@ -693,8 +693,35 @@ def parity(port):
     beta_protocol(port)
     reinterpreting_terms(s)
     selection_functions(s)
+    non_frozen_udts(cluster, s)
     cluster.shutdown()
     print("parity: all checks passed")
+
+
+def non_frozen_udts(cluster, s):
+    """A non-frozen UDT column, its fields set and deleted one at a time
+    (simple and prepared), read back through a registered class."""
+    from collections import namedtuple
+    s.execute("CREATE TYPE par.farm (state text, has_corn boolean)")
+    s.execute("CREATE TABLE par.farms (a int PRIMARY KEY, b farm)")
+    Farm = namedtuple("farm", ("state", "has_corn"))
+    cluster.register_user_type("par", "farm", Farm)
+    s.execute("INSERT INTO par.farms (a, b) VALUES (%s, %s)", (0, Farm("Nebraska", True)))
+    s.execute("UPDATE par.farms SET b.has_corn = False WHERE a = 0")
+    row = s.execute("SELECT b FROM par.farms WHERE a = 0").one()
+    expect(row.b == Farm("Nebraska", False), f"field update reads {row}")
+    set_field = s.prepare("UPDATE par.farms SET b.state = ? WHERE a = ?")
+    names = [c.name for c in set_field.column_metadata]
+    expect(names == ["b.state", "a"], f"field bind markers named {names}")
+    s.execute(set_field, ("Iowa", 0))
+    s.execute("DELETE b.has_corn FROM par.farms WHERE a = 0")
+    row = s.execute("SELECT b, b.state FROM par.farms WHERE a = 0").one()
+    expect(row.b == Farm("Iowa", None) and row.b_state == "Iowa", f"prepared field set reads {row}")
+    table = cluster.metadata.keyspaces["par"].tables["farms"].as_cql_query()
+    expect("frozen" not in table, f"the driver sees a frozen column: {table}")
+    delete_element = s.prepare("DELETE tags[?] FROM par.sl WHERE k = ?")
+    names = [c.name for c in delete_element.column_metadata]
+    expect(names == ["idx(tags)", "k"], f"DELETE element bind markers named {names}")
 
 
 def selection_functions(s):
