@@ -30,6 +30,7 @@ pub mod comparable;
 pub mod cql;
 pub mod describe;
 pub mod executor;
+pub mod functions;
 pub mod json;
 pub mod limits;
 pub mod metrics;

@@ -405,6 +405,9 @@ fn function_value(
         let term = crate::json::to_term(ty, &json, column)?;
         return term_value(ty, &term, column, bindings);
     }
+    if let Some(value) = catalog_value(ty, name, args, column, bindings)? {
+        return Ok(value);
+    }
     let (Some((from, to)), [arg]) = (reinterpretation(name), args) else {
         return function_bytes(ty, name, args, column, bindings).map(Value::Set);
     };
@@ -423,6 +426,72 @@ fn function_value(
         }
     }
     Ok(value)
+}
+
+/// A math or masking function of constants, its result assigned to a
+/// column of type `ty` (`VALUES (abs(-2))`, `SET v = mask_default('x')`);
+/// `None` when `name` is neither.
+fn catalog_value(
+    ty: &CqlType,
+    name: &str,
+    args: &[Term],
+    column: &str,
+    bindings: Bindings<'_>,
+) -> Result<Option<Value>, CqlError> {
+    use crate::functions::{apply_math, apply_scalar, MaskFunction, MathFunction, ScalarFunction};
+    let arity = |wanted: &str| {
+        invalid(format!(
+            "Invalid number of arguments in call to function system.{name}: {wanted} required but {} provided",
+            args.len()
+        ))
+    };
+    let assign_error = |result: &CqlType| {
+        invalid(format!(
+            "Type error: cannot assign result of function system.{name} (type {result}) to {column} (type {ty})"
+        ))
+    };
+    if let Some(math) = MathFunction::from_name(name) {
+        let [arg] = args else {
+            return Err(arity("1"));
+        };
+        let Value::Set(bytes) = term_value(ty, arg, column, bindings)? else {
+            return Ok(Some(Value::Null));
+        };
+        return apply_math(math, ty.unfrozen(), &bytes)
+            .map(|b| Some(Value::Set(b)))
+            .ok_or_else(|| assign_error(ty));
+    }
+    let Some(mask) = MaskFunction::from_name(name) else {
+        return Ok(None);
+    };
+    // The masked value has the column's type, except for mask_hash (a
+    // blob of any value's hash): there a constant is text unless cast.
+    let masked_ty = if mask == MaskFunction::Hash {
+        match args.first() {
+            Some(Term::Cast(cast, _)) => cast.clone(),
+            _ => CqlType::Text,
+        }
+    } else {
+        ty.clone()
+    };
+    let (rest, needed, result) = mask.signature(&masked_ty);
+    if args.len() < needed || args.len() > rest.len() + 1 {
+        return Err(arity(&format!("{needed} to {}", rest.len() + 1)));
+    }
+    if result.unfrozen() != ty.unfrozen() {
+        return Err(assign_error(&result));
+    }
+    let mut values = Vec::with_capacity(args.len());
+    for (arg, arg_ty) in args.iter().zip(std::iter::once(&masked_ty).chain(&rest)) {
+        let value = match term_value(arg_ty, arg, column, bindings)? {
+            Value::Set(bytes) => Some(bytes),
+            _ => None,
+        };
+        values.push((arg_ty, value));
+    }
+    Ok(Some(
+        apply_scalar(&ScalarFunction::Mask(mask), &values, ty, 0).map_or(Value::Null, Value::Set),
+    ))
 }
 
 fn function_bytes(

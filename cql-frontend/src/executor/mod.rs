@@ -7,7 +7,7 @@
 //! [`ddl`] (schema statements, TRUNCATE), [`write`] (INSERT/UPDATE/DELETE to
 //! a mutation) over [`cells`], [`restrictions`] (WHERE) over [`keys`],
 //! [`select`] (reads, scans, shaping rows) with [`selection`] (what is
-//! projected), [`functions`] (scalar functions), [`aggregate`] and
+//! projected, applying [`crate::functions`]), [`aggregate`] and
 //! [`paging`], and [`batch`].
 //!
 //! Keys: a partition key is the column's serialized value, or for a compound
@@ -45,7 +45,6 @@ mod aggregate;
 mod batch;
 mod cells;
 mod ddl;
-mod functions;
 #[cfg(test)]
 mod harness;
 mod keys;

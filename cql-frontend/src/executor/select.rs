@@ -20,12 +20,12 @@ use crate::values::term_value;
 
 use super::aggregate::{group_columns, Fold, AGGREGATE_PAGE_ROWS};
 use super::cells::{assemble_collection, element_cells};
-use super::functions::ClockFunction;
 use super::keys::{clustering_components, partition_key_components};
 use super::paging::{rows_left, PagingState};
 use super::restrictions::{Filter, Restrictions};
 use super::selection::{project, Projected};
 use super::{coordinator_error, invalid, Context, NeededRead};
+use crate::functions::ClockFunction;
 
 /// Rows an unpaged SELECT (no page size) may return: past it the client
 /// gets an error that says to page, never a result cut short.

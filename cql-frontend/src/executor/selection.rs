@@ -10,10 +10,11 @@ use crate::schema::{ColumnKind, ColumnSchema, TableSchema};
 use crate::types::CqlType;
 
 use super::aggregate::{is_numeric, AggregateKind};
-use super::functions::{
-    apply_scalar, castable, ClockFunction, CollectionFunction, MathFunction, ScalarFunction,
-};
 use super::invalid;
+use crate::functions::{
+    apply_scalar, castable, ClockFunction, CollectionFunction, MaskFunction, MathFunction,
+    ScalarFunction,
+};
 
 /// A selected output.
 pub(super) enum Projected {
@@ -202,14 +203,11 @@ impl Expr {
             Expr::Column(c) => column(c),
             Expr::Constant(value, _) => value.clone(),
             Expr::Call(function, args, ty) => {
-                let argument = args.first();
-                apply_scalar(
-                    function,
-                    argument.map_or(&CqlType::BigInt, Expr::ty),
-                    ty,
-                    argument.and_then(|a| a.eval(column, token)),
-                    token,
-                )
+                let values: Vec<(&CqlType, Option<Bytes>)> = args
+                    .iter()
+                    .map(|a| (a.ty(), a.eval(column, token)))
+                    .collect();
+                apply_scalar(function, &values, ty, token)
             }
         }
     }
@@ -331,6 +329,9 @@ fn call(
     let reinterpretation = crate::values::reinterpretation(name);
     let math = MathFunction::from_name(name);
     let collection = CollectionFunction::from_name(name);
+    if let Some(mask) = MaskFunction::from_name(name) {
+        return mask_call(table, name, mask, args, depth);
+    }
     if !time
         && reinterpretation.is_none()
         && math.is_none()
@@ -352,7 +353,7 @@ fn call(
         )));
     };
     let expected = reinterpretation.as_ref().map(|(from, _)| from);
-    let (inner, inner_name) = argument(table, arg, expected, depth)?;
+    let (inner, inner_name) = argument(table, name, arg, expected, depth)?;
     let from = inner.ty().clone();
     let type_error = || {
         invalid(format!(
@@ -399,11 +400,75 @@ fn call(
     ))
 }
 
+/// A masking function: the masked value, then its other arguments typed
+/// as the function takes them.
+fn mask_call(
+    table: &TableSchema,
+    name: &str,
+    mask: MaskFunction,
+    args: &[Selector],
+    depth: usize,
+) -> Result<(Expr, String), CqlError> {
+    let Some(first) = args.first() else {
+        return Err(invalid(format!(
+            "Invalid number of arguments in call to function system.{name}: at least 1 required but 0 provided"
+        )));
+    };
+    let (masked, masked_name) = argument(table, name, first, None, depth)?;
+    let (rest, needed, ty) = mask.signature(masked.ty());
+    if args.len() < needed || args.len() > rest.len() + 1 {
+        return Err(invalid(format!(
+            "Invalid number of arguments in call to function system.{name}: {needed} to {} required but {} provided",
+            rest.len() + 1,
+            args.len()
+        )));
+    }
+    if matches!(mask, MaskFunction::Inner | MaskFunction::Outer)
+        && !matches!(masked.ty().unfrozen(), CqlType::Text | CqlType::Ascii)
+    {
+        return Err(invalid(format!(
+            "Type error: {masked_name} of type {} cannot be passed as argument 0 of function system.{name} (it takes text)",
+            masked.ty()
+        )));
+    }
+    let mut exprs = vec![masked];
+    let mut names = vec![masked_name];
+    for (selector, expected) in args[1..].iter().zip(&rest) {
+        let (expr, text) = argument(table, name, selector, Some(expected), depth)?;
+        if expr.ty().unfrozen() != expected.unfrozen() {
+            return Err(invalid(format!(
+                "Type error: {text} of type {} cannot be passed to function system.{name}, which takes {expected}",
+                expr.ty()
+            )));
+        }
+        if let (MaskFunction::Hash, Expr::Constant(Some(algorithm), _)) = (mask, &expr) {
+            let known = std::str::from_utf8(algorithm).is_ok_and(|a| {
+                MaskFunction::HASHES
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(a))
+            });
+            if !known {
+                return Err(invalid(format!(
+                    "Unsupported hash algorithm {text} in system.{name}: use one of {}",
+                    MaskFunction::HASHES.join(", ")
+                )));
+            }
+        }
+        exprs.push(expr);
+        names.push(text);
+    }
+    Ok((
+        Expr::Call(ScalarFunction::Mask(mask), exprs, ty),
+        format!("system.{name}({})", names.join(", ")),
+    ))
+}
+
 /// A function's argument: a nested selector, or a constant typed as the
 /// function takes it (else an integer is an int, or a bigint or varint
 /// when it does not fit; a float a double), or as its cast says.
 fn argument(
     table: &TableSchema,
+    function: &str,
     selector: &Selector,
     expected: Option<&CqlType>,
     depth: usize,
@@ -429,7 +494,11 @@ fn argument(
     };
     let value = match literal {
         Literal::Null => None,
-        literal => Some(crate::values::literal_value(&ty, literal, "argument")?),
+        literal => Some(crate::values::literal_value(
+            &ty,
+            literal,
+            &format!("an argument of {function}"),
+        )?),
     };
     let text = match literal {
         Literal::Str(text) => format!("'{}'", text.replace('\'', "''")),
@@ -530,6 +599,152 @@ mod tests {
                 "{cql}: {error:?}"
             );
         }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod function_tests {
+    use super::super::harness::{rows, TestNode, TestResult};
+    use crate::protocol::error::CqlError;
+
+    #[test]
+    fn math_collection_and_blob_functions_apply_per_row() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE t (k int PRIMARY KEY, d double, i int, l list<int>, m map<text, int>)",
+            "INSERT INTO t (k, d, i, l, m) VALUES (1, -2.5, -7, [3, 1, 2], {'a': 1, 'b': 2})",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT abs(i), abs(d), round(d), exp(0.0), log10(100.0) FROM t")?,
+            rows(&[&["7", "2.5", "-3.0", "1.0", "2.0"]])
+        );
+        assert_eq!(
+            node.rows("SELECT map_keys(m), map_values(m), collection_count(l) FROM t")?,
+            rows(&[&["[\"a\", \"b\"]", "[1, 2]", "3"]])
+        );
+        assert_eq!(
+            node.rows("SELECT intAsBlob(i), blobAsInt(intAsBlob(i)) FROM t")?,
+            rows(&[&["\"0xfffffff9\"", "-7"]])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn masking_functions_hide_values() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TYPE addr (street text, zip int)",
+            "CREATE TABLE t (k int PRIMARY KEY, name text, n int, home frozen<addr>, tags set<text>)",
+            "INSERT INTO t (k, name, n, home, tags) VALUES (1, 'Alice Smith', 42, {street: 'Main', zip: 1}, {'a'})",
+        ])?;
+        assert_eq!(
+            node.rows(
+                "SELECT mask_null(name), mask_default(name), mask_default(n), mask_default(home), \
+                 mask_default(tags), mask_replace(n, 0), mask_replace(name, 'redacted') FROM t"
+            )?,
+            rows(&[&[
+                "null",
+                "\"****\"",
+                "0",
+                "{\"street\": \"****\", \"zip\": 0}",
+                "[]",
+                "0",
+                "\"redacted\""
+            ]])
+        );
+        assert_eq!(
+            node.rows(
+                "SELECT mask_inner(name, 1, 2), mask_outer(name, 2, 1), mask_inner(name, 0, 0, '#') FROM t"
+            )?,
+            rows(&[&["\"A********th\"", "\"**ice Smit*\"", "\"###########\""]])
+        );
+        let hashed = node.rows("SELECT mask_hash(name), mask_hash(name, 'SHA-512') FROM t")?;
+        // "0x" and 32 (or 64) bytes in hex, quoted.
+        assert_eq!(hashed[0][0].len(), 2 + 2 + 64, "{hashed:?}");
+        assert_eq!(hashed[0][1].len(), 2 + 2 + 128, "{hashed:?}");
+        for (cql, fragment) in [
+            ("SELECT mask_inner(n, 1, 1) FROM t", "takes text"),
+            (
+                "SELECT mask_replace(n, 'x') FROM t",
+                "an argument of mask_replace",
+            ),
+            (
+                "SELECT mask_hash(name, 'MD4') FROM t",
+                "Unsupported hash algorithm",
+            ),
+            ("SELECT mask_inner(name) FROM t", "3 to 4 required"),
+        ] {
+            let error = node.error(cql)?;
+            assert!(error.to_string().contains(fragment), "{cql}: {error:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn collection_sums_and_means_are_in_the_element_type() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE t (k int PRIMARY KEY, l list<int>, d set<double>, e list<int>, s set<text>)",
+            "INSERT INTO t (k, l, d, e, s) VALUES (1, [1, 2, 4], {0.5, 1.5}, [], {'a'})",
+        ])?;
+        assert_eq!(
+            node.rows("SELECT collection_sum(l), collection_avg(l), collection_sum(d), collection_avg(d) FROM t")?,
+            rows(&[&["7", "2", "2.0", "1.0"]])
+        );
+        let error = node.error("SELECT collection_sum(s) FROM t")?;
+        assert!(error.to_string().contains("Type error"), "{error:?}");
+        Ok(())
+    }
+
+    #[test]
+    fn functions_take_functions_and_typed_constants() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE t (k int PRIMARY KEY, i int, b blob)",
+            "INSERT INTO t (k, i, b) VALUES (1, -3, 0x0000002a)",
+        ])?;
+        assert_eq!(
+            node.rows(
+                "SELECT abs(abs(i)), blobAsInt(b), abs((bigint) -5), abs(-9000000000) FROM t"
+            )?,
+            rows(&[&["3", "42", "5", "9000000000"]])
+        );
+        let deep = (0..20).fold("i".to_owned(), |inner, _| format!("abs({inner})"));
+        let error = node.error(&format!("SELECT {deep} FROM t"))?;
+        assert!(
+            matches!(&error, CqlError::Invalid(m) if m.contains("at most 16")),
+            "{error:?}"
+        );
+        for (cql, fragment) in [
+            ("SELECT abs('text') FROM t", "text"),
+            ("SELECT blobAsInt(i) FROM t", "blob"),
+            (
+                "SELECT abs(writetime(i)) FROM t",
+                "writetime() as the argument",
+            ),
+            ("SELECT abs(null) FROM t", "needs a type"),
+            ("SELECT abs(?) FROM t", "bind markers"),
+            ("SELECT 1 FROM t", "constant as a selector"),
+        ] {
+            let error = node.error(cql)?;
+            assert!(error.to_string().contains(fragment), "{cql}: {error:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn clock_functions_answer_now() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE t (k int PRIMARY KEY)")?;
+        node.run("INSERT INTO t (k) VALUES (1)")?;
+        let now = node.rows("SELECT toUnixTimestamp(now()), currentDate() FROM t")?;
+        let millis: i64 = now[0][0].parse()?;
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64;
+        assert!((wall - millis).abs() < 60_000, "now() {millis} vs {wall}");
+        assert_eq!(now[0][1].len(), "\"2026-12-07\"".len(), "{now:?}");
         Ok(())
     }
 }

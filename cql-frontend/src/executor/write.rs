@@ -951,6 +951,26 @@ mod tests {
     }
 
     #[test]
+    fn functions_compute_written_and_compared_values() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run_all(&[
+            "CREATE TABLE t (k int PRIMARY KEY, v int, name text, h blob)",
+            "INSERT INTO t (k, v, name, h) VALUES (abs(-1), round(7), mask_default('secret'), mask_hash('x'))",
+            "UPDATE t SET v = abs(-5) WHERE k = abs(-1)",
+        ])?;
+        let row = node.rows("SELECT k, v, name FROM t WHERE k = abs(-1)")?;
+        assert_eq!(row, rows(&[&["1", "5", "\"****\""]]));
+        let hash = node.rows("SELECT h FROM t WHERE k = 1")?;
+        assert_eq!(hash[0][0].len(), 2 + 2 + 64, "{hash:?}");
+        let error = node.error("INSERT INTO t (k, name) VALUES (2, mask_hash('x'))")?;
+        assert!(
+            error.to_string().contains("cannot assign result"),
+            "{error:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn bad_writes_name_what_to_fix() -> TestResult {
         let mut node = TestNode::new()?;
         node.run("CREATE TABLE t (k int, c int, v int, PRIMARY KEY (k, c))")?;

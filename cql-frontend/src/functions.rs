@@ -1,5 +1,7 @@
-//! Scalar functions a selection applies to one row's values: clock,
-//! collection and math functions, casts, and UDT field access.
+//! The native scalar functions (Cassandra 5.0's): clock, time conversion,
+//! collection, math and masking functions, casts, type reinterpretation
+//! and UDT field access, applied to argument values; selections apply
+//! them per row ([`crate::executor`]), terms to constants ([`crate::values`]).
 
 use bytes::Bytes;
 
@@ -7,7 +9,7 @@ use crate::types::CqlType;
 
 /// Functions of one row's values that a selection may apply.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum ScalarFunction {
+pub(crate) enum ScalarFunction {
     /// The partition's token (its arguments are the partition key columns).
     Token,
     ToTimestamp,
@@ -29,11 +31,166 @@ pub(super) enum ScalarFunction {
     Collection(CollectionFunction),
     /// `toJson(column)`: the value as JSON text (`null` for a null).
     ToJson,
+    /// `mask_null`, `mask_default`, `mask_replace`, `mask_inner`,
+    /// `mask_outer`, `mask_hash` (Cassandra 5.0's dynamic data masking).
+    Mask(MaskFunction),
+}
+
+/// The masking functions: each hides its first argument's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MaskFunction {
+    /// null, of the argument's type.
+    Null,
+    /// A fixed value of the argument's type (`****`, 0, false, ...).
+    Default,
+    /// The second argument instead.
+    Replace,
+    /// Text with all but `begin` leading and `end` trailing characters
+    /// padded (`*` unless a fourth argument says).
+    Inner,
+    /// Text with its `begin` leading and `end` trailing characters padded.
+    Outer,
+    /// The SHA-256 (or the algorithm the second argument names) of the
+    /// value's bytes, as a blob.
+    Hash,
+}
+
+impl MaskFunction {
+    pub(crate) fn from_name(name: &str) -> Option<MaskFunction> {
+        Some(match name {
+            "mask_null" => MaskFunction::Null,
+            "mask_default" => MaskFunction::Default,
+            "mask_replace" => MaskFunction::Replace,
+            "mask_inner" => MaskFunction::Inner,
+            "mask_outer" => MaskFunction::Outer,
+            "mask_hash" => MaskFunction::Hash,
+            _ => return None,
+        })
+    }
+
+    /// The types of the arguments after the first (the masked value), the
+    /// count the function needs at least, and its result type.
+    pub(crate) fn signature(self, masked: &CqlType) -> (Vec<CqlType>, usize, CqlType) {
+        match self {
+            MaskFunction::Null | MaskFunction::Default => (Vec::new(), 1, masked.clone()),
+            MaskFunction::Replace => (vec![masked.clone()], 2, masked.clone()),
+            MaskFunction::Inner | MaskFunction::Outer => (
+                vec![CqlType::Int, CqlType::Int, CqlType::Text],
+                3,
+                masked.clone(),
+            ),
+            MaskFunction::Hash => (vec![CqlType::Text], 1, CqlType::Blob),
+        }
+    }
+
+    /// The hash algorithms `mask_hash` knows.
+    pub(crate) const HASHES: [&'static str; 2] = ["SHA-256", "SHA-512"];
+
+    fn apply(self, ty: &CqlType, args: &[(&CqlType, Option<Bytes>)]) -> Option<Bytes> {
+        let value = args.first().and_then(|(_, v)| v.clone());
+        let int_arg = |at: usize| -> usize {
+            args.get(at)
+                .and_then(|(_, v)| v.as_deref())
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| usize::try_from(i32::from_be_bytes(b)).unwrap_or(0))
+        };
+        match self {
+            MaskFunction::Null => None,
+            MaskFunction::Default => Some(masked_default(ty)),
+            MaskFunction::Replace => args.get(1).and_then(|(_, v)| v.clone()),
+            MaskFunction::Inner | MaskFunction::Outer => {
+                let text = String::from_utf8(value?.to_vec()).ok()?;
+                let padding = args
+                    .get(3)
+                    .and_then(|(_, v)| v.as_deref())
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|p| p.chars().next())
+                    .unwrap_or('*');
+                let (begin, end) = (int_arg(1), int_arg(2));
+                let length = text.chars().count();
+                let kept_tail = length.saturating_sub(end);
+                let masked: String = text
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let outer = i < begin || i >= kept_tail;
+                        if outer == (self == MaskFunction::Outer) {
+                            padding
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                Some(Bytes::from(masked.into_bytes()))
+            }
+            MaskFunction::Hash => {
+                use sha2::Digest;
+                let value = value?;
+                let algorithm = args
+                    .get(1)
+                    .and_then(|(_, v)| v.as_deref())
+                    .map_or(Some("SHA-256"), |b| std::str::from_utf8(b).ok())?;
+                match algorithm.to_ascii_uppercase().as_str() {
+                    "SHA-256" => Some(Bytes::copy_from_slice(&sha2::Sha256::digest(&value))),
+                    "SHA-512" => Some(Bytes::copy_from_slice(&sha2::Sha512::digest(&value))),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+/// The value `mask_default` shows for a type (Cassandra's masked values:
+/// `****` for text, zero for numbers and times, false, the nil UUID, an
+/// empty collection, each field or component masked in turn).
+pub(crate) fn masked_default(ty: &CqlType) -> Bytes {
+    let bytes: Vec<u8> = match ty.unfrozen() {
+        CqlType::Text | CqlType::Ascii => b"****".to_vec(),
+        CqlType::TinyInt => vec![0],
+        CqlType::SmallInt => vec![0; 2],
+        CqlType::Int | CqlType::Float => vec![0; 4],
+        CqlType::BigInt
+        | CqlType::Counter
+        | CqlType::Double
+        | CqlType::Timestamp
+        | CqlType::Time => {
+            vec![0; 8]
+        }
+        CqlType::VarInt => vec![0],
+        CqlType::Decimal => vec![0, 0, 0, 0, 0],
+        CqlType::Boolean => vec![0],
+        CqlType::Date => (1u32 << 31).to_be_bytes().to_vec(),
+        CqlType::Uuid => vec![0; 16],
+        // The nil UUID with version 1 set: a timeuuid column takes it.
+        CqlType::TimeUuid => {
+            let mut id = vec![0; 16];
+            id[6] = 0x10;
+            id[8] = 0x80;
+            id
+        }
+        CqlType::Inet => vec![0; 4],
+        CqlType::Duration => vec![0, 0, 0],
+        CqlType::List(_) | CqlType::Set(_) | CqlType::Map(..) => vec![0; 4],
+        CqlType::Tuple(items) => fields_of(items.iter()),
+        CqlType::UserType(udt) => fields_of(udt.fields.iter().map(|(_, t)| t)),
+        _ => Vec::new(),
+    };
+    Bytes::from(bytes)
+}
+
+fn fields_of<'t>(types: impl Iterator<Item = &'t CqlType>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for ty in types {
+        let value = masked_default(ty);
+        out.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        out.extend_from_slice(&value);
+    }
+    out
 }
 
 /// The native functions of no argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ClockFunction {
+pub(crate) enum ClockFunction {
     Now,
     Uuid,
     CurrentTimestamp,
@@ -44,7 +201,7 @@ pub(super) enum ClockFunction {
 
 impl ClockFunction {
     /// The function and its result type, by lowercase name.
-    pub(super) fn from_name(name: &str) -> Option<(ClockFunction, CqlType)> {
+    pub(crate) fn from_name(name: &str) -> Option<(ClockFunction, CqlType)> {
         Some(match name {
             "now" => (ClockFunction::Now, CqlType::TimeUuid),
             "uuid" => (ClockFunction::Uuid, CqlType::Uuid),
@@ -56,7 +213,7 @@ impl ClockFunction {
         })
     }
 
-    pub(super) fn value(self) -> Bytes {
+    pub(crate) fn value(self) -> Bytes {
         const DAY_US: i64 = 86_400_000_000;
         let micros = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -82,28 +239,32 @@ impl ClockFunction {
 
 /// The native collection functions (Cassandra 5.0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum CollectionFunction {
+pub(crate) enum CollectionFunction {
     MapKeys,
     MapValues,
     Count,
     Min,
     Max,
+    Sum,
+    Avg,
 }
 
 impl CollectionFunction {
-    pub(super) fn from_name(name: &str) -> Option<CollectionFunction> {
+    pub(crate) fn from_name(name: &str) -> Option<CollectionFunction> {
         Some(match name {
             "map_keys" => CollectionFunction::MapKeys,
             "map_values" => CollectionFunction::MapValues,
             "collection_count" => CollectionFunction::Count,
             "collection_min" => CollectionFunction::Min,
             "collection_max" => CollectionFunction::Max,
+            "collection_sum" => CollectionFunction::Sum,
+            "collection_avg" => CollectionFunction::Avg,
             _ => return None,
         })
     }
 
     /// The result type for a column of type `ty`, if it takes one.
-    pub(super) fn result_type(self, ty: &CqlType) -> Option<CqlType> {
+    pub(crate) fn result_type(self, ty: &CqlType) -> Option<CqlType> {
         match (self, ty.unfrozen()) {
             (CollectionFunction::MapKeys, CqlType::Map(k, _)) => Some(CqlType::Set(k.clone())),
             (CollectionFunction::MapValues, CqlType::Map(_, v)) => Some(CqlType::List(v.clone())),
@@ -114,12 +275,16 @@ impl CollectionFunction {
                 CollectionFunction::Min | CollectionFunction::Max,
                 CqlType::List(e) | CqlType::Set(e),
             ) => Some((**e).clone()),
+            (
+                CollectionFunction::Sum | CollectionFunction::Avg,
+                CqlType::List(e) | CqlType::Set(e),
+            ) if e.fixed_width().is_some() && numeric_fixed(e) => Some((**e).clone()),
             _ => None,
         }
     }
 
     /// Applies the function to a protocol-encoded collection of type `ty`.
-    pub(super) fn apply(self, ty: &CqlType, value: &[u8]) -> Option<Bytes> {
+    pub(crate) fn apply(self, ty: &CqlType, value: &[u8]) -> Option<Bytes> {
         let (count, items) = collection_items(value)?;
         match self {
             CollectionFunction::Count => Some(Bytes::copy_from_slice(
@@ -156,13 +321,74 @@ impl CollectionFunction {
                 };
                 chosen.map(|(_, item)| Bytes::copy_from_slice(item))
             }
+            CollectionFunction::Sum | CollectionFunction::Avg => {
+                let (CqlType::List(element) | CqlType::Set(element)) = ty.unfrozen() else {
+                    return None;
+                };
+                fold_numbers(element, &items, self == CollectionFunction::Avg)
+            }
         }
     }
 }
 
+/// The fixed-width numbers `collection_sum` and `collection_avg` take.
+fn numeric_fixed(ty: &CqlType) -> bool {
+    matches!(
+        ty,
+        CqlType::TinyInt
+            | CqlType::SmallInt
+            | CqlType::Int
+            | CqlType::BigInt
+            | CqlType::Float
+            | CqlType::Double
+    )
+}
+
+/// The sum (or mean) of numbers, in their type: integers wrap as Java's
+/// do, an integer mean truncates, an empty collection gives zero.
+fn fold_numbers(ty: &CqlType, items: &[&[u8]], mean: bool) -> Option<Bytes> {
+    let count = items.len().max(1);
+    let float = matches!(ty, CqlType::Float | CqlType::Double);
+    let (mut int_sum, mut float_sum) = (0i128, 0f64);
+    for item in items {
+        match ty {
+            CqlType::Float => float_sum += f64::from(f32::from_be_bytes((*item).try_into().ok()?)),
+            CqlType::Double => float_sum += f64::from_be_bytes((*item).try_into().ok()?),
+            _ => {
+                let width = ty.fixed_width()?;
+                let bytes: &[u8] = item;
+                if bytes.len() != width {
+                    return None;
+                }
+                let mut full = [if bytes.first()? & 0x80 != 0 { 0xff } else { 0 }; 16];
+                full[16 - width..].copy_from_slice(bytes);
+                int_sum += i128::from_be_bytes(full);
+            }
+        }
+    }
+    if float {
+        let value = if mean {
+            float_sum / count as f64
+        } else {
+            float_sum
+        };
+        return Some(match ty {
+            CqlType::Float => Bytes::copy_from_slice(&(value as f32).to_be_bytes()),
+            _ => Bytes::copy_from_slice(&value.to_be_bytes()),
+        });
+    }
+    let value = if mean {
+        int_sum / count as i128
+    } else {
+        int_sum
+    };
+    let width = ty.fixed_width()?;
+    Some(Bytes::copy_from_slice(&value.to_be_bytes()[16 - width..]))
+}
+
 /// A protocol-encoded collection's element count and its elements (a map's
 /// keys and values alternate); `None` if it is malformed.
-pub(super) fn collection_items(value: &[u8]) -> Option<(usize, Vec<&[u8]>)> {
+pub(crate) fn collection_items(value: &[u8]) -> Option<(usize, Vec<&[u8]>)> {
     let count = usize::try_from(i32::from_be_bytes(value.get(..4)?.try_into().ok()?)).ok()?;
     let mut at = 4;
     let mut items = Vec::new();
@@ -178,7 +404,7 @@ pub(super) fn collection_items(value: &[u8]) -> Option<(usize, Vec<&[u8]>)> {
 
 /// The native math functions (Cassandra 5.0): each returns its argument's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MathFunction {
+pub(crate) enum MathFunction {
     Abs,
     Exp,
     Log,
@@ -187,7 +413,7 @@ pub(super) enum MathFunction {
 }
 
 impl MathFunction {
-    pub(super) fn from_name(name: &str) -> Option<MathFunction> {
+    pub(crate) fn from_name(name: &str) -> Option<MathFunction> {
         Some(match name {
             "abs" => MathFunction::Abs,
             "exp" => MathFunction::Exp,
@@ -198,7 +424,7 @@ impl MathFunction {
         })
     }
 
-    pub(super) fn apply(self, x: f64) -> f64 {
+    pub(crate) fn apply(self, x: f64) -> f64 {
         match self {
             MathFunction::Abs => x.abs(),
             MathFunction::Exp => x.exp(),
@@ -211,7 +437,7 @@ impl MathFunction {
 
 /// A math function of a fixed-width number, in the number's type (integer
 /// results truncated, as Cassandra's).
-pub(super) fn apply_math(function: MathFunction, ty: &CqlType, bytes: &[u8]) -> Option<Bytes> {
+pub(crate) fn apply_math(function: MathFunction, ty: &CqlType, bytes: &[u8]) -> Option<Bytes> {
     let int = |value: i64| -> Option<i64> {
         match function {
             MathFunction::Abs => value.checked_abs(),
@@ -249,7 +475,7 @@ pub(super) fn apply_math(function: MathFunction, ty: &CqlType, bytes: &[u8]) -> 
 }
 
 /// Milliseconds since the epoch in a version 1 (time) UUID.
-pub(super) fn timeuuid_millis(bytes: &[u8]) -> Option<i64> {
+pub(crate) fn timeuuid_millis(bytes: &[u8]) -> Option<i64> {
     let b: [u8; 16] = bytes.try_into().ok()?;
     let time_low = u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let time_mid = u64::from(u16::from_be_bytes([b[4], b[5]]));
@@ -259,14 +485,17 @@ pub(super) fn timeuuid_millis(bytes: &[u8]) -> Option<i64> {
     Some((ticks as i64 - 0x01b2_1dd2_1381_4000) / 10_000)
 }
 
-/// Evaluates a scalar function on its argument values.
-pub(super) fn apply_scalar(
+/// Evaluates a scalar function on its arguments' types and values (`to`
+/// is its result type, `token` the row's partition token).
+pub(crate) fn apply_scalar(
     function: &ScalarFunction,
-    from: &CqlType,
+    args: &[(&CqlType, Option<Bytes>)],
     to: &CqlType,
-    value: Option<Bytes>,
     token: i64,
 ) -> Option<Bytes> {
+    let (from, value) = args
+        .first()
+        .map_or((&CqlType::BigInt, None), |(ty, value)| (*ty, value.clone()));
     const DAY_MS: i64 = 86_400_000;
     let millis = |bytes: &[u8]| -> Option<i64> {
         match from {
@@ -304,6 +533,7 @@ pub(super) fn apply_scalar(
             None => "null".to_owned(),
         })),
         ScalarFunction::Collection(collection) => collection.apply(from, &value?),
+        ScalarFunction::Mask(mask) => mask.apply(from, args),
         ScalarFunction::Field(path) => {
             let mut value = value?;
             for &index in path {
@@ -317,7 +547,7 @@ pub(super) fn apply_scalar(
 /// Field `index` of a serialized user-type value (`[int length][bytes]`
 /// per field); None when null or absent (a field added after the value
 /// was written).
-pub(super) fn udt_field(value: &Bytes, index: usize) -> Option<Bytes> {
+pub(crate) fn udt_field(value: &Bytes, index: usize) -> Option<Bytes> {
     let mut at = 0usize;
     for field in 0..=index {
         let length = i32::from_be_bytes(value.get(at..at + 4)?.try_into().ok()?);
@@ -338,7 +568,7 @@ pub(super) fn udt_field(value: &Bytes, index: usize) -> Option<Bytes> {
 }
 
 /// `CAST(value AS to)` between numbers, and from anything to text.
-pub(super) fn cast_value(from: &CqlType, to: &CqlType, bytes: &[u8]) -> Option<Bytes> {
+pub(crate) fn cast_value(from: &CqlType, to: &CqlType, bytes: &[u8]) -> Option<Bytes> {
     if matches!(to, CqlType::Text | CqlType::Ascii) {
         let rendered = crate::json::render(from, bytes);
         let text = match from {
@@ -376,7 +606,7 @@ pub(super) fn cast_value(from: &CqlType, to: &CqlType, bytes: &[u8]) -> Option<B
 }
 
 /// Whether `CAST(from AS to)` is one this node evaluates.
-pub(super) fn castable(from: &CqlType, to: &CqlType) -> bool {
+pub(crate) fn castable(from: &CqlType, to: &CqlType) -> bool {
     let numeric = |t: &CqlType| {
         matches!(
             t,
@@ -391,83 +621,4 @@ pub(super) fn castable(from: &CqlType, to: &CqlType) -> bool {
     };
     matches!(to, CqlType::Text | CqlType::Ascii) && !from.is_multi_cell()
         || numeric(from) && numeric(to) && !matches!(to, CqlType::Counter)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::harness::{rows, TestNode, TestResult};
-    use crate::protocol::error::CqlError;
-
-    #[test]
-    fn math_collection_and_blob_functions_apply_per_row() -> TestResult {
-        let mut node = TestNode::new()?;
-        node.run_all(&[
-            "CREATE TABLE t (k int PRIMARY KEY, d double, i int, l list<int>, m map<text, int>)",
-            "INSERT INTO t (k, d, i, l, m) VALUES (1, -2.5, -7, [3, 1, 2], {'a': 1, 'b': 2})",
-        ])?;
-        assert_eq!(
-            node.rows("SELECT abs(i), abs(d), round(d), exp(0.0), log10(100.0) FROM t")?,
-            rows(&[&["7", "2.5", "-3.0", "1.0", "2.0"]])
-        );
-        assert_eq!(
-            node.rows("SELECT map_keys(m), map_values(m), collection_count(l) FROM t")?,
-            rows(&[&["[\"a\", \"b\"]", "[1, 2]", "3"]])
-        );
-        assert_eq!(
-            node.rows("SELECT intAsBlob(i), blobAsInt(intAsBlob(i)) FROM t")?,
-            rows(&[&["\"0xfffffff9\"", "-7"]])
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn functions_take_functions_and_typed_constants() -> TestResult {
-        let mut node = TestNode::new()?;
-        node.run_all(&[
-            "CREATE TABLE t (k int PRIMARY KEY, i int, b blob)",
-            "INSERT INTO t (k, i, b) VALUES (1, -3, 0x0000002a)",
-        ])?;
-        assert_eq!(
-            node.rows(
-                "SELECT abs(abs(i)), blobAsInt(b), abs((bigint) -5), abs(-9000000000) FROM t"
-            )?,
-            rows(&[&["3", "42", "5", "9000000000"]])
-        );
-        let deep = (0..20).fold("i".to_owned(), |inner, _| format!("abs({inner})"));
-        let error = node.error(&format!("SELECT {deep} FROM t"))?;
-        assert!(
-            matches!(&error, CqlError::Invalid(m) if m.contains("at most 16")),
-            "{error:?}"
-        );
-        for (cql, fragment) in [
-            ("SELECT abs('text') FROM t", "text"),
-            ("SELECT blobAsInt(i) FROM t", "blob"),
-            (
-                "SELECT abs(writetime(i)) FROM t",
-                "writetime() as the argument",
-            ),
-            ("SELECT abs(null) FROM t", "needs a type"),
-            ("SELECT abs(?) FROM t", "bind markers"),
-            ("SELECT 1 FROM t", "constant as a selector"),
-        ] {
-            let error = node.error(cql)?;
-            assert!(error.to_string().contains(fragment), "{cql}: {error:?}");
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn clock_functions_answer_now() -> TestResult {
-        let mut node = TestNode::new()?;
-        node.run("CREATE TABLE t (k int PRIMARY KEY)")?;
-        node.run("INSERT INTO t (k) VALUES (1)")?;
-        let now = node.rows("SELECT toUnixTimestamp(now()), currentDate() FROM t")?;
-        let millis: i64 = now[0][0].parse()?;
-        let wall = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
-        assert!((wall - millis).abs() < 60_000, "now() {millis} vs {wall}");
-        assert_eq!(now[0][1].len(), "\"2026-12-07\"".len(), "{now:?}");
-        Ok(())
-    }
 }
