@@ -11,6 +11,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -133,9 +134,36 @@ fn micros_since_epoch(at: SystemTime) -> i64 {
 #[derive(Debug, Default)]
 pub struct TraceStore {
     sessions: Mutex<VecDeque<TraceSession>>,
+    /// The share of requests traced without the client asking
+    /// (`nodetool settraceprobability`), as an `f64`'s bits; 0 by default.
+    probability: AtomicU64,
 }
 
 impl TraceStore {
+    /// Sets the share of requests traced without the client asking: a
+    /// number from 0 to 1 (anything else is refused, naming the range).
+    pub fn set_probability(&self, probability: f64) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&probability) {
+            return Err(format!(
+                "Trace probability must be between 0 and 1, not {probability}"
+            ));
+        }
+        self.probability
+            .store(probability.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub fn probability(&self) -> f64 {
+        f64::from_bits(self.probability.load(Ordering::Relaxed))
+    }
+
+    /// Whether to trace a request the client did not ask to trace: one
+    /// atomic load when the probability is 0.
+    pub fn sample(&self) -> bool {
+        let bits = self.probability.load(Ordering::Relaxed);
+        bits != 0 && rand::random::<f64>() < f64::from_bits(bits)
+    }
+
     /// Keeps a finished session (forgetting the oldest past the limit).
     pub fn record(&self, session: TraceSession) {
         let mut sessions = self.sessions.lock();
@@ -192,6 +220,29 @@ pub fn session_id_bytes(session: &TraceSession) -> Bytes {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn the_trace_probability_is_a_share_from_0_to_1() {
+        let store = TraceStore::default();
+        assert_eq!(store.probability(), 0.0);
+        assert!((0..1000).all(|_| !store.sample()), "nothing sampled at 0");
+        assert_eq!(store.set_probability(1.0), Ok(()));
+        assert!((0..1000).all(|_| store.sample()), "everything sampled at 1");
+        assert_eq!(store.set_probability(0.25), Ok(()));
+        let sampled = (0..10_000).filter(|_| store.sample()).count();
+        assert!(
+            (2_000..3_000).contains(&sampled),
+            "{sampled} of 10000 at 0.25"
+        );
+        for wrong in [-0.1, 1.5, f64::NAN] {
+            let refused = store.set_probability(wrong);
+            assert!(
+                refused.is_err_and(|e| e.contains("between 0 and 1")),
+                "{wrong}"
+            );
+        }
+        assert_eq!(store.probability(), 0.25, "a refused value changes nothing");
+    }
 
     fn session(n: u8) -> TraceSession {
         TraceStart::now(None, "QUERY", &format!("q{n}"), Vec::new()).finish(

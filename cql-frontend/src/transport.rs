@@ -417,8 +417,11 @@ pub async fn serve_connection(
             _ => None,
         };
         // A traced request runs on one blocking thread from start to end,
-        // where its steps gather (see `replication::trace`).
-        let traced = header.flags & flags::TRACING != 0;
+        // where its steps gather (see `replication::trace`). Besides those
+        // the client asks to trace, a share of all (`nodetool
+        // settraceprobability`) is traced without telling the client.
+        let sampled = header.flags & flags::TRACING == 0 && node.traces.sample();
+        let traced = header.flags & flags::TRACING != 0 || sampled;
         // Only requests that never wait on another node may run inline.
         let inline = !traced
             && node
@@ -431,7 +434,15 @@ pub async fn serve_connection(
             // own task: no task to spawn and no thread to wake for it. Under
             // a pipelined load, the requests before it were spawned, so one
             // connection still spreads over every core.
-            let reply = run_and_encode(&node, &session, request, prepared, &header, compress_reply);
+            let reply = run_and_encode(
+                &node,
+                &session,
+                request,
+                prepared,
+                &header,
+                compress_reply,
+                sampled,
+            );
             let sent = out.send(reply).await;
             drop((permits, granted));
             if sent.is_err() {
@@ -466,15 +477,30 @@ pub async fn serve_connection(
         }
         if inline {
             tokio::spawn(async move {
-                let reply =
-                    run_and_encode(&node, &session, request, prepared, &header, compress_reply);
+                let reply = run_and_encode(
+                    &node,
+                    &session,
+                    request,
+                    prepared,
+                    &header,
+                    compress_reply,
+                    sampled,
+                );
                 let _ = out.send(reply).await;
                 drop((permits, granted));
             });
             continue;
         }
         tokio::task::spawn_blocking(move || {
-            let reply = run_and_encode(&node, &session, request, prepared, &header, compress_reply);
+            let reply = run_and_encode(
+                &node,
+                &session,
+                request,
+                prepared,
+                &header,
+                compress_reply,
+                sampled,
+            );
             let _ = out.blocking_send(reply);
             drop((permits, granted));
         });
@@ -610,9 +636,11 @@ fn run_and_encode(
     prepared: Option<std::sync::Arc<crate::prepared::Prepared>>,
     header: &FrameHeader,
     compression: Option<Compression>,
+    sampled: bool,
 ) -> Outbound {
     crate::warnings::begin();
-    let trace = (header.flags & flags::TRACING != 0)
+    let asked = header.flags & flags::TRACING != 0;
+    let trace = (asked || sampled)
         .then(|| trace_start(session, &request, prepared.as_deref()))
         .flatten();
     if let Some(start) = &trace {
@@ -644,6 +672,8 @@ fn run_and_encode(
         ));
         id
     });
+    // A sampled request's trace is kept; only a client that asked is told.
+    let tracing_id = tracing_id.filter(|_| asked);
     encode_traced(
         header.version,
         header.stream,
@@ -795,7 +825,15 @@ async fn run_on_task_and_encode(
     }
     let (node, session, header) = (node.clone(), session.clone(), *header);
     tokio::task::spawn_blocking(move || {
-        run_and_encode(&node, &session, request, prepared, &header, compression)
+        run_and_encode(
+            &node,
+            &session,
+            request,
+            prepared,
+            &header,
+            compression,
+            false,
+        )
     })
     .await
     .unwrap_or_else(|_| {

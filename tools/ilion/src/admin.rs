@@ -613,7 +613,9 @@ impl Admin for AdminService {
         &self,
         _: Request<Empty>,
     ) -> Result<Response<TraceProbability>, Status> {
-        Ok(Response::new(TraceProbability { probability: 0.0 }))
+        Ok(Response::new(TraceProbability {
+            probability: self.node.traces.probability(),
+        }))
     }
 
     async fn set_trace_probability(
@@ -621,16 +623,11 @@ impl Admin for AdminService {
         request: Request<TraceProbability>,
     ) -> Result<Response<Empty>, Status> {
         let probability = request.into_inner().probability;
-        if !(0.0..=1.0).contains(&probability) {
-            return Err(Status::invalid_argument(
-                "Trace probability must be between 0 and 1",
-            ));
-        }
-        if probability > 0.0 {
-            return Err(Status::unimplemented(
-                "not yet supported: query tracing; the probability stays 0",
-            ));
-        }
+        self.node
+            .traces
+            .set_probability(probability)
+            .map_err(Status::invalid_argument)?;
+        tracing::info!(probability, "trace probability set");
         Ok(Response::new(Empty {}))
     }
 

@@ -188,7 +188,45 @@ async fn nodetool_reads_and_operates_a_live_node() {
         ok(admin, "getcompactionthroughput"),
         "Current compaction throughput: 16 MiB/s\n"
     );
+    // Probabilistic tracing: at 1 every request is traced (kept in
+    // system_traces, the client not told), at 0 none.
+    let before = trace_sessions(&session).await;
+    ok(admin, "settraceprobability 1");
+    assert_eq!(
+        ok(admin, "gettraceprobability"),
+        "Current trace probability: 1\n"
+    );
+    for k in 0..5 {
+        let result = session
+            .query_unpaged(format!("SELECT v FROM ops.t WHERE k = {k}"), &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            result.tracing_id(),
+            None,
+            "a sampled trace is not the client's"
+        );
+    }
     ok(admin, "settraceprobability 0");
+    let sampled = trace_sessions(&session).await;
+    assert!(
+        sampled >= before + 5,
+        "{before} then {sampled} trace sessions"
+    );
+    for k in 0..5 {
+        session
+            .query_unpaged(format!("SELECT v FROM ops.t WHERE k = {k}"), &[])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        trace_sessions(&session).await,
+        sampled,
+        "nothing traced at 0"
+    );
+    let (code, _, err) = nodetool(admin, "settraceprobability 1.5");
+    assert_eq!(code, 1);
+    assert!(err.contains("between 0 and 1"), "{err}");
 
     // Refusals: bad names, and what one node cannot do yet.
     let (code, _, err) = nodetool(admin, "flush nope");
@@ -202,12 +240,7 @@ async fn nodetool_reads_and_operates_a_live_node() {
         err.contains("Unknown table/column family nope in keyspace ops"),
         "{err}"
     );
-    for unsupported in [
-        "settraceprobability 0.5",
-        "decommission",
-        "repair ops",
-        "removenode x",
-    ] {
+    for unsupported in ["decommission", "repair ops", "removenode x"] {
         let (code, _, err) = nodetool(admin, unsupported);
         assert_eq!(code, 1, "{unsupported}");
         assert!(err.contains("not yet supported"), "{unsupported}: {err}");
@@ -243,4 +276,15 @@ async fn nodetool_reads_and_operates_a_live_node() {
         err.contains(&format!("Failed to connect to '127.0.0.1:{admin}'")),
         "{err}"
     );
+}
+
+/// How many trace sessions the node keeps.
+async fn trace_sessions(session: &Session) -> usize {
+    session
+        .query_unpaged("SELECT session_id FROM system_traces.sessions", &[])
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows_num()
 }
