@@ -101,11 +101,18 @@ impl TraceStart {
                 let elapsed_us = i64::try_from(step.elapsed.as_micros()).unwrap_or(i64::MAX);
                 let at_us = started_us.saturating_add(elapsed_us).max(last_us + 1);
                 last_us = at_us;
+                // A replica's step: its address, and its own time on the
+                // request (as Cassandra's source_elapsed).
+                let (source, source_elapsed) = match step.replica {
+                    Some((replica, since_start)) => (replica, since_start),
+                    None => (coordinator, step.elapsed),
+                };
                 TraceEvent {
                     event_id: crate::values::timeuuid(at_us),
                     activity: step.activity,
-                    source: coordinator,
-                    source_elapsed_us: i32::try_from(elapsed_us).unwrap_or(i32::MAX),
+                    source,
+                    source_elapsed_us: i32::try_from(source_elapsed.as_micros())
+                        .unwrap_or(i32::MAX),
                     thread: step.thread,
                 }
             })
@@ -253,11 +260,13 @@ mod tests {
                     activity: "a".into(),
                     elapsed: Duration::from_micros(5),
                     thread: "t".into(),
+                    replica: None,
                 },
                 replication::trace::TraceEvent {
                     activity: "b".into(),
                     elapsed: Duration::from_micros(5),
                     thread: "t".into(),
+                    replica: None,
                 },
             ],
             Duration::from_micros(10),

@@ -95,6 +95,17 @@ impl EngineConfig {
     }
 }
 
+/// The sources of one partition (see [`Engine::sources_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSources {
+    /// Memtables (the active one and those being flushed) holding it.
+    pub memtables: usize,
+    /// SSTables holding it.
+    pub sstables: usize,
+    /// SSTables of the table.
+    pub sstables_total: usize,
+}
+
 /// Summary of one table, for `nodetool tablestats`-style output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableStats {
@@ -530,6 +541,12 @@ impl Engine {
         query: &SliceQuery,
     ) -> Result<Option<(crate::merge::PartitionHeader, Vec<crate::merge::Atom>)>> {
         self.table(table)?.read_unfiltered(key, query)
+    }
+
+    /// Which of the table's memtables and SSTables hold a partition (for
+    /// traces: it looks the partition up again).
+    pub fn sources_of(&self, table: TableId, key: &PartitionKey) -> Result<ReadSources> {
+        self.table(table)?.sources_of(key)
     }
 
     /// A replica's data answer: the slice unfiltered (see [`crate::replica`]).

@@ -48,7 +48,7 @@ pub mod table;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use commitlog::{ReplayPolicy, SyncMode};
-pub use engine::{Engine, EngineConfig, SnapshotInfo, TableStats};
+pub use engine::{Engine, EngineConfig, ReadSources, SnapshotInfo, TableStats};
 pub use error::{Error, Result};
 pub use table::{
     CompactionStrategy, PartitionRows, ScanPage, ScanResume, SliceQuery, TableOptions, TokenRange,

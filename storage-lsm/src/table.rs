@@ -542,6 +542,26 @@ impl Table {
         Ok(Some((header, merge)))
     }
 
+    /// Which memtables and SSTables hold a partition.
+    pub fn sources_of(&self, key: &PartitionKey) -> Result<crate::engine::ReadSources> {
+        let view = self.view();
+        let memtables = std::iter::once(&view.active)
+            .chain(view.flushing.iter())
+            .filter(|memtable| memtable.get(key).is_some())
+            .count();
+        let mut sstables = 0;
+        for sstable in &view.sstables {
+            if sstable.find_partition(key)?.is_some() {
+                sstables += 1;
+            }
+        }
+        Ok(crate::engine::ReadSources {
+            memtables,
+            sstables,
+            sstables_total: view.sstables.len(),
+        })
+    }
+
     /// Live rows of one partition at `now_s`.
     pub fn read_partition(
         &self,

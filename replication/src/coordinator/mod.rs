@@ -542,6 +542,7 @@ impl Coordinator {
             Some(remote) if targets.iter().any(|t| Some(*t) != ring.local()) => remote.clone(),
             _ => {
                 let rows = self.engine.read(table, key, query)?;
+                crate::trace::trace_sources(&self.engine, table, key);
                 crate::trace::event(|| {
                     format!(
                         "Read locally: {} live rows",
@@ -1003,13 +1004,20 @@ impl ReadDriver<'_> {
                     if endpoint.is_local {
                         let read = self.coordinator.engine.read_data(table, key, query);
                         crate::trace::event(|| match &read {
-                            Ok(data) => format!(
-                                "Read {} locally: {} rows",
+                            Ok(_) => format!(
+                                "Reading {} locally",
                                 if digest_only { "a digest" } else { "data" },
-                                data.as_ref().map_or(0, |d| d.rows.len())
                             ),
                             Err(error) => format!("Local read failed: {error}"),
                         });
+                        if let Ok(data) = &read {
+                            crate::trace::trace_read(
+                                &self.coordinator.engine,
+                                table,
+                                key,
+                                data.as_ref(),
+                            );
+                        }
                         let next = match read {
                             Ok(data) if digest_only => self.handler.on_answer(
                                 replica,

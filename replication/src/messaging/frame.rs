@@ -5,9 +5,13 @@
 //! length  u32   bytes after this field (at most FRAME_BYTES_MAX)
 //! crc     u32   CRC32 of the bytes after this field
 //! id      u64   the request's id; a reply carries its request's id
-//! kind    u8    a verb (requests) or a reply kind
+//! kind    u8    a verb (requests) or a reply kind; its high bit (TRACED)
+//!               says a trace trailer follows the body
 //! timeout u32   requests: milliseconds the sender still waits; replies: 0
 //! body          the verb's or reply's fields, in the storage codec
+//! trailer       requests: the trace id (u64); replies: the trace id, the
+//!               replica's time on it (µs) and its steps (activity, µs
+//!               since it began, thread), at most TRACE_EVENTS_MAX
 //! ```
 //!
 //! A connection starts with [`MAGIC`] and [`VERSION`] from the side that
@@ -20,6 +24,8 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use storage_lsm::codec::{DecodeError, Reader, Writer};
 use storage_lsm::model::TableId;
 
+use crate::trace::{ReplicaSteps, TRACE_EVENTS_MAX};
+
 /// The first bytes of a messaging connection.
 pub const MAGIC: &[u8; 4] = b"ILMS";
 /// The messaging version this node speaks.
@@ -28,6 +34,9 @@ pub const VERSION: u8 = 1;
 pub const FRAME_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Bytes before a frame's body.
 const HEADER_BYTES: usize = 4 + 4 + 8 + 1 + 4;
+
+/// The kind bit that says a trace trailer follows the body.
+const TRACED: u8 = 0x80;
 
 /// What a request asks of a replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +85,14 @@ pub enum Message {
         id: u64,
         timeout_ms: u32,
         verb: Verb,
+        /// The coordinator's trace, when the request is traced.
+        trace: Option<u64>,
     },
     Reply {
         id: u64,
         reply: Reply,
+        /// The replica's steps, when the request was traced.
+        steps: Option<ReplicaSteps>,
     },
 }
 
@@ -125,6 +138,7 @@ pub fn encode(message: &Message, out: &mut BytesMut) {
             id,
             timeout_ms,
             verb,
+            trace,
         } => {
             let kind = match verb {
                 Verb::Mutate(mutation) => {
@@ -163,9 +177,16 @@ pub fn encode(message: &Message, out: &mut BytesMut) {
                     kind::TRUNCATE
                 }
             };
+            let kind = match trace {
+                Some(trace) => {
+                    body.fixed_i64(*trace as i64);
+                    kind | TRACED
+                }
+                None => kind,
+            };
             (*id, kind, *timeout_ms)
         }
-        Message::Reply { id, reply } => {
+        Message::Reply { id, reply, steps } => {
             let kind = match reply {
                 Reply::Done => kind::DONE,
                 Reply::Read {
@@ -186,6 +207,13 @@ pub fn encode(message: &Message, out: &mut BytesMut) {
                     body.bytes(reason.as_bytes());
                     kind::FAILED
                 }
+            };
+            let kind = match steps {
+                Some(steps) => {
+                    write_steps(steps, &mut body);
+                    kind | TRACED
+                }
+                None => kind,
             };
             (*id, kind, 0)
         }
@@ -239,60 +267,92 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Message>, FrameError> {
         let raw = r.bytes_ref()?;
         Ok(body.slice_ref(raw))
     };
-    let message = match kind {
-        kind::MUTATE => Message::Request {
-            id,
-            timeout_ms,
-            verb: Verb::Mutate(slice(&mut r)?),
-        },
-        kind::READ => Message::Request {
-            id,
-            timeout_ms,
-            verb: Verb::Read {
-                table: read_table(&mut r)?,
-                key: slice(&mut r)?,
-                query: slice(&mut r)?,
-                digest_only: r.u8()? != 0,
-            },
-        },
-        kind::SCAN => Message::Request {
-            id,
-            timeout_ms,
-            verb: Verb::Scan {
-                table: read_table(&mut r)?,
-                range: slice(&mut r)?,
-                resume: slice(&mut r)?,
-                row_limit: r.varint()?,
-            },
-        },
-        kind::TRUNCATE => Message::Request {
-            id,
-            timeout_ms,
-            verb: Verb::Truncate(read_table(&mut r)?),
-        },
-        kind::DONE => Message::Reply {
-            id,
-            reply: Reply::Done,
-        },
-        kind::READ_REPLY => Message::Reply {
-            id,
-            reply: Reply::Read {
-                found: r.u8()? != 0,
-                digest: r.fixed_i64()? as u64,
-                data: slice(&mut r)?,
-            },
-        },
-        kind::PAGE => Message::Reply {
-            id,
-            reply: Reply::Page(slice(&mut r)?),
-        },
-        kind::FAILED => Message::Reply {
-            id,
-            reply: Reply::Failed(String::from_utf8_lossy(&slice(&mut r)?).into_owned()),
-        },
-        other => return Err(FrameError::UnknownKind(other)),
+    let traced = kind & TRACED != 0;
+    let verb = match kind & !TRACED {
+        kind::MUTATE => Some(Verb::Mutate(slice(&mut r)?)),
+        kind::READ => Some(Verb::Read {
+            table: read_table(&mut r)?,
+            key: slice(&mut r)?,
+            query: slice(&mut r)?,
+            digest_only: r.u8()? != 0,
+        }),
+        kind::SCAN => Some(Verb::Scan {
+            table: read_table(&mut r)?,
+            range: slice(&mut r)?,
+            resume: slice(&mut r)?,
+            row_limit: r.varint()?,
+        }),
+        kind::TRUNCATE => Some(Verb::Truncate(read_table(&mut r)?)),
+        _ => None,
     };
-    Ok(Some(message))
+    if let Some(verb) = verb {
+        let trace = if traced {
+            Some(r.fixed_i64()? as u64)
+        } else {
+            None
+        };
+        return Ok(Some(Message::Request {
+            id,
+            timeout_ms,
+            verb,
+            trace,
+        }));
+    }
+    let reply = match kind & !TRACED {
+        kind::DONE => Reply::Done,
+        kind::READ_REPLY => Reply::Read {
+            found: r.u8()? != 0,
+            digest: r.fixed_i64()? as u64,
+            data: slice(&mut r)?,
+        },
+        kind::PAGE => Reply::Page(slice(&mut r)?),
+        kind::FAILED => Reply::Failed(String::from_utf8_lossy(&slice(&mut r)?).into_owned()),
+        _ => return Err(FrameError::UnknownKind(kind)),
+    };
+    let steps = if traced {
+        Some(read_steps(&mut r)?)
+    } else {
+        None
+    };
+    Ok(Some(Message::Reply { id, reply, steps }))
+}
+
+fn write_steps(steps: &ReplicaSteps, body: &mut Writer) {
+    let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    body.fixed_i64(steps.trace as i64);
+    body.varint(micros(steps.took));
+    let events = &steps.events[..steps.events.len().min(TRACE_EVENTS_MAX)];
+    body.varint(events.len() as u64);
+    for (activity, since_start, thread) in events {
+        body.bytes(activity.as_bytes());
+        body.varint(micros(*since_start));
+        body.bytes(thread.as_bytes());
+    }
+}
+
+fn read_steps(r: &mut Reader<'_>) -> Result<ReplicaSteps, DecodeError> {
+    let trace = r.fixed_i64()? as u64;
+    let took = std::time::Duration::from_micros(r.varint()?);
+    let at = r.offset();
+    let count = r.varint()?;
+    if count > TRACE_EVENTS_MAX as u64 {
+        return Err(DecodeError {
+            offset: at,
+            reason: "more trace steps than a trace keeps",
+        });
+    }
+    let mut events = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let activity = String::from_utf8_lossy(r.bytes_ref()?).into_owned();
+        let since_start = std::time::Duration::from_micros(r.varint()?);
+        let thread = String::from_utf8_lossy(r.bytes_ref()?).into_owned();
+        events.push((activity, since_start, thread));
+    }
+    Ok(ReplicaSteps {
+        trace,
+        took,
+        events,
+    })
 }
 
 #[cfg(test)]
@@ -306,6 +366,7 @@ mod tests {
                 id: 1,
                 timeout_ms: 2000,
                 verb: Verb::Mutate(Bytes::from_static(b"mutation")),
+                trace: None,
             },
             Message::Request {
                 id: u64::MAX,
@@ -316,6 +377,7 @@ mod tests {
                     query: Bytes::new(),
                     digest_only: true,
                 },
+                trace: None,
             },
             Message::Request {
                 id: 3,
@@ -326,15 +388,18 @@ mod tests {
                     resume: Bytes::new(),
                     row_limit: 5000,
                 },
+                trace: None,
             },
             Message::Request {
                 id: 4,
                 timeout_ms: 1,
                 verb: Verb::Truncate(table),
+                trace: None,
             },
             Message::Reply {
                 id: 5,
                 reply: Reply::Done,
+                steps: None,
             },
             Message::Reply {
                 id: 6,
@@ -343,14 +408,43 @@ mod tests {
                     digest: u64::MAX - 1,
                     data: Bytes::from_static(b"rows"),
                 },
+                steps: None,
             },
             Message::Reply {
                 id: 7,
                 reply: Reply::Page(Bytes::from(vec![7u8; 100_000])),
+                steps: None,
             },
             Message::Reply {
                 id: 8,
                 reply: Reply::Failed("unknown table".into()),
+                steps: None,
+            },
+            Message::Request {
+                id: 9,
+                timeout_ms: 100,
+                verb: Verb::Mutate(Bytes::from_static(b"traced")),
+                trace: Some(u64::MAX - 7),
+            },
+            Message::Reply {
+                id: 9,
+                reply: Reply::Done,
+                steps: Some(ReplicaSteps {
+                    trace: u64::MAX - 7,
+                    took: std::time::Duration::from_micros(321),
+                    events: vec![
+                        (
+                            "Appending to commitlog".into(),
+                            std::time::Duration::from_micros(5),
+                            "messaging".into(),
+                        ),
+                        (
+                            "Adding to t memtable".into(),
+                            std::time::Duration::from_micros(300),
+                            "messaging".into(),
+                        ),
+                    ],
+                }),
             },
         ]
     }

@@ -20,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 
 use super::frame::{self, Message, Reply, Verb};
+use crate::trace::ReplicaSteps;
 use crate::verbs;
 
 /// Requests of one connection on the blocking pool at once, at most.
@@ -45,12 +46,24 @@ impl ReplicaHandler {
         self.inline && matches!(verb, Verb::Mutate(_) | Verb::Read { .. })
     }
 
-    /// Does one request.
-    pub fn handle(&self, verb: Verb) -> Reply {
-        match self.try_handle(verb) {
-            Ok(reply) => reply,
-            Err(reason) => Reply::Failed(reason),
+    /// Does one request; a traced one also gives the steps it took.
+    pub fn handle(&self, verb: Verb, trace: Option<u64>) -> (Reply, Option<ReplicaSteps>) {
+        if let Some(id) = trace {
+            crate::trace::begin_replica(id);
+            crate::trace::event(|| format!("{} message received", verb_name(&verb)));
         }
+        let reply = match self.try_handle(verb) {
+            Ok(reply) => reply,
+            Err(reason) => {
+                crate::trace::event(|| format!("Failed: {reason}"));
+                Reply::Failed(reason)
+            }
+        };
+        let steps = trace.and_then(|_| {
+            crate::trace::event(|| "Enqueuing response to the coordinator".into());
+            crate::trace::finish_replica()
+        });
+        (reply, steps)
     }
 
     fn try_handle(&self, verb: Verb) -> Result<Reply, String> {
@@ -59,6 +72,7 @@ impl ReplicaHandler {
                 let mutation = Reader::new(&bytes)
                     .mutation()
                     .map_err(|e| format!("bad mutation: {e}"))?;
+                crate::trace::event(|| "Appending to commitlog and memtable".into());
                 self.engine.apply(mutation).map_err(|e| e.to_string())?;
                 Ok(Reply::Done)
             }
@@ -74,6 +88,9 @@ impl ReplicaHandler {
                     .engine
                     .read_data(table, &key, &query)
                     .map_err(|e| e.to_string())?;
+                if crate::trace::active() {
+                    crate::trace::trace_read(&self.engine, table, &key, data.as_ref());
+                }
                 let digest = storage_lsm::replica::digest(data.as_ref());
                 let bytes = match (&data, digest_only) {
                     (Some(update), false) => {
@@ -104,9 +121,16 @@ impl ReplicaHandler {
                     .engine
                     .scan(table, &range, resume.as_ref(), limit)
                     .map_err(|e| e.to_string())?;
+                crate::trace::event(|| {
+                    format!(
+                        "Scanned {} partitions of a token range",
+                        page.partitions.len()
+                    )
+                });
                 Ok(Reply::Page(Bytes::from(verbs::encode_page(&page))))
             }
             Verb::Truncate(table) => {
+                crate::trace::event(|| "Truncating the table".into());
                 self.engine.truncate(table).map_err(|e| e.to_string())?;
                 Ok(Reply::Done)
             }
@@ -114,11 +138,24 @@ impl ReplicaHandler {
     }
 }
 
+/// What a verb is called in traces (Cassandra's message names).
+fn verb_name(verb: &Verb) -> &'static str {
+    match verb {
+        Verb::Mutate(_) => "MUTATION",
+        Verb::Read {
+            digest_only: true, ..
+        } => "READ (digest)",
+        Verb::Read { .. } => "READ",
+        Verb::Scan { .. } => "RANGE_SLICE",
+        Verb::Truncate(_) => "TRUNCATE",
+    }
+}
+
 /// Appends a reply; one too large for a frame becomes a refusal naming the
 /// limit (the sender would otherwise drop the whole connection).
-fn encode_reply(id: u64, reply: Reply, out: &mut BytesMut) {
+fn encode_reply(id: u64, (reply, steps): (Reply, Option<ReplicaSteps>), out: &mut BytesMut) {
     let start = out.len();
-    frame::encode(&Message::Reply { id, reply }, out);
+    frame::encode(&Message::Reply { id, reply, steps }, out);
     let length = out.len() - start;
     if length > frame::FRAME_BYTES_MAX {
         out.truncate(start);
@@ -130,6 +167,7 @@ fn encode_reply(id: u64, reply: Reply, out: &mut BytesMut) {
             &Message::Reply {
                 id,
                 reply: Reply::Failed(reason),
+                steps: None,
             },
             out,
         );
@@ -167,20 +205,21 @@ where
         }
         let mut inline_replies = BytesMut::new();
         loop {
-            let (id, timeout_ms, verb) = match frame::decode(&mut buf) {
+            let (id, timeout_ms, verb, trace) = match frame::decode(&mut buf) {
                 Ok(None) => break,
                 Ok(Some(Message::Request {
                     id,
                     timeout_ms,
                     verb,
-                })) => (id, timeout_ms, verb),
+                    trace,
+                })) => (id, timeout_ms, verb, trace),
                 Ok(Some(Message::Reply { .. })) => {
                     break 'serve "a reply on a request stream".into()
                 }
                 Err(error) => break 'serve format!("bad frame: {error}"),
             };
             if handler.runs_inline(&verb) {
-                encode_reply(id, handler.handle(verb), &mut inline_replies);
+                encode_reply(id, handler.handle(verb, trace), &mut inline_replies);
                 continue;
             }
             let deadline = Instant::now() + Duration::from_millis(u64::from(timeout_ms));
@@ -206,9 +245,12 @@ where
                 // Past its deadline the sender no longer waits for the work;
                 // it still hears that the request was not done.
                 let reply = if Instant::now() >= deadline {
-                    Reply::Failed("the request's deadline passed before it ran".into())
+                    (
+                        Reply::Failed("the request's deadline passed before it ran".into()),
+                        None,
+                    )
                 } else {
-                    handler.handle(verb)
+                    handler.handle(verb, trace)
                 };
                 let mut out = BytesMut::new();
                 encode_reply(id, reply, &mut out);

@@ -209,6 +209,7 @@ impl Messenger {
                 id,
                 timeout_ms,
                 verb,
+                trace: crate::trace::current_id(),
             },
             &mut encoded,
         );
@@ -332,7 +333,11 @@ async fn run_connection(
                         loop {
                             match frame::decode(&mut buf) {
                                 Ok(None) => break,
-                                Ok(Some(Message::Reply { id, reply })) => {
+                                Ok(Some(Message::Reply { id, reply, steps })) => {
+                                    // The steps first: the answer may end the trace.
+                                    if let Some(steps) = steps {
+                                        crate::trace::deliver(peer.ip(), steps);
+                                    }
                                     connection.complete(id, reply)
                                 }
                                 Ok(Some(Message::Request { .. })) => {

@@ -596,10 +596,11 @@ fn attack_cluster(dir: &Path, nodes: &[&str], args: &[&str]) -> String {
 }
 
 /// TRUNCATE reaches every replica (and is Unavailable with a node down);
-/// schema merged from a peer raises TYPE and UPDATED KEYSPACE events.
+/// schema merged from a peer raises TYPE and UPDATED KEYSPACE events; a
+/// traced request shows the replica's own steps.
 /// Addresses: 127.0.15.x.
 #[test]
-fn truncate_and_schema_events_reach_every_node() {
+fn truncate_schema_events_and_replica_traces_cross_nodes() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("c");
     let _cleanup = common::ClusterCleanup(&dir);
@@ -610,6 +611,8 @@ fn truncate_and_schema_events_reach_every_node() {
     }
     let out = attack_cluster(&dir, &nodes, &["events"]);
     assert!(out.contains("events: all checks passed"), "{out}");
+    let out = attack_cluster(&dir, &nodes, &["replica_traces"]);
+    assert!(out.contains("replica_traces: all checks passed"), "{out}");
     let out = attack_cluster(&dir, &nodes, &["truncate"]);
     assert!(out.contains("truncate: all checks passed"), "{out}");
     common::cluster(&dir, "kill node2");

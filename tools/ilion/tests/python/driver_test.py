@@ -338,7 +338,8 @@ def full(port):
     expect_error(InvalidRequest, s, "CREATE TYPE address (x int)", "already exists")
     s.execute("CREATE TABLE people (id int, home frozen<address>, past list<frozen<address>>, note text, PRIMARY KEY (id, home))")
     expect_error(InvalidRequest, s, "CREATE TABLE bad (id int PRIMARY KEY, a nosuchtype)", "Unknown type ks.nosuchtype")
-    expect_error(InvalidRequest, s, "CREATE TABLE bad (id int PRIMARY KEY, a address)", "not yet supported")
+    expect_error(InvalidRequest, s, "CREATE TABLE bad (id address PRIMARY KEY)", "PRIMARY KEY")
+    expect_error(InvalidRequest, s, "CREATE TABLE bad (id int PRIMARY KEY, a list<address>)", "not allowed inside collections")
     cluster.refresh_schema_metadata()
     udt = cluster.metadata.keyspaces["ks"].user_types["address"]
     expect(udt.field_names == ["street", "zip", "tags"] and udt.field_types == ["text", "int", "frozen<set<text>>"], f"UDT metadata: {udt.field_names} {udt.field_types}")

@@ -17,6 +17,7 @@ Usage: hardening_test.py HOST:PORT MODE [ARGS]
   truncate           (cluster) TRUNCATE reaches every replica
   truncate_down      (cluster, a node down) TRUNCATE answers Unavailable
   events             (cluster of 2) CREATE TYPE / ALTER KEYSPACE through node 2 reach node 1's driver
+  replica_traces     (cluster of 2) a traced write and read at ALL show node 2's own steps
 Exits non-zero with a message on the first failed check.
 """
 
@@ -345,6 +346,39 @@ def truncate_down(hosts, port):
     cluster.shutdown()
 
 
+def replica_traces(hosts, port):
+    """A traced request coordinated by node 1 shows node 2's steps, with
+    node 2 as their source, as Cassandra's traces do."""
+    cluster, s = connect(hosts, port, only=hosts[0])
+    keyspace(s, "rt", rf=len(hosts))
+    s.execute("CREATE TABLE IF NOT EXISTS rt.t (k int PRIMARY KEY, v int)")
+
+    def steps_of(statement):
+        trace = s.execute(statement, trace=True).get_query_trace(max_wait_sec=10)
+        by_source = {}
+        for event in trace.events:
+            by_source.setdefault(str(event.source), []).append(event.description)
+        return by_source
+
+    write = SimpleStatement("INSERT INTO rt.t (k, v) VALUES (1, 1)", consistency_level=ConsistencyLevel.ALL)
+    steps = steps_of(write)
+    replica = steps.get(hosts[1], [])
+    expect(any("MUTATION message received" in d for d in replica)
+           and any("Appending to commitlog" in d for d in replica),
+           f"node 2's steps of a write: {steps}")
+    expect(any("Sending MUTATION message" in d for d in steps.get(hosts[0], [])),
+           f"node 1's steps of a write: {steps}")
+    read = SimpleStatement("SELECT v FROM rt.t WHERE k = 1", consistency_level=ConsistencyLevel.ALL)
+    steps = steps_of(read)
+    replica = steps.get(hosts[1], [])
+    expect(any(d.startswith("READ") and "received" in d for d in replica)
+           and any("Merged data from" in d for d in replica)
+           and any("Read 1 rows" in d for d in replica),
+           f"node 2's steps of a read: {steps}")
+    cluster.shutdown()
+    print("replica_traces: all checks passed")
+
+
 def events(hosts, port):
     """Node 1 must push the events of schema it merged from node 2, and its
     driver must refresh from them. The events are recorded as they arrive,
@@ -429,4 +463,5 @@ if __name__ == "__main__":
         "truncate": lambda: truncate(hosts, port),
         "truncate_down": lambda: truncate_down(hosts, port),
         "events": lambda: events(hosts, port),
+        "replica_traces": lambda: replica_traces(hosts, port),
     }[mode]()
