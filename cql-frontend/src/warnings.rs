@@ -1,6 +1,8 @@
 //! Client warnings (protocol v4+, the WARNING flag): what a statement tells
 //! its client beside its answer, as Cassandra's `ClientWarn` does — a batch
-//! larger than `batch_size_warn_threshold`, an aggregate over a whole table.
+//! larger than `batch_size_warn_threshold`, an unlogged batch over more
+//! than 10 partitions, an aggregate over a whole table or over several
+//! partitions named by IN.
 //!
 //! A statement runs synchronously on one thread, so its warnings gather in
 //! that thread's list: [`begin`] empties it before the statement, the

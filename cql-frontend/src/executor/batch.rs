@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use bytes::Bytes;
+
 use replication::WriteType;
 use storage_lsm::model::Mutation;
 
@@ -17,9 +19,44 @@ use crate::values::Bindings;
 
 use super::{consistency_of, invalid, now_micros, Context};
 
+/// Cassandra's `unlogged_batch_across_partitions_warn_threshold` default.
+const UNLOGGED_PARTITIONS_WARN: usize = 10;
+
+/// Warns, in Cassandra's words, of a batch larger than
+/// `batch_size_warn_threshold` (5 KiB), and of an unlogged batch over more
+/// than 10 partitions.
+pub(super) fn warn_of_batch(
+    mutations: &[(std::sync::Arc<TableSchema>, Mutation)],
+    write_type: WriteType,
+) {
+    if write_type == WriteType::UnloggedBatch {
+        let mut partitions: Vec<(&str, &str, &Bytes)> = mutations
+            .iter()
+            .map(|(t, m)| (t.keyspace.as_str(), t.name.as_str(), &m.key.key))
+            .collect();
+        partitions.sort();
+        partitions.dedup();
+        if partitions.len() > UNLOGGED_PARTITIONS_WARN {
+            let mut tables: Vec<String> = partitions
+                .iter()
+                .map(|(k, t, _)| format!("{k}.{t}"))
+                .collect();
+            tables.dedup();
+            crate::warnings::warn(format!(
+                "Unlogged batch covering {} partitions detected against table{} [{}]. \
+                 You should use a logged batch for atomicity, or asynchronous writes for performance.",
+                partitions.len(),
+                if tables.len() == 1 { "" } else { "s" },
+                tables.join(", ")
+            ));
+        }
+    }
+    warn_of_batch_size(mutations);
+}
+
 /// Warns when a batch's mutations are larger than Cassandra's
 /// `batch_size_warn_threshold` (5 KiB), in Cassandra's words.
-pub(super) fn warn_of_batch_size(mutations: &[(std::sync::Arc<TableSchema>, Mutation)]) {
+fn warn_of_batch_size(mutations: &[(std::sync::Arc<TableSchema>, Mutation)]) {
     let size: usize = mutations
         .iter()
         .map(|(_, m)| replication::internode::encode_mutation(m).len())
@@ -126,6 +163,61 @@ mod tests {
         assert!(
             node.rows("SELECT v FROM a WHERE k = 3")?.is_empty(),
             "a batch with a bad statement writes nothing"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn large_and_scattered_batches_warn_as_cassandras_do() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE a (k int PRIMARY KEY, v text)")?;
+        let inserts = |count: usize, value: &str| -> String {
+            (0..count)
+                .map(|k| format!("INSERT INTO a (k, v) VALUES ({k}, '{value}');"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let run = |node: &mut TestNode, cql: &str| -> Result<Vec<String>, CqlError> {
+            crate::warnings::begin();
+            node.run(cql)?;
+            Ok(crate::warnings::take())
+        };
+        let quiet = run(
+            &mut node,
+            &format!("BEGIN UNLOGGED BATCH {} APPLY BATCH", inserts(10, "x")),
+        )?;
+        assert!(quiet.is_empty(), "{quiet:?}");
+        let scattered = run(
+            &mut node,
+            &format!("BEGIN UNLOGGED BATCH {} APPLY BATCH", inserts(11, "x")),
+        )?;
+        assert_eq!(
+            scattered,
+            [
+                "Unlogged batch covering 11 partitions detected against table [ks.a]. \
+              You should use a logged batch for atomicity, or asynchronous writes for performance."
+            ]
+        );
+        let logged = run(
+            &mut node,
+            &format!("BEGIN BATCH {} APPLY BATCH", inserts(11, "x")),
+        )?;
+        assert!(
+            logged.is_empty(),
+            "a logged batch may span partitions: {logged:?}"
+        );
+        let big = run(
+            &mut node,
+            &format!("BEGIN BATCH {} APPLY BATCH", inserts(3, &"y".repeat(3000))),
+        )?;
+        assert!(
+            big.len() == 1 && big[0].starts_with("Batch for [ks.a] is of size"),
+            "{big:?}"
+        );
+        let aggregate = run(&mut node, "SELECT count(*) FROM a WHERE k IN (1, 2)")?;
+        assert_eq!(
+            aggregate,
+            ["Aggregation query used on multiple partition keys (IN restriction)"]
         );
         Ok(())
     }

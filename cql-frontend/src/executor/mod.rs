@@ -39,7 +39,7 @@ use crate::schema::{resolve_keyspace, TableSchema, SYSTEM_KEYSPACES};
 use crate::types::CqlType;
 use crate::values::{term_value, Bindings};
 
-use self::batch::warn_of_batch_size;
+use self::batch::warn_of_batch;
 
 mod aggregate;
 mod batch;
@@ -441,7 +441,7 @@ impl Context<'_> {
         mutations: Vec<(std::sync::Arc<TableSchema>, Mutation)>,
         write_type: WriteType,
     ) -> Result<(), CqlError> {
-        warn_of_batch_size(&mutations);
+        warn_of_batch(&mutations, write_type);
         let mut timed_out = None;
         for (table, mutation) in mutations {
             match self.write(&table, mutation, write_type) {

@@ -375,6 +375,14 @@ impl Context<'_> {
         {
             if restrictions.partition.is_empty() {
                 crate::warnings::warn("Aggregation query used without partition key".into());
+            } else if restrictions
+                .partition
+                .iter()
+                .any(|(_, values)| values.len() > 1)
+            {
+                crate::warnings::warn(
+                    "Aggregation query used on multiple partition keys (IN restriction)".into(),
+                );
             }
             // Aggregates see every row: fetch page after page, folding as we go.
             let shape = Shape {
