@@ -1284,6 +1284,9 @@ impl Catalog {
         name: &str,
         fields: &[(String, CqlType)],
     ) -> Result<UserType, CqlError> {
+        if fields.len() > TYPE_FIELDS_MAX {
+            return Err(too_many_fields(name, fields.len()));
+        }
         let mut seen = std::collections::HashSet::new();
         let mut resolved = Vec::with_capacity(fields.len());
         for (field, ty) in fields {
@@ -1568,6 +1571,9 @@ impl Catalog {
                 if matches!(&ty, CqlType::UserType(u) if u.name == udt.name) {
                     return Err(invalid(format!("Type {} cannot refer to itself", udt.name)));
                 }
+                if udt.fields.len() >= TYPE_FIELDS_MAX {
+                    return Err(too_many_fields(&udt.name, udt.fields.len() + 1));
+                }
                 udt.fields.push((field.clone(), ty));
             }
             AlterType::Rename { if_exists, pairs } => {
@@ -1740,6 +1746,16 @@ fn type_clustering(name: &str) -> Bytes {
     let mut key = vec![0u8];
     key.extend_from_slice(name.as_bytes());
     Bytes::from(key)
+}
+
+/// Fields of a user-defined type, at most: the protocol describes a type
+/// with a `[short]` count of its fields.
+pub const TYPE_FIELDS_MAX: usize = u16::MAX as usize;
+
+fn too_many_fields(name: &str, count: usize) -> CqlError {
+    invalid(format!(
+        "Type {name} would have {count} fields; a user-defined type has at most {TYPE_FIELDS_MAX} (the protocol counts them in 16 bits)"
+    ))
 }
 
 /// A column's type: a user-defined type may be non-frozen at the top (one

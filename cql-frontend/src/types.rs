@@ -562,6 +562,12 @@ impl TypeParser<'_> {
                         break;
                     }
                     self.expect_char(',')?;
+                    if items.len() >= u16::MAX as usize {
+                        return Err(TypeError(format!(
+                            "a tuple has at most {} components (the protocol counts them in 16 bits)",
+                            u16::MAX
+                        )));
+                    }
                     items.push(self.parse_type()?);
                 }
                 CqlType::Tuple(items)

@@ -1077,6 +1077,37 @@ mod udt_tests {
     }
 
     #[test]
+    fn types_are_capped_at_what_the_protocol_can_describe() -> TestResult {
+        let mut node = TestNode::new()?;
+        let fields = |count: usize| -> String {
+            (0..count)
+                .map(|i| format!("f{i} int"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let error = node.error(&format!("CREATE TYPE huge ({})", fields(65_536)))?;
+        assert!(error.to_string().contains("at most 65535"), "{error:?}");
+        node.run(&format!("CREATE TYPE most ({})", fields(65_535)))?;
+        let error = node.error("ALTER TYPE most ADD one_more int")?;
+        assert!(error.to_string().contains("at most 65535"), "{error:?}");
+        node.run("CREATE TABLE wide (k int PRIMARY KEY, v most)")?;
+        node.run("UPDATE wide SET v.f65534 = 7 WHERE k = 1")?;
+        assert_eq!(
+            node.rows("SELECT v.f65534, v.f0 FROM wide WHERE k = 1")?,
+            rows(&[&["7", "null"]])
+        );
+        let components = vec!["int"; 65_536].join(", ");
+        let error = node.error(&format!(
+            "CREATE TABLE tup (k int PRIMARY KEY, t tuple<{components}>)"
+        ))?;
+        assert!(
+            error.to_string().contains("at most 65535 components"),
+            "{error:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn non_frozen_udts_show_unfrozen_in_the_schema() -> TestResult {
         let mut node = node()?;
         assert_eq!(
