@@ -27,6 +27,12 @@ use crate::verbs;
 pub const BLOCKING_PER_CONNECTION: usize = 64;
 /// Reply batches waiting for the connection's writer, at most.
 const REPLY_QUEUE_MAX: usize = 1024;
+/// A connection's read buffer before frames make it grow.
+const READ_BUFFER_START: usize = 4 * 1024;
+/// Messaging connections from peers served at once, at most: each peer
+/// keeps one (a few while reconnecting), so this allows hundreds of nodes;
+/// past it a new connection is closed at once and logged.
+pub const CONNECTIONS_MAX: usize = 1024;
 
 /// Does the replication verbs against this node's engine.
 #[derive(Debug)]
@@ -196,7 +202,9 @@ where
         }
     });
     let blocking = Arc::new(Semaphore::new(BLOCKING_PER_CONNECTION));
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    // Small at first: an idle connection costs little, and a frame's
+    // header makes room for the whole frame (see `frame::decode`).
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_START);
     let reason = 'serve: loop {
         match reader.read_buf(&mut buf).await {
             Ok(0) => break "closed by the peer".to_owned(),

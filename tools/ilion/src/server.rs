@@ -377,6 +377,10 @@ async fn serve_internode(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel::<std::io::Result<TcpStream>>(64);
+    let messaging = Arc::new(tokio::sync::Semaphore::new(
+        replication::messaging::inbound::CONNECTIONS_MAX,
+    ));
+    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut grpc_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
@@ -402,6 +406,7 @@ async fn serve_internode(
             },
         };
         let (grpc_tx, replica) = (grpc_tx.clone(), replica.clone());
+        let (messaging, refused) = (messaging.clone(), refused.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut hello = [0u8; 4];
@@ -422,6 +427,19 @@ async fn serve_internode(
                 let _ = grpc_tx.send(Ok(stream)).await;
                 return;
             }
+            let Ok(_permit) = messaging.try_acquire_owned() else {
+                // Logged for the first refusal and every thousandth after,
+                // so a flood cannot flood the log too.
+                let count = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if count == 1 || count % 1000 == 0 {
+                    tracing::warn!(
+                        limit = replication::messaging::inbound::CONNECTIONS_MAX,
+                        refused = count,
+                        "messaging connection refused: too many open"
+                    );
+                }
+                return;
+            };
             let mut stream = stream;
             let mut header = [0u8; 5];
             if stream.read_exact(&mut header).await.is_err() {

@@ -14,11 +14,14 @@
 //!   once a minute, and the node starts again once space is freed;
 //! - silent connections and partial frames cannot lock clients out or hold
 //!   the node's memory; the prepared cache is bounded in bytes; probes
-//!   answer with hundreds of idle connections on the metrics port;
+//!   answer with hundreds of idle connections on the metrics port; idle
+//!   messaging connections on the internode port cost little and are
+//!   capped;
 //! - options out of range and a 1 MB clustering key are refused; login
 //!   time does not tell whether a role exists; protocol v3 PREPARE works.
 //!
-//! Client source addresses of their own: 127.0.16.2, 127.0.17.2, 127.0.18.2.
+//! Client source addresses of their own: 127.0.16.2, 127.0.17.2, 127.0.18.2,
+//! 127.0.18.3.
 
 use crate::common;
 
@@ -539,6 +542,53 @@ fn probes_answer_with_hundreds_of_idle_connections_open() {
         times[4]
     );
     assert!(times[8] < Duration::from_secs(1), "{times:?}");
+    drop(idle);
+}
+
+#[test]
+fn idle_messaging_connections_cost_little_and_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(&dir.path().join("n"), &[]);
+    let pid = node.child.id();
+    let internode = SocketAddr::from(([127, 0, 0, 1], node.ports.storage));
+    let before = rss_bytes(pid);
+    // Past the cap (1,024) by 76: each says it speaks messaging, then idles.
+    let mut idle = Vec::new();
+    for n in 0..1100 {
+        let mut stream = connect_from([127, 0, 18, 3], internode)
+            .unwrap_or_else(|e| panic!("connection {n}: {e} (is `ulimit -n` over 1,200?)"));
+        stream.write_all(b"ILMS\x01").unwrap();
+        idle.push(stream);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rss_bytes(pid);
+    let grew = during.saturating_sub(before);
+    eprintln!(
+        "RSS {} -> {} MiB with 1,100 idle messaging connections",
+        before >> 20,
+        during >> 20
+    );
+    // Was 64 KiB of read buffer per connection (69 MiB for these).
+    assert!(grew < 24 * 1024 * 1024, "RSS grew by {} MiB", grew >> 20);
+    // The last ones were closed at once.
+    let last = idle.last_mut().unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut byte = [0u8; 1];
+    // Closed with the version byte unread: the kernel answers with a reset.
+    let read = last.read(&mut byte);
+    assert!(
+        matches!(&read, Ok(0))
+            || matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "a connection past the cap is closed: {read:?}"
+    );
+    assert!(
+        node.log_text()
+            .contains("messaging connection refused: too many open"),
+        "the refusal is logged"
+    );
+    // Clients are served all along.
+    let out = attack(&node, &["v3"]);
+    assert!(out.contains("v3: all checks passed"), "{out}");
     drop(idle);
 }
 
