@@ -8,6 +8,7 @@
 //! - [`consistency`]: consistency level names for the CQL clients;
 //! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
 //!   validated [`config::Config`];
+//! - [`grpc_conn`]: gRPC servers' connections, capped;
 //! - [`identity`]: the host id and tokens, kept in the data directory;
 //! - [`http`]: the metrics and probes HTTP port;
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod consistency;
+pub mod grpc_conn;
 pub mod http;
 pub mod identity;
 pub mod logging;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cli::ServerArgs;
@@ -347,14 +347,45 @@ async fn tell_clients_of_membership(
     }
 }
 
-/// Serves a gRPC router on `listener` until `shutdown` turns true.
+/// Open connections of the admin API, at most (nodetool opens one per
+/// command).
+const ADMIN_CONNECTIONS_MAX: usize = 256;
+/// Open gRPC connections on the internode port (gossip, schema), at most:
+/// a few per peer.
+const INTERNODE_GRPC_CONNECTIONS_MAX: usize = 1024;
+
+/// Serves a gRPC router on `listener` until `shutdown` turns true, with at
+/// most [`ADMIN_CONNECTIONS_MAX`] connections open.
 async fn serve_grpc(
     listener: TcpListener,
     router: tonic::transport::server::Router,
     mut shutdown: watch::Receiver<bool>,
     name: &'static str,
 ) {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let limit = crate::grpc_conn::ConnectionLimit::new(name, ADMIN_CONNECTIONS_MAX);
+    let (admitted, incoming) = tokio::sync::mpsc::channel::<std::io::Result<_>>(64);
+    let mut accepting = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = async { accepting.wait_for(|stop| *stop).await.is_ok() } => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(error) => {
+                        tracing::warn!(service = name, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            if let Some(stream) = limit.admit(stream) {
+                if admitted.send(Ok(stream)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(incoming);
     let result = router
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -376,7 +407,10 @@ async fn serve_internode(
     replica: Arc<ReplicaHandler>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (grpc_tx, grpc_rx) = tokio::sync::mpsc::channel::<std::io::Result<TcpStream>>(64);
+    let (grpc_tx, grpc_rx) =
+        tokio::sync::mpsc::channel::<std::io::Result<crate::grpc_conn::Permitted>>(64);
+    let grpc_limit =
+        crate::grpc_conn::ConnectionLimit::new("internode", INTERNODE_GRPC_CONNECTIONS_MAX);
     let messaging = Arc::new(tokio::sync::Semaphore::new(
         replication::messaging::inbound::CONNECTIONS_MAX,
     ));
@@ -407,6 +441,7 @@ async fn serve_internode(
         };
         let (grpc_tx, replica) = (grpc_tx.clone(), replica.clone());
         let (messaging, refused) = (messaging.clone(), refused.clone());
+        let grpc_limit = grpc_limit.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut hello = [0u8; 4];
@@ -424,14 +459,16 @@ async fn serve_internode(
                 return;
             }
             if &hello != replication::messaging::frame::MAGIC {
-                let _ = grpc_tx.send(Ok(stream)).await;
+                if let Some(stream) = grpc_limit.admit(stream) {
+                    let _ = grpc_tx.send(Ok(stream)).await;
+                }
                 return;
             }
             let Ok(_permit) = messaging.try_acquire_owned() else {
                 // Logged for the first refusal and every thousandth after,
                 // so a flood cannot flood the log too.
                 let count = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if count == 1 || count % 1000 == 0 {
+                if count == 1 || count.is_multiple_of(1000) {
                     tracing::warn!(
                         limit = replication::messaging::inbound::CONNECTIONS_MAX,
                         refused = count,
