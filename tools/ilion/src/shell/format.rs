@@ -10,7 +10,8 @@ use unicode_width::UnicodeWidthStr;
 
 /// Significant digits cqlsh shows for `float` and `double`.
 const FLOAT_PRECISION: usize = 5;
-const DOUBLE_PRECISION: usize = 12;
+/// cqlsh 6.2's `DEFAULT_DOUBLE_PRECISION` (earlier cqlsh used 12).
+const DOUBLE_PRECISION: usize = 5;
 
 /// What colour a printed value takes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -173,8 +174,8 @@ pub fn value_text(value: &CqlValue, nested: bool) -> String {
         CqlValue::SmallInt(v) => v.to_string(),
         CqlValue::TinyInt(v) => v.to_string(),
         CqlValue::Counter(c) => c.0.to_string(),
-        CqlValue::Float(v) => float_text(f64::from(*v), FLOAT_PRECISION),
-        CqlValue::Double(v) => float_text(*v, DOUBLE_PRECISION),
+        CqlValue::Float(v) => cqlsh_float_text(f64::from(*v), FLOAT_PRECISION),
+        CqlValue::Double(v) => cqlsh_float_text(*v, DOUBLE_PRECISION),
         CqlValue::Varint(v) => {
             num_bigint::BigInt::from_signed_bytes_be(v.as_signed_bytes_be_slice()).to_string()
         }
@@ -229,6 +230,21 @@ pub fn value_text(value: &CqlValue, nested: bool) -> String {
         ),
         other => format!("{other:?}"),
     }
+}
+
+/// A float as cqlsh shows it: `%.Ng` with N widened by the digits before
+/// the point when the number stays in plain notation (so `3.14159`, not
+/// `3.1416`, at precision 5), as its `format_floating_point_type` does.
+pub fn cqlsh_float_text(value: f64, precision: usize) -> String {
+    let mut precision = precision;
+    if value.is_finite() && value.abs() > f64::EPSILON {
+        // Python's int(): toward zero.
+        let exponent = value.abs().log10().trunc() as i64;
+        if (-4..precision as i64).contains(&exponent) {
+            precision = usize::try_from(precision as i64 + exponent + 1).unwrap_or(1);
+        }
+    }
+    float_text(value, precision)
 }
 
 /// `%.Ng` as Python prints it: N significant digits, no trailing zeros,
@@ -346,6 +362,12 @@ mod tests {
 
     #[test]
     fn floats_read_like_python_percent_g() {
+        assert_eq!(cqlsh_float_text(std::f64::consts::PI, 5), "3.14159");
+        assert_eq!(cqlsh_float_text(123.456789, 5), "123.45679");
+        assert_eq!(cqlsh_float_text(0.000123456, 5), "0.000123");
+        assert_eq!(cqlsh_float_text(-0.05, 5), "-0.05");
+        assert_eq!(cqlsh_float_text(1234567.0, 5), "1.2346e+06");
+        assert_eq!(cqlsh_float_text(0.0, 5), "0");
         assert_eq!(float_text(1.5, 5), "1.5");
         assert_eq!(float_text(1.234567, 5), "1.2346");
         assert_eq!(float_text(0.1 + 0.2, 12), "0.3");

@@ -165,6 +165,16 @@ fn describe_error(error: &ExecutionError) -> String {
     }
 }
 
+/// A failed DESCRIBE, as cqlsh prints it: the server's message alone.
+fn describe_failure(error: &ExecutionError) -> Failure {
+    match error {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(_, message)) => {
+            Failure(message.clone())
+        }
+        other => Failure::from(other.clone()),
+    }
+}
+
 /// The shell's settings and connection.
 pub struct Shell {
     session: Session,
@@ -311,7 +321,7 @@ impl Shell {
         if let Some(path) = &history {
             let _ = editor.load_history(path);
         }
-        println!("Connected to {} at {}.", self.cluster_name, self.address);
+        println!("Connected to {} at {}", self.cluster_name, self.address);
         println!("{}", self.version_line());
         println!("Use HELP for help.");
         let mut buffer = StatementBuffer::default();
@@ -403,7 +413,7 @@ impl Shell {
             "HELP" | "?" => println!("{}", help(rest.first().copied())),
             "SHOW" => match rest.first().map(|w| w.to_ascii_uppercase()).as_deref() {
                 Some("VERSION") => println!("{}", self.version_line()),
-                Some("HOST") => println!("Connected to {} at {}.", self.cluster_name, self.address),
+                Some("HOST") => println!("Connected to {} at {}", self.cluster_name, self.address),
                 _ => {
                     return Err(Failure(
                         "Improper SHOW command: use SHOW VERSION or SHOW HOST".into(),
@@ -551,7 +561,14 @@ impl Shell {
             let (result, next) = self
                 .session
                 .query_single_page(statement.clone(), &[], paging_state)
-                .await?;
+                .await
+                .map_err(|error| {
+                    if is_describe {
+                        describe_failure(&error)
+                    } else {
+                        Failure::from(error)
+                    }
+                })?;
             warnings = result.warnings().map(str::to_owned).collect();
             tracing_id = result.tracing_id().or(tracing_id);
             if let Ok(rows_result) = result.into_rows_result() {

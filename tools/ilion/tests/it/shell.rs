@@ -3,11 +3,13 @@
 //! and exit 1 when a statement failed; shell commands answer as cqlsh's;
 //! COPY TO/FROM round-trips every type; and at a terminal (a real
 //! pseudo-terminal here) it edits lines, continues statements over lines,
-//! completes names with Tab and keeps history.
+//! completes names with Tab and keeps history; and a golden script
+//! (`tests/golden/shell.cql`) prints line for line what the pinned cqlsh
+//! prints against the same node.
 
 use crate::common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -362,4 +364,65 @@ fn scripts_print_what_cqlsh_prints() {
     assert!(ours_err.contains(":26:InvalidRequest"), "{ours_err}");
     assert!(ours.contains("t1  t2"), "{ours}");
     assert!(ours.contains("Cluster: Test Cluster"), "{ours}");
+}
+
+/// The golden script: every type printed (nulls, empty collections, nested
+/// UDTs, NaN and infinities, big decimals and varints, timestamps before
+/// 1970), EXPAND, CONSISTENCY, PAGING, the DESCRIBE forms, SHOW HOST and
+/// errors.
+fn golden_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/shell.cql")
+}
+
+#[test]
+fn the_golden_script_prints_exactly_what_cqlsh_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Node::start(&dir.path().join("n"), &[]);
+    node.wait_ready(Duration::from_secs(20));
+    let port = node.ports.native.to_string();
+    let script = golden_script();
+    let script = script.to_str().unwrap();
+    let output = |program: &Path, args: &[&str]| -> String {
+        let out = Command::new("timeout")
+            .arg("120")
+            .arg(program)
+            .args(args)
+            .env("CQLSH_NO_BUNDLED", "1")
+            .output()
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let cqlsh = output(
+        &common::venv_bin("cqlsh"),
+        &["127.0.0.1", &port, "-f", script],
+    );
+    let ours = output(
+        &ilion_bin(),
+        &["shell", "127.0.0.1", &port, "--no-color", "-f", script],
+    );
+    assert!(
+        cqlsh.lines().count() > 150,
+        "cqlsh ran the script:\n{cqlsh}"
+    );
+    let differing: Vec<String> = cqlsh
+        .lines()
+        .zip(ours.lines())
+        .enumerate()
+        .filter(|(_, (theirs, ours))| theirs != ours)
+        .take(10)
+        .map(|(n, (theirs, ours))| {
+            format!("line {}:\n  cqlsh: {theirs:?}\n  ilion: {ours:?}", n + 1)
+        })
+        .collect();
+    assert!(
+        differing.is_empty() && cqlsh.lines().count() == ours.lines().count(),
+        "{} lines from cqlsh, {} from ilion shell; first differences:\n{}",
+        cqlsh.lines().count(),
+        ours.lines().count(),
+        differing.join("\n")
+    );
 }
