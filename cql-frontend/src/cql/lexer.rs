@@ -237,6 +237,19 @@ pub fn tokenize(text: &str) -> Result<Vec<Spanned>, LexError> {
                         } else {
                             (Token::Integer(plain), len)
                         }
+                    } else if plain.len() > 1
+                        && plain[..plain.len() - 1].chars().all(|c| c.is_ascii_digit())
+                        && plain.ends_with(['e', 'E'])
+                        && matches!(at(plain_end), Some('+' | '-'))
+                        && at(plain_end + 1).is_some_and(|c| c.is_ascii_digit())
+                    {
+                        // digits e[+-]digits: a float with a signed exponent.
+                        let mut end = plain_end + 1;
+                        while at(end).is_some_and(|c| c.is_ascii_digit()) {
+                            end += 1;
+                        }
+                        let text: String = chars[i..end].iter().collect();
+                        (Token::Float(text), end - i)
                     } else if plain.to_ascii_lowercase().split_once('e').is_some_and(
                         |(mantissa, exponent)| {
                             !mantissa.is_empty()
@@ -315,6 +328,26 @@ mod tests {
         );
         let where_token = &tokens[8];
         assert_eq!((where_token.line, where_token.column), (2, 2));
+        Ok(())
+    }
+
+    #[test]
+    fn floats_take_signed_exponents_without_a_fraction() -> Result<(), LexError> {
+        let tokens = tokenize("1E-5 2e+10 3E7 4.5E-2 1234567e-89ab-cdef-0123-456789abcdef")?;
+        let texts: Vec<(bool, String)> = tokens
+            .iter()
+            .map(|t| (matches!(t.token, Token::Float(_)), t.token.to_string()))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                (true, "1E-5".to_owned()),
+                (true, "2e+10".to_owned()),
+                (true, "3E7".to_owned()),
+                (true, "4.5E-2".to_owned()),
+                (false, "1234567e-89ab-cdef-0123-456789abcdef".to_owned()),
+            ]
+        );
         Ok(())
     }
 

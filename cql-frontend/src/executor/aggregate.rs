@@ -186,10 +186,10 @@ impl Fold {
                     let number = Decimal::decode(value)
                         .ok_or_else(|| CqlError::Server("a stored decimal is malformed".into()))?;
                     self.decimal = if kind == AggregateKind::Sum {
-                        self.decimal.add(&number)
+                        self.decimal.add(&number)?
                     } else {
-                        let step = number.sub(&self.decimal).div_half_even(self.count);
-                        self.decimal.add(&step)
+                        let step = number.sub(&self.decimal)?.div_half_even(self.count);
+                        self.decimal.add(&step)?
                     };
                 }
                 _ => {
@@ -248,6 +248,9 @@ impl Fold {
     }
 }
 
+/// Digits a decimal sum or mean may widen a value by to align scales.
+const DECIMAL_WIDENING_MAX: u32 = 100_000;
+
 /// A decimal as Cassandra's `BigDecimal`: unscaled × 10^-scale.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct Decimal {
@@ -271,30 +274,40 @@ impl Decimal {
         Bytes::from(out)
     }
 
-    /// Both values at the larger scale.
-    fn aligned(&self, other: &Decimal) -> (BigInt, BigInt, i32) {
+    /// Both values at the larger scale; refused when that would take more
+    /// than [`DECIMAL_WIDENING_MAX`] digits (a scale of 2,000,000,000
+    /// would otherwise compute a power of ten of that many digits).
+    fn aligned(&self, other: &Decimal) -> Result<(BigInt, BigInt, i32), CqlError> {
         let scale = self.scale.max(other.scale);
-        let widen = |d: &Decimal| {
+        let widen = |d: &Decimal| -> Result<BigInt, CqlError> {
             let by = u32::try_from(i64::from(scale) - i64::from(d.scale)).unwrap_or(0);
-            &d.unscaled * BigInt::from(10u8).pow(by)
+            if by == 0 || d.unscaled.sign() == num_bigint::Sign::NoSign {
+                return Ok(d.unscaled.clone());
+            }
+            if by > DECIMAL_WIDENING_MAX {
+                return Err(invalid(format!(
+                    "Cannot add decimals whose scales differ by {by} digits (at most {DECIMAL_WIDENING_MAX})"
+                )));
+            }
+            Ok(&d.unscaled * BigInt::from(10u8).pow(by))
         };
-        (widen(self), widen(other), scale)
+        Ok((widen(self)?, widen(other)?, scale))
     }
 
-    fn add(&self, other: &Decimal) -> Decimal {
-        let (a, b, scale) = self.aligned(other);
-        Decimal {
+    fn add(&self, other: &Decimal) -> Result<Decimal, CqlError> {
+        let (a, b, scale) = self.aligned(other)?;
+        Ok(Decimal {
             unscaled: a + b,
             scale,
-        }
+        })
     }
 
-    fn sub(&self, other: &Decimal) -> Decimal {
-        let (a, b, scale) = self.aligned(other);
-        Decimal {
+    fn sub(&self, other: &Decimal) -> Result<Decimal, CqlError> {
+        let (a, b, scale) = self.aligned(other)?;
+        Ok(Decimal {
             unscaled: a - b,
             scale,
-        }
+        })
     }
 
     /// Divided by a count at this scale, rounded half to even (Java's
@@ -387,6 +400,37 @@ mod tests {
         assert_eq!(
             node.rows("SELECT avg(d), sum(d) FROM m")?,
             rows(&[&["1", "5"]])
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn decimals_of_far_apart_scales_are_refused_not_expanded() -> TestResult {
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE m (k int PRIMARY KEY, d decimal)")?;
+        node.run("INSERT INTO m (k, d) VALUES (1, 1E-2000000000)")?;
+        node.run("INSERT INTO m (k, d) VALUES (2, 1E+2000000000)")?;
+        assert_eq!(
+            node.rows("SELECT d FROM m WHERE k = 1")?,
+            rows(&[&["1E-2000000000"]]),
+            "such a value reads back as it was written"
+        );
+        let started = std::time::Instant::now();
+        assert_eq!(
+            node.rows("SELECT sum(d), avg(d) FROM m WHERE k = 1")?,
+            rows(&[&["1E-2000000000", "1E-2000000000"]]),
+            "one such value alone needs no widening"
+        );
+        for cql in ["SELECT sum(d) FROM m", "SELECT avg(d) FROM m"] {
+            let error = node.error(cql)?;
+            assert!(
+                error.to_string().contains("at most 100000"),
+                "{cql}: {error:?}"
+            );
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "refused at once"
         );
         Ok(())
     }
