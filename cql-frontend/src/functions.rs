@@ -83,6 +83,25 @@ impl MaskFunction {
         }
     }
 
+    /// Whether `padding` may pad a value of type `masked`: exactly one
+    /// character, ASCII for an ascii value (Cassandra's rule).
+    pub(crate) fn check_padding(masked: &CqlType, padding: &[u8]) -> Result<char, String> {
+        let text =
+            std::str::from_utf8(padding).map_err(|_| "the padding is not UTF-8".to_owned())?;
+        let mut chars = text.chars();
+        let (Some(first), None) = (chars.next(), chars.next()) else {
+            return Err(format!(
+                "the padding argument should have exactly one character, not {text:?}"
+            ));
+        };
+        if matches!(masked.unfrozen(), CqlType::Ascii) && !first.is_ascii() {
+            return Err(format!(
+                "the padding {first:?} of an ascii value must be ASCII"
+            ));
+        }
+        Ok(first)
+    }
+
     /// The hash algorithms `mask_hash` knows.
     pub(crate) const HASHES: [&'static str; 2] = ["SHA-256", "SHA-512"];
 
@@ -100,12 +119,10 @@ impl MaskFunction {
             MaskFunction::Replace => args.get(1).and_then(|(_, v)| v.clone()),
             MaskFunction::Inner | MaskFunction::Outer => {
                 let text = String::from_utf8(value?.to_vec()).ok()?;
-                let padding = args
-                    .get(3)
-                    .and_then(|(_, v)| v.as_deref())
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .and_then(|p| p.chars().next())
-                    .unwrap_or('*');
+                let padding = match args.get(3).and_then(|(_, v)| v.as_deref()) {
+                    Some(padding) => MaskFunction::check_padding(ty, padding).ok()?,
+                    None => '*',
+                };
                 let (begin, end) = (int_arg(1), int_arg(2));
                 let length = text.chars().count();
                 let kept_tail = length.saturating_sub(end);
@@ -430,48 +447,66 @@ impl MathFunction {
             MathFunction::Exp => x.exp(),
             MathFunction::Log => x.ln(),
             MathFunction::Log10 => x.log10(),
-            MathFunction::Round => x.round(),
+            MathFunction::Round => java_round(x),
         }
     }
 }
 
-/// A math function of a fixed-width number, in the number's type (integer
-/// results truncated, as Cassandra's).
+/// A math function of a fixed-width number, in the number's type, as
+/// Cassandra's Java computes it: `abs` wraps at the type's minimum, `exp`,
+/// `log` and `log10` of an integer saturate to its type (Java's casts),
+/// `round` is Java's `Math.round` (halves up, toward +∞; a double's result
+/// within a long's range, a float's within an int's).
 pub(crate) fn apply_math(function: MathFunction, ty: &CqlType, bytes: &[u8]) -> Option<Bytes> {
-    let int = |value: i64| -> Option<i64> {
-        match function {
-            MathFunction::Abs => value.checked_abs(),
-            MathFunction::Round => Some(value),
-            other => Some(other.apply(value as f64) as i64),
-        }
-    };
+    macro_rules! integer {
+        ($t:ty) => {{
+            let v = <$t>::from_be_bytes(bytes.try_into().ok()?);
+            let out: $t = match function {
+                MathFunction::Abs => v.wrapping_abs(),
+                MathFunction::Round => v,
+                other => other.apply(v as f64) as $t,
+            };
+            Bytes::copy_from_slice(&out.to_be_bytes())
+        }};
+    }
     Some(match ty {
-        CqlType::TinyInt => {
-            let v = int(i64::from(i8::from_be_bytes(bytes.try_into().ok()?)))?;
-            Bytes::copy_from_slice(&i8::try_from(v).ok()?.to_be_bytes())
-        }
-        CqlType::SmallInt => {
-            let v = int(i64::from(i16::from_be_bytes(bytes.try_into().ok()?)))?;
-            Bytes::copy_from_slice(&i16::try_from(v).ok()?.to_be_bytes())
-        }
-        CqlType::Int => {
-            let v = int(i64::from(i32::from_be_bytes(bytes.try_into().ok()?)))?;
-            Bytes::copy_from_slice(&i32::try_from(v).ok()?.to_be_bytes())
-        }
-        CqlType::BigInt | CqlType::Counter => {
-            let v = int(i64::from_be_bytes(bytes.try_into().ok()?))?;
-            Bytes::copy_from_slice(&v.to_be_bytes())
-        }
+        CqlType::TinyInt => integer!(i8),
+        CqlType::SmallInt => integer!(i16),
+        CqlType::Int => integer!(i32),
+        CqlType::BigInt | CqlType::Counter => integer!(i64),
         CqlType::Float => {
-            let v = function.apply(f64::from(f32::from_be_bytes(bytes.try_into().ok()?)));
-            Bytes::copy_from_slice(&(v as f32).to_be_bytes())
+            let v = f64::from(f32::from_be_bytes(bytes.try_into().ok()?));
+            let out = match function {
+                MathFunction::Round => java_round(v) as i32 as f32,
+                other => other.apply(v) as f32,
+            };
+            Bytes::copy_from_slice(&out.to_be_bytes())
         }
         CqlType::Double => {
-            let v = function.apply(f64::from_be_bytes(bytes.try_into().ok()?));
-            Bytes::copy_from_slice(&v.to_be_bytes())
+            let v = f64::from_be_bytes(bytes.try_into().ok()?);
+            let out = match function {
+                MathFunction::Round => java_round(v) as i64 as f64,
+                other => other.apply(v),
+            };
+            Bytes::copy_from_slice(&out.to_be_bytes())
         }
         _ => return None,
     })
+}
+
+/// Java's `Math.round` before its cast: the nearest integer, halves toward
+/// +∞ (`-2.5` → `-2`), NaN → 0.
+fn java_round(x: f64) -> f64 {
+    if x.is_nan() {
+        return 0.0;
+    }
+    let up = (x + 0.5).floor();
+    // x + 0.5 may round up in floating point (0.49999999999999994).
+    if up - x > 0.5 {
+        up - 1.0
+    } else {
+        up
+    }
 }
 
 /// Milliseconds since the epoch in a version 1 (time) UUID.

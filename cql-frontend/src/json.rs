@@ -144,7 +144,7 @@ pub fn render(ty: &CqlType, bytes: &[u8]) -> String {
         CqlType::BigInt | CqlType::Counter => i64::from_be_bytes(be::<8>(bytes)).to_string(),
         CqlType::VarInt => num_bigint::BigInt::from_signed_bytes_be(bytes).to_string(),
         CqlType::Decimal => decimal_text(bytes).unwrap_or_else(|| hex(bytes)),
-        CqlType::Float => float(f64::from(f32::from_be_bytes(be::<4>(bytes)))),
+        CqlType::Float => float32(f32::from_be_bytes(be::<4>(bytes))),
         CqlType::Double => float(f64::from_be_bytes(be::<8>(bytes))),
         CqlType::Boolean => (bytes.first().copied().unwrap_or(0) != 0).to_string(),
         CqlType::Text | CqlType::Ascii => quote(&String::from_utf8_lossy(bytes)),
@@ -250,17 +250,38 @@ fn elements_pairs(bytes: &[u8]) -> Vec<(Bytes, Bytes)> {
         .collect()
 }
 
+/// A double as Java's `Double.toString` writes it (what Cassandra's toJson
+/// shows): the shortest digits that read back, plain from 10^-3 up to
+/// 10^7, else `d.dddE±n`; NaN and the infinities quoted.
 fn float(value: f64) -> String {
-    if value.is_finite() {
-        let text = value.to_string();
-        if text.contains('.') || text.contains('e') {
-            text
-        } else {
-            format!("{text}.0")
-        }
-    } else {
-        quote(&value.to_string())
+    java_float_text(value, value.to_string(), format!("{value:e}"))
+}
+
+/// A float as Java's `Float.toString` writes it: a float's own shortest
+/// digits (`0.1`, not the double nearest it, `0.10000000149011612`).
+fn float32(value: f32) -> String {
+    java_float_text(f64::from(value), value.to_string(), format!("{value:e}"))
+}
+
+fn java_float_text(value: f64, plain: String, scientific: String) -> String {
+    if !value.is_finite() {
+        return quote(&plain.replace("inf", "Infinity"));
     }
+    let magnitude = value.abs();
+    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
+        return if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        };
+    }
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let mantissa = if mantissa.contains('.') {
+        mantissa.to_owned()
+    } else {
+        format!("{mantissa}.0")
+    };
+    format!("{mantissa}E{exponent}")
 }
 
 /// A JSON value as a term of type `ty`.
@@ -376,6 +397,26 @@ mod tests {
         let mut out = scale.to_be_bytes().to_vec();
         out.extend(num_bigint::BigInt::from(unscaled).to_signed_bytes_be());
         out
+    }
+
+    #[test]
+    fn floats_read_as_javas_to_string_writes_them() {
+        for (value, text) in [
+            (9.223372036854776e18, "9.223372036854776E18"),
+            (1e300, "1.0E300"),
+            (1.5e-7, "1.5E-7"),
+            (0.001, "0.001"),
+            (1234567.0, "1234567.0"),
+            (1e7, "1.0E7"),
+            (-2.5, "-2.5"),
+            (0.0, "0.0"),
+        ] {
+            assert_eq!(super::float(value), text);
+        }
+        assert_eq!(super::float32(0.1), "0.1");
+        assert_eq!(super::float32(1e30), "1.0E30");
+        assert_eq!(super::float(f64::NAN), "\"NaN\"");
+        assert_eq!(super::float(f64::NEG_INFINITY), "\"-Infinity\"");
     }
 
     #[test]

@@ -1574,6 +1574,28 @@ impl Catalog {
                 if udt.fields.len() >= TYPE_FIELDS_MAX {
                     return Err(too_many_fields(&udt.name, udt.fields.len() + 1));
                 }
+                // A non-frozen column of this type stores each field in a
+                // cell of its own: a field there cannot be a non-frozen
+                // collection (as CREATE TABLE refuses it).
+                if ty.is_multi_cell() {
+                    let used_unfrozen = self.tables.values().find_map(|table| {
+                        table
+                            .columns
+                            .iter()
+                            .find(|c| {
+                                matches!(&c.ty, CqlType::UserType(u)
+                                    if u.name == udt.name && u.keyspace == udt.keyspace)
+                            })
+                            .map(|c| format!("{}.{}.{}", table.keyspace, table.name, c.name))
+                    });
+                    if let Some(column) = used_unfrozen {
+                        return Err(invalid(format!(
+                            "Cannot add the non-frozen collection field {field} of type {ty} to {}: \
+                             column {column} holds the type non-frozen (use frozen<{ty}>)",
+                            udt.name
+                        )));
+                    }
+                }
                 udt.fields.push((field.clone(), ty));
             }
             AlterType::Rename { if_exists, pairs } => {

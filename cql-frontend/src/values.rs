@@ -439,11 +439,26 @@ fn catalog_value(
     bindings: Bindings<'_>,
 ) -> Result<Option<Value>, CqlError> {
     use crate::functions::{apply_math, apply_scalar, MaskFunction, MathFunction, ScalarFunction};
-    let arity = |wanted: &str| {
+    let arity = |least: usize, most: usize| {
+        let wanted = if least == most {
+            least.to_string()
+        } else {
+            format!("{least} to {most}")
+        };
         invalid(format!(
             "Invalid number of arguments in call to function system.{name}: {wanted} required but {} provided",
             args.len()
         ))
+    };
+    // An argument's value; UNSET is refused, as Cassandra refuses it.
+    let argument = |arg: &Term, arg_ty: &CqlType| -> Result<Option<Bytes>, CqlError> {
+        match term_value(arg_ty, arg, column, bindings)? {
+            Value::Set(bytes) => Ok(Some(bytes)),
+            Value::Null => Ok(None),
+            Value::NotSet => Err(invalid(format!(
+                "Invalid unset value for argument in call to function {name}"
+            ))),
+        }
     };
     let assign_error = |result: &CqlType| {
         invalid(format!(
@@ -452,9 +467,22 @@ fn catalog_value(
     };
     if let Some(math) = MathFunction::from_name(name) {
         let [arg] = args else {
-            return Err(arity("1"));
+            return Err(arity(1, 1));
         };
-        let Value::Set(bytes) = term_value(ty, arg, column, bindings)? else {
+        if !matches!(
+            ty.unfrozen(),
+            CqlType::TinyInt
+                | CqlType::SmallInt
+                | CqlType::Int
+                | CqlType::BigInt
+                | CqlType::Float
+                | CqlType::Double
+        ) {
+            return Err(invalid(format!(
+                "Type error: system.{name} gives tinyint, smallint, int, bigint, float or double, not {ty} (the type of {column})"
+            )));
+        }
+        let Some(bytes) = argument(arg, ty)? else {
             return Ok(Some(Value::Null));
         };
         return apply_math(math, ty.unfrozen(), &bytes)
@@ -476,18 +504,25 @@ fn catalog_value(
     };
     let (rest, needed, result) = mask.signature(&masked_ty);
     if args.len() < needed || args.len() > rest.len() + 1 {
-        return Err(arity(&format!("{needed} to {}", rest.len() + 1)));
+        return Err(arity(needed, rest.len() + 1));
     }
     if result.unfrozen() != ty.unfrozen() {
         return Err(assign_error(&result));
     }
+    if matches!(mask, MaskFunction::Inner | MaskFunction::Outer)
+        && !matches!(ty.unfrozen(), CqlType::Text | CqlType::Ascii)
+    {
+        return Err(invalid(format!(
+            "Type error: system.{name} takes and gives text, not {ty} (the type of {column})"
+        )));
+    }
     let mut values = Vec::with_capacity(args.len());
     for (arg, arg_ty) in args.iter().zip(std::iter::once(&masked_ty).chain(&rest)) {
-        let value = match term_value(arg_ty, arg, column, bindings)? {
-            Value::Set(bytes) => Some(bytes),
-            _ => None,
-        };
-        values.push((arg_ty, value));
+        values.push((arg_ty, argument(arg, arg_ty)?));
+    }
+    if let Some((_, Some(padding))) = values.get(3) {
+        MaskFunction::check_padding(ty, padding)
+            .map_err(|reason| invalid(format!("In call to function system.{name}: {reason}")))?;
     }
     Ok(Some(
         apply_scalar(&ScalarFunction::Mask(mask), &values, ty, 0).map_or(Value::Null, Value::Set),

@@ -30,17 +30,16 @@ pub(super) fn warn_of_batch(
     write_type: WriteType,
 ) {
     if write_type == WriteType::UnloggedBatch {
-        let mut partitions: Vec<(&str, &str, &Bytes)> = mutations
-            .iter()
-            .map(|(t, m)| (t.keyspace.as_str(), t.name.as_str(), &m.key.key))
-            .collect();
+        // Distinct partition keys, whatever their tables, as Cassandra counts.
+        let mut partitions: Vec<&Bytes> = mutations.iter().map(|(_, m)| &m.key.key).collect();
         partitions.sort();
         partitions.dedup();
         if partitions.len() > UNLOGGED_PARTITIONS_WARN {
-            let mut tables: Vec<String> = partitions
+            let mut tables: Vec<String> = mutations
                 .iter()
-                .map(|(k, t, _)| format!("{k}.{t}"))
+                .map(|(t, _)| format!("{}.{}", t.keyspace, t.name))
                 .collect();
+            tables.sort();
             tables.dedup();
             crate::warnings::warn(format!(
                 "Unlogged batch covering {} partitions detected against table{} [{}]. \

@@ -417,9 +417,13 @@ fn mask_call(
     let (masked, masked_name) = argument(table, name, first, None, depth)?;
     let (rest, needed, ty) = mask.signature(masked.ty());
     if args.len() < needed || args.len() > rest.len() + 1 {
+        let wanted = if needed == rest.len() + 1 {
+            needed.to_string()
+        } else {
+            format!("{needed} to {}", rest.len() + 1)
+        };
         return Err(invalid(format!(
-            "Invalid number of arguments in call to function system.{name}: {needed} to {} required but {} provided",
-            rest.len() + 1,
+            "Invalid number of arguments in call to function system.{name}: {wanted} required but {} provided",
             args.len()
         )));
     }
@@ -440,6 +444,13 @@ fn mask_call(
                 "Type error: {text} of type {} cannot be passed to function system.{name}, which takes {expected}",
                 expr.ty()
             )));
+        }
+        if let (MaskFunction::Inner | MaskFunction::Outer, 3, Expr::Constant(Some(padding), _)) =
+            (mask, exprs.len(), &expr)
+        {
+            MaskFunction::check_padding(exprs[0].ty(), padding).map_err(|reason| {
+                invalid(format!("In call to function system.{name}: {reason}"))
+            })?;
         }
         if let (MaskFunction::Hash, Expr::Constant(Some(algorithm), _)) = (mask, &expr) {
             let known = std::str::from_utf8(algorithm).is_ok_and(|a| {
@@ -489,7 +500,7 @@ fn argument(
     };
     let Term::Literal(literal) = literal else {
         return Err(CqlError::not_yet_supported(
-            "bind markers and collections as function arguments in a selection",
+            "function arguments in a selection other than columns, functions and literals (or casts of literals)",
         ));
     };
     let value = match literal {
@@ -617,14 +628,21 @@ mod function_tests {
         ])?;
         assert_eq!(
             node.rows("SELECT abs(i), abs(d), round(d), exp(0.0), log10(100.0) FROM t")?,
-            rows(&[&["7", "2.5", "-3.0", "1.0", "2.0"]])
+            rows(&[&["7", "2.5", "-2.0", "1.0", "2.0"]]),
+            "round is Java's Math.round: -2.5 goes to -2"
+        );
+        node.run("INSERT INTO t (k, i, d) VALUES (2, -2147483648, 1e300)")?;
+        assert_eq!(
+            node.rows("SELECT abs(i), exp((int) 100), round(d) FROM t WHERE k = 2")?,
+            rows(&[&["-2147483648", "2147483647", "9.223372036854776E18"]]),
+            "Java's arithmetic: abs wraps, casts saturate, Math.round gives a long"
         );
         assert_eq!(
-            node.rows("SELECT map_keys(m), map_values(m), collection_count(l) FROM t")?,
+            node.rows("SELECT map_keys(m), map_values(m), collection_count(l) FROM t WHERE k = 1")?,
             rows(&[&["[\"a\", \"b\"]", "[1, 2]", "3"]])
         );
         assert_eq!(
-            node.rows("SELECT intAsBlob(i), blobAsInt(intAsBlob(i)) FROM t")?,
+            node.rows("SELECT intAsBlob(i), blobAsInt(intAsBlob(i)) FROM t WHERE k = 1")?,
             rows(&[&["\"0xfffffff9\"", "-7"]])
         );
         Ok(())
@@ -724,7 +742,7 @@ mod function_tests {
                 "writetime() as the argument",
             ),
             ("SELECT abs(null) FROM t", "needs a type"),
-            ("SELECT abs(?) FROM t", "bind markers"),
+            ("SELECT abs(?) FROM t", "other than columns"),
             ("SELECT 1 FROM t", "constant as a selector"),
         ] {
             let error = node.error(cql)?;

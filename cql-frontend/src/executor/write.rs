@@ -124,8 +124,18 @@ pub(super) fn column_cells(
                     ));
                 }
             }
-            CqlType::UserType(_) => {
-                for (i, field) in split_tuple(bytes)?.into_iter().enumerate() {
+            CqlType::UserType(udt) => {
+                let fields = split_tuple(bytes)?;
+                if fields.len() > udt.fields.len() {
+                    return Err(invalid(format!(
+                        "Invalid value for {}: {} fields, but type {} has {}",
+                        column.name,
+                        fields.len(),
+                        udt.name,
+                        udt.fields.len()
+                    )));
+                }
+                for (i, field) in fields.into_iter().enumerate() {
                     if let Some(value) = field {
                         out.push(element_cell(
                             column.id,
@@ -156,7 +166,11 @@ pub(super) fn column_cells(
     };
     match write {
         ColumnWrite::Set(Value::Set(bytes)) => {
-            let mut cells = vec![Cell::tombstone(column.id, timestamp - 1, now_s)];
+            let mut cells = vec![Cell::tombstone(
+                column.id,
+                timestamp.saturating_sub(1),
+                now_s,
+            )];
             cells.extend(elements(bytes, false)?);
             Ok(cells)
         }
@@ -971,6 +985,54 @@ mod tests {
     }
 
     #[test]
+    fn functions_in_terms_refuse_what_cassandra_refuses() -> TestResult {
+        use crate::protocol::messages::{BoundValues, QueryParameters};
+        use crate::protocol::primitives::Value;
+        let mut node = TestNode::new()?;
+        node.run("CREATE TABLE f (k int PRIMARY KEY, n int, t text, a ascii, d decimal)")?;
+        for (cql, fragment) in [
+            (
+                "INSERT INTO f (k, n) VALUES (1, mask_inner(1094795585, 1, 1))",
+                "takes and gives text",
+            ),
+            (
+                "INSERT INTO f (k, t) VALUES (1, mask_inner('abcdef', 1, 1, '##'))",
+                "exactly one character",
+            ),
+            (
+                "INSERT INTO f (k, a) VALUES (1, mask_inner('abcdef', 1, 1, 'é'))",
+                "must be ASCII",
+            ),
+            ("INSERT INTO f (k, d) VALUES (1, abs(-1.5))", "not decimal"),
+            (
+                "INSERT INTO f (k, n) VALUES (1, abs(1, 2))",
+                "1 required but 2 provided",
+            ),
+        ] {
+            let error = node.error(cql)?;
+            assert!(error.to_string().contains(fragment), "{cql}: {error:?}");
+        }
+        node.run("INSERT INTO f (k, n) VALUES (1, 5)")?;
+        let unset = QueryParameters {
+            values: BoundValues::Positional(vec![Value::NotSet]),
+            ..QueryParameters::default()
+        };
+        let refused = node.run_with("UPDATE f SET n = abs(?) WHERE k = 1", unset);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("Invalid unset value")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            node.rows("SELECT n FROM f WHERE k = 1")?,
+            rows(&[&["5"]]),
+            "n kept"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn bad_writes_name_what_to_fix() -> TestResult {
         let mut node = TestNode::new()?;
         node.run("CREATE TABLE t (k int, c int, v int, PRIMARY KEY (k, c))")?;
@@ -1108,6 +1170,30 @@ mod udt_tests {
     }
 
     #[test]
+    fn a_bound_value_with_more_fields_than_its_type_is_refused() -> TestResult {
+        use crate::protocol::messages::{BoundValues, QueryParameters};
+        use crate::protocol::primitives::Value;
+        let mut node = node()?;
+        let mut five = Vec::new();
+        for field in 0..5u8 {
+            five.extend_from_slice(&1i32.to_be_bytes());
+            five.push(field);
+        }
+        let params = QueryParameters {
+            values: BoundValues::Positional(vec![Value::Set(bytes::Bytes::from(five))]),
+            ..QueryParameters::default()
+        };
+        let refused = node.run_with("INSERT INTO t (a, b) VALUES (9, ?)", params);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("5 fields, but type user has 2")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn non_frozen_udts_show_unfrozen_in_the_schema() -> TestResult {
         let mut node = node()?;
         assert_eq!(
@@ -1148,6 +1234,10 @@ mod udt_tests {
             (
                 "CREATE TABLE x (a int PRIMARY KEY, v listy)",
                 "nested non-frozen collections",
+            ),
+            (
+                "ALTER TYPE user ADD tags set<text>",
+                "column ks.t.b holds the type non-frozen",
             ),
         ] {
             let error = node.error(cql)?;
