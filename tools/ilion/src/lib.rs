@@ -8,7 +8,8 @@
 //! - [`consistency`]: consistency level names for the CQL clients;
 //! - [`config`]: YAML file, `ILION_*` environment and flags merged into a
 //!   validated [`config::Config`];
-//! - [`grpc_conn`]: gRPC servers' connections, capped;
+//! - [`conn_limit`]: open connections of the internode and admin ports,
+//!   capped in all and per source address;
 //! - [`identity`]: the host id and tokens, kept in the data directory;
 //! - [`http`]: the metrics and probes HTTP port;
 //! - [`logging`]: the `tracing` subscriber (text or JSON);
@@ -23,8 +24,8 @@ pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod conn_limit;
 pub mod consistency;
-pub mod grpc_conn;
 pub mod http;
 pub mod identity;
 pub mod logging;

@@ -347,12 +347,17 @@ async fn tell_clients_of_membership(
     }
 }
 
-/// Open connections of the admin API, at most (nodetool opens one per
-/// command).
+/// Open connections of the admin API, at most, in all and from one
+/// address (nodetool opens one per command).
 const ADMIN_CONNECTIONS_MAX: usize = 256;
-/// Open gRPC connections on the internode port (gossip, schema), at most:
-/// a few per peer.
+const ADMIN_CONNECTIONS_PER_SOURCE_MAX: usize = 64;
+/// Open gRPC connections on the internode port (gossip, schema), at most,
+/// in all and from one address (a peer keeps a few).
 const INTERNODE_GRPC_CONNECTIONS_MAX: usize = 1024;
+const INTERNODE_GRPC_CONNECTIONS_PER_SOURCE_MAX: usize = 32;
+/// Messaging connections from one address, at most (a peer keeps one, a
+/// few while reconnecting); in all, `inbound::CONNECTIONS_MAX`.
+const MESSAGING_CONNECTIONS_PER_SOURCE_MAX: usize = 16;
 
 /// Serves a gRPC router on `listener` until `shutdown` turns true, with at
 /// most [`ADMIN_CONNECTIONS_MAX`] connections open.
@@ -362,7 +367,11 @@ async fn serve_grpc(
     mut shutdown: watch::Receiver<bool>,
     name: &'static str,
 ) {
-    let limit = crate::grpc_conn::ConnectionLimit::new(name, ADMIN_CONNECTIONS_MAX);
+    let limit = crate::conn_limit::ConnectionLimit::new(
+        name,
+        ADMIN_CONNECTIONS_MAX,
+        ADMIN_CONNECTIONS_PER_SOURCE_MAX,
+    );
     let (admitted, incoming) = tokio::sync::mpsc::channel::<std::io::Result<_>>(64);
     let mut accepting = shutdown.clone();
     tokio::spawn(async move {
@@ -408,13 +417,17 @@ async fn serve_internode(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (grpc_tx, grpc_rx) =
-        tokio::sync::mpsc::channel::<std::io::Result<crate::grpc_conn::Permitted>>(64);
-    let grpc_limit =
-        crate::grpc_conn::ConnectionLimit::new("internode", INTERNODE_GRPC_CONNECTIONS_MAX);
-    let messaging = Arc::new(tokio::sync::Semaphore::new(
+        tokio::sync::mpsc::channel::<std::io::Result<crate::conn_limit::Permitted>>(64);
+    let grpc_limit = crate::conn_limit::ConnectionLimit::new(
+        "internode gRPC",
+        INTERNODE_GRPC_CONNECTIONS_MAX,
+        INTERNODE_GRPC_CONNECTIONS_PER_SOURCE_MAX,
+    );
+    let messaging = crate::conn_limit::ConnectionLimit::new(
+        "messaging",
         replication::messaging::inbound::CONNECTIONS_MAX,
-    ));
-    let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        MESSAGING_CONNECTIONS_PER_SOURCE_MAX,
+    );
     let mut grpc_shutdown = shutdown.clone();
     tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::ReceiverStream::new(grpc_rx);
@@ -440,7 +453,7 @@ async fn serve_internode(
             },
         };
         let (grpc_tx, replica) = (grpc_tx.clone(), replica.clone());
-        let (messaging, refused) = (messaging.clone(), refused.clone());
+        let messaging = messaging.clone();
         let grpc_limit = grpc_limit.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
@@ -464,17 +477,11 @@ async fn serve_internode(
                 }
                 return;
             }
-            let Ok(_permit) = messaging.try_acquire_owned() else {
-                // Logged for the first refusal and every thousandth after,
-                // so a flood cannot flood the log too.
-                let count = refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if count == 1 || count.is_multiple_of(1000) {
-                    tracing::warn!(
-                        limit = replication::messaging::inbound::CONNECTIONS_MAX,
-                        refused = count,
-                        "messaging connection refused: too many open"
-                    );
-                }
+            let Some(_place) = stream
+                .peer_addr()
+                .ok()
+                .and_then(|peer| messaging.admit_from(peer.ip()))
+            else {
                 return;
             };
             let mut stream = stream;

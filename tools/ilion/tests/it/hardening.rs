@@ -15,13 +15,13 @@
 //! - silent connections and partial frames cannot lock clients out or hold
 //!   the node's memory; the prepared cache is bounded in bytes; probes
 //!   answer with hundreds of idle connections on the metrics port; idle
-//!   messaging connections on the internode port cost little and are
-//!   capped;
+//!   connections on the internode and admin ports cost little and are
+//!   capped per source address, so one host cannot lock peers out;
 //! - options out of range and a 1 MB clustering key are refused; login
 //!   time does not tell whether a role exists; protocol v3 PREPARE works.
 //!
 //! Client source addresses of their own: 127.0.16.2, 127.0.17.2, 127.0.18.2,
-//! 127.0.18.3.
+//! 127.0.18.3, 127.0.18.4.
 
 use crate::common;
 
@@ -564,21 +564,24 @@ fn count_closed(streams: &mut [TcpStream]) -> usize {
 }
 
 #[test]
-fn idle_messaging_connections_cost_little_and_are_capped() {
+fn idle_messaging_connections_cost_little_and_are_capped_per_source() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir.path().join("n"), &[]);
     let pid = node.child.id();
     let internode = SocketAddr::from(([127, 0, 0, 1], node.ports.storage));
     let before = rss_bytes(pid);
-    // Past the cap (1,024) by 76: each says it speaks messaging, then idles.
-    let mut idle = Vec::new();
-    for n in 0..1100 {
-        let mut stream = connect_from([127, 0, 18, 3], internode)
-            .unwrap_or_else(|e| panic!("connection {n}: {e} (is `ulimit -n` over 1,200?)"));
-        stream.write_all(b"ILMS\x01").unwrap();
-        idle.push(stream);
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    // From one address: each says it speaks messaging, then idles.
+    let open_from = |source: [u8; 4], count: usize| -> Vec<TcpStream> {
+        (0..count)
+            .map(|n| {
+                let mut stream = connect_from(source, internode)
+                    .unwrap_or_else(|e| panic!("connection {n}: {e} (is `ulimit -n` over 1,200?)"));
+                stream.write_all(b"ILMS\x01").unwrap();
+                stream
+            })
+            .collect()
+    };
+    let mut hostile = open_from([127, 0, 18, 3], 1100);
     let during = rss_bytes(pid);
     let grew = during.saturating_sub(before);
     eprintln!(
@@ -586,49 +589,59 @@ fn idle_messaging_connections_cost_little_and_are_capped() {
         before >> 20,
         during >> 20
     );
-    // Was 64 KiB of read buffer per connection (69 MiB for these).
+    // Was 64 KiB of read buffer per connection held open (69 MiB for these).
     assert!(grew < 24 * 1024 * 1024, "RSS grew by {} MiB", grew >> 20);
-    // Those past the cap were closed at once.
-    assert_eq!(count_closed(&mut idle), 1100 - 1024);
+    // One address keeps at most 16; a peer elsewhere still gets in.
+    assert_eq!(count_closed(&mut hostile), 1100 - 16);
+    let mut peer = open_from([127, 0, 18, 4], 1);
+    assert_eq!(count_closed(&mut peer), 0, "another address is served");
     assert!(
         node.log_text()
-            .contains("messaging connection refused: too many open"),
+            .contains("connection refused: too many open service=\"messaging\""),
         "the refusal is logged"
     );
     // Clients are served all along.
     let out = attack(&node, &["v3"]);
     assert!(out.contains("v3: all checks passed"), "{out}");
-    drop(idle);
 }
 
 #[test]
-fn idle_grpc_connections_are_capped_on_the_internode_and_admin_ports() {
+fn idle_grpc_connections_are_capped_per_source_on_the_internode_and_admin_ports() {
     let dir = tempfile::tempdir().unwrap();
     let node = start(&dir.path().join("n"), &[]);
     let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    for (port, cap) in [(node.ports.storage, 1024), (node.ports.admin, 256)] {
+    for (port, per_source) in [(node.ports.storage, 32), (node.ports.admin, 64)] {
         let server = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut idle = Vec::new();
-        for _ in 0..cap + 20 {
-            let mut stream = connect_from([127, 0, 18, 3], server).unwrap();
-            stream.write_all(preface).unwrap();
-            idle.push(stream);
-        }
+        let open_from = |source: [u8; 4], count: usize| -> Vec<TcpStream> {
+            (0..count)
+                .map(|_| {
+                    let mut stream = connect_from(source, server).unwrap();
+                    stream.write_all(preface).unwrap();
+                    stream
+                })
+                .collect()
+        };
+        let mut hostile = open_from([127, 0, 18, 3], per_source + 20);
         assert_eq!(
-            count_closed(&mut idle),
+            count_closed(&mut hostile),
             20,
-            "connections past the cap of {cap} on port {port} are closed"
+            "connections past {per_source} from one address on port {port} are closed"
         );
-        drop(idle);
+        let mut other = open_from([127, 0, 18, 4], 1);
+        assert_eq!(
+            count_closed(&mut other),
+            0,
+            "another address is served on port {port}"
+        );
+        drop(hostile);
     }
     let log = node.log_text();
     assert!(
-        log.contains("gRPC connection refused: too many open service=\"internode\" limit=1024")
-            && log.contains("service=\"admin\" limit=256"),
+        log.contains("service=\"internode gRPC\" limit=1024 per_source_limit=32")
+            && log.contains("service=\"admin\" limit=256 per_source_limit=64"),
         "refusals are logged: {}",
         tail(&log, 10)
     );
-    // With the idle ones gone, nodetool is served again.
     let admin = node.ports.admin.to_string();
     let (code, out, err) = common::run_ilion(&["nodetool", "-p", &admin, "info"]);
     assert_eq!(code, 0, "{out}{err}");
