@@ -27,6 +27,9 @@ pub enum Kind {
 pub struct Cell {
     pub text: String,
     pub kind: Kind,
+    /// The width cqlsh counts for it when sizing columns (see
+    /// [`cqlsh_width`]); its padding is counted from this.
+    pub width: usize,
 }
 
 impl Cell {
@@ -35,9 +38,11 @@ impl Cell {
             None => Cell {
                 text: "null".to_owned(),
                 kind: Kind::Null,
+                width: 4,
             },
             Some(v) => Cell {
                 text: value_text(v, false),
+                width: cqlsh_width(v, false),
                 kind: match v {
                     CqlValue::Text(_) | CqlValue::Ascii(_) => Kind::Text,
                     CqlValue::Int(_)
@@ -56,7 +61,7 @@ impl Cell {
     }
 
     fn painted(&self, color: bool, width: usize, right: bool) -> String {
-        let pad = " ".repeat(width.saturating_sub(self.text.width()));
+        let pad = " ".repeat(width.saturating_sub(self.width));
         let body = if color {
             let code = match self.kind {
                 Kind::Text => "\x1b[1;33m",
@@ -92,7 +97,7 @@ pub fn table(names: &[String], rows: &[Vec<Cell>], color: bool) -> String {
         .map(|(i, name)| {
             rows.iter()
                 .filter_map(|r| r.get(i))
-                .map(|c| c.text.width())
+                .map(|c| c.width)
                 .chain(std::iter::once(name.width()))
                 .max()
                 .unwrap_or(0)
@@ -121,12 +126,7 @@ pub fn table(names: &[String], rows: &[Vec<Cell>], color: bool) -> String {
 /// A page of rows as EXPAND ON prints them: `@ Row n` blocks.
 pub fn expanded(names: &[String], rows: &[Vec<Cell>], color: bool, first_row: usize) -> String {
     let name_width = names.iter().map(|n| n.width()).max().unwrap_or(0);
-    let value_width = rows
-        .iter()
-        .flatten()
-        .map(|c| c.text.width())
-        .max()
-        .unwrap_or(0);
+    let value_width = rows.iter().flatten().map(|c| c.width).max().unwrap_or(0);
     let mut out = String::new();
     for (i, row) in rows.iter().enumerate() {
         let _ = writeln!(out, "\n@ Row {}", first_row + i);
@@ -148,6 +148,63 @@ pub fn expanded(names: &[String], rows: &[Vec<Cell>], color: bool, first_row: us
     out
 }
 
+/// Text as cqlsh shows it: backslashes doubled, control characters as
+/// Python writes them (`\n`, `\x01`, `\xa0`).
+pub fn escaped_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{a0}' => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The width cqlsh counts for a value when it sizes columns: a
+/// collection's is its parts' plus 2 per element (4 per map entry or UDT
+/// field), so an empty collection counts 0 where it prints 2 characters
+/// (cqlsh's arithmetic, kept so columns line up as cqlsh lines them up).
+pub fn cqlsh_width(value: &CqlValue, nested: bool) -> usize {
+    let of = |v: &Option<CqlValue>| v.as_ref().map_or(4, |v| cqlsh_width(v, true));
+    match value {
+        CqlValue::List(items) | CqlValue::Set(items) | CqlValue::Vector(items) => {
+            2 * items.len() + items.iter().map(|v| cqlsh_width(v, true)).sum::<usize>()
+        }
+        CqlValue::Tuple(items) => 2 * items.len() + items.iter().map(of).sum::<usize>(),
+        CqlValue::Map(entries) => {
+            4 * entries.len()
+                + entries
+                    .iter()
+                    .map(|(k, v)| cqlsh_width(k, true) + cqlsh_width(v, true))
+                    .sum::<usize>()
+        }
+        CqlValue::UserDefinedType { fields, .. } => {
+            4 * fields.len()
+                + fields
+                    .iter()
+                    .map(|(name, v)| escaped_text(name).width() + of(v))
+                    .sum::<usize>()
+        }
+        other => value_text(other, nested).width(),
+    }
+}
+
+/// A value as DESCRIBE prints it: text as it is (statements span lines),
+/// anything else as [`value_text`].
+pub fn described_text(value: &CqlValue) -> String {
+    match value {
+        CqlValue::Text(s) | CqlValue::Ascii(s) => s.clone(),
+        other => value_text(other, false),
+    }
+}
+
 /// A value as cqlsh prints it; inside a collection, strings are quoted.
 pub fn value_text(value: &CqlValue, nested: bool) -> String {
     let quoted = |s: &str| {
@@ -159,7 +216,7 @@ pub fn value_text(value: &CqlValue, nested: bool) -> String {
     };
     let join = |items: &mut dyn Iterator<Item = String>| items.collect::<Vec<_>>().join(", ");
     match value {
-        CqlValue::Text(s) | CqlValue::Ascii(s) => quoted(s),
+        CqlValue::Text(s) | CqlValue::Ascii(s) => quoted(&escaped_text(s)),
         CqlValue::Boolean(b) => if *b { "True" } else { "False" }.to_owned(),
         CqlValue::Blob(bytes) => {
             let mut hex = String::with_capacity(2 + bytes.len() * 2);
@@ -278,15 +335,27 @@ pub fn float_text(value: f64, precision: usize) -> String {
     }
 }
 
-/// An unscaled integer and a scale as a decimal number (`12345`, 2 → `123.45`).
+/// An unscaled integer and a scale as Python's `Decimal` prints it (what
+/// cqlsh shows): `12345`, 2 → `123.45`; scientific when the scale is
+/// negative or the exponent below -6 (`1E+10`, `1E-8`).
 fn decimal_text(unscaled: &str, scale: i32) -> String {
     let (sign, digits) = match unscaled.strip_prefix('-') {
         Some(rest) => ("-", rest),
         None => ("", unscaled),
     };
-    if scale <= 0 {
-        let zeros = "0".repeat(scale.unsigned_abs() as usize);
-        return format!("{sign}{digits}{zeros}");
+    let adjusted = digits.len() as i64 - 1 - i64::from(scale);
+    if scale < 0 || adjusted < -6 {
+        let (first, rest) = digits.split_at(1.min(digits.len()));
+        let fraction = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
+        let exponent_sign = if adjusted >= 0 { "+" } else { "" };
+        return format!("{sign}{first}{fraction}E{exponent_sign}{adjusted}");
+    }
+    if scale == 0 {
+        return format!("{sign}{digits}");
     }
     let scale = scale as usize;
     let padded = format!("{digits:0>width$}", width = scale + 1);
@@ -294,12 +363,57 @@ fn decimal_text(unscaled: &str, scale: i32) -> String {
     format!("{sign}{whole}.{fraction}")
 }
 
-/// Milliseconds since the epoch as cqlsh prints a timestamp (UTC).
+/// Milliseconds since the epoch as cqlsh prints a timestamp (UTC): it
+/// divides by 1000.0 into a float of seconds and Python's `timedelta`
+/// rounds that float to the nearest microsecond, so far from 1970 the
+/// microseconds show the float's error (`23:59:59.998993` for `.999` in
+/// 9999); the same arithmetic here, exactly.
 pub fn timestamp_text(millis: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
+    let micros = float_seconds_micros(millis as f64 / 1000.0);
+    chrono::DateTime::from_timestamp_micros(micros).map_or_else(
         || millis.to_string(),
         |t| t.format("%Y-%m-%d %H:%M:%S%.6f+0000").to_string(),
     )
+}
+
+/// A float of seconds in whole microseconds, rounded half to even from the
+/// float's exact value (as CPython's `timedelta(seconds=x)` does).
+fn float_seconds_micros(seconds: f64) -> i64 {
+    if !seconds.is_finite() {
+        return 0;
+    }
+    // seconds = mantissa × 2^exponent exactly.
+    let bits = seconds.to_bits();
+    let negative = bits >> 63 == 1;
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (mantissa, exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u64 << 52), biased - 1075)
+    };
+    let scaled = i128::from(mantissa) * 1_000_000;
+    let micros = if exponent >= 0 {
+        scaled.checked_shl(exponent as u32).unwrap_or(i128::MAX)
+    } else if exponent <= -127 {
+        0
+    } else {
+        let shift = (-exponent) as u32;
+        let whole = scaled >> shift;
+        let rest = scaled - (whole << shift);
+        let half = 1i128 << (shift - 1);
+        if rest > half || (rest == half && whole % 2 == 1) {
+            whole + 1
+        } else {
+            whole
+        }
+    };
+    let micros = i64::try_from(micros).unwrap_or(i64::MAX);
+    if negative {
+        -micros
+    } else {
+        micros
+    }
 }
 
 /// A CQL `date` (days since the epoch, offset by 2^31).
@@ -368,6 +482,22 @@ mod tests {
         assert_eq!(cqlsh_float_text(-0.05, 5), "-0.05");
         assert_eq!(cqlsh_float_text(1234567.0, 5), "1.2346e+06");
         assert_eq!(cqlsh_float_text(0.0, 5), "0");
+        assert_eq!(
+            timestamp_text(253_402_300_799_999),
+            "9999-12-31 23:59:59.998993+0000"
+        );
+        assert_eq!(timestamp_text(-1), "1969-12-31 23:59:59.999000+0000");
+        assert_eq!(
+            timestamp_text(1_704_164_645_678),
+            "2024-01-02 03:04:05.678000+0000"
+        );
+        assert_eq!(decimal_text("1", -10), "1E+10");
+        assert_eq!(decimal_text("1", 8), "1E-8");
+        assert_eq!(decimal_text("-15", 10), "-1.5E-9");
+        assert_eq!(decimal_text("12345", 2), "123.45");
+        assert_eq!(decimal_text("5", 0), "5");
+        assert_eq!(decimal_text("1", 6), "0.000001");
+        assert_eq!(escaped_text("a\\b\nc\u{1}\u{a0}é"), "a\\\\b\\nc\\x01\\xa0é");
         assert_eq!(float_text(1.5, 5), "1.5");
         assert_eq!(float_text(1.234567, 5), "1.2346");
         assert_eq!(float_text(0.1 + 0.2, 12), "0.3");
@@ -405,7 +535,11 @@ mod tests {
         assert_eq!(duration_text(0, -2, 0), "-2d");
         assert_eq!(decimal_text("12345", 2), "123.45");
         assert_eq!(decimal_text("-5", 3), "-0.005");
-        assert_eq!(decimal_text("7", -2), "700");
+        assert_eq!(
+            decimal_text("7", -2),
+            "7E+2",
+            "as Python's Decimal prints it"
+        );
     }
 
     #[test]

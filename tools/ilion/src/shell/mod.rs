@@ -471,10 +471,12 @@ impl Shell {
         let coordinator = info.coordinator.map(|c| c.to_string()).unwrap_or_default();
         let started_ms = info.started_at.map_or(0, |t| t.0);
         let text_cell = |text: String| Cell {
+            width: unicode_width::UnicodeWidthStr::width(text.as_str()),
             text,
             kind: format::Kind::Text,
         };
         let number_cell = |n: i64| Cell {
+            width: n.to_string().len(),
             text: n.to_string(),
             kind: format::Kind::Number,
         };
@@ -595,7 +597,7 @@ impl Shell {
                                 .map(|(name, value)| {
                                     let text = value
                                         .as_ref()
-                                        .map(|v| format::value_text(v, false))
+                                        .map(format::described_text)
                                         .unwrap_or_default();
                                     (name.clone(), text)
                                 })
@@ -605,7 +607,7 @@ impl Shell {
                     }
                     if let Some(i) = describe_column {
                         if let Some(Some(value)) = row.columns.get(i) {
-                            describe.push(format::value_text(value, false));
+                            describe.push(format::described_text(value));
                         }
                         continue;
                     }
