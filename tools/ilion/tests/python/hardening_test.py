@@ -307,12 +307,17 @@ def login_timing(hosts, port):
             expect(any(isinstance(c, AuthenticationFailed) for c in causes), f"{causes}")
         return time.perf_counter() - started
 
-    known = [attempt("known") for _ in range(7)]
-    unknown = [attempt("nobody_" + str(i)) for i in range(7)]
+    # Interleaved, so a busy machine (CI runs many tests at once) slows
+    # both kinds alike.
+    known, unknown = [], []
+    for i in range(9):
+        known.append(attempt("known"))
+        unknown.append(attempt("nobody_" + str(i)))
     known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
     print(f"login_timing: known role {known_ms:.1f} ms, unknown role {unknown_ms:.1f} ms")
-    # Before, an unknown role was refused a thousand times faster.
-    expect(unknown_ms > 0.5 * known_ms and unknown_ms < 2.0 * known_ms,
+    # Before, an unknown role was refused a thousand times faster; within 3x
+    # either way tells nothing a busy machine's noise does not.
+    expect(unknown_ms > known_ms / 3 and unknown_ms < 3 * known_ms,
            f"an unknown role must take as long as a wrong password: {unknown_ms:.1f} vs {known_ms:.1f} ms")
 
 
