@@ -643,8 +643,9 @@ fn run_and_encode(
     let trace = (asked || sampled)
         .then(|| trace_start(session, &request, prepared.as_deref()))
         .flatten();
+    // Ends the trace even if the statement panics (see `Tracing`).
+    let _tracing = trace.as_ref().map(|_| replication::trace::begin());
     if let Some(start) = &trace {
-        replication::trace::begin();
         replication::trace::event(|| match &request {
             Request::Query { query, .. } => format!("Parsing {query}"),
             Request::Batch(batch) => {

@@ -88,10 +88,25 @@ fn start(id: Option<u64>) {
     });
 }
 
+/// Held while a request is traced: dropped without [`finish`] (a panic
+/// unwinding through the request), it ends the trace, so the thread's next
+/// request is not traced and the trace's inbox is given back.
+#[must_use = "the trace ends when this is dropped"]
+pub struct Tracing(());
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        let left = CURRENT.with(|current| current.borrow_mut().take());
+        if let Some(id) = left.and_then(|c| c.id) {
+            inboxes().lock().remove(&id);
+        }
+    }
+}
+
 /// Starts tracing the request about to run on this thread (any earlier
 /// trace left behind is dropped); replicas' steps for it are kept until
 /// [`finish`].
-pub fn begin() {
+pub fn begin() -> Tracing {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut inboxes = inboxes().lock();
@@ -107,11 +122,13 @@ pub fn begin() {
     }
     drop(inboxes);
     start(awaited.then_some(id));
+    Tracing(())
 }
 
 /// Starts gathering a replica's steps for the coordinator's trace `id`.
-pub fn begin_replica(id: u64) {
+pub fn begin_replica(id: u64) -> Tracing {
     start(Some(id));
+    Tracing(())
 }
 
 /// Whether the request running on this thread is traced.
@@ -280,7 +297,7 @@ mod tests {
         assert!(!called, "an untraced request builds no event text");
         assert!(finish().is_none());
 
-        begin();
+        let _tracing = begin();
         assert!(active());
         event(|| "first".into());
         for n in 0..2 * TRACE_EVENTS_MAX {
@@ -300,17 +317,39 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_abandoned_by_a_panic_ends_with_it() {
+        let _ = finish();
+        let unwound = std::panic::catch_unwind(|| {
+            let _tracing = begin();
+            event(|| "before the panic".into());
+            let id = current_id();
+            assert!(id.is_some());
+            std::panic::panic_any(id)
+        });
+        let id = unwound
+            .err()
+            .and_then(|payload| payload.downcast::<Option<u64>>().ok())
+            .and_then(|id| *id);
+        assert!(!active(), "the thread's next request is not traced");
+        assert_eq!(current_id(), None);
+        assert!(
+            id.is_some_and(|id| !inboxes().lock().contains_key(&id)),
+            "inbox given back"
+        );
+    }
+
+    #[test]
     fn replicas_steps_join_the_trace_they_belong_to() {
         let _ = finish();
         assert_eq!(current_id(), None, "no trace, no id to send");
-        begin();
+        let _tracing = begin();
         event(|| "coordinator step".into());
         let Some(id) = current_id() else {
             panic!("a coordinator's trace has an id for its replicas");
         };
         // On the replica (another thread in a real node).
         let steps = std::thread::spawn(move || {
-            begin_replica(id);
+            let _tracing = begin_replica(id);
             assert_eq!(current_id(), Some(id));
             event(|| "replica step".into());
             finish_replica()
