@@ -281,12 +281,18 @@ impl NodeDir<'_> {
         }
         // Another process on this node's address (an old node of a
         // cluster whose directory is gone, say) would answer for it.
+        // A node of this directory killed a moment ago may still be closing
+        // its sockets: give it two seconds before calling the port taken.
         for port in [self.ports.native, self.ports.storage, self.ports.metrics] {
             let addr = SocketAddr::new(self.spec.address, port);
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                bail!(
-                    "{addr} is already in use by another process; is a node of another cluster still running there?"
-                );
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                if Instant::now() >= deadline {
+                    bail!(
+                        "{addr} is already in use by another process; is a node of another cluster still running there?"
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
         let log = std::fs::OpenOptions::new()
@@ -345,12 +351,19 @@ impl NodeDir<'_> {
                     Some('Z' | 'X')
                 ),
             };
-            if exited {
+            // A zombie leader may still have threads exiting, holding the
+            // sockets: done only when its task list holds nothing else.
+            if exited && Self::threads_left(pid) <= 1 {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         false
+    }
+
+    /// Threads process `pid` still has (0 once it is gone).
+    fn threads_left(pid: i32) -> usize {
+        std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |tasks| tasks.count())
     }
 
     fn log_tail(&self, lines: usize) -> String {
