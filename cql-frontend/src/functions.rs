@@ -348,8 +348,9 @@ impl CollectionFunction {
     }
 }
 
-/// The fixed-width numbers `collection_sum` and `collection_avg` take.
-fn numeric_fixed(ty: &CqlType) -> bool {
+/// The fixed-width numbers the math functions, `collection_sum` and
+/// `collection_avg` take.
+pub(crate) fn numeric_fixed(ty: &CqlType) -> bool {
     matches!(
         ty,
         CqlType::TinyInt

@@ -469,15 +469,7 @@ fn catalog_value(
         let [arg] = args else {
             return Err(arity(1, 1));
         };
-        if !matches!(
-            ty.unfrozen(),
-            CqlType::TinyInt
-                | CqlType::SmallInt
-                | CqlType::Int
-                | CqlType::BigInt
-                | CqlType::Float
-                | CqlType::Double
-        ) {
+        if !crate::functions::numeric_fixed(ty.unfrozen()) {
             return Err(invalid(format!(
                 "Type error: system.{name} gives tinyint, smallint, int, bigint, float or double, not {ty} (the type of {column})"
             )));

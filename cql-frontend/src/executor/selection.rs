@@ -12,8 +12,8 @@ use crate::types::CqlType;
 use super::aggregate::{is_numeric, AggregateKind};
 use super::invalid;
 use crate::functions::{
-    apply_scalar, castable, ClockFunction, CollectionFunction, MaskFunction, MathFunction,
-    ScalarFunction,
+    apply_scalar, castable, numeric_fixed, ClockFunction, CollectionFunction, MaskFunction,
+    MathFunction, ScalarFunction,
 };
 
 /// A selected output.
@@ -375,9 +375,7 @@ fn call(
         }
         (function, ty)
     } else if let Some(math) = math {
-        let fixed_number = is_numeric(&from)
-            && !matches!(from, CqlType::VarInt | CqlType::Decimal | CqlType::Counter);
-        if !fixed_number {
+        if !numeric_fixed(&from) {
             return Err(type_error());
         }
         (ScalarFunction::Math(math), from.clone())

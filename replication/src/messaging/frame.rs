@@ -321,9 +321,11 @@ fn write_steps(steps: &ReplicaSteps, body: &mut Writer) {
     let micros = |d: std::time::Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     body.fixed_i64(steps.trace as i64);
     body.varint(micros(steps.took));
-    let events = &steps.events[..steps.events.len().min(TRACE_EVENTS_MAX)];
-    body.varint(events.len() as u64);
-    for (activity, since_start, thread) in events {
+    // The gathering keeps at most TRACE_EVENTS_MAX, its last step naming
+    // the limit (see `trace::event`); the reader refuses more.
+    debug_assert!(steps.events.len() <= TRACE_EVENTS_MAX);
+    body.varint(steps.events.len() as u64);
+    for (activity, since_start, thread) in &steps.events {
         body.bytes(activity.as_bytes());
         body.varint(micros(*since_start));
         body.bytes(thread.as_bytes());

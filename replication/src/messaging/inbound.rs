@@ -55,8 +55,11 @@ impl ReplicaHandler {
     /// Does one request; a traced one also gives the steps it took.
     pub fn handle(&self, verb: Verb, trace: Option<u64>) -> (Reply, Option<ReplicaSteps>) {
         // Ends the gathering even if the work panics (see `Tracing`).
-        let _tracing = trace.map(crate::trace::begin_replica);
-        crate::trace::event(|| format!("{} message received", verb_name(&verb)));
+        let _tracing = trace.map(|id| {
+            let tracing = crate::trace::begin_replica(id);
+            crate::trace::event(|| format!("{} message received", verb_name(&verb)));
+            tracing
+        });
         let reply = match self.try_handle(verb) {
             Ok(reply) => reply,
             Err(reason) => {
